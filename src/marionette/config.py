@@ -62,3 +62,17 @@ def to_dict(config: Any) -> dict[str, Any]:
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a config dataclass from `to_dict` output; unknown keys are errors."""
     return override(cls(), {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def describe(cls: type) -> str:
+    """One line per field of a config dataclass: `name = default  comment`, for --help texts.
+    The comment is the field's own one-line comment in the source (defaults live in one place)."""
+    import inspect
+    import re
+
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+):.*?#\s*(.*)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2)
+    return "\n".join(f"  {f.name} = {f.default!r}  {comments.get(f.name, '')}" for f in dataclasses.fields(cls))

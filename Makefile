@@ -1,0 +1,30 @@
+# Set-up and the two jobs of the README. `make demo` and `make test` each install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel first, so that pip never pulls a CUDA build (override on a GPU machine).
+TORCH_SPEC ?= torch==2.13.0
+OUT ?= out/demo
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: install
+	$(VENV)/bin/marionette preprocess assets/videos $(OUT)/dataset
+	$(VENV)/bin/marionette landmarks assets/faces/02_grace_hopper.jpg --out $(OUT)/landmarks.png
+
+test: install
+	$(PY) -m pytest -q
+
+bench: install
+	$(VENV)/bin/marionette bench all
+
+clean:
+	rm -rf $(VENV) out

@@ -1,0 +1,107 @@
+"""`marionette bench`: throughput of the data layer on this machine, printed as markdown tables.
+
+Timings belong here, not in tests. Figures depend on the machine; the table names it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from torch.utils.data import DataLoader
+
+from marionette.data.config import EpisodeConfig, PreprocessConfig
+from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset
+from marionette.data.preprocess import preprocess
+from marionette.landmarks.mesh import FaceMesh
+from marionette.media import iter_video, probe_video
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED_VIDEO = REPO.parent / "shared" / "data" / "videos" / "lp_d0.mp4"
+ASSET_VIDEOS = REPO / "assets" / "videos"
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def _rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:.1f}"
+
+
+def bench_preprocess(video: Path, workers: int, copies: int = 6) -> list[tuple[str, str]]:
+    """Frames/s of decoding alone, decoding + face mesh tracking, and the whole dataset builder
+    (`copies` copies of the video, so that every worker is busy)."""
+    info = probe_video(video)
+    rows = []
+    start = time.perf_counter()
+    n = sum(1 for _ in iter_video(video))
+    rows.append(("decode only (1 process)", _rate(n, time.perf_counter() - start)))
+    with FaceMesh(video=True, max_faces=PreprocessConfig.max_faces) as mesh:
+        start = time.perf_counter()
+        for frame in iter_video(video):
+            mesh.detect(frame)
+        rows.append(("decode + face mesh tracking (1 process)", _rate(n, time.perf_counter() - start)))
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        for i in range(copies):
+            (src / f"copy{i}{video.suffix}").symlink_to(video.resolve())
+        for w in sorted({1, workers}):
+            start = time.perf_counter()
+            preprocess(src, Path(tmp) / f"out{w}", PreprocessConfig(), workers=w, progress=False)
+            rows.append((f"`marionette preprocess`, {w} worker(s), {copies} clips",
+                         _rate(n * copies, time.perf_counter() - start)))
+    return [(f"{name} — {info.width}x{info.height} video, {n} frames", rate) for name, rate in rows]
+
+
+def bench_episodes(workers_list: list[int], episodes: int, k: int = 8) -> list[tuple[str, str]]:
+    """Episodes/s (K targets + driver, 256 px, landmark images rendered) from a dataset built from
+    the bundled clips, batches of 8, after one warm-up batch."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        preprocess(ASSET_VIDEOS, Path(tmp), PreprocessConfig(), workers=2, progress=False)
+        config = EpisodeConfig(k_min=k, k_max=k)
+        dataset = EpisodeDataset(tmp, "all", config)
+        for workers in workers_list:
+            batches = _endless(EpisodeBatchSampler(len(dataset), 8, config))
+            loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers)
+            it = iter(loader)
+            next(it)  # warm-up: worker start-up, first file opens
+            start, n = time.perf_counter(), 0
+            while n < episodes:
+                n += len(next(it).target_clip)
+            rows.append((f"episodes K={k}, 256 px, {workers} DataLoader workers", _rate(n, time.perf_counter() - start)))
+            del it
+    return rows
+
+
+def _endless(sampler: EpisodeBatchSampler) -> Iterator[list[tuple[int, int, int]]]:
+    """Batches from every epoch in turn, without end."""
+    for epoch in itertools.count():
+        sampler.set_epoch(epoch)
+        yield from sampler
+
+
+def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200) -> None:
+    rows = []
+    if what in ("preprocess", "all"):
+        path = Path(video) if video else (SHARED_VIDEO if SHARED_VIDEO.is_file() else next(ASSET_VIDEOS.glob("*.mp4")))
+        rows += [(name, rate, "frames/s") for name, rate in bench_preprocess(path, max(max(workers), 1))]
+    if what in ("episodes", "all"):
+        rows += [(name, rate, "episodes/s") for name, rate in bench_episodes(list(workers), episodes)]
+    print(f"\nmachine: {machine()}\n")
+    print("| what | throughput | unit |\n|---|---:|---|")
+    for name, rate, unit in rows:
+        print(f"| {name} | {rate} | {unit} |")

@@ -1,0 +1,102 @@
+"""The `marionette` command line: thin entry points over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from marionette import __version__
+from marionette.config import describe, override
+from marionette.data.config import PreprocessConfig
+from marionette.errors import InputError
+
+
+def _landmarks(args: argparse.Namespace) -> None:
+    from marionette.landmarks.preview import landmark_report
+
+    report = landmark_report(Path(args.image), face_index=args.face, size=args.size, preview=args.out)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        yaw, pitch, roll = (report["pose"][k] for k in ("yaw", "pitch", "roll"))
+        print(f"{args.image}: face {report['face_width']:.0f} px wide; yaw {yaw:.1f}, pitch {pitch:.1f}, "
+              f"roll {roll:.1f} deg" + (f"; preview written to {args.out}" if args.out else ""))
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from marionette.data.preprocess import preprocess
+
+    try:
+        config = override(PreprocessConfig(), args.set)
+    except ValueError as e:
+        raise InputError(f"--set: {e}") from None
+    manifest, failures = preprocess(Path(args.src), Path(args.out), config, workers=args.workers,
+                                    retry_failed=args.retry_failed, progress=not args.quiet)
+    splits = {s: len(manifest.split(s)) for s in ("train", "val", "test")}
+    frames = sum(c.info.frames for c in manifest.clips)
+    print(f"{args.out}: {len(manifest.clips)} clips, {frames} frames (train {splits['train']}, "
+          f"val {splits['val']}, test {splits['test']} clips); {len(failures)} skipped")
+    for clip_id, reason in sorted(failures.items()):
+        print(f"  skipped {clip_id}: {reason}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from marionette import bench
+
+    bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="marionette", description="Few-shot face reenactment (MarioNETte).",
+                                     formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"marionette {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("landmarks", formatter_class=fmt,
+                       help="show what the system sees in one image: 68 3D points, pose, crop preview")
+    p.add_argument("image", help="a photo, painting or illustration with a face")
+    p.add_argument("--out", help="write a preview PNG: the crop with landmarks beside the landmark image")
+    p.add_argument("--json", action="store_true", help="print the 68 points (x, y, z in image pixels) and pose as JSON")
+    p.add_argument("--face", type=int, default=0, help="which face, by size (0 = largest)")
+    p.add_argument("--size", type=int, default=PreprocessConfig.size, help="crop size of the preview, pixels")
+    p.set_defaults(func=_landmarks)
+
+    p = sub.add_parser("preprocess", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="build a dataset of face crops and 3D landmarks from a tree of videos",
+                       epilog="settings (--set key=value):\n" + describe(PreprocessConfig))
+    p.add_argument("src", help="folder of videos (mp4, avi, mov, mkv, webm) and image-sequence folders")
+    p.add_argument("out", help="dataset folder (created; a rerun resumes)")
+    p.add_argument("--workers", type=int, default=2, help="parallel worker processes (default: 2)")
+    p.add_argument("--retry-failed", action="store_true", help="retry clips listed in failures.jsonl")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings listed below")
+    p.set_defaults(func=_preprocess)
+
+    p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing and episode-loading throughput")
+    p.add_argument("what", choices=["preprocess", "episodes", "all"], help="which benchmark")
+    p.add_argument("--video", default=None, help="video for the preprocessing benchmark "
+                   "(default: ../shared/data/videos/lp_d0.mp4 if present, else a bundled clip)")
+    p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to measure")
+    p.add_argument("--episodes", type=int, default=200, help="episodes timed per setting")
+    p.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except InputError as e:
+        print(f"marionette: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("marionette: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

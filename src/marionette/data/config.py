@@ -1,0 +1,31 @@
+"""Data configuration: how videos become a dataset, and how episodes are drawn from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    size: int = 256  # side of the square face crop, pixels
+    crop_scale: float = 1.8  # crop side / larger extent of the face mesh (loose: hair and chin inside)
+    crop_shift: float = -0.1  # vertical crop-centre shift / mesh extent (negative = up, towards hair)
+    smooth_sigma: float = 4.0  # temporal Gaussian smoothing of crop boxes, frames (0 = per-frame crops)
+    max_frames: int = 32  # frames kept per clip, evenly spaced over the clip
+    min_face: int = 48  # smallest accepted face (mesh width), source pixels
+    min_face_fraction: float = 0.5  # a clip needs a face in at least this fraction of its frames
+    max_faces: int = 2  # faces tracked per frame; the largest is kept
+    jpeg_quality: int = 95  # stored crops are JPEG at this quality
+    identity_level: int = 0  # path component under SRC_DIR naming the identity (VoxCeleb: id/video/clip)
+    val_fraction: float = 0.1  # identities held out for validation
+    test_fraction: float = 0.1  # identities held out for testing
+    split_seed: int = 0  # seed of the identity split
+
+
+@dataclass(frozen=True)
+class EpisodeConfig:
+    k_min: int = 1  # fewest targets in an episode (K is drawn per batch in [k_min, k_max])
+    k_max: int = 8  # most targets in an episode; clips need k_max + 1 frames
+    flip: bool = True  # mirror a whole episode with probability 1/2 (training augmentation)
+    cross_identity: bool = False  # driver from a clip of another identity (evaluation; no ground truth)
+    seed: int = 0  # seed of frame choice, flips and driver choice

@@ -1,0 +1,148 @@
+"""Episodes for meta-training and evaluation: K target frames and one driver frame.
+
+Paper (Training): an episode takes K targets and a driver from one video, so the driver frame is
+the ground truth. K is fixed within a batch (any K in [k_min, k_max]): `EpisodeBatchSampler` draws
+it per batch and hands the dataset (index, K, episode seed) keys. A cross-identity mode (targets of
+one identity, driver from another identity's clip) serves evaluation. Landmark images are rendered
+at load time from the stored 3D landmarks, after the (episode-wide) flip.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from marionette.data.config import EpisodeConfig
+from marionette.data.manifest import ClipEntry, Manifest, clip_path
+from marionette.data.store import ClipReader
+from marionette.errors import InputError
+from marionette.landmarks.layout import IBUG68_MIRROR
+from marionette.landmarks.render import render_landmarks
+
+
+class Episode(NamedTuple):
+    """One episode (batched by the DataLoader: a leading B on every tensor). Pixels in [-1, 1]."""
+
+    target_images: torch.Tensor  # (K, 3, S, S)
+    target_landmark_images: torch.Tensor  # (K, 3, S, S)
+    target_landmarks: torch.Tensor  # (K, 68, 3) crop pixels
+    driver_image: torch.Tensor  # (3, S, S): the ground truth in self mode
+    driver_landmark_image: torch.Tensor  # (3, S, S)
+    driver_landmarks: torch.Tensor  # (68, 3) crop pixels
+    target_clip: str
+    driver_clip: str
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).movedim(-1, -3).float().div(127.5).sub(1.0)
+
+
+def flip_landmarks(points: np.ndarray, size: int) -> np.ndarray:
+    """Mirror (..., 68, 3) crop-pixel landmarks horizontally, relabelling left and right."""
+    out = points[..., IBUG68_MIRROR, :].copy()
+    out[..., 0] = size - 1 - out[..., 0]
+    return out
+
+
+class EpisodeDataset(Dataset):
+    """Episodes from one split of a preprocessed dataset.
+
+    Keys: an int i (K = k_max, seed from i) or a tuple (i, K, episode_seed) from the batch sampler.
+    Item i is the i-th usable clip of the split (the targets' clip). Deterministic in (seed, key).
+    """
+
+    def __init__(self, root: str | Path, split: str, config: EpisodeConfig = EpisodeConfig()):
+        self.root = Path(root)
+        self.config = config
+        manifest = Manifest.load(self.root)
+        if not 1 <= config.k_min <= config.k_max <= 8:
+            raise ValueError(f"need 1 <= k_min <= k_max <= 8, got {config.k_min}, {config.k_max}")
+        need = config.k_max if config.cross_identity else config.k_max + 1
+        clips = manifest.split(split)
+        self.clips: list[ClipEntry] = [c for c in clips if c.info.frames >= need]
+        self.skipped = len(clips) - len(self.clips)  # clips too short for k_max (+ 1) frames
+        if not self.clips:
+            raise InputError(f"{self.root}: no clip in split {split!r} has the {need} frames an episode needs")
+        self.size = manifest.config.size
+        if config.cross_identity and len({c.info.identity for c in self.clips}) < 2:
+            raise InputError(f"{self.root}: cross-identity episodes need two identities in split {split!r}")
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @functools.lru_cache(maxsize=256)  # per worker process: small arrays of recently used clips
+    def _reader(self, clip_id: str) -> ClipReader:
+        return ClipReader(clip_path(self.root, clip_id))
+
+    def __getitem__(self, key: int | tuple[int, int, int]) -> Episode:
+        index, k, episode_seed = (key, self.config.k_max, key) if isinstance(key, int) else key
+        rng = np.random.default_rng([self.config.seed, index, episode_seed])
+        target = self.clips[index]
+        reader = self._reader(target.info.clip_id)
+        if self.config.cross_identity:
+            others = [c for c in self.clips if c.info.identity != target.info.identity]
+            driver = others[rng.integers(len(others))]
+            driver_reader = self._reader(driver.info.clip_id)
+            target_idx = rng.choice(len(reader), size=k, replace=False)
+            driver_idx = rng.integers(len(driver_reader))
+        else:
+            driver, driver_reader = target, reader
+            picked = rng.choice(len(reader), size=k + 1, replace=False)
+            target_idx, driver_idx = picked[:k], picked[k]
+        target_images = reader.images(target_idx)  # (K, S, S, 3) uint8
+        driver_image = driver_reader.images([driver_idx])[0]  # (S, S, 3)
+        target_lmk = reader.ibug68[target_idx]  # (K, 68, 3)
+        driver_lmk = driver_reader.ibug68[driver_idx]  # (68, 3)
+        if self.config.flip and rng.random() < 0.5:
+            target_images, driver_image = target_images[:, :, ::-1], driver_image[:, ::-1]
+            target_lmk, driver_lmk = flip_landmarks(target_lmk, self.size), flip_landmarks(driver_lmk, self.size)
+        target_r = np.stack([render_landmarks(p, self.size) for p in target_lmk])  # (K, S, S, 3)
+        driver_r = render_landmarks(driver_lmk, self.size)  # (S, S, 3)
+        return Episode(
+            to_tensor(target_images), to_tensor(target_r), torch.from_numpy(np.ascontiguousarray(target_lmk)),
+            to_tensor(driver_image), to_tensor(driver_r), torch.from_numpy(np.ascontiguousarray(driver_lmk)),
+            target.info.clip_id, driver.info.clip_id,
+        )
+
+
+class EpisodeBatchSampler(Sampler[list[tuple[int, int, int]]]):
+    """Batches of (index, K, episode_seed) keys with one K per batch, drawn in [k_min, k_max].
+
+    Shuffled per epoch (call `set_epoch`); with `num_replicas` > 1 each rank takes its own share
+    (the same K sequence on every rank, so DDP ranks stay in step)."""
+
+    def __init__(self, dataset_len: int, batch_size: int, config: EpisodeConfig, shuffle: bool = True,
+                 drop_last: bool = False, num_replicas: int = 1, rank: int = 0):
+        self.dataset_len, self.batch_size, self.config = dataset_len, batch_size, config
+        self.shuffle, self.drop_last = shuffle, drop_last
+        self.num_replicas, self.rank = num_replicas, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _indices(self) -> np.ndarray:
+        rng = np.random.default_rng([self.config.seed, self.epoch])
+        order = rng.permutation(self.dataset_len) if self.shuffle else np.arange(self.dataset_len)
+        per_rank = -(-len(order) // self.num_replicas)
+        order = np.resize(order, per_rank * self.num_replicas)  # pad by wrapping so ranks get equal shares
+        return order[self.rank :: self.num_replicas]
+
+    def __len__(self) -> int:
+        n = -(-self.dataset_len // self.num_replicas)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        indices = self._indices()
+        k_rng = np.random.default_rng([self.config.seed, self.epoch, 1])
+        for b in range(len(self)):
+            chunk = indices[b * self.batch_size : (b + 1) * self.batch_size]
+            k = int(k_rng.integers(self.config.k_min, self.config.k_max + 1))
+            yield [(int(i), k, self.epoch * self.dataset_len + int(i)) for i in chunk]

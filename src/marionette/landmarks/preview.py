@@ -1,0 +1,38 @@
+"""What the system sees in one image: the 68 3D points, the head pose, and a crop preview."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from marionette.data.config import PreprocessConfig
+from marionette.landmarks.crop import crop_image, head_box
+from marionette.landmarks.mesh import detect_face
+from marionette.landmarks.pose import head_pose
+from marionette.landmarks.render import draw_points, render_landmarks
+from marionette.media import load_image, save_image
+
+
+def landmark_report(path: Path, face_index: int = 0, size: int = 256, preview: str | Path | None = None,
+                    config: PreprocessConfig = PreprocessConfig()) -> dict[str, Any]:
+    """Detect one face; return its 68 points (image pixels), pose and crop box as a JSON-ready dict.
+    With `preview`, write the crop with the points drawn beside the rendered landmark image."""
+    image = load_image(path)
+    face = detect_face(image, path, face_index)
+    points = face.ibug68  # (68, 3) image pixels
+    yaw, pitch, roll = head_pose(points).tolist()
+    box = head_box(face.mesh, config.crop_scale, config.crop_shift)
+    if preview:
+        crop_points = box.to_crop(points, size)
+        left = draw_points(crop_image(image, box, size), crop_points)
+        save_image(preview, np.concatenate([left, render_landmarks(crop_points, size)], axis=1))
+    return {
+        "image": str(path),
+        "size": [int(image.shape[1]), int(image.shape[0])],
+        "face_width": round(face.width, 1),
+        "points68": np.round(points, 2).tolist(),
+        "pose": {"yaw": round(yaw, 2), "pitch": round(pitch, 2), "roll": round(roll, 2)},
+        "crop": {"cx": round(box.cx, 2), "cy": round(box.cy, 2), "side": round(box.side, 2)},
+    }
