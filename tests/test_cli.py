@@ -1,0 +1,59 @@
+"""The command line: documented options, JSON output, previews, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marionette.cli import build_parser, main
+from marionette.media import load_image
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+@pytest.mark.parametrize("command", ["landmarks", "preprocess", "bench"])
+def test_help_documents_every_option(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    sub = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    for action in sub._actions:
+        for flag in action.option_strings:
+            assert flag in text
+        assert action.help, f"{command}: option {action.dest} has no help"
+    if command == "preprocess":  # every dataset setting, with its default
+        assert "max_frames = 32" in text and "identity_level = 0" in text
+
+
+def test_landmarks_json_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "preview.png"
+    assert main(["landmarks", str(ASSETS / "faces" / "02_grace_hopper.jpg"), "--json", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    points = np.array(report["points68"])
+    assert points.shape == (68, 3)
+    width, height = report["size"]
+    assert (points[:, 0] > 0).all() and (points[:, 0] < width).all() and (points[:, 1] < height).all()
+    assert abs(report["pose"]["yaw"]) < 15  # an official, frontal portrait
+    preview = load_image(out)
+    assert preview.shape == (256, 512, 3)
+    assert preview[:, 256:].mean() < 30 and preview[:, 256:].max() > 200  # landmark image: black with ink
+
+
+def test_bad_input_is_one_line_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blank = tmp_path / "blank.png"
+    from marionette.media import save_image
+
+    save_image(blank, np.full((200, 200, 3), 127, np.uint8))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    for path, reason in [(blank, "no face found"), (broken, "cannot read image"), (tmp_path / "missing.jpg", "no such file")]:
+        assert main(["landmarks", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and str(path) in err and reason in err
+    assert main(["preprocess", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    assert main(["preprocess", str(tmp_path), str(tmp_path / "out"), "--set", "max_frame=3"]) == 2
+    assert "unknown PreprocessConfig key 'max_frame'" in capsys.readouterr().err
