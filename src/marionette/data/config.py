@@ -14,6 +14,7 @@ class PreprocessConfig:
     max_frames: int = 32  # frames kept per clip, evenly spaced over the clip
     min_face: int = 48  # smallest accepted face (mesh width), source pixels
     min_face_fraction: float = 0.5  # a clip needs a face in at least this fraction of its frames
+    min_decoded_fraction: float = 0.9  # a video decoding fewer of the frames its container reports is truncated
     max_faces: int = 2  # faces tracked per frame; the largest is kept
     jpeg_quality: int = 95  # stored crops are JPEG at this quality
     identity_level: int = 0  # path component under SRC_DIR naming the identity (VoxCeleb: id/video/clip)

@@ -95,6 +95,11 @@ def _process_clip(job: ClipJob, src_root: Path, out_root: Path, config: Preproce
     n = len(meshes)
     if n == 0:
         return ClipResult(job.clip_id, 0, 0, f"{job.source}: empty video (no frames decoded)")
+    if n < config.min_decoded_fraction * n_reported:
+        return ClipResult(job.clip_id, n, 0, f"{job.source}: truncated video (decoded {n} of {n_reported} frames)")
+    if n < 0.9 * n_reported:  # frames were chosen from the reported count: a short decode is a cut file
+        return ClipResult(job.clip_id, n, 0, f"{job.source}: truncated or corrupt video "
+                          f"(decoded {n} of {n_reported} frames)")
     valid = np.array([m is not None for m in meshes])
     if valid.mean() < config.min_face_fraction:
         return ClipResult(job.clip_id, n, 0, f"{job.source}: no face (min width {config.min_face} px) "
@@ -130,6 +135,10 @@ def _worker_init() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    # Workers report through their results; MediaPipe's C++ threads log start-up chatter to fd 2.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def _run_job(args: tuple[ClipJob, Path, Path, PreprocessConfig]) -> ClipResult:
