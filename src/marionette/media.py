@@ -109,8 +109,3 @@ def iter_frames(source: str | Path) -> Iterator[np.ndarray]:
     else:
         yield from iter_video(source)
 
-
-def count_frames(source: str | Path) -> int:
-    """Frame count known without decoding (0 when the container does not say)."""
-    source = Path(source)
-    return len(list_image_sequence(source)) if source.is_dir() else probe_video(source).frames

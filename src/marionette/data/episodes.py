@@ -41,7 +41,8 @@ class Episode(NamedTuple):
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
     """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).movedim(-1, -3).float().div(127.5).sub(1.0)
+    channels_first = torch.from_numpy(np.ascontiguousarray(images)).movedim(-1, -3).contiguous()  # uint8: cheap
+    return channels_first.float().div_(127.5).sub_(1.0)
 
 
 def flip_landmarks(points: np.ndarray, size: int) -> np.ndarray:

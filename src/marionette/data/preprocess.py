@@ -27,7 +27,7 @@ from marionette.landmarks.crop import CropBox, crop_image, head_box, smooth_boxe
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
-from marionette.media import IMAGE_EXTS, VIDEO_EXTS, count_frames, iter_frames, probe_video
+from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_frames, list_image_sequence, probe_video
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,8 @@ def process_clip(job: ClipJob, src_root: Path, out_root: Path, config: Preproces
 
 
 def _process_clip(job: ClipJob, src_root: Path, out_root: Path, config: PreprocessConfig) -> ClipResult:
-    n_reported = count_frames(job.source)
+    info = probe_video(job.source) if job.source.is_file() else None
+    n_reported = info.frames if info else len(list_image_sequence(job.source))
     wanted = set(evenly_spaced(n_reported, config.max_frames).tolist()) if n_reported else None
     meshes: list[np.ndarray | None] = []
     kept: dict[int, np.ndarray] = {}  # frame index -> frame, only frames we may store
@@ -117,9 +118,8 @@ def _process_clip(job: ClipJob, src_root: Path, out_root: Path, config: Preproce
         mesh_crop.append(box.to_crop(meshes[t], config.size))
     mesh_arr = np.stack(mesh_crop).astype(np.float32)  # (F, 478, 3)
     ibug = mesh_to_ibug68(mesh_arr)  # (F, 68, 3)
-    fps = probe_video(job.source).fps if job.source.is_file() else 0.0
-    info = ClipInfo(job.clip_id, job.identity, job.source.relative_to(src_root).as_posix(), len(chosen),
-                    config.size, fps, n, int(shape[1]), int(shape[0]))
+    clip = ClipInfo(job.clip_id, job.identity, job.source.relative_to(src_root).as_posix(), len(chosen),
+                    config.size, info.fps if info else 0.0, n, int(shape[1]), int(shape[0]))
     arrays = {
         "frame_index": np.array(chosen, np.int64),
         "mesh": mesh_arr,
@@ -127,7 +127,7 @@ def _process_clip(job: ClipJob, src_root: Path, out_root: Path, config: Preproce
         "pose": head_pose(ibug),
         "boxes": boxes[chosen],
     }
-    write_clip(clip_path(out_root, job.clip_id), info, jpegs, arrays)
+    write_clip(clip_path(out_root, job.clip_id), clip, jpegs, arrays)
     return ClipResult(job.clip_id, n, len(chosen), None)
 
 
