@@ -45,7 +45,7 @@ def _preprocess(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
-    bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes)
+    bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: ../shared/data/videos/lp_d0.mp4 if present, else a bundled clip)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to measure")
     p.add_argument("--episodes", type=int, default=200, help="episodes timed per setting")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is reported")
     p.set_defaults(func=_bench)
     return parser
 
