@@ -25,8 +25,9 @@ class CropBox:
         """(2, 3) affine map from source pixels to the pixels of a size x size crop."""
         k = size / self.side
         x0, y0 = self.cx - self.side / 2, self.cy - self.side / 2
-        # box edges x0 - 0.5 .. x0 + side - 0.5 map to crop edges -0.5 .. size - 0.5
-        return np.array([[k, 0.0, -k * x0 + 0.5 * k - 0.5], [0.0, k, -k * y0 + 0.5 * k - 0.5]])
+        # box edges x0 .. x0 + side map to crop edges -0.5 .. size - 0.5, so (cx, cy) lands on the
+        # crop centre ((size - 1) / 2)
+        return np.array([[k, 0.0, -k * x0 - 0.5], [0.0, k, -k * y0 - 0.5]])
 
     def to_crop(self, points: np.ndarray, size: int) -> np.ndarray:
         """(..., 2 or 3) source points -> crop points; z is scaled like x and y."""

@@ -3,7 +3,7 @@
 method.md (Preprocessing): 3D landmarks from MediaPipe face mesh, reduced to the 68-point iBUG
 layout by one fixed index table, kept here and documented.
 
-How `MESH_TO_IBUG68` was made (ours, once, by `tools/derive_ibug68.py`): on 286 frames of the
+How `MESH_TO_IBUG68` was made (ours, once, by `tools/derive_ibug68.py`): on 293 frames of the
 shared talking-head clips (../shared/data/videos, every 8th frame with one dlib detection), dlib's
 68-point predictor and the face mesh were run side by side; for each iBUG point we took the mesh
 vertex with the smallest mean distance (normalized by inter-ocular distance), choosing left/right
@@ -19,10 +19,10 @@ import numpy as np
 # iBUG-68 point i is mesh vertex MESH_TO_IBUG68[i]. Groups: jaw 0-16, brows 17-26, nose 27-35,
 # eyes 36-47, outer lips 48-59, inner lips 60-67 (the usual iBUG 300-W numbering).
 MESH_TO_IBUG68 = np.array([
-    127, 234, 93, 215, 138, 136, 149, 148, 152, 377, 378, 365, 367, 435, 323, 454, 356, 70, 63,
-    105, 66, 107, 336, 296, 334, 293, 300, 168, 197, 195, 4, 75, 97, 2, 326, 305, 33, 160, 158,
-    155, 153, 144, 382, 385, 387, 263, 373, 380, 61, 39, 37, 0, 267, 269, 291, 405, 314, 17, 84,
-    181, 78, 82, 13, 312, 308, 317, 14, 87,
+    127, 234, 177, 215, 138, 136, 149, 148, 152, 377, 378, 365, 367, 435, 401, 454, 356, 70, 63,
+    105, 66, 55, 285, 296, 334, 293, 300, 168, 197, 195, 4, 75, 97, 2, 326, 305, 33, 160,
+    158, 155, 153, 144, 382, 385, 387, 263, 373, 380, 61, 39, 37, 0, 267, 269, 291, 405, 314,
+    17, 84, 181, 78, 82, 13, 312, 308, 317, 14, 87,
 ], dtype=np.int64)
 
 # Horizontal mirror of the mesh: vertex v of a face corresponds to MESH_MIRROR[v] of its mirror
