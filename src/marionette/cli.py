@@ -10,6 +10,7 @@ from pathlib import Path
 from marionette import __version__
 from marionette.config import describe, override
 from marionette.data.config import PreprocessConfig
+from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError
 
 
@@ -40,6 +41,31 @@ def _preprocess(args: argparse.Namespace) -> None:
           f"val {splits['val']}, test {splits['test']} clips); {len(failures)} skipped")
     for clip_id, reason in sorted(failures.items()):
         print(f"  skipped {clip_id}: {reason}")
+
+
+def _reenact_config(args: argparse.Namespace) -> ReenactConfig:
+    try:
+        return override(ReenactConfig(), args.set)
+    except ValueError as e:
+        raise InputError(f"--set: {e}") from None
+
+
+def _reenact(args: argparse.Namespace) -> None:
+    from marionette.inference.pipeline import ReenactPipeline
+
+    pipeline = ReenactPipeline(_reenact_config(args))
+    stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet)
+    print(f"{args.out}: {stats.frames} frames, renderer {pipeline.renderer_name}"
+          + (f"; {stats.faceless} driver frames without a face held the last landmarks" if stats.faceless else ""))
+    if args.stages:
+        print(stats.table())
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from marionette.inference.demo import run_demo
+
+    for path in run_demo(Path(args.out), progress=not args.quiet):
+        print(f"wrote {path}")
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -74,6 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings listed below")
     p.set_defaults(func=_preprocess)
+
+    p = sub.add_parser("reenact", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="animate target photo(s) with a driver video, image, folder or webcam",
+                       epilog="settings (--set key=value):\n" + describe(ReenactConfig))
+    p.add_argument("--target", nargs="+", required=True,
+                   help="1..K images of the target (or a target video: frames are sampled from it)")
+    p.add_argument("--driver", required=True, help="driver: video file, image, folder of images, or webcam index")
+    p.add_argument("-o", "--out", required=True,
+                   help="output: .mp4/.mov/.mkv (H.264, the driver's audio copied), .gif, or a folder for PNG frames")
+    p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings listed below")
+    p.set_defaults(func=_reenact)
+
+    p = sub.add_parser("demo", formatter_class=fmt, help="reenact the bundled sample portrait with a bundled clip")
+    p.add_argument("--out", default="out/demo", help="folder for the result and the side-by-side video")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing and episode-loading throughput")
     p.add_argument("what", choices=["preprocess", "episodes", "all"], help="which benchmark")

@@ -96,18 +96,35 @@ def crop_image(image: np.ndarray, box: CropBox, size: int) -> np.ndarray:
     return cv2.warpAffine(image, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+class PasteBack:
+    """Puts (S, S, 3) crops back into one (H, W, 3) source frame with a soft square edge
+    (feather = blur width as a fraction of the crop). The mask and the region are computed once."""
+
+    def __init__(self, frame_shape: tuple[int, ...], box: CropBox, size: int, feather: float = 0.08):
+        h, w = frame_shape[:2]
+        half = box.side / 2
+        self.x0, self.y0 = max(int(np.floor(box.cx - half)) - 1, 0), max(int(np.floor(box.cy - half)) - 1, 0)
+        self.x1, self.y1 = min(int(np.ceil(box.cx + half)) + 2, w), min(int(np.ceil(box.cy + half)) + 2, h)
+        self.matrix = box.matrix(size)  # source -> crop
+        self.matrix[:, 2] += self.matrix[:, :2] @ np.array([self.x0, self.y0])  # region -> crop
+        region = (self.x1 - self.x0, self.y1 - self.y0)
+        margin = max(int(feather * size), 1)
+        mask = np.zeros((size, size), np.float32)
+        mask[margin:-margin, margin:-margin] = 1.0
+        mask = cv2.GaussianBlur(mask, (0, 0), margin / 2)
+        self.mask = cv2.warpAffine(mask, self.matrix, region, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)[..., None]
+
+    def __call__(self, frame: np.ndarray, crop: np.ndarray) -> np.ndarray:
+        region = (self.x1 - self.x0, self.y1 - self.y0)
+        warped = cv2.warpAffine(crop, self.matrix, region, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+        out = frame.copy()
+        under = frame[self.y0 : self.y1, self.x0 : self.x1].astype(np.float32)
+        blended = under + (warped.astype(np.float32) - under) * self.mask
+        out[self.y0 : self.y1, self.x0 : self.x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+        return out
+
+
 def paste_back(frame: np.ndarray, crop: np.ndarray, box: CropBox, feather: float = 0.08) -> np.ndarray:
-    """Put a (S, S, 3) crop back into its (H, W, 3) source frame with a soft square edge
-    (feather = blur width as a fraction of the crop)."""
-    size = crop.shape[0]
-    h, w = frame.shape[:2]
-    m = box.matrix(size)
-    warped = cv2.warpAffine(crop, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_REPLICATE)
-    mask = np.zeros((size, size), np.float32)
-    margin = max(int(feather * size), 1)
-    mask[margin:-margin, margin:-margin] = 1.0
-    mask = cv2.GaussianBlur(mask, (0, 0), margin / 2)
-    mask = cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)[..., None]
-    out = frame.astype(np.float32) * (1 - mask) + warped.astype(np.float32) * mask
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    """Put a (S, S, 3) crop back into its (H, W, 3) source frame (see PasteBack)."""
+    return PasteBack(frame.shape, box, crop.shape[0], feather)(frame, crop)

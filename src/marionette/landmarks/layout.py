@@ -95,3 +95,8 @@ def inter_ocular(points68: np.ndarray) -> np.ndarray:
     """Distance between the two eye centres of (..., 68, D) points, in their units: (...,)."""
     centres = points68[..., RIGHT_EYE, :2].mean(-2) - points68[..., LEFT_EYE, :2].mean(-2)
     return np.linalg.norm(centres, axis=-1)
+
+# The mesh's inner-lip ring, in order around the mouth opening (from MediaPipe's lip contours).
+MESH_INNER_LIPS = np.array(
+    [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95], dtype=np.int64
+)

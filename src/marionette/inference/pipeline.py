@@ -1,0 +1,192 @@
+"""Reenactment as a pipeline object: the CLI, the demo and the evaluator all call this.
+
+Targets (1..K images, or frames sampled from a target video) are prepared once; the driver is
+streamed frame by frame: track its face mesh, smooth it, move its motion onto the target's face
+(landmark transformer or raw landmarks), render, paste back into the target photo, mark as
+synthetic, write. Preprocessing (face mesh, crop) is the one the dataset builder uses, so crops
+match between training and use.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from marionette import __version__
+from marionette.data.config import PreprocessConfig
+from marionette.errors import InputError
+from marionette.inference.io import DriverSource, FrameWriter, open_driver
+from marionette.inference.smoothing import OneEuroFilter
+from marionette.inference.warp import WarpRenderer, WarpTarget
+from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
+from marionette.landmarks.mesh import FaceMesh, detect_face
+from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
+
+
+@dataclass(frozen=True)
+class ReenactConfig:
+    size: int = 256  # side of the face crop the renderer works at, pixels
+    transform: bool = True  # landmark transformer: driver's expression on the target's face shape
+    mode: str = "relative"  # relative: the driver's motion since its first frame; absolute: its pose as is
+    alpha: float = 1.0  # expression strength of the landmark transformer
+    smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
+    smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)
+    paste_back: bool = True  # paste the result into the target photo (else output the crop)
+    side_by_side: bool = False  # output driver | target | result side by side
+    target_frames: int = 8  # frames sampled from a target video (K)
+    face: int = 0  # which face of the targets and driver, by size (0 = largest)
+    crf: int = 18  # H.264 quality of video outputs (lower = better)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target photo prepared once: where its face is, and the renderer's view of it."""
+
+    image: np.ndarray  # (H, W, 3) the original photo
+    box: CropBox  # its head crop
+    mesh: np.ndarray  # (478, 3) face mesh in crop pixels
+    warp: WarpTarget
+    paste: PasteBack  # puts a rendered crop back into `image`
+
+
+@dataclass
+class RunStats:
+    frames: int = 0
+    faceless: int = 0  # driver frames without a face (the last good landmarks were held)
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # per stage
+
+    def table(self) -> str:
+        total = sum(self.seconds.values())
+        rows = [f"| {stage} | {1000 * s / max(self.frames, 1):.1f} | {self.frames / s if s else float('inf'):.0f} |"
+                for stage, s in self.seconds.items()]
+        rows.append(f"| total | {1000 * total / max(self.frames, 1):.1f} | {self.frames / total if total else 0:.1f} |")
+        return "| stage | ms/frame | frames/s |\n|---|---:|---:|\n" + "\n".join(rows)
+
+
+def _target_images(paths: list[str], count: int) -> list[tuple[str, np.ndarray]]:
+    """Target photos, or `count` frames evenly sampled from each target video."""
+    images = []
+    for spec in paths:
+        path = Path(spec)
+        if path.suffix.lower() in IMAGE_EXTS or not path.exists():
+            images.append((spec, load_image(path)))
+            continue
+        total = probe_video(path).frames
+        wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int).tolist())
+        images += [(f"{spec}#{i}", f) for i, f in enumerate(iter_video(path)) if i in wanted]
+    return images
+
+
+class ReenactPipeline:
+    def __init__(self, config: ReenactConfig = ReenactConfig(), crop: PreprocessConfig = PreprocessConfig()):
+        self.config = config
+        self.crop = crop
+        self.renderer = WarpRenderer(config.size)
+        self.targets: list[Target] = []
+
+    @property
+    def renderer_name(self) -> str:
+        return self.renderer.name
+
+    def set_targets(self, paths: list[str]) -> None:
+        """Detect, crop and prepare 1..K targets (once per target set)."""
+        if not paths:
+            raise InputError("no target given")
+        size = self.config.size
+        self.targets = []
+        for name, image in _target_images(paths, self.config.target_frames):
+            face = detect_face(image, name, self.config.face)
+            box = head_box(face.mesh, self.crop.crop_scale, self.crop.crop_shift)
+            crop, mesh = crop_image(image, box, size), box.to_crop(face.mesh, size)
+            self.targets.append(Target(image, box, mesh, self.renderer.prepare(crop, mesh),
+                                       PasteBack(image.shape, box, size)))
+
+    def _drive(self, driver_mesh: np.ndarray, reference: np.ndarray, reference_box: CropBox) -> np.ndarray:
+        """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the target's crop pixels.
+
+        ours (without the landmark transformer): in relative mode the driver's displacement since its
+        first frame, measured in its own first-frame crop, is added to the first target's mesh;
+        in absolute mode the driver's mesh in that crop is used as is."""
+        size = self.config.size
+        now = reference_box.to_crop(driver_mesh, size)
+        if self.config.mode == "absolute":
+            return now
+        return self.targets[0].mesh + (now - reference_box.to_crop(reference, size))
+
+    def frames(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (driver frame, output frame) pairs."""
+        if not self.targets:
+            raise InputError("set_targets() first")
+        smooth = OneEuroFilter(driver.fps, self.config.smooth_min_cutoff, self.config.smooth_beta)
+        reference: np.ndarray | None = None
+        reference_box: CropBox | None = None
+        last: np.ndarray | None = None
+        target = self.targets[0]
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            stats.seconds[stage] += now - clock
+            clock = now
+
+        with FaceMesh(video=True, max_faces=max(2, self.config.face + 1)) as tracker:
+            for frame in driver.frames():
+                lap("decode")
+                faces = tracker.detect(frame)
+                if len(faces) > self.config.face:
+                    last = smooth(faces[self.config.face].mesh)
+                else:
+                    stats.faceless += 1
+                lap("landmarks")
+                if last is None:  # no face yet: nothing to hold
+                    continue
+                if reference is None:
+                    reference = last
+                    reference_box = head_box(last, self.crop.crop_scale, self.crop.crop_shift)
+                driven = self._drive(last, reference, reference_box)
+                lap("transform")
+                result = self.renderer.render([t.warp for t in self.targets], driven)
+                lap("render")
+                if self.config.paste_back:
+                    result = target.paste(target.image, result)
+                if self.config.side_by_side:
+                    result = self._side_by_side(frame, target.warp.image, result)
+                lap("paste")
+                stats.frames += 1
+                yield frame, result
+                clock = time.perf_counter()
+        if stats.frames == 0:
+            raise InputError(f"{driver.spec}: no face found in any driver frame")
+
+    def _side_by_side(self, driver: np.ndarray, target: np.ndarray, result: np.ndarray) -> np.ndarray:
+        """driver | target | result, each scaled to the result's height."""
+        h = result.shape[0]
+
+        def fit(image: np.ndarray) -> np.ndarray:
+            return cv2.resize(image, (round(image.shape[1] * h / image.shape[0]), h), interpolation=cv2.INTER_AREA)
+
+        return np.concatenate([fit(driver), fit(target), result], axis=1)
+
+    def run(self, targets: list[str], driver: str, out: str | Path, progress: bool = True) -> RunStats:
+        """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif or a PNG folder)."""
+        self.set_targets(targets)
+        source = open_driver(driver)
+        stats = RunStats()
+        tags = {"comment": f"synthetic media: made by marionette {__version__} (renderer {self.renderer_name})"}
+        bar = tqdm(unit="frame", desc="reenact", disable=not progress)
+        with FrameWriter(Path(out), source.fps, tags, audio=source.audio, crf=self.config.crf) as writer:
+            for _, result in self.frames(source, stats):
+                start = time.perf_counter()
+                writer.write(result)
+                stats.seconds["encode"] += time.perf_counter() - start
+                bar.update()
+        bar.close()
+        return stats

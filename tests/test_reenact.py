@@ -1,0 +1,140 @@
+"""Reenactment pipeline: warp renderer, streaming driver, outputs (mp4 + audio, gif, png), bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from marionette.errors import InputError
+from marionette.inference.io import has_audio
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.inference.warp import WarpRenderer
+from marionette.landmarks.crop import crop_image, head_box
+from marionette.media import iter_video
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+TARGET = str(ASSETS / "faces" / "02_grace_hopper.jpg")
+DRIVER = ASSETS / "videos" / "grid_lbax4n.mp4"
+
+
+def _short_clip(path: Path, frames: int = 12, audio: bool = False, blank: set[int] = frozenset()) -> Path:
+    """The first `frames` frames of a bundled clip (frames in `blank` made black), optionally with a
+    440 Hz AAC tone."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 360, 288, "yuv420p"
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        for i, frame in enumerate(iter_video(DRIVER)):
+            if i == frames:
+                break
+            if i in blank:
+                frame = np.zeros_like(frame)
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if sound is not None:
+            t = np.arange(16000 * frames // 25) / 16000
+            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            samples = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
+            samples.sample_rate = 16000
+            for packet in sound.encode(samples):
+                out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+    return path
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _short_clip(tmp_path_factory.mktemp("driver") / "driver.mp4")
+
+
+def test_warp_with_the_targets_own_mesh_is_the_identity(hopper) -> None:
+    image, face = hopper
+    box = head_box(face.mesh, 1.8, -0.1)
+    crop, mesh = crop_image(image, box, 128), box.to_crop(face.mesh, 128)
+    renderer = WarpRenderer(128)
+    target = renderer.prepare(crop, mesh)
+    assert np.array_equal(renderer.render([target], mesh), crop)
+    moved = mesh.copy()
+    moved[:, 0] += 4.0  # the face moves right by 4 px; the crop border stays put
+    out = renderer.render([target], moved)
+    centre = (slice(40, 90), slice(40, 90))
+    shifted = np.abs(out[centre[0], 44:94].astype(int) - crop[centre[0], 40:90]).mean()
+    assert shifted < np.abs(out[centre].astype(int) - crop[centre]).mean() / 2
+    assert np.array_equal(out[0], crop[0]) and np.array_equal(out[:, 0], crop[:, 0])
+
+
+def test_mp4_output_is_tagged_playable_and_complete(driver: Path, tmp_path: Path) -> None:
+    out = tmp_path / "result.mp4"
+    stats = ReenactPipeline(ReenactConfig(size=128)).run([TARGET], str(driver), out, progress=False)
+    assert stats.frames == 12
+    with av.open(str(out)) as container:
+        assert "synthetic media: made by marionette" in container.metadata.get("comment", "")
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    photo = np.asarray(Image.open(TARGET))
+    assert len(frames) == 12 and frames[0].shape == photo.shape  # pasted back into the photo
+    assert np.abs(frames[0].astype(int) - photo).mean() < 6  # first frame: the target as it is
+    assert not list(tmp_path.glob(".*"))  # no temp file left
+
+
+def test_driver_audio_is_copied(tmp_path: Path) -> None:
+    driver = _short_clip(tmp_path / "talking.mp4", audio=True)
+    out = tmp_path / "result.mp4"
+    ReenactPipeline(ReenactConfig(size=128)).run([TARGET], str(driver), out, progress=False)
+    assert has_audio(driver) and has_audio(out)
+    with av.open(str(out)) as container:
+        assert container.streams.audio[0].codec_context.name == "aac"
+
+
+def test_gif_png_and_side_by_side_outputs(driver: Path, tmp_path: Path) -> None:
+    config = ReenactConfig(size=128, paste_back=False, side_by_side=True)
+    ReenactPipeline(config).run([TARGET], str(driver), tmp_path / "r.gif", progress=False)
+    with Image.open(tmp_path / "r.gif") as gif:
+        assert gif.n_frames == 12 and gif.size[1] == 128 and gif.size[0] > 3 * 128
+    ReenactPipeline(config).run([TARGET], str(driver), tmp_path / "frames", progress=False)
+    assert len(list((tmp_path / "frames").glob("*.png"))) == 12
+
+
+def test_faceless_driver_frames_hold_the_last_landmarks(tmp_path: Path) -> None:
+    driver = _short_clip(tmp_path / "gaps.mp4", blank={4, 5, 6})
+    stats = ReenactPipeline(ReenactConfig(size=128, paste_back=False)).run([TARGET], str(driver),
+                                                                          tmp_path / "r.mp4", progress=False)
+    assert stats.frames == 12 and stats.faceless == 3
+
+
+def test_k_targets_and_odd_image_modes(driver: Path, tmp_path: Path) -> None:
+    photo = Image.open(TARGET)
+    grey, rgba, cmyk = tmp_path / "grey.png", tmp_path / "rgba.png", tmp_path / "cmyk.jpg"
+    photo.convert("L").save(grey)
+    photo.convert("RGBA").save(rgba)
+    photo.convert("CMYK").save(cmyk)
+    pipeline = ReenactPipeline(ReenactConfig(size=128, paste_back=False))
+    stats = pipeline.run([str(grey), str(rgba), str(cmyk)], str(driver), tmp_path / "r.mp4", progress=False)
+    assert len(pipeline.targets) == 3 and stats.frames == 12
+
+
+def test_bad_inputs_give_one_line_errors_and_no_output(driver: Path, tmp_path: Path) -> None:
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(blank)
+    noface = _short_clip(tmp_path / "noface.mp4", frames=5, blank=set(range(5)))
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00" * 1000)
+    cases = [
+        ([str(blank)], str(driver), tmp_path / "a.mp4", "no face found"),
+        ([TARGET], str(noface), tmp_path / "b.mp4", "no face found in any driver frame"),
+        ([TARGET], str(corrupt), tmp_path / "c.mp4", "corrupt or unreadable video"),
+        ([TARGET], str(tmp_path / "missing.mp4"), tmp_path / "d.mp4", "no such file"),
+        ([TARGET], str(driver), tmp_path / "e.avi", "unsupported output"),
+        ([TARGET], str(driver), Path("/proc/forbidden/x.mp4"), "cannot write output"),
+    ]
+    for targets, drv, out, reason in cases:
+        with pytest.raises(InputError, match=reason):
+            ReenactPipeline(ReenactConfig(size=128)).run(targets, drv, out, progress=False)
+        assert not out.exists()
+    assert not list(tmp_path.glob(".*"))  # no half-written file under any name
