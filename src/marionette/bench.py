@@ -10,20 +10,26 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import dataclass
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import DataLoader
 
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
+from marionette.inference.io import DriverSource, FrameWriter, open_driver
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import iter_video, probe_video
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_VIDEO = REPO.parent / "shared" / "data" / "videos" / "lp_d0.mp4"
-ASSET_VIDEOS = REPO / "assets" / "videos"
+SHARED_LONG = REPO.parent / "shared" / "data" / "videos" / "lp_d3.mp4"
+ASSETS = REPO / "assets"
+ASSET_VIDEOS = ASSETS / "videos"
 
 
 def machine() -> str:
@@ -111,6 +117,47 @@ def _endless(sampler: EpisodeBatchSampler) -> Iterator[list[tuple[int, int, int]
         yield from sampler
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass(frozen=True)
+class _LoopedDriver(DriverSource):
+    """A long driver: the same video played `loops` times (streamed, never held)."""
+
+    loops: int = 1
+
+    def frames(self) -> Iterator[np.ndarray]:
+        for _ in range(self.loops):
+            yield from super().frames()
+
+
+def bench_reenact(video: Path, loops: int) -> str:
+    """Per-stage cost of `marionette reenact` (warp renderer, pasted into the bundled portrait,
+    H.264 output) and resident memory early and late in a long driver."""
+    pipeline = ReenactPipeline(ReenactConfig())
+    pipeline.set_targets([str(ASSETS / "faces" / "02_grace_hopper.jpg")])
+    source = open_driver(str(video))
+    driver = _LoopedDriver(source.spec, source.fps, None, loops=loops)
+    stats, rss = RunStats(), {}
+    with tempfile.TemporaryDirectory() as tmp, FrameWriter(Path(tmp) / "out.mp4", source.fps, {}) as writer:
+        for _, frame in pipeline.frames(driver, stats):
+            start = time.perf_counter()
+            writer.write(frame)
+            stats.seconds["encode"] += time.perf_counter() - start
+            if stats.frames in (100, stats.frames):
+                rss[stats.frames] = _rss_mb()
+    info = probe_video(video)
+    head = (f"warp renderer, {info.width}x{info.height} driver played {loops}x ({stats.frames} frames), "
+            f"output {pipeline.targets[0].image.shape[1]}x{pipeline.targets[0].image.shape[0]} H.264")
+    memory = f"resident memory: {rss[100]:.0f} MB after 100 frames, {rss[stats.frames]:.0f} MB after {stats.frames}"
+    return f"{head}\n\n{stats.table()}\n\n{memory}"
+
+
 def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200,
         repeats: int = 3) -> None:
     rows = []
@@ -119,7 +166,11 @@ def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episod
         rows += [(name, rate, "frames/s") for name, rate in bench_preprocess(path, max(max(workers), 1), repeats)]
     if what in ("episodes", "all"):
         rows += [(name, rate, "episodes/s") for name, rate in bench_episodes(list(workers), episodes, repeats)]
-    print(f"\nmachine: {machine()}; best of {repeats} runs\n")
-    print("| what | throughput | unit |\n|---|---:|---|")
-    for name, rate, unit in rows:
-        print(f"| {name} | {rate} | {unit} |")
+    print(f"\nmachine: {machine()}")
+    if rows:
+        print(f"\nbest of {repeats} runs\n\n| what | throughput | unit |\n|---|---:|---|")
+        for name, rate, unit in rows:
+            print(f"| {name} | {rate} | {unit} |")
+    if what in ("reenact", "all"):
+        path = Path(video) if video else (SHARED_LONG if SHARED_LONG.is_file() else next(ASSET_VIDEOS.glob("*.mp4")))
+        print("\n" + bench_reenact(path, loops=5))

@@ -119,10 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_demo)
 
-    p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing and episode-loading throughput")
-    p.add_argument("what", choices=["preprocess", "episodes", "all"], help="which benchmark")
+    p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading and reenactment throughput")
+    p.add_argument("what", choices=["preprocess", "episodes", "reenact", "all"], help="which benchmark")
     p.add_argument("--video", default=None, help="video for the preprocessing benchmark "
-                   "(default: ../shared/data/videos/lp_d0.mp4 if present, else a bundled clip)")
+                   "(default: ../shared/data/videos/lp_d0.mp4, for reenact lp_d3.mp4, if present; else a bundled clip)")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to measure")
     p.add_argument("--episodes", type=int, default=200, help="episodes timed per setting")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is reported")

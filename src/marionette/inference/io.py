@@ -127,7 +127,9 @@ class FrameWriter:
             self._stream = self._container.add_stream("gif", rate=rate)
             self._stream.pix_fmt = "rgb8"
         else:
-            self._stream = self._container.add_stream("libx264", rate=rate, options={"crf": str(self.crf)})
+            # ours: preset veryfast keeps encoding a few ms per frame, for real-time use on a CPU
+            self._stream = self._container.add_stream("libx264", rate=rate,
+                                                      options={"crf": str(self.crf), "preset": "veryfast"})
             self._stream.pix_fmt = "yuv420p"
         self._stream.width, self._stream.height = width, height
         if self.audio is not None and self.kind != "gif":

@@ -83,9 +83,13 @@ class WarpRenderer:
         corners = np.round(dst[triangles] * 16).astype(np.int32)  # (T, 3, 2) fixed point, 4 bits
         for t, corner in enumerate(corners):
             cv2.fillConvexPoly(index, corner, t, cv2.LINE_8, 4)
-        # affine maps dst -> src per triangle: solve [x y 1]·M = src for the three corners
-        d = np.concatenate([dst[triangles], np.ones((len(triangles), 3, 1), np.float32)], 2)  # (T, 3, 3)
-        m = np.linalg.solve(d, src[triangles])  # (T, 3, 2)
+        # affine maps dst -> src per triangle: [x y 1]·M = src at the three corners, M = D^-1·src
+        # with D^-1 = adj(D) / det(D) written out (batched LAPACK is slower for 3x3 systems)
+        d = np.concatenate([dst[triangles], np.ones((len(triangles), 3, 1))], 2, dtype=np.float64)  # (T, 3, 3)
+        adjugate = np.stack([np.cross(d[:, 1], d[:, 2]), np.cross(d[:, 2], d[:, 0]), np.cross(d[:, 0], d[:, 1])], 2)
+        det = np.einsum("tk,tk->t", d[:, 0], adjugate[:, :, 0])  # (T,)
+        det = np.where(np.abs(det) < 1e-6, 1e-6, det)  # degenerate (collapsed) triangles cover no pixel
+        m = adjugate @ src[triangles] / det[:, None, None]  # (T, 3, 2)
         flat = index.ravel()
         coords = np.einsum("kp,pkc->pc", self._pixels, m[np.maximum(flat, 0)])  # (S·S, 2)
         uncovered = flat < 0  # only where driven triangles fold over: keep the pixel in place
@@ -102,17 +106,23 @@ class WarpRenderer:
             return frame
         # ours: the fill's weight is the share of the opening the target's own mouth cannot supply
         weight = (opened - own) / opened
-        mask = np.zeros(frame.shape[:2], np.float32)
-        cv2.fillPoly(mask, [np.round(ring * 16).astype(np.int32)], weight, cv2.LINE_AA, 4)
-        mask = cv2.GaussianBlur(mask, (0, 0), max(self.size / 256, 0.5))[..., None]
-        upper, lower = ring[:11], np.concatenate([ring[10:], ring[:1]])
-        xs = np.arange(self.size, dtype=np.float32)
-        top = np.interp(xs, *upper[np.argsort(upper[:, 0])].T)  # (S,) upper inner-lip height per column
+        blur = max(self.size / 256, 0.5)
+        pad = int(4 * blur) + 2  # work in the mouth's bounding box only
+        x0, y0 = np.maximum(np.floor(ring.min(0)).astype(int) - pad, 0)
+        x1, y1 = np.minimum(np.ceil(ring.max(0)).astype(int) + pad, self.size)
+        local = ring - np.array([x0, y0], np.float32)
+        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
+        cv2.fillPoly(mask, [np.round(local * 16).astype(np.int32)], weight, cv2.LINE_AA, 4)
+        mask = cv2.GaussianBlur(mask, (0, 0), blur)[..., None]
+        upper, lower = local[:11], np.concatenate([local[10:], local[:1]])
+        xs = np.arange(x1 - x0, dtype=np.float32)
+        top = np.interp(xs, *upper[np.argsort(upper[:, 0])].T)  # upper inner-lip height per column
         bottom = np.interp(xs, *lower[np.argsort(lower[:, 0])].T)
-        rows = np.arange(self.size, dtype=np.float32)[:, None]
-        depth = (rows - top) / np.maximum(bottom - top, 1.0)  # (S, S): 0 at the upper lip, 1 at the lower
-        teeth = ((depth < 0.35) | (depth > 0.85)).astype(np.float32)
-        teeth = cv2.GaussianBlur(teeth, (0, 0), max(self.size / 256, 0.5))[..., None]
+        rows = np.arange(y1 - y0, dtype=np.float32)[:, None]
+        depth = (rows - top) / np.maximum(bottom - top, 1.0)  # 0 at the upper lip, 1 at the lower
+        teeth = cv2.GaussianBlur(((depth < 0.35) | (depth > 0.85)).astype(np.float32), (0, 0), blur)[..., None]
         fill = target.mouth_colour * (1 - teeth) + target.teeth_colour * teeth
-        out = frame.astype(np.float32) * (1 - mask) + fill * mask
-        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        out = frame.copy()
+        region = frame[y0:y1, x0:x1].astype(np.float32)
+        out[y0:y1, x0:x1] = np.clip(region + (fill - region) * mask + 0.5, 0, 255).astype(np.uint8)
+        return out
