@@ -14,7 +14,7 @@ from marionette.media import load_image
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
-@pytest.mark.parametrize("command", ["landmarks", "preprocess", "bench"])
+@pytest.mark.parametrize("command", ["landmarks", "preprocess", "fit-landmarks", "bench"])
 def test_help_documents_every_option(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([command, "--help"])

@@ -15,6 +15,7 @@ from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.media import iter_video
+from marionette.provenance import verify
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TARGET = str(ASSETS / "faces" / "02_grace_hopper.jpg")
@@ -81,6 +82,9 @@ def test_mp4_output_is_tagged_playable_and_complete(driver: Path, tmp_path: Path
     assert len(frames) == 12 and frames[0].shape == photo.shape  # pasted back into the photo
     assert np.abs(frames[0].astype(int) - photo).mean() < 6  # first frame: the target as it is
     assert not list(tmp_path.glob(".*"))  # no temp file left
+    report = verify(out)  # marked as synthetic twice: container tag and watermark
+    assert report.tag is not None and report.watermark.present
+    assert not verify(DRIVER).watermark.present and verify(DRIVER).tag is None
 
 
 def test_driver_audio_is_copied(tmp_path: Path) -> None:
@@ -98,7 +102,11 @@ def test_gif_png_and_side_by_side_outputs(driver: Path, tmp_path: Path) -> None:
     with Image.open(tmp_path / "r.gif") as gif:
         assert gif.n_frames == 12 and gif.size[1] == 128 and gif.size[0] > 3 * 128
     ReenactPipeline(config).run([TARGET], str(driver), tmp_path / "frames", progress=False)
-    assert len(list((tmp_path / "frames").glob("*.png"))) == 12
+    pngs = sorted((tmp_path / "frames").glob("*.png"))
+    assert len(pngs) == 12
+    for path in (tmp_path / "r.gif", pngs[0]):
+        report = verify(path)
+        assert report.tag is not None and report.watermark.present, path
 
 
 def test_faceless_driver_frames_hold_the_last_landmarks(tmp_path: Path) -> None:

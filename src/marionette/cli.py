@@ -12,6 +12,7 @@ from marionette.config import describe, override
 from marionette.data.config import PreprocessConfig
 from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError
+from marionette.landmark_transformer_config import LandmarkTransformerConfig
 
 
 def _landmarks(args: argparse.Namespace) -> None:
@@ -68,6 +69,28 @@ def _demo(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _fit_landmarks(args: argparse.Namespace) -> None:
+    from marionette.landmark_transformer_fit import fit_landmark_transformer
+
+    try:
+        config = override(LandmarkTransformerConfig(), args.set)
+    except ValueError as e:
+        raise InputError(f"--set: {e}") from None
+    transformer = fit_landmark_transformer(Path(args.dataset), config, progress=not args.quiet)
+    transformer.save(args.out)
+    stats = transformer.stats
+    print(f"{Path(args.out).with_suffix('.safetensors')} (+ .json): {stats['frames']} frames of "
+          f"{stats['identities']} identities ({config.split}); {stats['components']} expression components "
+          f"({100 * stats['explained_variance']:.1f}% of l_exp); fitted in {stats['seconds']:.0f} s")
+
+
+def _verify(args: argparse.Namespace) -> None:
+    from marionette.provenance import format_report, verify
+
+    for path in args.files:
+        print(format_report(verify(path)))
+
+
 def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
@@ -118,6 +141,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="out/demo", help="folder for the result and the side-by-side video")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("fit-landmarks", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="fit the landmark transformer (expression basis, disentangler) on a dataset's landmarks",
+                       epilog="settings (--set key=value):\n" + describe(LandmarkTransformerConfig))
+    p.add_argument("dataset", help="dataset folder made by `marionette preprocess`")
+    p.add_argument("--out", required=True, help="output FILE.safetensors (FILE.json is written beside it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings listed below")
+    p.set_defaults(func=_fit_landmarks)
+
+    p = sub.add_parser("verify", formatter_class=fmt,
+                       help="check files for marionette's synthetic-media tag and invisible watermark")
+    p.add_argument("files", nargs="+", help="videos or images to check")
+    p.set_defaults(func=_verify)
 
     p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading and reenactment throughput")
     p.add_argument("what", choices=["preprocess", "episodes", "reenact", "all"], help="which benchmark")

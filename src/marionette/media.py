@@ -54,10 +54,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def save_image(path: str | Path, image: np.ndarray) -> None:
-    """Write an (H, W, 3) uint8 RGB image atomically; the format follows the extension."""
+def save_image(path: str | Path, image: np.ndarray, **options: object) -> None:
+    """Write an (H, W, 3) uint8 RGB image atomically; the format follows the extension; `options`
+    go to PIL's writer (e.g. pnginfo)."""
     with atomic_path(path) as tmp:
-        Image.fromarray(image).save(tmp, format=Image.registered_extensions()[Path(path).suffix.lower()])
+        Image.fromarray(image).save(tmp, format=Image.registered_extensions()[Path(path).suffix.lower()], **options)
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 
 from marionette.errors import InputError
 from marionette.media import IMAGE_EXTS, atomic_path, iter_video, list_image_sequence, load_image, probe_video, save_image
+from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,9 @@ def _webcam(index: int) -> Iterator[np.ndarray]:
 
 class FrameWriter:
     """Writes frames to `path` (.mp4/.mov/.mkv: H.264 + the driver's audio; .gif; or a folder of
-    PNGs when `path` has no suffix). Nothing appears under `path` unless `close()` completes; an
-    exception inside the `with` block removes the partial output."""
+    PNGs when `path` has no suffix), each carrying `tags` in its metadata. Nothing appears under
+    `path` unless `close()` completes; an exception inside the `with` block removes the partial
+    output. GIF frames are kept (palettized) until the end: GIF is for short clips."""
 
     def __init__(self, path: Path, fps: float, tags: dict[str, str], audio: Path | None = None, crf: int = 18):
         self.path, self.fps, self.tags, self.audio, self.crf = Path(path), fps, tags, audio, crf
@@ -94,6 +97,7 @@ class FrameWriter:
         self._stack = contextlib.ExitStack()
         self._container: av.container.OutputContainer | None = None
         self._stream = None
+        self._gif: list[Image.Image] = []
         self.frames = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +111,9 @@ class FrameWriter:
     def write(self, frame: np.ndarray) -> None:
         """Append one (H, W, 3) uint8 RGB frame."""
         if self.kind == "png":
-            save_image(self._tmp / f"{self.frames:06d}.png", frame)
+            save_image(self._tmp / f"{self.frames:06d}.png", frame, pnginfo=png_info(self.tags))
+        elif self.kind == "gif":
+            self._gif.append(Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT))
         else:
             if frame.shape[0] % 2 or frame.shape[1] % 2:  # yuv420p needs even sizes
                 frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
@@ -120,19 +126,16 @@ class FrameWriter:
 
     def _open(self, width: int, height: int) -> None:
         fmt = {"mkv": "matroska"}.get(self.kind, self.kind)
-        self._container = av.open(str(self._tmp), "w", format=fmt)
+        options = MOV_MUXER_OPTIONS if self.kind in ("mp4", "mov") else {}  # keep every metadata key
+        self._container = av.open(str(self._tmp), "w", format=fmt, container_options=options)
         self._container.metadata.update(self.tags)
         rate = round(self.fps) if abs(self.fps - round(self.fps)) < 1e-3 else self.fps
-        if self.kind == "gif":
-            self._stream = self._container.add_stream("gif", rate=rate)
-            self._stream.pix_fmt = "rgb8"
-        else:
-            # ours: preset veryfast keeps encoding a few ms per frame, for real-time use on a CPU
-            self._stream = self._container.add_stream("libx264", rate=rate,
-                                                      options={"crf": str(self.crf), "preset": "veryfast"})
-            self._stream.pix_fmt = "yuv420p"
+        # ours: preset veryfast keeps encoding a few ms per frame, for real-time use on a CPU
+        self._stream = self._container.add_stream("libx264", rate=rate,
+                                                  options={"crf": str(self.crf), "preset": "veryfast"})
+        self._stream.pix_fmt = "yuv420p"
         self._stream.width, self._stream.height = width, height
-        if self.audio is not None and self.kind != "gif":
+        if self.audio is not None:
             self._add_audio()
 
     def _add_audio(self) -> None:
@@ -158,12 +161,17 @@ class FrameWriter:
                 shutil.rmtree(self.path)
             self._tmp.rename(self.path)
             return
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        if self.audio is not None and self.kind != "gif":
-            self._copy_audio()
-        self._container.close()
-        self._container = None
+        if self.kind == "gif":  # PIL, not ffmpeg: ffmpeg's GIF muxer drops every metadata key
+            first, *rest = self._gif
+            first.save(self._tmp, format="GIF", save_all=True, append_images=rest, loop=0,
+                       duration=round(1000 / self.fps), comment=gif_comment(self.tags))
+        else:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            if self.audio is not None:
+                self._copy_audio()
+            self._container.close()
+            self._container = None
         self._stack.close()  # moves the finished file into place
 
     def abort(self) -> None:

@@ -19,21 +19,23 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from marionette import __version__
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.warp import WarpRenderer, WarpTarget
+from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer, TargetFace
+from marionette.landmark_transformer_config import MODES
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.mesh import FaceMesh, detect_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
+from marionette.provenance import Watermark, container_tags
 
 
 @dataclass(frozen=True)
 class ReenactConfig:
     size: int = 256  # side of the face crop the renderer works at, pixels
-    transform: bool = True  # landmark transformer: driver's expression on the target's face shape
+    transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
     mode: str = "relative"  # relative: the driver's motion since its first frame; absolute: its pose as is
     alpha: float = 1.0  # expression strength of the landmark transformer
     smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
@@ -85,11 +87,20 @@ def _target_images(paths: list[str], count: int) -> list[tuple[str, np.ndarray]]
 
 
 class ReenactPipeline:
-    def __init__(self, config: ReenactConfig = ReenactConfig(), crop: PreprocessConfig = PreprocessConfig()):
+    def __init__(self, config: ReenactConfig = ReenactConfig(), crop: PreprocessConfig = PreprocessConfig(),
+                 landmark_transformer: str | Path | None = None):
+        """`landmark_transformer`: a fitted file (default: the one shipped with marionette); used
+        when config.transform is on."""
+        if config.mode not in MODES:
+            raise InputError(f"mode {config.mode!r}: expected one of {', '.join(MODES)}")
         self.config = config
         self.crop = crop
         self.renderer = WarpRenderer(config.size)
+        self.transformer = (LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH)
+                            if config.transform else None)
         self.targets: list[Target] = []
+        self._target_face: TargetFace | None = None
+        self.watermark = Watermark()
 
     @property
     def renderer_name(self) -> str:
@@ -107,13 +118,18 @@ class ReenactPipeline:
             crop, mesh = crop_image(image, box, size), box.to_crop(face.mesh, size)
             self.targets.append(Target(image, box, mesh, self.renderer.prepare(crop, mesh),
                                        PasteBack(image.shape, box, size)))
+        if self.transformer is not None:  # identity shape and pose of all K targets, in crop pixels
+            self._target_face = self.transformer.prepare_targets(np.stack([t.mesh for t in self.targets]))
 
     def _drive(self, driver_mesh: np.ndarray, reference: np.ndarray, reference_box: CropBox) -> np.ndarray:
         """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the target's crop pixels.
-
-        ours (without the landmark transformer): in relative mode the driver's displacement since its
-        first frame, measured in its own first-frame crop, is added to the first target's mesh;
-        in absolute mode the driver's mesh in that crop is used as is."""
+        `reference` is the driver's first face, `reference_box` its crop."""
+        if self.transformer is not None:  # paper: the driver's expression and pose on the targets' shape
+            return self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.config.alpha,
+                                          mode=self.config.mode, first_frame=reference).mesh[0]
+        # ours, without the transformer (raw landmarks, the driver's face shape included): relative
+        # mode adds the driver's displacement since its first frame, measured in its first-frame
+        # crop, to the first target's mesh; absolute mode takes the driver's mesh in that crop as is
         size = self.config.size
         now = reference_box.to_crop(driver_mesh, size)
         if self.config.mode == "absolute":
@@ -180,13 +196,16 @@ class ReenactPipeline:
         self.set_targets(targets)
         source = open_driver(driver)
         stats = RunStats()
-        tags = {"comment": f"synthetic media: made by marionette {__version__} (renderer {self.renderer_name})"}
+        tags = container_tags(self.renderer_name)
         bar = tqdm(unit="frame", desc="reenact", disable=not progress)
         with FrameWriter(Path(out), source.fps, tags, audio=source.audio, crf=self.config.crf) as writer:
             for _, result in self.frames(source, stats):
                 start = time.perf_counter()
-                writer.write(result)
-                stats.seconds["encode"] += time.perf_counter() - start
+                marked = self.watermark.embed(result)  # every output frame says it is synthetic
+                marked_at = time.perf_counter()
+                writer.write(marked)
+                stats.seconds["mark"] += marked_at - start
+                stats.seconds["encode"] += time.perf_counter() - marked_at
                 bar.update()
         bar.close()
         return stats

@@ -1,0 +1,231 @@
+"""Landmark transformer: the driver's expression and pose on the target's face shape (paper
+§Proposed method, "Landmark transformer"; the MarioNETte+LT variant).
+
+The driver's landmarks carry its identity (face shape); drawn as they are, the reenacted face takes
+the driver's shape. The transformer keeps only the driver's expression and pose:
+  1. Normalisation (paper): each 3D landmark set l = s·R·n + t, where n is l aligned to a mean shape
+     by a similarity Procrustes fit; the pose (R, s, t) is kept apart.
+  2. Decomposition (paper): n(c, t) = l_mean + l_id(c) + l_exp(c, t); a PCA basis b_exp of l_exp.
+  3. Disentangler M (paper; ours: an MLP on the normalised landmarks) predicts a single frame's
+     expression coefficients λ̂; l̂_exp = b_exp·λ̂ and l̂_id = n - l_mean - l̂_exp.
+  4. Reenactment (paper): l_{x→y} = l_mean + mean_i l̂_id(y^i) + α·l̂_exp(x), re-posed with the
+     driver's rotation and the target's scale and position.
+Ours: everything runs on the dense 478-point MediaPipe mesh (the warp renderer uses it); the
+68-point layout the landmark renderer draws is its subset (`Reenacted.ibug68`). The normalised
+frame is the Procrustes reference's: centred, frontal, eyes level, inter-ocular distance 1.
+Fitting lives in landmark_transformer_fit.py. Files: FILE.safetensors (arrays and weights) and
+FILE.json (config, fit statistics), never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from marionette.config import from_dict, to_dict
+from marionette.errors import InputError
+from marionette.landmark_transformer_config import MODES, LandmarkTransformerConfig
+from marionette.landmarks.layout import mesh_to_ibug68
+from marionette.media import atomic_path
+
+MESH_POINTS = 478
+FORMAT = "marionette-landmark-transformer"
+VERSION = 1
+DEFAULT_PATH = Path(__file__).resolve().parent / "assets" / "landmark_transformer.safetensors"
+
+
+@dataclass(frozen=True)
+class Pose:
+    """Similarity pose of landmark sets: points = scale · shape @ rotation.T + translation."""
+
+    rotation: np.ndarray  # (..., 3, 3) camera <- normalised frame
+    scale: np.ndarray  # (...,)
+    translation: np.ndarray  # (..., 3)
+
+    def apply(self, shapes: np.ndarray) -> np.ndarray:
+        """(..., L, 3) normalised shapes -> (..., L, 3) posed points."""
+        posed = np.einsum("...ij,...lj->...li", self.rotation, shapes)  # (..., L, 3)
+        return self.scale[..., None, None] * posed + self.translation[..., None, :]
+
+
+def nearest_rotation(matrices: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) -> the nearest proper rotations (Frobenius norm), via SVD."""
+    u, _, vt = np.linalg.svd(matrices)
+    flip = np.ones(u.shape[:-1])  # (..., 3)
+    flip[..., -1] = np.sign(np.linalg.det(u @ vt))
+    return (u * flip[..., None, :]) @ vt
+
+
+def procrustes(points: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, Pose]:
+    """Similarity Procrustes: (..., L, 3) points -> (..., L, 3) shapes aligned to the (L, 3) centred
+    reference, and the pose with points = pose.apply(shapes) exactly."""
+    translation = points.mean(-2)  # (..., 3)
+    centred = points - translation[..., None, :]  # (..., L, 3)
+    cross = np.einsum("lj,...lk->...jk", reference, centred)  # (..., 3, 3) Σ ref_l ⊗ p_l
+    u, sigma, vt = np.linalg.svd(cross)
+    flip = np.ones(sigma.shape)  # (..., 3) no reflections
+    flip[..., -1] = np.sign(np.linalg.det(u @ vt))
+    align = (u * flip[..., None, :]) @ vt  # (..., 3, 3) normalised <- camera
+    scale = (sigma * flip).sum(-1) / (centred**2).sum((-2, -1))  # (...,) normalised / camera units
+    shapes = scale[..., None, None] * np.einsum("...jk,...lk->...lj", align, centred)  # (..., L, 3)
+    return shapes, Pose(np.swapaxes(align, -1, -2), 1.0 / scale, translation)
+
+
+class Disentangler(nn.Module):
+    """M: one frame's normalised landmarks -> its expression coefficients λ̂ (paper; ours: an MLP
+    that predicts coefficients standardised by their training spread)."""
+
+    def __init__(self, points: int, components: int, hidden: int, layers: int):
+        super().__init__()
+        widths = [points * 3] + [hidden] * layers
+        blocks: list[nn.Module] = []
+        for width_in, width_out in zip(widths[:-1], widths[1:]):
+            blocks += [nn.Linear(width_in, width_out), nn.SiLU()]
+        self.mlp = nn.Sequential(*blocks, nn.Linear(hidden, components))
+        self.register_buffer("mean_shape", torch.zeros(points, 3))  # l_mean
+        self.register_buffer("input_scale", torch.ones(()))  # spread of n - l_mean
+        self.register_buffer("coefficient_std", torch.ones(components))  # spread of each λ
+
+    def forward(self, shapes: torch.Tensor) -> torch.Tensor:
+        """(B, L, 3) normalised shapes -> (B, C) expression coefficients."""
+        offsets = (shapes - self.mean_shape) / self.input_scale  # (B, L, 3)
+        return self.mlp(offsets.flatten(1)) * self.coefficient_std  # (B, C)
+
+
+@dataclass(frozen=True)
+class TargetFace:
+    """The K targets, prepared once: their identity shape, expression and mean pose."""
+
+    identity: np.ndarray  # (L, 3) mean_i l̂_id(y^i)
+    coefficients: np.ndarray  # (C,) mean_i λ̂(y^i), the start expression in relative mode
+    pose: Pose  # mean rotation (projected to a rotation), mean scale and position
+
+
+@dataclass(frozen=True)
+class Reenacted:
+    mesh: np.ndarray  # (T, 478, 3) transformed landmarks, in the targets' pixels
+    shapes: np.ndarray  # (T, 478, 3) the same in the normalised frame, before re-posing
+
+    @property
+    def ibug68(self) -> np.ndarray:
+        """(T, 68, 3) the 68-point layout of the landmark renderer."""
+        return mesh_to_ibug68(self.mesh)
+
+
+class LandmarkTransformer:
+    """Driver landmarks + K targets' landmarks + α -> the driver's expression and pose on the target."""
+
+    def __init__(self, reference: np.ndarray, mean_shape: np.ndarray, expression_basis: np.ndarray,
+                 disentangler: Disentangler, config: LandmarkTransformerConfig, stats: dict[str, Any]):
+        assert reference.shape == mean_shape.shape == (MESH_POINTS, 3), (reference.shape, mean_shape.shape)
+        assert expression_basis.shape[1:] == (MESH_POINTS, 3), expression_basis.shape
+        self.reference = reference.astype(np.float64)  # (L, 3) Procrustes target: the normalised frame
+        self.mean_shape = mean_shape.astype(np.float64)  # (L, 3) l_mean
+        self.expression_basis = expression_basis.astype(np.float64)  # (C, L, 3) b_exp, orthonormal
+        self.disentangler = disentangler.eval()
+        self.config = config
+        self.stats = stats  # how it was fitted (dataset, frames, variance explained, errors)
+
+    @property
+    def components(self) -> int:
+        return len(self.expression_basis)
+
+    def normalize(self, points: np.ndarray) -> tuple[np.ndarray, Pose]:
+        """(..., L, 3) landmarks -> (..., L, 3) normalised shapes and their pose."""
+        assert points.shape[-2:] == (MESH_POINTS, 3), f"expected (..., {MESH_POINTS}, 3), got {points.shape}"
+        return procrustes(points.astype(np.float64), self.reference)
+
+    def expression(self, shapes: np.ndarray) -> np.ndarray:
+        """(N, L, 3) normalised shapes -> (N, C) λ̂ predicted by the disentangler, frame by frame."""
+        with torch.no_grad():
+            return self.disentangler(torch.from_numpy(shapes).float()).double().numpy()
+
+    def project(self, coefficients: np.ndarray) -> np.ndarray:
+        """(..., C) expression coefficients -> (..., L, 3) l̂_exp = b_exp·λ̂."""
+        return np.einsum("...c,clk->...lk", coefficients, self.expression_basis)
+
+    def prepare_targets(self, targets: np.ndarray) -> TargetFace:
+        """(K, L, 3) target landmarks -> their identity, expression and pose (order-free)."""
+        shapes, pose = self.normalize(targets)  # (K, L, 3)
+        coefficients = self.expression(shapes)  # (K, C)
+        identity = shapes - self.mean_shape - self.project(coefficients)  # (K, L, 3) l̂_id(y^i)
+        mean_pose = Pose(nearest_rotation(pose.rotation.mean(0)), pose.scale.mean(0), pose.translation.mean(0))
+        return TargetFace(identity.mean(0), coefficients.mean(0), mean_pose)
+
+    def drive(self, driver: np.ndarray, target: TargetFace, *, alpha: float, mode: str,
+              first_frame: np.ndarray | None = None) -> Reenacted:
+        """(T, L, 3) driver landmarks -> (T, L, 3) on the target, with expression strength α, in
+        `mode` (relative or absolute). `first_frame` (L, 3) is the driver frame relative mode measures
+        motion from (default driver[0]; a stream passes its own first frame)."""
+        if mode not in MODES:
+            raise InputError(f"landmark transformer mode {mode!r}: expected one of {', '.join(MODES)}")
+        shapes, pose = self.normalize(driver)  # (T, L, 3)
+        coefficients = self.expression(shapes)  # (T, C)
+        if mode == "absolute":  # paper: α·l̂_exp(x), the driver's rotation, the target's scale and position
+            expression = alpha * coefficients
+            t = len(driver)
+            out_pose = Pose(pose.rotation, np.full(t, target.pose.scale), np.tile(target.pose.translation, (t, 1)))
+        else:  # ours: the target as it is, moved by the driver's change since its first frame
+            ref_shape, ref_pose = self.normalize(driver[0] if first_frame is None else first_frame)  # (L, 3)
+            ref_coefficients = self.expression(ref_shape[None])[0]  # (C,)
+            expression = target.coefficients + alpha * (coefficients - ref_coefficients)  # (T, C)
+            turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its first frame
+            zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel
+            out_pose = Pose(turn @ target.pose.rotation, zoom * pose.scale,
+                            target.pose.translation + zoom * (pose.translation - ref_pose.translation))
+        out_shapes = self.mean_shape + target.identity + self.project(expression)  # (T, L, 3) l_{x→y}
+        return Reenacted(out_pose.apply(out_shapes).astype(np.float32), out_shapes.astype(np.float32))
+
+    def __call__(self, driver: np.ndarray, targets: np.ndarray, *, alpha: float, mode: str) -> Reenacted:
+        """(T, L, 3) driver landmarks and (K, L, 3) target landmarks -> (T, L, 3) transformed."""
+        return self.drive(driver, self.prepare_targets(targets), alpha=alpha, mode=mode)
+
+    def save(self, path: str | Path) -> None:
+        """Write FILE.safetensors (arrays, weights) and FILE.json (config, statistics), atomically."""
+        path = Path(path).with_suffix(".safetensors")
+        tensors = {
+            "reference": torch.from_numpy(self.reference),  # float64: a round trip changes nothing
+            "mean_shape": torch.from_numpy(self.mean_shape),
+            "expression_basis": torch.from_numpy(self.expression_basis),
+            **{f"disentangler.{k}": v.contiguous() for k, v in self.disentangler.state_dict().items()},
+        }
+        meta = {"format": FORMAT, "version": VERSION, "components": self.components,
+                "config": to_dict(self.config), "stats": self.stats}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": FORMAT})
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps(meta, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path = DEFAULT_PATH) -> LandmarkTransformer:
+        """Read a fitted transformer (FILE.safetensors + FILE.json); InputError naming the bad file."""
+        path = Path(path).with_suffix(".safetensors")
+        meta_path = path.with_suffix(".json")
+        for p in (path, meta_path):
+            if not p.is_file():
+                raise InputError(f"{p}: no such file (fit one with `marionette fit-landmarks`)")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+                raise ValueError(f"not a {FORMAT} v{VERSION} file")
+            config = from_dict(LandmarkTransformerConfig, meta["config"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{meta_path}: invalid landmark transformer description ({e})") from None
+        try:
+            tensors = load_file(str(path))
+            weights = {k.removeprefix("disentangler."): v for k, v in tensors.items() if k.startswith("disentangler.")}
+            disentangler = Disentangler(MESH_POINTS, int(meta["components"]), config.hidden, config.layers)
+            disentangler.load_state_dict(weights)
+            return cls(tensors["reference"].numpy(), tensors["mean_shape"].numpy(),
+                       tensors["expression_basis"].numpy(), disentangler, config, meta.get("stats", {}))
+        except (SafetensorError, OSError, KeyError, RuntimeError, AssertionError, ValueError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputError(f"{path}: invalid landmark transformer weights ({reason})") from None

@@ -1,0 +1,127 @@
+"""Synthetic-media marks: the watermark survives a real H.264 round trip and a downscale, stays
+invisible (PSNR) and silent on unmarked frames or a wrong key; container tags round-trip; verify."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from marionette.errors import InputError
+from marionette.media import iter_video
+from marionette.provenance import (
+    MOV_MUXER_OPTIONS,
+    TAG_KEY,
+    THRESHOLD,
+    Watermark,
+    container_tags,
+    format_report,
+    png_info,
+    read_container_tag,
+    verify,
+)
+
+CLIP = Path(__file__).resolve().parents[1] / "assets" / "videos" / "grid_brbk7n.mp4"  # 360x288 talking head, 25 fps
+FRAMES = 25
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return [f for _, f in zip(range(FRAMES), iter_video(CLIP))]
+
+
+@pytest.fixture(scope="module")
+def marked(frames) -> list[np.ndarray]:
+    return [Watermark().embed(f) for f in frames]
+
+
+def write_h264(path, frames: list[np.ndarray], crf: int, tags: dict[str, str] | None = None) -> None:
+    """A real mp4 through PyAV's libx264 (yuv420p), as the pipeline writes it."""
+    with av.open(str(path), "w", format="mp4", options=MOV_MUXER_OPTIONS) as container:
+        container.metadata.update(tags or {})
+        stream = container.add_stream("libx264", rate=25, options={"crf": str(crf)})
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return 10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2))
+
+
+def test_embed_keeps_shape_and_is_invisible(frames, marked):
+    assert marked[0].shape == frames[0].shape and marked[0].dtype == np.uint8
+    assert not np.array_equal(marked[0], frames[0])
+    assert min(psnr(a, b) for a, b in zip(frames, marked)) > 40.0
+
+
+def test_survives_h264_crf28(tmp_path, frames, marked):
+    path = tmp_path / "marked.mp4"
+    write_h264(path, marked, crf=28)
+    report = verify(path)
+    assert report.kind == "video" and report.watermark.frames == FRAMES
+    assert report.watermark.present, report.watermark
+    assert report.tag is None  # no container tag was written: the pixels alone carry the mark
+    assert "synthetic" in format_report(report)
+
+
+def test_unmarked_and_wrong_key_are_not_detected(tmp_path, frames):
+    path = tmp_path / "plain.mp4"
+    write_h264(path, frames, crf=23)
+    report = verify(path)
+    assert not report.watermark.present and abs(report.watermark.score) < THRESHOLD, report.watermark
+    assert format_report(report).startswith(f"{path}: no marionette mark found")
+
+    decoded = list(iter_video(tmp_path / "plain.mp4"))
+    assert abs(Watermark().detect(decoded).score) < THRESHOLD
+    other = Watermark(key=12345)
+    marked_other = [other.embed(f) for f in frames]
+    assert other.detect(marked_other).present  # the other key's own mark is there...
+    assert not Watermark().detect(marked_other).present  # ...and the default key does not see it
+
+
+def test_survives_half_downscale(frames, marked):
+    h, w = frames[0].shape[:2]
+    small = [cv2.resize(f, (w // 2, h // 2), interpolation=cv2.INTER_AREA) for f in marked]
+    detection = Watermark().detect(small)
+    assert detection.present and detection.frames == FRAMES, detection
+
+
+def test_single_marked_image_detected(tmp_path, frames, marked):
+    path = tmp_path / "frame.png"
+    Image.fromarray(marked[0]).save(path, pnginfo=png_info(container_tags("test")))
+    report = verify(path)
+    assert report.kind == "image" and report.watermark.present and report.watermark.frames == 1
+    assert not Watermark().detect(frames[:1]).present
+
+
+def test_container_tag_round_trip_mp4_and_png(tmp_path, frames):
+    tags = container_tags("warp")
+    mp4 = tmp_path / "tagged.mp4"
+    write_h264(mp4, frames[:3], crf=23, tags=tags)
+    assert read_container_tag(mp4) == tags["comment"] and "renderer warp" in tags["comment"]
+    with av.open(str(mp4)) as container:
+        assert container.metadata[TAG_KEY] == tags[TAG_KEY]
+
+    png = tmp_path / "tagged.png"
+    Image.fromarray(frames[0]).save(png, pnginfo=png_info(tags))
+    assert read_container_tag(png) == tags["comment"]
+
+    plain = tmp_path / "plain.png"
+    Image.fromarray(frames[0]).save(plain)
+    assert read_container_tag(plain) is None
+
+
+def test_verify_corrupt_file_names_the_path(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 definitely not a video")
+    with pytest.raises(InputError, match="broken.mp4"):
+        verify(bad)
+    with pytest.raises(InputError, match="missing.png"):
+        verify(tmp_path / "missing.png")
