@@ -107,21 +107,35 @@ class ReenactPipeline:
         return self.renderer.name
 
     def set_targets(self, paths: list[str]) -> None:
-        """Detect, crop and prepare 1..K targets (once per target set)."""
+        """Detect, crop and prepare 1..K target photos (once per target set)."""
         if not paths:
             raise InputError("no target given")
         size = self.config.size
-        self.targets = []
+        photos, boxes, meshes = [], [], []
         for name, image in _target_images(paths, self.config.target_frames):
             face = detect_face(image, name, self.config.face)
-            box = head_box(face.mesh, self.crop.crop_scale, self.crop.crop_shift)
-            crop, mesh = crop_image(image, box, size), box.to_crop(face.mesh, size)
-            self.targets.append(Target(image, box, mesh, self.renderer.prepare(crop, mesh),
-                                       PasteBack(image.shape, box, size)))
-        if self.transformer is not None:  # identity shape and pose of all K targets, in crop pixels
-            self._target_face = self.transformer.prepare_targets(np.stack([t.mesh for t in self.targets]))
+            photos.append(image)
+            boxes.append(head_box(face.mesh, self.crop.crop_scale, self.crop.crop_shift))
+            meshes.append(boxes[-1].to_crop(face.mesh, size))
+        self._prepare(photos, boxes, [crop_image(p, b, size) for p, b in zip(photos, boxes)], meshes)
 
-    def _drive(self, driver_mesh: np.ndarray, reference: np.ndarray, reference_box: CropBox) -> np.ndarray:
+    def set_target_crops(self, crops: np.ndarray, meshes: np.ndarray) -> None:
+        """Targets already cropped, e.g. a dataset's frames: (K, S, S, 3) uint8 crops and their
+        (K, 478, 3) meshes in crop pixels. Each crop is then its own photo."""
+        size = self.config.size
+        assert crops.shape[1:] == (size, size, 3) and meshes.shape[1:] == (478, 3), (crops.shape, meshes.shape)
+        whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # the identity crop
+        self._prepare(list(crops), [whole] * len(crops), list(crops), list(meshes))
+
+    def _prepare(self, photos: list[np.ndarray], boxes: list[CropBox], crops: list[np.ndarray],
+                 meshes: list[np.ndarray]) -> None:
+        size = self.config.size
+        self.targets = [Target(photo, box, mesh, self.renderer.prepare(crop, mesh), PasteBack(photo.shape, box, size))
+                        for photo, box, crop, mesh in zip(photos, boxes, crops, meshes)]
+        if self.transformer is not None:  # identity shape and pose of all K targets, in crop pixels
+            self._target_face = self.transformer.prepare_targets(np.stack(meshes))
+
+    def drive(self, driver_mesh: np.ndarray, reference: np.ndarray, reference_box: CropBox) -> np.ndarray:
         """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the target's crop pixels.
         `reference` is the driver's first face, `reference_box` its crop."""
         if self.transformer is not None:  # paper: the driver's expression and pose on the targets' shape
@@ -135,6 +149,10 @@ class ReenactPipeline:
         if self.config.mode == "absolute":
             return now
         return self.targets[0].mesh + (now - reference_box.to_crop(reference, size))
+
+    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
+        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 rendered crop."""
+        return self.renderer.render([t.warp for t in self.targets], driven_mesh)
 
     def frames(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Stream (driver frame, output frame) pairs."""
@@ -167,9 +185,9 @@ class ReenactPipeline:
                 if reference is None:
                     reference = last
                     reference_box = head_box(last, self.crop.crop_scale, self.crop.crop_shift)
-                driven = self._drive(last, reference, reference_box)
+                driven = self.drive(last, reference, reference_box)
                 lap("transform")
-                result = self.renderer.render([t.warp for t in self.targets], driven)
+                result = self.render(driven)
                 lap("render")
                 if self.config.paste_back:
                     result = target.paste(target.image, result)
