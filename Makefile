@@ -17,8 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/marionette preprocess assets/videos $(OUT)/dataset
-	$(VENV)/bin/marionette landmarks assets/faces/02_grace_hopper.jpg --out $(OUT)/landmarks.png
+	$(VENV)/bin/marionette demo --out $(OUT)
 
 test: install
 	$(PY) -m pytest -q

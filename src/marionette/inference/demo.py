@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmarks.preview import landmark_report
+from marionette.media import iter_video, save_image
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets"
 TARGET = ASSETS / "faces" / "02_grace_hopper.jpg"
@@ -13,12 +16,16 @@ DRIVER = ASSETS / "videos" / "grid_lbax4n.mp4"
 
 
 def run_demo(out: Path, progress: bool = True) -> list[Path]:
-    """Write the landmark preview of the target, the reenacted portrait and a side-by-side video."""
+    """Write the target's landmark preview, the reenacted portrait, a side-by-side video
+    (driver | target | result) and a PNG of three of its frames."""
     out.mkdir(parents=True, exist_ok=True)
     preview = out / "landmarks.png"
     landmark_report(TARGET, preview=preview)
     result, side = out / "result.mp4", out / "side_by_side.mp4"
     ReenactPipeline(ReenactConfig()).run([str(TARGET)], str(DRIVER), result, progress=progress)
-    ReenactPipeline(ReenactConfig(side_by_side=True, paste_back=False)).run([str(TARGET)], str(DRIVER), side,
-                                                                             progress=progress)
-    return [preview, result, side]
+    stats = ReenactPipeline(ReenactConfig(side_by_side=True, paste_back=False)).run(
+        [str(TARGET)], str(DRIVER), side, progress=progress)
+    picks = {stats.frames // 4, stats.frames // 2, 3 * stats.frames // 4}
+    frames = out / "frames.png"
+    save_image(frames, np.concatenate([f for i, f in enumerate(iter_video(side)) if i in picks], axis=0))
+    return [preview, result, side, frames]

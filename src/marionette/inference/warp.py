@@ -3,7 +3,7 @@
 ours: the target crop is warped piecewise-affinely so that its dense face mesh (478 points) moves
 to the driven mesh; a Delaunay triangulation of the target's mesh plus fixed anchors on the crop
 border carries hair, neck and background along smoothly while the border stays put. Where the
-driven mouth is open wider than the target's, the opening is filled with a dark mouth interior.
+driven mouth is open wider than the target's, the opening is filled with a dark mouth interior and upper teeth.
 With K targets, each frame uses the target whose head pose is nearest the driven pose.
 """
 
@@ -98,7 +98,7 @@ class WarpRenderer:
 
     def _fill_mouth(self, frame: np.ndarray, target: WarpTarget, driven_mesh: np.ndarray) -> np.ndarray:
         """Fill the driven mouth opening, where it is open wider than the target's own, with a dark
-        cavity and a band of teeth under the upper lip (and a thinner one over the lower lip)."""
+        cavity and, where it is open enough, a band of teeth under the upper lip."""
         ring = driven_mesh[MESH_INNER_LIPS, :2]  # (20, 2): upper lip 0..10 (corner to corner), lower 10..19
         opened = cv2.contourArea(ring.astype(np.float32))
         own = cv2.contourArea(target.mesh[MESH_INNER_LIPS, :2].astype(np.float32))
@@ -120,7 +120,9 @@ class WarpRenderer:
         bottom = np.interp(xs, *lower[np.argsort(lower[:, 0])].T)
         rows = np.arange(y1 - y0, dtype=np.float32)[:, None]
         depth = (rows - top) / np.maximum(bottom - top, 1.0)  # 0 at the upper lip, 1 at the lower
-        teeth = cv2.GaussianBlur(((depth < 0.35) | (depth > 0.85)).astype(np.float32), (0, 0), blur)[..., None]
+        # ours: upper teeth show only where the lips are apart by a tenth of the mouth's width or more
+        gap_ok = (bottom - top) > 0.1 * (local[:, 0].max() - local[:, 0].min())
+        teeth = cv2.GaussianBlur(((depth < 0.35) & gap_ok).astype(np.float32), (0, 0), blur)[..., None]
         fill = target.mouth_colour * (1 - teeth) + target.teeth_colour * teeth
         out = frame.copy()
         region = frame[y0:y1, x0:x1].astype(np.float32)
