@@ -15,7 +15,9 @@ import numpy as np
 from PIL import Image
 
 from marionette.errors import InputError
-from marionette.media import IMAGE_EXTS, atomic_path, iter_video, list_image_sequence, load_image, probe_video, save_image
+from marionette.media import (
+    IMAGE_EXTS, UMASK, atomic_path, iter_video, list_image_sequence, load_image, probe_video, save_image,
+)
 from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info
 
 
@@ -159,6 +161,7 @@ class FrameWriter:
         if self.kind == "png":
             if self.path.exists():
                 shutil.rmtree(self.path)
+            self._tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700 folders
             self._tmp.rename(self.path)
             return
         if self.kind == "gif":  # PIL, not ffmpeg: ffmpeg's GIF muxer drops every metadata key
