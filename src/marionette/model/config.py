@@ -1,0 +1,80 @@
+"""Model and loss configuration: one typed dataclass each, presets list only their differences.
+
+The defaults are the `paper` preset (256 px, encoder widths 64..512 as in the paper, §Method);
+`cpu` trains and runs on a laptop CPU; `tiny` exists for tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from marionette.config import override
+
+LEVELS = 5  # the target encoder halves the image five times (paper: five residual down blocks)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the generator and the discriminator; level j means resolution image_size / 2**j."""
+
+    image_size: int = 256  # side of the square input and output images, pixels (multiple of 32)
+    channels: int = 64  # encoder width at full resolution; doubles per halving (paper)
+    max_channels: int = 512  # cap on any encoder width (paper)
+    decoder_channels: int = 32  # decoder width at full resolution; doubles per halving up to max_channels (ours)
+    attention_blocks: int = 3  # image attention blocks in the blender (ours)
+    attention_heads: int = 8  # heads per image attention block (ours)
+    flow_max: float = 1.0  # bound of the tanh flow offsets, grid units (2 = image side) (ours)
+    disc_channels: int = 64  # discriminator width at full resolution; doubles per halving (ours)
+    disc_max_channels: int = 512  # cap on any discriminator width (ours)
+
+    def __post_init__(self) -> None:
+        if self.image_size % 2**LEVELS or self.image_size < 2 ** (LEVELS + 1):
+            raise ValueError(f"image_size must be a multiple of {2**LEVELS} and at least {2 ** (LEVELS + 1)}, "
+                             f"got {self.image_size}")
+        for width in (self.width(LEVELS - 1), self.width(LEVELS)):
+            if width % (4 * self.attention_heads):
+                raise ValueError(f"encoder width {width} at the blender must be a multiple of "
+                                 f"4 x attention_heads = {4 * self.attention_heads}")
+
+    def width(self, level: int) -> int:
+        """Encoder channels at `level` (resolution image_size / 2**level)."""
+        return min(self.channels * 2**level, self.max_channels)
+
+    def decoder_width(self, level: int) -> int:
+        """Decoder channels at `level`."""
+        return min(self.decoder_channels * 2**level, self.max_channels)
+
+    def disc_width(self, level: int) -> int:
+        """Discriminator channels at `level`."""
+        return min(self.disc_channels * 2**level, self.disc_max_channels)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": dict(image_size=128, channels=16, max_channels=128, decoder_channels=16, attention_heads=4,
+                disc_channels=16, disc_max_channels=256),
+    "tiny": dict(image_size=64, channels=8, max_channels=32, decoder_channels=8, attention_heads=2,
+                 disc_channels=8, disc_max_channels=32),
+}
+
+
+def model_config(name: str = "paper", overrides: list[str] | dict[str, Any] = ()) -> ModelConfig:
+    """The preset `name` with `key=value` overrides applied on top; unknown names or keys are errors."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r} (known: {', '.join(PRESETS)})")
+    return override(override(ModelConfig(), PRESETS[name]), overrides)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of the objective's terms and where the perceptual networks' weights come from.
+    Paths are .pth (torch.load, weights_only) or .safetensors state dicts in torchvision's layout;
+    "random" and "none" are explicit choices to run without pretrained weights and log a warning."""
+
+    adversarial_weight: float = 1.0  # hinge GAN term (paper: L_GAN)
+    feature_matching_weight: float = 10.0  # L1 discriminator feature matching (NeuralHead: 10)
+    perceptual_weight: float = 1.0  # VGG19 L1 perceptual term (ours; NeuralHead: 1e-2 on Caffe features)
+    face_perceptual_weight: float = 0.2  # VGG-Face perceptual term (ours: 1/5 of perceptual_weight, NeuralHead's ratio)
+    perceptual_weights: str = "hub"  # VGG19 weights: "hub" (torch hub cache; downloads if online), a path, "random"
+    face_weights: str = "none"  # VGG-Face weights (VGG16, features.N.*): a path, "random", or "none" (term off)

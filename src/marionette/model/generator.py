@@ -1,0 +1,66 @@
+"""Generator G = (E_x, E_y, B, Q) (paper §Proposed method, Fig. 2) and its inference API: the
+targets are encoded once into a TargetCache; each driver frame then costs E_x + B + Q only (ours)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from marionette.model.blender import Blender
+from marionette.model.config import ModelConfig
+from marionette.model.decoder import Decoder
+from marionette.model.driver_encoder import DriverEncoder
+from marionette.model.target_encoder import TargetEncoder
+
+
+@dataclass(frozen=True)
+class TargetCache:
+    """Everything a frame needs from one target set (B sets of K targets each)."""
+
+    z: torch.Tensor  # z_y (B, K, C_5, H/32, W/32): keys and values of the blender
+    mean_skips: tuple[torch.Tensor, ...]  # mean over K of Ŝ_1..Ŝ_4, each (B, C_j, H/2^j, W/2^j)
+    flows: torch.Tensor  # target pose normalization flows f_y (B, K, 2, H/2, W/2)
+
+
+@dataclass(frozen=True)
+class GeneratorOutput:
+    image: torch.Tensor  # (B, 3, H, W) in [-1, 1]
+    attention: tuple[torch.Tensor, ...]  # per image attention block, (B, heads, H/16·W/16, K·H/32·W/32)
+    driver_flows: tuple[torch.Tensor, ...]  # f_u per warp-alignment block, (B, 2, H/16, W/16) .. (B, 2, H/2, W/2)
+    target_flows: torch.Tensor  # f_y (B, K, 2, H/2, W/2)
+
+
+class Generator(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.driver_encoder = DriverEncoder(config)
+        self.target_encoder = TargetEncoder(config)
+        self.blender = Blender(config)
+        self.decoder = Decoder(config)
+
+    def encode_targets(self, images: torch.Tensor, landmark_images: torch.Tensor) -> TargetCache:
+        """images, landmark_images (B, K, 3, H, W) -> the cache of this target set (run once per set)."""
+        b, k = images.shape[:2]
+        assert images.ndim == 5 and images.shape == landmark_images.shape, (images.shape, landmark_images.shape)
+        z, normalized, flows = self.target_encoder(images.flatten(0, 1), landmark_images.flatten(0, 1))  # (B·K, ...)
+        return TargetCache(
+            z=z.unflatten(0, (b, k)),  # (B, K, C_5, H/32, W/32)
+            mean_skips=tuple(s.unflatten(0, (b, k)).mean(dim=1) for s in normalized),  # (B, C_j, H/2^j, W/2^j)
+            flows=flows.unflatten(0, (b, k)),  # (B, K, 2, H/2, W/2)
+        )
+
+    def generate(self, driver_landmark_image: torch.Tensor, cache: TargetCache) -> GeneratorOutput:
+        """driver_landmark_image (B, 3, H, W) and the cache of B target sets -> GeneratorOutput."""
+        assert driver_landmark_image.shape[0] == cache.z.shape[0], (driver_landmark_image.shape, cache.z.shape)
+        z_x = self.driver_encoder(driver_landmark_image)  # (B, C_4, H/16, W/16)
+        z_xy, attention = self.blender(z_x, cache.z)  # (B, C_4, H/16, W/16)
+        image, driver_flows = self.decoder(z_xy, cache.mean_skips)  # (B, 3, H, W)
+        return GeneratorOutput(image=image, attention=attention, driver_flows=driver_flows, target_flows=cache.flows)
+
+    def forward(self, target_images: torch.Tensor, target_landmark_images: torch.Tensor,
+                driver_landmark_image: torch.Tensor) -> GeneratorOutput:
+        """target_images, target_landmark_images (B, K, 3, H, W), driver_landmark_image (B, 3, H, W)."""
+        return self.generate(driver_landmark_image, self.encode_targets(target_images, target_landmark_images))

@@ -1,0 +1,123 @@
+"""Perceptual networks for the objective (paper §Proposed method, "Loss functions": VGG19 and
+VGG-Face perceptual losses): a VGG conv stack in plain torch with torchvision's state-dict layout
+(`features.0.weight`, ...), cut after relu5_1, and its weight loaders.
+
+Pretrained weights are read from a file (torch.load(weights_only=True) or safetensors) or, for
+VGG19, from the torch hub cache, downloading there only when the machine is online. Running
+without them is an explicit choice ("random") that logs a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from marionette.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# Conv widths, "M" = 2x2 max pool (torchvision's configurations "E" and "D").
+VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# VGG-Face (Parkhi et al. 2015) takes RGB in 0..255 minus its mean image: in [0, 1] units, std 1/255.
+VGG_FACE_MEAN, VGG_FACE_STD = (129.186 / 255, 104.762 / 255, 93.594 / 255), (1 / 255, 1 / 255, 1 / 255)
+
+
+class VGGFeatures(nn.Module):
+    """Frozen VGG conv stack up to relu5_1; returns relu1_1, relu2_1, relu3_1, relu4_1, relu5_1."""
+
+    def __init__(self, layout: tuple[int | str, ...], mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        self.taps: list[int] = []  # indices in `features` of the ReLU after each block's first conv
+        in_channels, block_start = 3, True
+        for item in layout:
+            if item == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                block_start = True
+                continue
+            layers += [nn.Conv2d(in_channels, int(item), 3, padding=1), nn.ReLU()]
+            in_channels = int(item)
+            if block_start:
+                self.taps.append(len(layers) - 1)
+                block_start = False
+                if len(self.taps) == 5:
+                    break
+        self.features = nn.Sequential(*layers)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False)
+        self.eval()
+
+    def forward(self, image: torch.Tensor) -> list[torch.Tensor]:  # (B, 3, H, W) in [-1, 1]
+        x = ((image + 1) / 2 - self.mean) / self.std  # (B, 3, H, W) in the network's input units
+        outputs = []
+        for index, layer in enumerate(self.features):
+            x = layer(x)
+            if index in self.taps:
+                outputs.append(x)  # (B, C_j, H/2^(j-1), W/2^(j-1))
+        return outputs
+
+
+def load_weights(network: VGGFeatures, path: Path) -> VGGFeatures:
+    """Load the `features.*` tensors the network has from a torchvision-layout state dict at `path`
+    (extra keys such as deeper convs or `classifier.*` are ignored)."""
+    if not path.is_file():
+        raise InputError(f"perceptual network weights not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    wanted = network.state_dict()
+    missing = [key for key in wanted if key not in state]
+    if missing:
+        raise InputError(f"{path} is not a VGG state dict in torchvision's layout: it lacks {missing[0]}")
+    wrong = [key for key in wanted if state[key].shape != wanted[key].shape]
+    if wrong:
+        raise InputError(f"{path}: {wrong[0]} has shape {tuple(state[wrong[0]].shape)}, "
+                         f"expected {tuple(wanted[wrong[0]].shape)}")
+    network.load_state_dict({key: state[key] for key in wanted})
+    return network
+
+
+def hub_path() -> Path:
+    """Where torchvision keeps its VGG19 weights: the torch hub cache."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_URL).name
+
+
+def load_vgg19(source: str) -> VGGFeatures:
+    """VGG19 (ImageNet) from "hub" (cache, else download), a path, or "random" (warns)."""
+    network = VGGFeatures(VGG19_LAYOUT, IMAGENET_MEAN, IMAGENET_STD)
+    if source == "random":
+        log.warning("perceptual_weights=random: the VGG19 perceptual loss uses random weights, not ImageNet ones")
+        return network
+    if source != "hub":
+        return load_weights(network, Path(source))
+    path = hub_path()
+    if not path.is_file():
+        try:
+            torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", check_hash=True, weights_only=True)
+        except OSError as error:  # offline: URLError and socket errors are OSErrors
+            raise InputError(f"VGG19 weights not found at {path} and the download from {VGG19_URL} failed "
+                             f"({error}); set perceptual_weights=PATH or perceptual_weights=random") from None
+    return load_weights(network, path)
+
+
+def load_vgg_face(source: str) -> VGGFeatures | None:
+    """VGG-Face (a VGG16 state dict in torchvision's layout) from a path, "random" (warns), or
+    None for "none" (the face perceptual term is off; warns)."""
+    if source == "none":
+        log.warning("face_weights=none: the face perceptual loss is off (give a VGG-Face state dict to enable it)")
+        return None
+    network = VGGFeatures(VGG16_LAYOUT, VGG_FACE_MEAN, VGG_FACE_STD)
+    if source == "random":
+        log.warning("face_weights=random: the face perceptual loss uses random weights, not VGG-Face ones")
+        return network
+    return load_weights(network, Path(source))

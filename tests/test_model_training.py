@@ -1,0 +1,116 @@
+"""The objective: gradients reach every trainable parameter of G and D, hinge signs, named and
+weighted terms."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from marionette.config import override
+from marionette.model import Discriminator, Generator, LossConfig, build_objective, model_config
+from marionette.model.losses import feature_distance, hinge_discriminator, hinge_generator
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def episode() -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(0)
+    rand = lambda *shape: torch.rand(*shape, generator=gen) * 2 - 1  # noqa: E731
+    return rand(2, 2, 3, SIZE, SIZE), rand(2, 2, 3, SIZE, SIZE), rand(2, 3, SIZE, SIZE), rand(2, 3, SIZE, SIZE)
+
+
+def random_objective(discriminator: Discriminator, **weights: float):
+    config = override(LossConfig(), dict(perceptual_weights="random", face_weights="random", **weights))
+    return build_objective(config, discriminator)
+
+
+def test_gradients_reach_every_parameter_of_g_and_d(episode) -> None:
+    torch.manual_seed(0)
+    c = model_config("tiny")
+    g, d = Generator(c), Discriminator(c)
+    objective = random_objective(d)
+    images, landmarks, driver_landmarks, driver = episode
+
+    fake = g(images, landmarks, driver_landmarks).image
+    d_losses = objective.discriminator_step(driver, fake, driver_landmarks)
+    d_losses.total.backward()
+    assert all(p.grad is None for p in g.parameters())  # the D step does not reach G
+    d_params = dict(d.named_parameters())
+    assert all(p.grad is not None for p in d_params.values())
+    # With every score inside the margin, d(loss)/d(final bias) = -1 + 1: exactly zero, as it should be.
+    assert d_params.pop("head.bias").grad.item() == 0
+    dead = [n for n, p in d_params.items() if p.grad.abs().sum() == 0]
+    assert len(d_params) > 20 and not dead, dead
+
+    d.zero_grad()
+    g_losses = objective.generator_step(fake, driver, driver_landmarks)
+    g_losses.total.backward()
+    g_params = dict(g.named_parameters())
+    assert len(g_params) > 50
+    dead = [n for n, p in g_params.items() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead, dead
+    assert not any(p.requires_grad for p in objective.perceptual.parameters())  # frozen
+
+
+def test_hinge_losses_have_the_right_signs() -> None:
+    real = torch.tensor([2.0, 0.5], requires_grad=True)
+    fake = torch.tensor([-2.0, -0.5], requires_grad=True)
+    loss_real, loss_fake = hinge_discriminator(real, fake)
+    assert loss_real.item() == pytest.approx(0.25) and loss_fake.item() == pytest.approx(0.25)  # only the 0.5s count
+    (loss_real + loss_fake).backward()
+    # D lowers its loss by raising scores of reals inside the margin and lowering those of fakes
+    assert real.grad.tolist() == [0.0, -0.5] and fake.grad.tolist() == [0.0, 0.5]
+    confident_wrong = hinge_discriminator(torch.tensor([-1.0]), torch.tensor([1.0]))
+    assert [v.item() for v in confident_wrong] == [2.0, 2.0]
+    fake_g = torch.tensor([3.0, -1.0], requires_grad=True)
+    loss_g = hinge_generator(fake_g)
+    assert loss_g.item() == pytest.approx(-1.0)
+    loss_g.backward()
+    assert (fake_g.grad < 0).all()  # G lowers its loss by raising D's score of fakes, without a margin
+
+
+def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
+    torch.manual_seed(0)
+    c = model_config("tiny")
+    d = Discriminator(c)
+    _, _, driver_landmarks, driver = episode
+    fake = driver.flip(-1)
+    with caplog.at_level(logging.WARNING):
+        weighted = random_objective(d, adversarial_weight=0.5, feature_matching_weight=2.0, perceptual_weight=3.0,
+                                    face_perceptual_weight=4.0)
+    assert "perceptual_weights=random" in caplog.text and "face_weights=random" in caplog.text
+    torch.manual_seed(1)
+    with torch.no_grad():
+        d.eval()  # fix the spectral-norm power iteration so both steps see the same D
+        losses = weighted.generator_step(fake, driver, driver_landmarks)
+    terms = losses.as_dict()
+    assert set(terms) == {"G/total", "G/adversarial", "G/feature_matching", "G/perceptual", "G/face_perceptual"}
+    assert all(v > 0 for k, v in terms.items() if k not in ("G/adversarial", "G/total"))
+    expected = (0.5 * losses.adversarial + 2 * losses.feature_matching + 3 * losses.perceptual
+                + 4 * losses.face_perceptual)
+    assert losses.total.item() == pytest.approx(expected.item(), rel=1e-5)
+    with torch.no_grad():
+        same = weighted.generator_step(driver, driver, driver_landmarks)
+    assert same.feature_matching == 0 and same.perceptual == 0 and same.face_perceptual == 0
+    d_terms = weighted.discriminator_step(driver, fake, driver_landmarks).as_dict()
+    assert set(d_terms) == {"D/total", "D/real", "D/fake"}
+    assert d_terms["D/total"] == pytest.approx(0.5 * (d_terms["D/real"] + d_terms["D/fake"]), rel=1e-5)
+
+
+def test_face_term_off_is_logged_and_zero(episode, caplog) -> None:
+    d = Discriminator(model_config("tiny"))
+    _, _, driver_landmarks, driver = episode
+    with caplog.at_level(logging.WARNING):
+        objective = build_objective(override(LossConfig(), ["perceptual_weights=random"]), d)
+    assert "face_weights=none" in caplog.text and objective.face_perceptual is None
+    with torch.no_grad():
+        assert objective.generator_step(driver.flip(-1), driver, driver_landmarks).face_perceptual == 0
+
+
+def test_feature_distance_is_mean_l1_over_layers() -> None:
+    a = [torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 2, 2)]
+    b = [torch.ones(1, 2, 4, 4), torch.full((1, 3, 2, 2), 3.0)]
+    assert feature_distance(a, b).item() == pytest.approx(2.0)

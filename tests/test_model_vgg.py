@@ -1,0 +1,99 @@
+"""Perceptual network weights: torchvision layout round trip, hub cache, clear errors, explicit
+random weights."""
+
+from __future__ import annotations
+
+import logging
+import urllib.error
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from marionette.errors import InputError
+from marionette.model import vgg
+from marionette.model.vgg import VGG16_LAYOUT, VGG19_LAYOUT, VGGFeatures, load_vgg19, load_vgg_face
+
+
+def torchvision_style_state(layout: tuple, seed: int) -> dict[str, torch.Tensor]:
+    """A full VGG state dict in torchvision's layout: every conv of `features`, plus a classifier."""
+    gen = torch.Generator().manual_seed(seed)
+    state, index, in_channels = {}, 0, 3
+    for item in layout:
+        if item == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(item, in_channels, 3, 3, generator=gen)
+        state[f"features.{index}.bias"] = torch.randn(item, generator=gen)
+        in_channels, index = item, index + 2
+    state["classifier.0.weight"] = torch.randn(8, 4, generator=gen)
+    return state
+
+
+def test_vgg19_taps_are_relu_x_1() -> None:
+    net = VGGFeatures(VGG19_LAYOUT, vgg.IMAGENET_MEAN, vgg.IMAGENET_STD)
+    assert net.taps == [1, 6, 11, 20, 29]  # torchvision indices of relu1_1 .. relu5_1
+    outputs = net(torch.zeros(1, 3, 32, 32))
+    assert [o.shape[1:] for o in outputs] == [(64, 32, 32), (128, 16, 16), (256, 8, 8), (512, 4, 4), (512, 2, 2)]
+    assert VGGFeatures(VGG16_LAYOUT, vgg.VGG_FACE_MEAN, vgg.VGG_FACE_STD).taps == [1, 6, 11, 18, 25]
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_vgg19_round_trip_from_path(tmp_path: Path, suffix: str) -> None:
+    state = torchvision_style_state(VGG19_LAYOUT, seed=0)
+    path = tmp_path / f"vgg19{suffix}"
+    torch.save(state, path) if suffix == ".pth" else save_file(state, str(path))
+    net = load_vgg19(str(path))
+    loaded = net.state_dict()
+    assert set(loaded) == {f"features.{i}.{p}" for i in (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28)
+                           for p in ("weight", "bias")}
+    assert all(torch.equal(loaded[k], state[k]) for k in loaded)
+    assert not any(p.requires_grad for p in net.parameters())
+
+
+def test_vgg19_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    path = tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    assert vgg.hub_path() == path
+    path.parent.mkdir()
+    state = torchvision_style_state(VGG19_LAYOUT, seed=1)
+    torch.save(state, path)
+    assert torch.equal(load_vgg19("hub").state_dict()["features.28.weight"], state["features.28.weight"])
+
+
+def test_vgg19_hub_offline_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(InputError) as error:
+        load_vgg19("hub")
+    message = str(error.value)
+    assert "\n" not in message and str(tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth") in message
+    assert "perceptual_weights=random" in message
+
+
+def test_missing_or_wrong_weights_file_errors_name_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "vgg19.pth"
+    with pytest.raises(InputError, match="not found: .*nowhere/vgg19.pth$"):
+        load_vgg19(str(missing))
+    wrong = tmp_path / "vgg16.pth"
+    torch.save(torchvision_style_state(VGG16_LAYOUT, seed=0), wrong)
+    with pytest.raises(InputError, match="vgg16.pth"):
+        load_vgg19(str(wrong))  # VGG16 lacks features.28
+
+
+def test_random_weights_are_an_explicit_choice_that_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="marionette.model.vgg"):
+        net = load_vgg19("random")
+    assert isinstance(net, VGGFeatures) and "random weights" in caplog.text
+
+
+def test_vgg_face_from_path(tmp_path: Path) -> None:
+    state = torchvision_style_state(VGG16_LAYOUT, seed=2)
+    torch.save(state, tmp_path / "vgg_face.pth")
+    net = load_vgg_face(str(tmp_path / "vgg_face.pth"))
+    assert torch.equal(net.state_dict()["features.24.weight"], state["features.24.weight"])
