@@ -12,6 +12,7 @@ from marionette.config import describe, override
 from marionette.data.config import PreprocessConfig
 from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError
+from marionette.evaluation.expression import ExpressionConfig
 from marionette.landmark_transformer_config import LandmarkTransformerConfig
 
 
@@ -91,6 +92,28 @@ def _verify(args: argparse.Namespace) -> None:
         print(format_report(verify(path)))
 
 
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from marionette.evaluation.expression import ExpressionConfig
+    from marionette.evaluation.run import EvalConfig, evaluate
+
+    try:
+        expression = override(ExpressionConfig(), args.set)
+        shots = tuple(int(k) for k in _comma_list(args.shots))
+    except ValueError as e:
+        raise InputError(f"--set/--shots: {e}") from None
+    config = EvalConfig(split=args.split, renderers=_comma_list(args.renderers), shots=shots,
+                        modes=_comma_list(args.mode), episodes=args.episodes, seed=args.seed,
+                        cross_mode=args.cross_mode, samples=args.samples, arcface=args.arcface,
+                        checkpoint=args.checkpoint)
+    report = evaluate(Path(args.data), Path(args.out), config, expression,
+                      episodes_csv=Path(args.episode_list) if args.episode_list else None, progress=not args.quiet)
+    print(f"wrote {report} (+ report.json, plots/, samples/)")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
@@ -155,6 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
                        help="check files for marionette's synthetic-media tag and invisible watermark")
     p.add_argument("files", nargs="+", help="videos or images to check")
     p.set_defaults(func=_verify)
+
+    p = sub.add_parser("evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="score renderers on self- and cross-identity episodes of a dataset split (resumable)",
+                       epilog="expression thresholds (--set key=value):\n" + describe(ExpressionConfig))
+    p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess`")
+    p.add_argument("--out", required=True, help="report folder (created; a rerun resumes and rebuilds the report)")
+    p.add_argument("--split", default="test", help="split the episodes come from: train, val, test or all (default: test)")
+    p.add_argument("--renderers", default="copy,warp", help="comma list of copy, warp, neural (default: copy,warp)")
+    p.add_argument("--shots", default="1,8", help="comma list of K values in 1..8 (default: 1,8)")
+    p.add_argument("--mode", default="self,cross", help="comma list of self, cross (default: self,cross)")
+    p.add_argument("--episodes", type=int, default=20, help="episodes per (mode, shots) when the list is made (default: 20)")
+    p.add_argument("--episode-list", help="reuse this episodes.csv (default: REPORT_DIR/episodes.csv if present, else a new list)")
+    p.add_argument("--seed", type=int, default=0, help="seed of a new episode list (default: 0)")
+    p.add_argument("--cross-mode", default="relative", choices=["relative", "absolute"],
+                   help="landmark transformer mode for cross-identity episodes (default: relative)")
+    p.add_argument("--samples", type=int, default=4, help="episodes per (mode, shots) kept for the sample grids (default: 4)")
+    p.add_argument("--checkpoint", help="trained generator checkpoint (needed by the neural renderer)")
+    p.add_argument("--arcface", help="ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override expression thresholds listed below")
+    p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading and reenactment throughput")
     p.add_argument("what", choices=["preprocess", "episodes", "reenact", "all"], help="which benchmark")

@@ -1,0 +1,1 @@
+"""Evaluation (paper §Experiments): episodes, renderers, identity judges, metrics and reports."""

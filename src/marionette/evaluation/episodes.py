@@ -1,0 +1,84 @@
+"""Deterministic evaluation episodes, saved as CSV so that every run (and every renderer) scores
+the same ones.
+
+Paper (§Experiments): 1- and 8-shot test sets; self-reenactment takes the targets and the driver
+from one video of a held-out identity (the driver frame is the ground truth); reenacting a
+different identity takes the driver from another identity. ours: episode i of a mode draws its
+clip(s) round-robin over the split's clips (cross: the driver's clip from the other identities),
+then 8 target frames and a driver frame distinct from them; the K-shot episode i uses the first K
+of those targets, so 1-shot and 8-shot episodes share drivers and are paired.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from marionette.data.manifest import Manifest
+from marionette.errors import InputError
+
+MAX_SHOTS = 8
+FIELDS = ("mode", "shots", "episode", "target_clip", "target_frames", "driver_clip", "driver_frame")
+
+
+@dataclass(frozen=True)
+class EvalEpisode:
+    mode: str  # self or cross
+    shots: int  # K
+    episode: int  # index within (mode, shots); equal indices share driver and first targets
+    target_clip: str
+    target_frames: tuple[int, ...]  # K frame positions in the target clip
+    driver_clip: str
+    driver_frame: int  # frame position in the driver clip (the ground truth in self mode)
+
+
+def make_episodes(manifest: Manifest, split: str, modes: tuple[str, ...], shots: tuple[int, ...],
+                  count: int, seed: int) -> list[EvalEpisode]:
+    """`count` episodes per (mode, shots) from the clips of `split`."""
+    if any(not 1 <= k <= MAX_SHOTS for k in shots):
+        raise InputError(f"shots {shots}: each must be in 1..{MAX_SHOTS}")
+    clips = sorted((c for c in manifest.split(split) if c.info.frames > MAX_SHOTS), key=lambda c: c.info.clip_id)
+    if not clips:
+        raise InputError(f"split {split!r} has no clip with more than {MAX_SHOTS} frames")
+    episodes = []
+    for mode in modes:
+        if mode == "cross" and len({c.info.identity for c in clips}) < 2:
+            raise InputError(f"cross-identity episodes need two identities in split {split!r}")
+        for i in range(count):
+            rng = np.random.default_rng([seed, ("self", "cross").index(mode), i])
+            target = clips[i % len(clips)]
+            if mode == "self":
+                driver = target
+                frames = rng.choice(target.info.frames, size=MAX_SHOTS + 1, replace=False)
+                targets, driver_frame = frames[:MAX_SHOTS], int(frames[MAX_SHOTS])
+            else:
+                others = [c for c in clips if c.info.identity != target.info.identity]
+                driver = others[rng.integers(len(others))]
+                targets = rng.choice(target.info.frames, size=MAX_SHOTS, replace=False)
+                driver_frame = int(rng.integers(driver.info.frames))
+            episodes += [EvalEpisode(mode, k, i, target.info.clip_id, tuple(int(f) for f in targets[:k]),
+                                     driver.info.clip_id, driver_frame) for k in shots]
+    return episodes
+
+
+def save_episodes(path: Path, episodes: list[EvalEpisode]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(FIELDS)
+        for e in episodes:
+            writer.writerow([e.mode, e.shots, e.episode, e.target_clip, " ".join(map(str, e.target_frames)),
+                             e.driver_clip, e.driver_frame])
+
+
+def load_episodes(path: Path) -> list[EvalEpisode]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return [EvalEpisode(r["mode"], int(r["shots"]), int(r["episode"]), r["target_clip"],
+                            tuple(int(x) for x in r["target_frames"].split()), r["driver_clip"], int(r["driver_frame"]))
+                for r in rows]
+    except (OSError, KeyError, ValueError, TypeError) as e:
+        raise InputError(f"{path}: not an episode list ({e})") from None

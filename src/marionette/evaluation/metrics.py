@@ -1,0 +1,288 @@
+"""The metric registry, shared by training-time validation and `marionette evaluate`.
+
+Paper §Experiments: self-reenactment is scored against the ground-truth driver frame (CSIM, SSIM,
+PSNR, LPIPS); reenacting a different identity against the targets' identity (CSIM) and the
+driver's motion (PRMSE, AUCON). ours: L1 is added to the self metrics; AUCON is replaced by
+landmark-based expression agreement (expression.py) plus the correlation of the landmark
+transformer's expression coefficients; landmark NME and the rate of results with a detectable
+face are added. Each metric measures one `Sample` (one reenacted frame and what it is compared
+with) and reduces a list of per-sample values to one figure.
+
+Training validation: build `Sample(mode="self", output=..., truth=...)` from a batch (`to_uint8`
+turns a (3, S, S) tensor in [-1, 1] into an image) and call `measure_sample(sample, ["l1", "psnr",
+"ssim"], tools)`; then `summarize`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from marionette.evaluation.expression import ExpressionConfig, indicators
+from marionette.evaluation.judges import IdentityJudge, cosine, make_judge
+from marionette.landmarks.layout import inter_ocular, mesh_to_ibug68
+from marionette.landmarks.pose import head_pose
+
+MODES = ("self", "cross")
+Value = float | list[float] | None  # one sample's measurement (None: not measurable, e.g. no face)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One reenacted frame and what it is compared with. Images (S, S, 3) uint8 RGB; meshes
+    (478, 3) in the pixels of their own image. Only `mode` and `output` are always needed."""
+
+    mode: str  # self (ground truth exists) or cross (targets and driver of different identities)
+    output: np.ndarray  # (S, S, 3) the result
+    truth: np.ndarray | None = None  # (S, S, 3) the driver frame itself (self mode)
+    truth_mesh: np.ndarray | None = None  # (478, 3) its mesh
+    targets: np.ndarray | None = None  # (K, S, S, 3) the target frames
+    target_meshes: np.ndarray | None = None  # (K, 478, 3)
+    driver_mesh: np.ndarray | None = None  # (478, 3) the driver's landmarks (in the driver's crop)
+    driver_clip_meshes: np.ndarray | None = None  # (F, 478, 3) the driver's clip: its expression baseline
+    driven_mesh: np.ndarray | None = None  # (478, 3) transformed driver landmarks the renderer was given
+    output_mesh: np.ndarray | None = None  # (478, 3) face mesh measured on the output (None: no face)
+    truth_key: str | None = None  # cache key of the truth's identity embedding
+    target_keys: tuple[str, ...] = ()  # cache keys of the targets' identity embeddings
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, S, S) tensor in [-1, 1] -> (S, S, 3) uint8 RGB."""
+    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+class Tools:
+    """What metrics need beyond the sample, built on first use: the identity judge, the landmark
+    transformer, LPIPS; identity embeddings of fixed images are cached by key."""
+
+    def __init__(self, arcface: str | Path | None = None, expression: ExpressionConfig = ExpressionConfig()):
+        self.arcface = arcface  # ArcFace ONNX file (None: dlib's ResNet)
+        self.expression_config = expression
+        self._judge: IdentityJudge | None = None
+        self._transformer = None
+        self._lpips = None
+        self._embeddings: dict[str, np.ndarray | None] = {}
+
+    @property
+    def judge(self) -> IdentityJudge:
+        if self._judge is None:
+            self._judge = make_judge(self.arcface)
+        return self._judge
+
+    @property
+    def transformer(self):
+        if self._transformer is None:
+            from marionette.landmark_transformer import LandmarkTransformer
+
+            self._transformer = LandmarkTransformer.load()
+        return self._transformer
+
+    def embedding(self, image: np.ndarray, mesh: np.ndarray | None, key: str | None = None) -> np.ndarray | None:
+        if key is None:
+            return self.judge.embed(image, mesh)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.judge.embed(image, mesh)
+        return self._embeddings[key]
+
+    @staticmethod
+    def lpips_missing() -> str | None:
+        """Why LPIPS cannot run here (None when it can): it needs the lpips package (its linear
+        heads) and torchvision's AlexNet weights in the torch hub cache; nothing is downloaded."""
+        if importlib.util.find_spec("lpips") is None:
+            return "LPIPS omitted: the lpips package (its linear-head weights) is not installed"
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / "alexnet-owt-7be5be79.pth"
+        if not weights.is_file():
+            return f"LPIPS omitted: AlexNet backbone weights not found at {weights}"
+        return None
+
+    def lpips(self, a: np.ndarray, b: np.ndarray) -> float:
+        if self._lpips is None:
+            import lpips  # optional
+
+            self._lpips = lpips.LPIPS(net="alex", verbose=False).eval()
+
+        def tensor(x: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(x).permute(2, 0, 1)[None].float() / 127.5 - 1  # (1, 3, S, S)
+
+        with torch.no_grad():
+            return float(self._lpips(tensor(a), tensor(b)).item())
+
+
+# ---- reductions: a list of per-sample values -> one figure ----------------------------------------
+
+def mean(values: Sequence[Value]) -> float:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else float("nan")
+
+
+def root_mean_square(values: Sequence[Value]) -> float:
+    kept = [v for v in values if v is not None]
+    return float(np.sqrt(np.mean(np.square(kept)))) if kept else float("nan")
+
+
+def paired_correlation(values: Sequence[Value]) -> float:
+    """Values are [a_1..a_C, b_1..b_C] pairs of coefficient vectors: the mean over components c
+    of Pearson's r between a_c and b_c across samples (components with no spread are skipped)."""
+    kept = np.array([v for v in values if v is not None], np.float64)  # (N, 2C)
+    if len(kept) < 3:
+        return float("nan")
+    a, b = np.split(kept, 2, axis=1)  # (N, C) each
+    a, b = a - a.mean(0), b - b.mean(0)
+    norm = np.sqrt((a**2).sum(0) * (b**2).sum(0))  # (C,)
+    ok = norm > 1e-12
+    return float(((a * b).sum(0)[ok] / norm[ok]).mean()) if ok.any() else float("nan")
+
+
+# ---- image measures -------------------------------------------------------------------------------
+
+def l1(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 images, in [0, 1] units."""
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean() / 255.0)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of two uint8 images, dB (inf when identical)."""
+    mse = float(np.square(a.astype(np.float64) - b.astype(np.float64)).mean())
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, radius: int = 5) -> float:
+    """SSIM (Wang et al. 2004): Gaussian window (sigma 1.5, 11x11), K1 = 0.01, K2 = 0.03, L = 255,
+    over windows wholly inside the image, per RGB channel, averaged."""
+    kernel = cv2.getGaussianKernel(2 * radius + 1, sigma).astype(np.float64)  # (11, 1), sums to 1
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.sepFilter2D(x, cv2.CV_64F, kernel, kernel)[radius:-radius, radius:-radius]  # valid windows
+
+    scores = []
+    for channel in range(a.shape[-1]):
+        x, y = a[..., channel].astype(np.float64), b[..., channel].astype(np.float64)
+        mx, my = blur(x), blur(y)
+        vx, vy, cov = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+        ssim_map = ((2 * mx * my + c1) * (2 * cov + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+        scores.append(ssim_map.mean())
+    return float(np.mean(scores))
+
+
+# ---- landmark measures ----------------------------------------------------------------------------
+
+def pose_error(mesh: np.ndarray, reference: np.ndarray) -> float:
+    """Euclidean norm of the (yaw, pitch, roll) difference of two (478, 3) meshes, degrees
+    (their RMS over samples is PRMSE)."""
+    delta = head_pose(mesh_to_ibug68(mesh)).astype(np.float64) - head_pose(mesh_to_ibug68(reference))
+    delta = (delta + 180.0) % 360.0 - 180.0  # angles wrap
+    return float(np.linalg.norm(delta))
+
+
+def landmark_nme(mesh: np.ndarray, reference: np.ndarray) -> float:
+    """Mean 2D distance of the 68 points of two (478, 3) meshes over the reference's inter-ocular distance."""
+    p, q = mesh_to_ibug68(mesh)[:, :2], mesh_to_ibug68(reference)[:, :2]  # (68, 2)
+    return float(np.linalg.norm(p - q, axis=-1).mean() / inter_ocular(q))
+
+
+# ---- the registry ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    modes: tuple[str, ...]  # episode modes it applies to
+    higher_is_better: bool
+    description: str  # one line for reports
+    measure: Callable[[Sample, Tools], Value]
+    reduce: Callable[[Sequence[Value]], float] = mean
+    missing: Callable[[], str | None] = field(default=lambda: None)  # why it cannot run here (None: it can)
+
+
+REGISTRY: dict[str, Metric] = {}
+
+
+def register(metric: Metric) -> None:
+    assert metric.name not in REGISTRY, metric.name
+    REGISTRY[metric.name] = metric
+
+
+def _csim_truth(s: Sample, t: Tools) -> Value:
+    out = t.embedding(s.output, s.output_mesh)
+    truth = t.embedding(s.truth, s.truth_mesh, s.truth_key)
+    return None if out is None or truth is None else cosine(out, truth)
+
+
+def _csim_targets(s: Sample, t: Tools) -> Value:
+    out = t.embedding(s.output, s.output_mesh)
+    keys = s.target_keys or (None,) * len(s.targets)
+    found = [e for e in (t.embedding(im, m, k) for im, m, k in zip(s.targets, s.target_meshes, keys)) if e is not None]
+    return None if out is None or not found else float(np.mean([cosine(out, e) for e in found]))
+
+
+def _csim(s: Sample, t: Tools) -> Value:
+    return _csim_truth(s, t) if s.mode == "self" else _csim_targets(s, t)
+
+
+def _expression_agreement(s: Sample, t: Tools) -> Value:
+    if s.output_mesh is None:
+        return None
+    out = indicators(s.output_mesh, s.target_meshes, t.expression_config)
+    driver = indicators(s.driver_mesh, s.driver_clip_meshes, t.expression_config)
+    return float((out == driver).mean())
+
+
+def _expression_coefficients(s: Sample, t: Tools) -> Value:
+    if s.output_mesh is None:
+        return None
+    shapes, _ = t.transformer.normalize(np.stack([s.output_mesh, s.driver_mesh]))  # (2, 478, 3)
+    coefficients = t.transformer.expression(shapes)  # (2, C)
+    return coefficients.reshape(-1).tolist()  # [output's C, driver's C]
+
+
+def _when_face(fn: Callable[[np.ndarray, np.ndarray], float], reference: str) -> Callable[[Sample, Tools], Value]:
+    """A landmark measure of the output's mesh against the sample's `reference` mesh field."""
+    return lambda s, t: None if s.output_mesh is None else fn(s.output_mesh, getattr(s, reference))
+
+
+for _metric in (
+    Metric("l1", ("self",), False, "mean absolute pixel error vs ground truth, [0, 1] units",
+           lambda s, t: l1(s.output, s.truth)),
+    Metric("psnr", ("self",), True, "PSNR vs ground truth, dB", lambda s, t: psnr(s.output, s.truth)),
+    Metric("ssim", ("self",), True, "SSIM vs ground truth (Gaussian 11x11, sigma 1.5, RGB mean)",
+           lambda s, t: ssim(s.output, s.truth)),
+    Metric("lpips", ("self",), False, "LPIPS (AlexNet) vs ground truth",
+           lambda s, t: t.lpips(s.output, s.truth), missing=Tools.lpips_missing),
+    Metric("csim", MODES, True, "identity cosine similarity: to the ground truth (self), mean to the K targets (cross)",
+           _csim),
+    Metric("prmse", ("cross",), False, "head-pose RMSE vs the driver, degrees (RMS over samples of the "
+           "(yaw, pitch, roll) error norm; poses from 3D landmarks)", _when_face(pose_error, "driver_mesh"),
+           reduce=root_mean_square),
+    Metric("expression_agreement", ("cross",), True, "fraction of 5 binarized landmark expression indicators "
+           "(mouth open, smile, each eye closed, brows raised) equal to the driver's (AUCON stand-in)",
+           _expression_agreement),
+    Metric("expression_correlation", ("cross",), True, "mean per-component Pearson r of the landmark "
+           "transformer's expression coefficients, result vs driver, over the episode set",
+           _expression_coefficients, reduce=paired_correlation),
+    Metric("nme", ("cross",), False, "68-point landmark error of the result vs the transformed driver "
+           "landmarks, / inter-ocular distance", _when_face(landmark_nme, "driven_mesh")),
+    Metric("face_found", MODES, True, "fraction of results in which the face mesh finds a face",
+           lambda s, t: float(s.output_mesh is not None)),
+):
+    register(_metric)
+
+
+def metrics_for(mode: str) -> list[Metric]:
+    return [m for m in REGISTRY.values() if mode in m.modes]
+
+
+def measure_sample(sample: Sample, names: Sequence[str], tools: Tools) -> dict[str, Value]:
+    """{name: value} of the named metrics on one sample."""
+    return {name: REGISTRY[name].measure(sample, tools) for name in names}
+
+
+def summarize(records: Sequence[dict[str, Value]]) -> dict[str, float]:
+    """Per-sample {name: value} records -> {name: figure}, by each metric's own reduction."""
+    names = {name for record in records for name in record}
+    return {name: REGISTRY[name].reduce([r.get(name) for r in records]) for name in sorted(names)}

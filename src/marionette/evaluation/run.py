@@ -1,0 +1,197 @@
+"""`marionette evaluate`: score renderers on deterministic episodes of a dataset split.
+
+Per episode: read the targets and the driver from the dataset, drive (ReenactPipeline.drive: the
+same driven mesh for every renderer), render with each renderer, find the face mesh of the result
+(still-image mode) and measure every registered metric of the episode's mode. One JSON line per
+(renderer, shots, mode, episode) is appended to REPORT_DIR/results.jsonl as soon as it is done, so
+a rerun skips finished ones; the report (markdown, JSON, plots, sample grids) is rebuilt from that
+file at the end of every run.
+
+Driving (ours): self mode draws the driver's own landmarks as they are (no landmark transformer,
+absolute: the driver frame's mesh in its crop is the ground-truth geometry, so a perfect renderer
+reproduces the ground truth pixel for pixel). Cross mode runs the landmark transformer in
+`cross_mode` (default relative, the product default: the driver's motion since its clip's first
+frame applied to the targets' face).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from marionette.config import to_dict
+from marionette.data.manifest import Manifest, clip_path
+from marionette.data.store import ClipReader
+from marionette.errors import InputError
+from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
+from marionette.evaluation.expression import ExpressionConfig
+from marionette.evaluation.metrics import MODES, Sample, Tools, measure_sample, metrics_for
+from marionette.evaluation.renderers import Renderer, make_renderer
+from marionette.evaluation.report import write_report
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.landmark_transformer_config import MODES as DRIVE_MODES
+from marionette.landmarks.crop import CropBox
+from marionette.landmarks.layout import mesh_to_ibug68
+from marionette.landmarks.mesh import FaceMesh
+from marionette.landmarks.render import render_landmarks
+from marionette.media import atomic_path, save_image
+
+RESULTS = "results.jsonl"
+EPISODES = "episodes.csv"
+SETTINGS = "settings.json"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    split: str = "test"  # dataset split the episodes come from (train, val, test or all)
+    renderers: tuple[str, ...] = ("copy", "warp")  # renderers compared (copy, warp, neural)
+    shots: tuple[int, ...] = (1, 8)  # K values, each in 1..8
+    modes: tuple[str, ...] = ("self", "cross")  # self: driver from the targets' clip; cross: another identity
+    episodes: int = 20  # episodes per (mode, shots)
+    seed: int = 0  # seed of the episode lists
+    cross_mode: str = "relative"  # landmark transformer mode in cross episodes (relative or absolute)
+    alpha: float = 1.0  # expression strength of the landmark transformer in cross episodes
+    samples: int = 4  # episodes per (mode, shots) kept as images for the sample grids
+    arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
+    checkpoint: str | None = None  # trained generator checkpoint for the neural renderer
+
+
+class EpisodeData:
+    """Clip readers and meshes of the dataset, loaded once per clip."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self._readers: dict[str, tuple[ClipReader, np.ndarray]] = {}
+
+    def clip(self, clip_id: str) -> tuple[ClipReader, np.ndarray]:
+        if clip_id not in self._readers:
+            reader = ClipReader(clip_path(self.root, clip_id))
+            self._readers[clip_id] = (reader, reader.mesh())  # mesh (F, 478, 3)
+        return self._readers[clip_id]
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    """A report folder holds results of one setting; a rerun with another is an error."""
+    path = out / SETTINGS
+    if path.is_file():
+        old = json.loads(path.read_text())
+        changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if changed:
+            raise InputError(f"{out}: made with other settings ({', '.join(changed)}); use a new report folder")
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(settings, indent=1) + "\n")
+
+
+def _episodes(out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: Path | None) -> list[EvalEpisode]:
+    path = out / EPISODES
+    if episodes_csv is not None:
+        episodes = load_episodes(episodes_csv)
+    elif path.is_file():
+        episodes = load_episodes(path)
+    else:
+        episodes = make_episodes(manifest, config.split, config.modes, config.shots, config.episodes, config.seed)
+    known = {c.info.clip_id for c in manifest.clips}
+    unknown = sorted({c for e in episodes for c in (e.target_clip, e.driver_clip)} - known)
+    if unknown:
+        raise InputError(f"episode list names clips not in the dataset: {', '.join(unknown[:3])}")
+    missing = sorted({(m, k) for m in config.modes for k in config.shots} - {(e.mode, e.shots) for e in episodes})
+    if missing:
+        raise InputError(f"episode list has no {missing[0][0]} episodes with {missing[0][1]} shots")
+    save_episodes(path, episodes)
+    return [e for e in episodes if e.mode in config.modes and e.shots in config.shots]
+
+
+def _done(path: Path) -> set[tuple[str, int, str, int]]:
+    """Keys of the finished lines of results.jsonl (a line cut short by a kill is ignored)."""
+    done = set()
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                r = json.loads(line)
+                done.add((r["renderer"], r["shots"], r["mode"], r["episode"]))
+            except (json.JSONDecodeError, KeyError):
+                continue
+    return done
+
+
+def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionConfig = ExpressionConfig(),
+             episodes_csv: Path | None = None, progress: bool = True) -> Path:
+    """Run (or resume) an evaluation into `out`; returns the markdown report's path."""
+    manifest = Manifest.load(data)
+    if bad := [m for m in config.modes if m not in MODES]:
+        raise InputError(f"mode {bad[0]!r}: expected one of {', '.join(MODES)}")
+    if config.cross_mode not in DRIVE_MODES:
+        raise InputError(f"cross_mode {config.cross_mode!r}: expected one of {', '.join(DRIVE_MODES)}")
+    size = manifest.config.size
+    renderers: dict[str, Renderer] = {name: make_renderer(name, size, config.checkpoint) for name in config.renderers}
+    tools = Tools(config.arcface, expression)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "samples").mkdir(exist_ok=True)
+    settings = {"dataset": str(Path(data).resolve()), "split": config.split, "seed": config.seed,
+                "cross_mode": config.cross_mode, "alpha": config.alpha, "expression": to_dict(expression),
+                "judge": tools.judge.name}
+    _check_settings(out, settings)
+    episodes = _episodes(out, manifest, config, episodes_csv)
+    results = out / RESULTS
+    done = _done(results)
+    todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
+    metrics = {mode: [m.name for m in metrics_for(mode) if m.missing() is None] for mode in MODES}
+    drivers = {
+        "self": ReenactPipeline(ReenactConfig(size=size, transform=False, mode="absolute")),
+        "cross": ReenactPipeline(ReenactConfig(size=size, transform=True, mode=config.cross_mode, alpha=config.alpha)),
+    }
+    whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # dataset meshes are already in crop pixels
+    clips = EpisodeData(Path(data))
+    bar = tqdm(total=sum(len(renderers) for _ in todo), unit="render", desc="evaluate", disable=not progress)
+    if results.is_file() and results.stat().st_size and not results.read_bytes().endswith(b"\n"):
+        # a kill cut the last line short
+        with open(results, "a") as log:
+            log.write("\n")  # end it, so the next record starts a line of its own (the cut one is ignored)
+    with FaceMesh(video=False, max_faces=1) as face_mesh, open(results, "a") as log:
+        for episode in todo:
+            target_reader, target_mesh = clips.clip(episode.target_clip)
+            driver_reader, driver_mesh = clips.clip(episode.driver_clip)
+            frames = list(episode.target_frames)
+            crops, meshes = target_reader.images(frames), target_mesh[frames]  # (K, S, S, 3), (K, 478, 3)
+            driver_image = driver_reader.images([episode.driver_frame])[0]  # (S, S, 3)
+            pipeline = drivers[episode.mode]
+            pipeline.set_target_crops(crops, meshes)
+            driven = pipeline.drive(driver_mesh[episode.driver_frame], driver_mesh[0], whole)  # (478, 3)
+            landmark_image = render_landmarks(mesh_to_ibug68(driven), size)  # (S, S, 3)
+            prefix = f"{episode.mode}_k{episode.shots}_e{episode.episode}"
+            keep = episode.episode < config.samples
+            if keep:
+                save_image(out / "samples" / f"{prefix}_target.jpg", crops[0], quality=90)
+                save_image(out / "samples" / f"{prefix}_driver.jpg", driver_image, quality=90)
+            for name, renderer in renderers.items():
+                if (name, episode.shots, episode.mode, episode.episode) in done:
+                    continue
+                renderer.prepare(crops, meshes)
+                output = renderer.render(driven, landmark_image)  # (S, S, 3)
+                faces = face_mesh.detect(output)
+                self_mode = episode.mode == "self"
+                sample = Sample(
+                    mode=episode.mode, output=output,
+                    truth=driver_image if self_mode else None,
+                    truth_mesh=driver_mesh[episode.driver_frame] if self_mode else None,
+                    targets=crops, target_meshes=meshes,
+                    driver_mesh=driver_mesh[episode.driver_frame], driver_clip_meshes=driver_mesh,
+                    driven_mesh=driven, output_mesh=faces[0].mesh if faces else None,
+                    truth_key=f"{episode.driver_clip}#{episode.driver_frame}",
+                    target_keys=tuple(f"{episode.target_clip}#{f}" for f in frames),
+                )
+                values = measure_sample(sample, metrics[episode.mode], tools)
+                record = {"renderer": name, "shots": episode.shots, "mode": episode.mode,
+                          "episode": episode.episode, "metrics": values}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                if keep:
+                    save_image(out / "samples" / f"{prefix}_{name}.jpg", output, quality=90)
+                bar.update()
+    bar.close()
+    omitted = sorted({reason for m in metrics_for("self") + metrics_for("cross") if (reason := m.missing())})
+    return write_report(out, omitted)
