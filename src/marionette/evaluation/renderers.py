@@ -2,7 +2,7 @@
 
   copy    the target frame whose head pose is nearest the driven pose, unchanged (the baseline
           that a result must beat: it has the target's identity and texture, but not the motion)
-  warp    ReenactPipeline's training-free piecewise-affine warp (inference/warp.py)
+  warp    the training-free piecewise-affine warp that `marionette reenact` uses (inference/warp.py)
   neural  the MarioNETte generator from a trained checkpoint (hook: not wired up yet)
 """
 
@@ -14,8 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from marionette.errors import InputError
-from marionette.inference.warp import WarpRenderer as MeshWarp
-from marionette.inference.warp import WarpTarget
+from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
 
@@ -27,8 +26,8 @@ class Renderer(Protocol):
         """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels."""
         ...
 
-    def render(self, driven_mesh: np.ndarray, driver_landmark_image: np.ndarray) -> np.ndarray:
-        """(478, 3) driven mesh in crop pixels and its (S, S, 3) landmark image -> (S, S, 3) uint8."""
+    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
+        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
         ...
 
 
@@ -39,23 +38,9 @@ class CopyRenderer:
         self.crops = crops
         self.poses = head_pose(mesh_to_ibug68(meshes))  # (K, 3)
 
-    def render(self, driven_mesh: np.ndarray, driver_landmark_image: np.ndarray) -> np.ndarray:
+    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         pose = head_pose(mesh_to_ibug68(driven_mesh))  # (3,)
         return self.crops[int(np.abs(self.poses - pose).sum(-1).argmin())]
-
-
-class WarpRenderer:
-    name = "warp"
-
-    def __init__(self, size: int):
-        self.warp = MeshWarp(size)
-        self.targets: list[WarpTarget] = []
-
-    def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
-        self.targets = [self.warp.prepare(c, m) for c, m in zip(crops, meshes)]
-
-    def render(self, driven_mesh: np.ndarray, driver_landmark_image: np.ndarray) -> np.ndarray:
-        return self.warp.render(self.targets, driven_mesh)
 
 
 class NeuralRenderer:

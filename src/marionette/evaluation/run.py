@@ -35,9 +35,7 @@ from marionette.evaluation.report import write_report
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmark_transformer_config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox
-from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
-from marionette.landmarks.render import render_landmarks
 from marionette.media import atomic_path, save_image
 
 RESULTS = "results.jsonl"
@@ -161,7 +159,6 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
             pipeline = drivers[episode.mode]
             pipeline.set_target_crops(crops, meshes)
             driven = pipeline.drive(driver_mesh[episode.driver_frame], driver_mesh[0], whole)  # (478, 3)
-            landmark_image = render_landmarks(mesh_to_ibug68(driven), size)  # (S, S, 3)
             prefix = f"{episode.mode}_k{episode.shots}_e{episode.episode}"
             keep = episode.episode < config.samples
             if keep:
@@ -171,7 +168,7 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                 if (name, episode.shots, episode.mode, episode.episode) in done:
                     continue
                 renderer.prepare(crops, meshes)
-                output = renderer.render(driven, landmark_image)  # (S, S, 3)
+                output = renderer.render(driven)  # (S, S, 3)
                 faces = face_mesh.detect(output)
                 self_mode = episode.mode == "self"
                 sample = Sample(

@@ -23,7 +23,7 @@ from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
-from marionette.inference.warp import WarpRenderer, WarpTarget
+from marionette.inference.warp import WarpRenderer
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer, TargetFace
 from marionette.landmark_transformer_config import MODES
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
@@ -53,8 +53,8 @@ class Target:
 
     image: np.ndarray  # (H, W, 3) the original photo
     box: CropBox  # its head crop
+    crop: np.ndarray  # (S, S, 3) its head crop
     mesh: np.ndarray  # (478, 3) face mesh in crop pixels
-    warp: WarpTarget
     paste: PasteBack  # puts a rendered crop back into `image`
 
 
@@ -130,8 +130,9 @@ class ReenactPipeline:
     def _prepare(self, photos: list[np.ndarray], boxes: list[CropBox], crops: list[np.ndarray],
                  meshes: list[np.ndarray]) -> None:
         size = self.config.size
-        self.targets = [Target(photo, box, mesh, self.renderer.prepare(crop, mesh), PasteBack(photo.shape, box, size))
+        self.targets = [Target(photo, box, crop, mesh, PasteBack(photo.shape, box, size))
                         for photo, box, crop, mesh in zip(photos, boxes, crops, meshes)]
+        self.renderer.prepare(np.stack(crops), np.stack(meshes))
         if self.transformer is not None:  # identity shape and pose of all K targets, in crop pixels
             self._target_face = self.transformer.prepare_targets(np.stack(meshes))
 
@@ -152,7 +153,7 @@ class ReenactPipeline:
 
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 rendered crop."""
-        return self.renderer.render([t.warp for t in self.targets], driven_mesh)
+        return self.renderer.render(driven_mesh)
 
     def frames(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Stream (driver frame, output frame) pairs."""
@@ -192,7 +193,7 @@ class ReenactPipeline:
                 if self.config.paste_back:
                     result = target.paste(target.image, result)
                 if self.config.side_by_side:
-                    result = self._side_by_side(frame, target.warp.image, result)
+                    result = self._side_by_side(frame, target.crop, result)
                 lap("paste")
                 stats.frames += 1
                 yield frame, result

@@ -46,11 +46,16 @@ class WarpRenderer:
 
     def __init__(self, size: int):
         self.size = size
+        self.targets: list[WarpTarget] = []
         self.anchors = _border_anchors(size)  # (A, 2)
         ys, xs = np.mgrid[0:size, 0:size]
         self._pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(size * size)], 0).astype(np.float32)  # (3, S·S)
 
-    def prepare(self, image: np.ndarray, mesh: np.ndarray) -> WarpTarget:
+    def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
+        """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set)."""
+        self.targets = [self._prepare_one(crop, mesh) for crop, mesh in zip(crops, meshes)]
+
+    def _prepare_one(self, image: np.ndarray, mesh: np.ndarray) -> WarpTarget:
         """Precompute what every frame needs from one (S, S, 3) target crop and its (478, 3) mesh."""
         points = np.concatenate([mesh[:, :2], self.anchors])  # (478 + A, 2)
         triangles = Delaunay(points).simplices.astype(np.int32)
@@ -66,10 +71,10 @@ class WarpRenderer:
                           mouth_colour=0.3 * lip_colour.astype(np.float32),  # ours: a dark, lip-tinted cavity
                           teeth_colour=np.array([225, 218, 205], np.float32) * brightness)
 
-    def render(self, targets: list[WarpTarget], driven_mesh: np.ndarray) -> np.ndarray:
+    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame."""
         pose = head_pose(mesh_to_ibug68(driven_mesh))
-        target = min(targets, key=lambda t: float(np.abs(t.pose[:2] - pose[:2]).sum()))
+        target = min(self.targets, key=lambda t: float(np.abs(t.pose[:2] - pose[:2]).sum()))
         src = np.concatenate([target.mesh[:, :2], self.anchors]).astype(np.float32)  # (V, 2)
         dst = np.concatenate([driven_mesh[:, :2], self.anchors]).astype(np.float32)  # (V, 2)
         frame = cv2.remap(target.image, *self._maps(src, dst, target.triangles), cv2.INTER_LINEAR,
