@@ -139,7 +139,7 @@ class _LoopedDriver(DriverSource):
 def bench_reenact(video: Path, loops: int) -> str:
     """Per-stage cost of `marionette reenact` (warp renderer, pasted into the bundled portrait,
     H.264 output) and resident memory early and late in a long driver."""
-    pipeline = ReenactPipeline(ReenactConfig())
+    pipeline = ReenactPipeline(ReenactConfig(renderer="warp"))
     pipeline.set_targets([str(ASSETS / "faces" / "02_grace_hopper.jpg")])
     source = open_driver(str(video))
     driver = _LoopedDriver(source.spec, source.fps, None, loops=loops)

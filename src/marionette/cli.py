@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.landmark_transformer_config import LandmarkTransformerConfig
+from marionette.model.config import LossConfig, ModelConfig
+from marionette.training.config import TrainConfig
 
 
 def _landmarks(args: argparse.Namespace) -> None:
@@ -55,7 +58,7 @@ def _reenact_config(args: argparse.Namespace) -> ReenactConfig:
 def _reenact(args: argparse.Namespace) -> None:
     from marionette.inference.pipeline import ReenactPipeline
 
-    pipeline = ReenactPipeline(_reenact_config(args))
+    pipeline = ReenactPipeline(_reenact_config(args), checkpoint=args.checkpoint)
     stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet)
     print(f"{args.out}: {stats.frames} frames, renderer {pipeline.renderer_name}"
           + (f"; {stats.faceless} driver frames without a face held the last landmarks" if stats.faceless else ""))
@@ -120,6 +123,30 @@ def _bench(args: argparse.Namespace) -> None:
     bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats)
 
 
+def _train(args: argparse.Namespace) -> None:
+    from marionette.training.config import run_config
+
+    try:
+        config = run_config(args.config, args.overrides)
+    except ValueError as e:
+        raise InputError(f"train: {e}") from None
+    if args.dry_run:
+        print(json.dumps(config.to_dict(), indent=2))
+        return
+    import logging
+
+    from marionette.training import distributed
+    from marionette.training.loop import train
+
+    logging.basicConfig(level=logging.INFO, format="marionette: %(message)s")
+    try:
+        result = train(Path(args.data), Path(args.run), config, progress=not args.quiet)
+    finally:
+        distributed.shutdown()
+    if distributed.is_main():
+        print(f"trained to step {result.step}; {args.run}/export/generator.safetensors holds the EMA generator")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(prog="marionette", description="Few-shot face reenactment (MarioNETte).",
@@ -155,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--driver", required=True, help="driver: video file, image, folder of images, or webcam index")
     p.add_argument("-o", "--out", required=True,
                    help="output: .mp4/.mov/.mkv (H.264, the driver's audio copied), .gif, or a folder for PNG frames")
+    p.add_argument("--checkpoint", default=None,
+                   help="trained generator (inference export of `marionette train`) for the neural renderer "
+                        "(default: none, so the training-free warp renderer is used)")
     p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings listed below")
@@ -208,11 +238,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=200, help="episodes timed per setting")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is reported")
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="train the generator and discriminator on a dataset (rerun the same command to resume)",
+                       epilog="training settings (KEY=VALUE; model and loss settings as model.KEY=VALUE, "
+                              "loss.KEY=VALUE):\n" + describe(TrainConfig) + "\n\nmodel.KEY:\n" + describe(ModelConfig)
+                              + "\n\nloss.KEY:\n" + describe(LossConfig) + "\n\nmultiple GPUs or nodes: "
+                              "torchrun --nproc_per_node N [--nnodes M --node_rank R --rdzv_backend c10d "
+                              "--rdzv_endpoint HOST:PORT] -m marionette.cli train ...")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override settings listed below")
+    p.add_argument("--config", default="cpu", choices=["paper", "cpu", "tiny"],
+                   help="preset: paper (256 px), cpu (128 px, trains on a CPU), tiny (64 px, tests) (default: cpu)")
+    p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess` (crops of the preset's size)")
+    p.add_argument("--run", required=True, help="run folder (created; rerunning the same command resumes from its last checkpoint)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_train)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="marionette: %(message)s")
+    logging.getLogger("marionette").setLevel(logging.INFO)
     try:
         args.func(args)
     except InputError as e:

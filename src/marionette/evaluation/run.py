@@ -139,8 +139,9 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
     todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
     metrics = {mode: [m.name for m in metrics_for(mode) if m.missing() is None] for mode in MODES}
     drivers = {
-        "self": ReenactPipeline(ReenactConfig(size=size, transform=False, mode="absolute")),
-        "cross": ReenactPipeline(ReenactConfig(size=size, transform=True, mode=config.cross_mode, alpha=config.alpha)),
+        "self": ReenactPipeline(ReenactConfig(renderer="warp", size=size, transform=False, mode="absolute")),
+        "cross": ReenactPipeline(ReenactConfig(renderer="warp", size=size, transform=True, mode=config.cross_mode,
+                                               alpha=config.alpha)),
     }
     whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # dataset meshes are already in crop pixels
     clips = EpisodeData(Path(data))

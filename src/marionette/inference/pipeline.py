@@ -9,6 +9,7 @@ match between training and use.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
+from marionette.inference.neural import NeuralRenderer, Renderer, load_generator
 from marionette.inference.warp import WarpRenderer
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer, TargetFace
 from marionette.landmark_transformer_config import MODES
@@ -32,8 +34,13 @@ from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.provenance import Watermark, container_tags
 
 
+RENDERERS = ("auto", "neural", "warp")
+log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class ReenactConfig:
+    renderer: str = "auto"  # neural (a trained generator), warp (training-free baseline), auto: neural given a checkpoint
     size: int = 256  # side of the face crop the renderer works at, pixels
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
     mode: str = "relative"  # relative: the driver's motion since its first frame; absolute: its pose as is
@@ -87,15 +94,26 @@ def _target_images(paths: list[str], count: int) -> list[tuple[str, np.ndarray]]
 
 
 class ReenactPipeline:
-    def __init__(self, config: ReenactConfig = ReenactConfig(), crop: PreprocessConfig = PreprocessConfig(),
+    def __init__(self, config: ReenactConfig = ReenactConfig(), checkpoint: str | Path | None = None,
                  landmark_transformer: str | Path | None = None):
-        """`landmark_transformer`: a fitted file (default: the one shipped with marionette); used
-        when config.transform is on."""
+        """`checkpoint`: a trained generator (an inference export of `marionette train`) for the
+        neural renderer; its crop settings are the ones it was trained with. `landmark_transformer`:
+        a fitted file (default: the one shipped with marionette); used when config.transform is on."""
         if config.mode not in MODES:
             raise InputError(f"mode {config.mode!r}: expected one of {', '.join(MODES)}")
+        if config.renderer not in RENDERERS:
+            raise InputError(f"renderer {config.renderer!r}: expected one of {', '.join(RENDERERS)}")
         self.config = config
-        self.crop = crop
-        self.renderer = WarpRenderer(config.size)
+        self.crop = PreprocessConfig()
+        if config.renderer == "neural" or (config.renderer == "auto" and checkpoint is not None):
+            if checkpoint is None:
+                raise InputError("renderer neural needs a trained checkpoint (--checkpoint)")
+            generator, self.crop = load_generator(checkpoint)
+            self.renderer: Renderer = NeuralRenderer(generator, config.size)
+        else:
+            if config.renderer == "auto":
+                log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
+            self.renderer = WarpRenderer(config.size)
         self.transformer = (LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH)
                             if config.transform else None)
         self.targets: list[Target] = []

@@ -1,0 +1,102 @@
+"""The `neural` renderer: the MarioNETte generator (paper §Proposed method) drawing each frame from
+the driven landmarks, with the K targets encoded once into a TargetCache.
+
+The generator sees what it saw in training: crops of `image_size` pixels and 68-point landmark
+images drawn by the same renderer. Its output is resized to the pipeline's crop and, since a
+generator's colours drift, matched in colour to the targets before it is pasted back (ours).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+import torch
+
+from marionette.data.config import PreprocessConfig
+from marionette.data.episodes import to_tensor
+from marionette.landmarks.layout import mesh_to_ibug68
+from marionette.landmarks.render import render_landmarks
+from marionette.model.generator import Generator, TargetCache
+
+
+class Renderer(Protocol):
+    """What draws a frame: `reenact` and `evaluate` call every renderer the same way."""
+
+    name: str
+
+    def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
+        """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set)."""
+        ...
+
+    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
+        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
+        ...
+
+
+def load_generator(path: str | Path) -> tuple[Generator, PreprocessConfig]:
+    """The EMA generator of an inference export and the crop settings it was trained with."""
+    from marionette.training.checkpoint import load_export
+
+    export = load_export(Path(path))
+    return export.generator, export.preprocess
+
+
+def face_mask(mesh: np.ndarray, size: int) -> np.ndarray:
+    """(size, size) bool: inside the convex hull of a (478, 2+) mesh in pixels."""
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(mesh[:, :2]).astype(np.int32)), 1)
+    return mask.astype(bool)
+
+
+def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Shift and scale each Lab channel of an (H, W, 3) uint8 RGB image so that its pixels under
+    `mask` have the given (3,) Lab mean and std (Reinhard-style transfer, ours)."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
+    own_mean, own_std = lab[mask].mean(0), lab[mask].std(0) + 1e-3
+    lab = (lab - own_mean) * (std / own_std) + mean
+    return cv2.cvtColor(np.clip(lab + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+class NeuralRenderer:
+    name = "neural"
+
+    def __init__(self, generator: Generator, crop_size: int, device: torch.device | str = "cpu"):
+        self.generator = generator.eval().to(device)
+        self.device = torch.device(device)
+        self.model_size = generator.config.image_size
+        self.crop_size = crop_size
+        self._cache: TargetCache | None = None
+        self._lab_mean = self._lab_std = np.zeros(3, np.float32)
+
+    def _landmark_image(self, meshes: np.ndarray) -> torch.Tensor:
+        """(..., 478, 3) meshes in crop pixels -> (..., 3, s, s) landmark images at the model's size."""
+        scale = self.model_size / self.crop_size
+        points = mesh_to_ibug68(meshes) * scale  # (..., 68, 3)
+        images = np.stack([render_landmarks(p, self.model_size) for p in points.reshape(-1, 68, 3)])
+        return to_tensor(images.reshape(*points.shape[:-2], self.model_size, self.model_size, 3))
+
+    @torch.no_grad()
+    def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
+        """(K, S, S, 3) uint8 target crops and (K, 478, 3) meshes in crop pixels: encode once."""
+        resized = np.stack([cv2.resize(c, (self.model_size, self.model_size), interpolation=cv2.INTER_AREA)
+                            for c in crops])  # (K, s, s, 3)
+        images = to_tensor(resized)[None].to(self.device)  # (1, K, 3, s, s)
+        landmarks = self._landmark_image(meshes)[None].to(self.device)  # (1, K, 3, s, s)
+        self._cache = self.generator.encode_targets(images, landmarks)
+        labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size)].astype(np.float32)
+                for c, m in zip(crops, meshes)]
+        pixels = np.concatenate(labs)  # (N, 3) Lab of every target face pixel
+        self._lab_mean, self._lab_std = pixels.mean(0), pixels.std(0)
+
+    @torch.no_grad()
+    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
+        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
+        assert self._cache is not None, "prepare() the targets first"
+        landmark = self._landmark_image(driven_mesh[None]).to(self.device)  # (1, 3, s, s)
+        image = self.generator.generate(landmark, self._cache).image[0]  # (3, s, s) in [-1, 1]
+        out = ((image.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        out = cv2.resize(out, (self.crop_size, self.crop_size), interpolation=cv2.INTER_CUBIC)
+        return match_colours(out, face_mask(driven_mesh, self.crop_size), self._lab_mean, self._lab_std)
