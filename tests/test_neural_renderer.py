@@ -59,3 +59,30 @@ def test_face_mask_covers_the_mesh(hopper) -> None:
     mask = face_mask(meshes[0], 96)
     inside = np.round(meshes[0][:, :2]).astype(int)
     assert mask[inside[:, 1], inside[:, 0]].mean() > 0.95 and 0.1 < mask.mean() < 0.6
+
+
+def test_reenact_with_an_exported_generator(tmp_path) -> None:
+    from pathlib import Path
+
+    import pytest
+
+    from marionette.data.config import PreprocessConfig
+    from marionette.errors import InputError
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+    from marionette.provenance import verify
+    from marionette.training.checkpoint import export_generator
+
+    torch.manual_seed(0)
+    config = model_config("tiny")
+    export = tmp_path / "g.safetensors"
+    export_generator(export, Generator(config), config, PreprocessConfig(crop_scale=1.7), step=0)
+    assets = Path(__file__).resolve().parents[1] / "assets"
+    target, driver = str(assets / "faces" / "02_grace_hopper.jpg"), str(assets / "videos" / "grid_lbax4n.mp4")
+    pipeline = ReenactPipeline(ReenactConfig(size=96), checkpoint=export)  # pasted into the 512x600 photo
+    assert pipeline.renderer_name == "neural" and pipeline.crop.crop_scale == 1.7  # crops as in training
+    stats = pipeline.run([target], driver, tmp_path / "out.mp4", progress=False)
+    assert stats.frames == 75 and verify(tmp_path / "out.mp4").watermark.present
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    with pytest.raises(InputError, match="broken.safetensors: cannot load generator export"):
+        ReenactPipeline(ReenactConfig(), checkpoint=broken)

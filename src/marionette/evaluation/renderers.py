@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from marionette.errors import InputError
-from marionette.inference.neural import NeuralRenderer, Renderer, load_generator
+from marionette.inference.neural import NeuralRenderer, Renderer
 from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
@@ -42,5 +42,7 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None) -> Render
     if name == "neural":
         if checkpoint is None:
             raise InputError("renderer neural: no trained checkpoint given (--checkpoint)")
-        return NeuralRenderer(load_generator(checkpoint)[0], size)
+        from marionette.training.checkpoint import load_generator
+
+        return NeuralRenderer(load_generator(checkpoint).generator, size)
     raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")

@@ -8,14 +8,12 @@ generator's colours drift, matched in colour to the targets before it is pasted 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
 
-from marionette.data.config import PreprocessConfig
 from marionette.data.episodes import to_tensor
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
@@ -34,14 +32,6 @@ class Renderer(Protocol):
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
         ...
-
-
-def load_generator(path: str | Path) -> tuple[Generator, PreprocessConfig]:
-    """The EMA generator of an inference export and the crop settings it was trained with."""
-    from marionette.training.checkpoint import load_export
-
-    export = load_export(Path(path))
-    return export.generator, export.preprocess
 
 
 def face_mask(mesh: np.ndarray, size: int) -> np.ndarray:
