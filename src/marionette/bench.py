@@ -136,10 +136,10 @@ class _LoopedDriver(DriverSource):
             yield from super().frames()
 
 
-def bench_reenact(video: Path, loops: int) -> str:
-    """Per-stage cost of `marionette reenact` (warp renderer, pasted into the bundled portrait,
-    H.264 output) and resident memory early and late in a long driver."""
-    pipeline = ReenactPipeline(ReenactConfig(renderer="warp"))
+def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str:
+    """Per-stage cost of `marionette reenact` (warp renderer, or the neural one given a checkpoint;
+    pasted into the bundled portrait, H.264 output) and resident memory early and late in a long driver."""
+    pipeline = ReenactPipeline(ReenactConfig(renderer="neural" if checkpoint else "warp"), checkpoint=checkpoint)
     pipeline.set_targets([str(ASSETS / "faces" / "02_grace_hopper.jpg")])
     source = open_driver(str(video))
     driver = _LoopedDriver(source.spec, source.fps, None, loops=loops)
@@ -155,14 +155,15 @@ def bench_reenact(video: Path, loops: int) -> str:
             if stats.frames in (100, stats.frames):
                 rss[stats.frames] = _rss_mb()
     info = probe_video(video)
-    head = (f"warp renderer, {info.width}x{info.height} driver played {loops}x ({stats.frames} frames), "
-            f"output {pipeline.targets[0].image.shape[1]}x{pipeline.targets[0].image.shape[0]} H.264")
+    photo = pipeline.targets[0].image
+    head = (f"{pipeline.renderer_name} renderer, {info.width}x{info.height} driver played {loops}x "
+            f"({stats.frames} frames), output {photo.shape[1]}x{photo.shape[0]} H.264")
     memory = f"resident memory: {rss[100]:.0f} MB after 100 frames, {rss[stats.frames]:.0f} MB after {stats.frames}"
     return f"{head}\n\n{stats.table()}\n\n{memory}"
 
 
 def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200,
-        repeats: int = 3) -> None:
+        repeats: int = 3, checkpoint: str | None = None) -> None:
     rows = []
     if what in ("preprocess", "all"):
         path = Path(video) if video else (SHARED_VIDEO if SHARED_VIDEO.is_file() else next(ASSET_VIDEOS.glob("*.mp4")))
@@ -176,4 +177,4 @@ def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episod
             print(f"| {name} | {rate} | {unit} |")
     if what in ("reenact", "all"):
         path = Path(video) if video else (SHARED_LONG if SHARED_LONG.is_file() else next(ASSET_VIDEOS.glob("*.mp4")))
-        print("\n" + bench_reenact(path, loops=5))
+        print("\n" + bench_reenact(path, loops=5, checkpoint=checkpoint))

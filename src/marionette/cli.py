@@ -120,7 +120,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
-    bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats)
+    bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats,
+              checkpoint=args.checkpoint)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -232,11 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading and reenactment throughput")
     p.add_argument("what", choices=["preprocess", "episodes", "reenact", "all"], help="which benchmark")
-    p.add_argument("--video", default=None, help="video for the preprocessing benchmark "
-                   "(default: ../shared/data/videos/lp_d0.mp4, for reenact lp_d3.mp4, if present; else a bundled clip)")
+    p.add_argument("--video", default=None, help="video to use; None: ../shared/data/videos/lp_d0.mp4 "
+                   "(lp_d3.mp4 for reenact) if present, else a bundled clip")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to measure")
     p.add_argument("--episodes", type=int, default=200, help="episodes timed per setting")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is reported")
+    p.add_argument("--checkpoint", default=None, help="reenact: time the neural renderer of this generator export "
+                   "(None: the warp renderer)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter,
