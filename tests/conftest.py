@@ -57,3 +57,15 @@ def dataset(tmp_path_factory) -> Dataset:
     start = time.perf_counter()
     manifest, failures = preprocess(src, root, DATASET_CONFIG, workers=2, progress=False)
     return Dataset(src, root, DATASET_CONFIG, manifest, failures, time.perf_counter() - start)
+
+
+@pytest.fixture(scope="session")
+def train_dataset(tmp_path_factory) -> Path:
+    """The GRID clips as 64 px crops for the tiny training preset: 12 frames each, one of the four
+    identities held out as the val split."""
+    from marionette.data.preprocess import preprocess
+
+    root = tmp_path_factory.mktemp("train64")
+    preprocess(ASSETS / "videos", root, PreprocessConfig(size=64, max_frames=12, val_fraction=0.25, test_fraction=0.0),
+               workers=1, progress=False)
+    return root

@@ -16,7 +16,7 @@ from marionette.errors import InputError
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.landmark_transformer_config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
-from marionette.training.config import TrainConfig
+from marionette.training.config import TRAIN_PRESETS, TrainConfig
 
 
 def _landmarks(args: argparse.Namespace) -> None:
@@ -245,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="train the generator and discriminator on a dataset (rerun the same command to resume)",
                        epilog="training settings (KEY=VALUE; model and loss settings as model.KEY=VALUE, "
-                              "loss.KEY=VALUE):\n" + describe(TrainConfig) + "\n\nmodel.KEY:\n" + describe(ModelConfig)
+                              "loss.KEY=VALUE):\n" + describe(TrainConfig) + "\n\npresets change these training settings:\n"
+                              + "\n".join(f"  {name}: {' '.join(f'{k}={v}' for k, v in changes.items()) or '(none)'}"
+                                           for name, changes in TRAIN_PRESETS.items()) + "\n\nmodel.KEY:\n" + describe(ModelConfig)
                               + "\n\nloss.KEY:\n" + describe(LossConfig) + "\n\nmultiple GPUs or nodes: "
                               "torchrun --nproc_per_node N [--nnodes M --node_rank R --rdzv_backend c10d "
                               "--rdzv_endpoint HOST:PORT] -m marionette.cli train ...")

@@ -1,0 +1,84 @@
+"""Training configuration: TrainConfig (one default per knob), presets listing only their
+differences, and RunConfig, the resolved model + loss + training settings a run folder keeps.
+
+Overrides are `key=value` for TrainConfig fields and `model.key=value` / `loss.key=value` for
+ModelConfig / LossConfig fields; unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from marionette.config import from_dict, override, to_dict
+from marionette.model.config import PRESETS as MODEL_PRESETS
+from marionette.model.config import LossConfig, ModelConfig, model_config
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 500_000  # optimizer steps (one D step + one G step each); a rerun with more steps continues
+    batch_size: int = 8  # episodes per step, summed over all ranks
+    k_max: int = 8  # most targets per episode; K is drawn per batch in [1, k_max] (paper: K = 1..8)
+    lr_g: float = 5e-5  # Adam learning rate of the generator (NeuralHead's TTUR)
+    lr_d: float = 2e-4  # Adam learning rate of the discriminator (NeuralHead's TTUR)
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam (beta1, beta2) of both optimizers
+    ema_decay: float = 0.999  # decay of the generator's exponential moving average (ramped up: min(decay, (1+t)/(10+t)))
+    grad_clip: float = 0.0  # max gradient norm per network (0 = no clipping)
+    autocast: bool = True  # bf16 autocast on CUDA (bf16 needs no loss scaling); ignored on CPU
+    flip: bool = True  # mirror whole episodes with probability 1/2
+    log_every: int = 50  # steps between stats.jsonl lines (and TensorBoard scalars)
+    sample_every: int = 1000  # steps between sample grids (targets | driver landmarks | output | truth)
+    val_every: int = 5000  # steps between validations on the val split (0 = never)
+    val_episodes: int = 64  # fixed self-reenactment episodes per validation
+    val_k: int = 4  # targets per validation episode
+    checkpoint_every: int = 5000  # steps between checkpoints (one is also written at the last step)
+    keep_last: int = 3  # checkpoints kept in RUN/checkpoints (older ones are deleted)
+    seed: int = 0  # seed of initialisation, episode order, frame choice and flips
+    workers: int = 2  # DataLoader worker processes per rank
+    tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard (needs the tensorboard package)
+
+
+TRAIN_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "cpu": dict(steps=3000, batch_size=4, log_every=10, sample_every=250, val_every=250, val_episodes=32,
+                checkpoint_every=250, ema_decay=0.99),
+    "tiny": dict(steps=20, batch_size=2, k_max=2, log_every=1, sample_every=10, val_every=10, val_episodes=2,
+                 val_k=2, checkpoint_every=10, keep_last=2, workers=0, ema_decay=0.9),
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run besides the dataset; saved as RUN/config.json."""
+
+    preset: str  # the preset the run started from (paper, cpu, tiny)
+    model: ModelConfig  # generator and discriminator sizes
+    loss: LossConfig  # weights of the objective's terms, perceptual networks' weights
+    train: TrainConfig  # optimisation, schedule of logs / samples / validation / checkpoints
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(preset=self.preset, model=to_dict(self.model), loss=to_dict(self.loss), train=to_dict(self.train))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        return cls(preset=data["preset"], model=from_dict(ModelConfig, data["model"]),
+                   loss=from_dict(LossConfig, data["loss"]), train=from_dict(TrainConfig, data["train"]))
+
+
+def run_config(preset: str, overrides: list[str] = ()) -> RunConfig:
+    """The preset with `key=value` (train), `model.key=value` and `loss.key=value` overrides."""
+    if preset not in TRAIN_PRESETS or preset not in MODEL_PRESETS:
+        raise ValueError(f"unknown preset {preset!r} (known: {', '.join(TRAIN_PRESETS)})")
+    sections: dict[str, list[str]] = {"model": [], "loss": [], "train": []}
+    for item in overrides:
+        key = item.split("=", 1)[0]
+        section, _, _ = key.rpartition(".")
+        if section not in ("model", "loss", ""):
+            raise ValueError(f"override {item!r}: prefix must be model. or loss. (or none for training settings)")
+        sections[section or "train"].append(item.split(".", 1)[1] if section else item)
+    train = override(override(TrainConfig(), TRAIN_PRESETS[preset]), sections["train"])
+    if train.batch_size < 1 or train.steps < 0 or not 1 <= train.k_max <= 8 or not 1 <= train.val_k <= 8:
+        raise ValueError("need batch_size >= 1, steps >= 0, 1 <= k_max <= 8 and 1 <= val_k <= 8")
+    return RunConfig(preset=preset, model=model_config(preset, sections["model"]),
+                     loss=override(LossConfig(), sections["loss"]), train=train)

@@ -1,0 +1,240 @@
+"""The training loop (paper §Training: meta-learning on episodes of talking-head videos), one
+function top to bottom: setup, build, resume, loop {batch, D step, G step, EMA, log, samples,
+validation, checkpoint}. Run it with `marionette train` (plain python or torchrun).
+
+Run folder RUN/:
+  config.json        the resolved run config (a rerun must match it, except `steps`)
+  revisions.txt      git revision of the code at every (re)start
+  stats.jsonl        one JSON line per log step (losses, episodes/s) and per validation
+  samples/           step_N.png grids: K targets | driver landmarks | output | ground truth
+  checkpoints/       step_N/ folders (see checkpoint.py), the last `keep_last` kept
+  export/generator.safetensors   the EMA generator for inference (`load_generator`)
+  tensorboard/       only with tensorboard=true
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+from tqdm import tqdm
+
+from marionette.data.config import EpisodeConfig
+from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset
+from marionette.data.manifest import Manifest
+from marionette.errors import InputError
+from marionette.media import atomic_path, save_image
+from marionette.model import Discriminator, Generator, build_objective
+from marionette.training import distributed
+from marionette.training.checkpoint import (Networks, export_generator, list_checkpoints, load_checkpoint,
+                                            read_state, remove_partial, save_checkpoint)
+from marionette.training.config import RunConfig
+from marionette.training.validation import Validator
+
+log = logging.getLogger(__name__)
+
+
+class StepBatches(Sampler[list[tuple[int, int, int]]]):
+    """Endless batches of episode keys, epoch after epoch, starting at batch `start` overall, so a
+    resumed run sees exactly the batches an uninterrupted one would."""
+
+    def __init__(self, sampler: EpisodeBatchSampler, start: int) -> None:
+        self.sampler, self.start = sampler, start
+
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        epoch, skip = divmod(self.start, len(self.sampler))
+        while True:
+            self.sampler.set_epoch(epoch)
+            for i, keys in enumerate(self.sampler):
+                if i >= skip:
+                    yield keys
+            epoch, skip = epoch + 1, 0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    step: int  # the step training stopped at
+    networks: Networks  # raw (unwrapped) networks and optimizers, on this rank
+
+
+def git_revision() -> str:
+    """`git describe`-like revision of the code (with -dirty), or "unknown" outside a checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=12"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+        e.copy_(b)
+
+
+def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
+    """A rerun in an existing run folder must use the same config (only `steps` may change)."""
+    old = RunConfig.from_dict(saved)
+    old = dataclasses.replace(old, train=dataclasses.replace(old.train, steps=config.train.steps))
+    if old != config:
+        new_d, old_d = config.to_dict(), old.to_dict()
+        diff = [f"{s}.{k}: {old_d[s][k]} -> {new_d[s][k]}" for s in ("model", "loss", "train")
+                for k in new_d[s] if new_d[s][k] != old_d[s][k]] or [f"preset: {old.preset} -> {config.preset}"]
+        raise InputError(f"{run}: the run folder holds a different config ({'; '.join(diff)}); use a new --run")
+
+
+def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> TrainResult:
+    """Train (or resume training) on dataset `data`, writing the run folder `run`."""
+    t = config.train
+    # ---- setup: process group, device, run folder ----------------------------------------------
+    device = distributed.init()
+    rank, world = distributed.rank(), distributed.world_size()
+    if t.batch_size % world:
+        raise InputError(f"batch_size {t.batch_size} is not divisible by the {world} processes")
+    use_autocast = t.autocast and device.type == "cuda"
+    preprocess = Manifest.load(data).config  # missing dataset: one-line InputError
+    if preprocess.size != config.model.image_size:
+        raise InputError(f"{data}: crops are {preprocess.size} px but the model needs {config.model.image_size} px "
+                         f"(preprocess with --set size={config.model.image_size}, or model.image_size={preprocess.size})")
+    checkpoints = list_checkpoints(run)
+    if (run / "config.json").is_file():
+        check_same_run(json.loads((run / "config.json").read_text())["config"], config, run)
+    if checkpoints:
+        check_same_run(read_state(checkpoints[-1])["config"], config, run)
+    if distributed.is_main():
+        run.mkdir(parents=True, exist_ok=True)
+        for path in remove_partial(run):
+            log.warning("removed %s, left by an interrupted save", path)
+        with atomic_path(run / "config.json") as tmp:
+            tmp.write_text(json.dumps({"data": str(data), "config": config.to_dict()}, indent=2))
+        with (run / "revisions.txt").open("a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {git_revision()} world_size={world}\n")
+    torch.manual_seed(t.seed)
+
+    # ---- data: episodes with K drawn per batch in [1, k_max], each rank its own share ----------
+    dataset = EpisodeDataset(data, "train", EpisodeConfig(k_min=1, k_max=t.k_max, flip=t.flip, seed=t.seed))
+    if dataset.skipped:
+        log.warning("%d training clips have fewer than k_max + 1 = %d frames and are skipped",
+                    dataset.skipped, t.k_max + 1)
+    sampler = EpisodeBatchSampler(len(dataset), t.batch_size // world, dataset.config, shuffle=True,
+                                  num_replicas=world, rank=rank)
+    validator = (Validator(data, "val", t.val_episodes, t.val_k, t.seed, t.batch_size)
+                 if distributed.is_main() and t.val_every > 0 else None)
+
+    # ---- build: networks, objective (losses live outside the networks), optimizers, EMA ---------
+    generator = Generator(config.model).to(device)
+    discriminator = Discriminator(config.model).to(device)
+    ema = copy.deepcopy(generator).eval().requires_grad_(False)
+    nets = Networks(generator=generator, discriminator=discriminator, ema=ema,
+                    opt_g=torch.optim.Adam(generator.parameters(), lr=t.lr_g, betas=t.betas),
+                    opt_d=torch.optim.Adam(discriminator.parameters(), lr=t.lr_d, betas=t.betas))
+
+    # Separate DDP wrappers for G and D (each syncs its own gradients); the raw modules are saved.
+    g_train = DistributedDataParallel(generator) if world > 1 else generator
+    d_train = DistributedDataParallel(discriminator) if world > 1 else discriminator
+    # Built before resuming, so "random" perceptual weights come from the same seed in a resumed run.
+    objective = build_objective(config.loss, d_train)  # perceptual weights: "random"/"none" log a warning
+    objective.perceptual.to(device)
+    if objective.face_perceptual is not None:
+        objective.face_perceptual.to(device)
+
+    # ---- resume from the last checkpoint, if any (weights are loaded in place, on every rank) ----
+    start = load_checkpoint(checkpoints[-1], nets) if checkpoints else 0
+    if start:
+        log.info("resuming from %s (step %d)", checkpoints[-1], start)
+    if distributed.is_main() and (run / "stats.jsonl").exists():  # drop lines logged after that checkpoint
+        lines = (run / "stats.jsonl").read_text().splitlines()
+        with atomic_path(run / "stats.jsonl") as tmp:
+            tmp.write_text("".join(f"{line}\n" for line in lines if json.loads(line)["step"] <= start))
+    loader = DataLoader(dataset, batch_sampler=StepBatches(sampler, start), num_workers=t.workers,
+                        pin_memory=device.type == "cuda")
+    writer = None
+    if t.tensorboard and distributed.is_main():
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise InputError("tensorboard=true needs the tensorboard package (pip install tensorboard)") from None
+        writer = SummaryWriter(log_dir=str(run / "tensorboard"), purge_step=start)
+
+    # ---- loop ------------------------------------------------------------------------------------
+    bar = tqdm(total=t.steps, initial=start, unit="step", dynamic_ncols=True,
+               disable=not (progress and distributed.is_main()))
+    batches = iter(loader)
+    tick, tick_step = time.perf_counter(), start
+    step = start
+    while step < t.steps:
+        batch = next(batches)
+        targets = batch.target_images.to(device, non_blocking=True)  # (B, K, 3, S, S)
+        target_landmarks = batch.target_landmark_images.to(device, non_blocking=True)  # (B, K, 3, S, S)
+        driver_landmarks = batch.driver_landmark_image.to(device, non_blocking=True)  # (B, 3, S, S)
+        real = batch.driver_image.to(device, non_blocking=True)  # (B, 3, S, S): the ground truth
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
+            fake = g_train(targets, target_landmarks, driver_landmarks).image  # (B, 3, S, S)
+
+        # Discriminator step: hinge loss on real vs (detached) fake; D's gradients zeroed first.
+        nets.opt_d.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
+            d_losses = objective.discriminator_step(real, fake, driver_landmarks)
+        d_losses.total.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(discriminator.parameters(), t.grad_clip)
+        nets.opt_d.step()
+
+        # Generator step: adversarial + feature matching + perceptual terms through the updated D.
+        # D also receives gradients here; they are discarded by the next D step's zero_grad.
+        nets.opt_g.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
+            g_losses = objective.generator_step(fake, real, driver_landmarks)
+        g_losses.total.backward()
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(generator.parameters(), t.grad_clip)
+        nets.opt_g.step()
+
+        update_ema(ema, generator, decay=min(t.ema_decay, (1 + step) / (10 + step)))
+        step += 1
+        bar.update(1)
+
+        if step % t.log_every == 0 or step == t.steps:
+            now = time.perf_counter()
+            stats = {"step": step, "K": int(targets.shape[1]), **d_losses.as_dict(), **g_losses.as_dict(),
+                     "episodes_per_s": t.batch_size * (step - tick_step) / max(now - tick, 1e-9)}
+            tick, tick_step = now, step
+            bar.set_postfix({"D": f"{stats['D/total']:.3f}", "G": f"{stats['G/total']:.3f}",
+                             "fm": f"{stats['G/feature_matching']:.3f}", "ep/s": f"{stats['episodes_per_s']:.2f}"})
+            if distributed.is_main():  # the losses are rank 0's batch
+                with (run / "stats.jsonl").open("a") as f:
+                    f.write(json.dumps(stats) + "\n")
+                for key, value in stats.items() if writer else ():
+                    writer.add_scalar(key, value, step)
+        if validator is not None and (step % t.sample_every == 0 or step == t.steps):
+            save_image(run / "samples" / f"step_{step:09d}.png", validator.sample_grid(ema, device))
+        if validator is not None and (step % t.val_every == 0 or step == t.steps):
+            scores = validator(ema, device)
+            with (run / "stats.jsonl").open("a") as f:
+                f.write(json.dumps({"step": step, **scores}) + "\n")
+            for key, value in scores.items() if writer else ():
+                writer.add_scalar(key, value, step)
+            bar.write(f"step {step}: val L1 {scores['val/l1']:.4f} PSNR {scores['val/psnr']:.2f} "
+                      f"(copy first target: L1 {scores['copy_first/l1']:.4f} PSNR {scores['copy_first/psnr']:.2f})")
+        if step % t.checkpoint_every == 0 or step == t.steps:
+            if distributed.is_main():
+                save_checkpoint(run, step, config, nets, keep_last=t.keep_last)
+                export_generator(run / "export" / "generator.safetensors", ema, config.model, preprocess, step)
+            distributed.barrier()
+    bar.close()
+    if writer is not None:
+        writer.close()
+    return TrainResult(step=step, networks=nets)

@@ -1,0 +1,96 @@
+"""Validation during training: self-reenactment on held-out identities (the val split), scored
+with the shared metric registry (evaluation/metrics.py: l1, psnr, ssim), next to two copy
+baselines on the same episodes: the first target frame, and the target whose landmarks are
+nearest the driver's (a pose-matched copy). Also the sample grids of the run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate
+
+from marionette.data.config import EpisodeConfig
+from marionette.data.episodes import Episode, EpisodeDataset
+from marionette.evaluation.metrics import Sample, Tools, measure_sample, summarize, to_uint8
+
+METRICS = ("l1", "psnr", "ssim")
+
+
+class Validator:
+    """A fixed list of self-reenactment episodes (K = k each) from one split, and their scores."""
+
+    def __init__(self, root: Path, split: str, episodes: int, k: int, seed: int, batch_size: int) -> None:
+        self.dataset = EpisodeDataset(root, split, EpisodeConfig(k_min=k, k_max=k, flip=False, seed=seed))
+        self.keys = [(j % len(self.dataset), k, j) for j in range(episodes)]  # (clip index, K, episode seed)
+        self.batch_size = batch_size
+        self.tools = Tools()
+        self.baselines = self._score_baselines()
+
+    def batches(self) -> list[Episode]:
+        return [default_collate([self.dataset[key] for key in self.keys[i:i + self.batch_size]])
+                for i in range(0, len(self.keys), self.batch_size)]
+
+    def _score(self, outputs: list[torch.Tensor], truths: list[torch.Tensor]) -> dict[str, float]:
+        records = [measure_sample(Sample(mode="self", output=to_uint8(o), truth=to_uint8(t)), METRICS, self.tools)
+                   for o, t in zip(outputs, truths, strict=True)]
+        return summarize(records)
+
+    def _score_baselines(self) -> dict[str, float]:
+        first, nearest, truths = [], [], []
+        for batch in self.batches():
+            offsets = batch.target_landmarks[..., :2] - batch.driver_landmarks[:, None, :, :2]  # (B, K, 68, 2)
+            pick = offsets.norm(dim=-1).mean(dim=-1).argmin(dim=1)  # (B,) target nearest the driver's pose
+            first += list(batch.target_images[:, 0])
+            nearest += list(batch.target_images[torch.arange(len(pick)), pick])
+            truths += list(batch.driver_image)
+        return {**{f"copy_first/{k}": v for k, v in self._score(first, truths).items()},
+                **{f"copy_nearest/{k}": v for k, v in self._score(nearest, truths).items()}}
+
+    @torch.no_grad()
+    def __call__(self, generator: torch.nn.Module, device: torch.device) -> dict[str, float]:
+        """{val/l1, val/psnr, val/ssim, copy_first/..., copy_nearest/...} of `generator` (eval mode)."""
+        outputs, truths = [], []
+        for batch in self.batches():
+            image = generator(batch.target_images.to(device), batch.target_landmark_images.to(device),
+                              batch.driver_landmark_image.to(device)).image  # (B, 3, S, S)
+            outputs += list(image.float().cpu())
+            truths += list(batch.driver_image)
+        return {**{f"val/{k}": v for k, v in self._score(outputs, truths).items()}, **self.baselines}
+
+    @torch.no_grad()
+    def sample_grid(self, generator: torch.nn.Module, device: torch.device, rows: int = 4) -> np.ndarray:
+        """(rows·S, (K + 3)·S, 3) uint8: per episode its K targets | driver landmarks | output | ground truth."""
+        batch = default_collate([self.dataset[key] for key in self.keys[:rows]])
+        image = generator(batch.target_images.to(device), batch.target_landmark_images.to(device),
+                          batch.driver_landmark_image.to(device)).image.float().cpu()  # (B, 3, S, S)
+        row_images = [torch.cat([*targets, landmarks, output, truth], dim=2)  # (3, S, (K + 3)·S)
+                      for targets, landmarks, output, truth in zip(batch.target_images, batch.driver_landmark_image,
+                                                                   image, batch.driver_image, strict=True)]
+        return to_uint8(torch.cat(row_images, dim=1))  # (rows·S, (K + 3)·S, 3)
+
+
+def plot_validation(stats: Path, out: Path, title: str) -> None:
+    """Val L1 and PSNR against steps from RUN/stats.jsonl, with both copy baselines, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in map(json.loads, stats.read_text().splitlines()) if "val/l1" in r]
+    steps = [r["step"] for r in rows]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric, label in ((axes[0], "l1", "L1 (lower is better)"), (axes[1], "psnr", "PSNR, dB (higher is better)")):
+        ax.plot(steps, [r[f"val/{metric}"] for r in rows], "o-", label="MarioNETte (EMA generator)")
+        ax.axhline(rows[0][f"copy_first/{metric}"], color="gray", linestyle="--", label="copy first target")
+        ax.axhline(rows[0][f"copy_nearest/{metric}"], color="black", linestyle=":", label="copy nearest-pose target")
+        ax.set_xlabel("training step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
