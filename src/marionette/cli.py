@@ -142,8 +142,10 @@ def _train(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="marionette: %(message)s")
     try:
         result = train(Path(args.data), Path(args.run), config, progress=not args.quiet)
-    finally:
-        distributed.shutdown()
+    except BaseException:
+        distributed.shutdown(wait=False)
+        raise
+    distributed.shutdown()
     if distributed.is_main():
         print(f"trained to step {result.step}; {args.run}/export/generator.safetensors holds the EMA generator")
 

@@ -9,6 +9,7 @@ Multi-node: run the same command on every node, e.g. for 2 nodes x 8 GPUs
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -45,6 +46,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group cleanly: DDP wrappers sit in reference cycles and keep the group's
+    threads alive until collected, so collect them first; then wait for every rank (`wait=False`
+    after an error, when the other ranks may never arrive), then destroy. Left to interpreter exit,
+    Gloo's threads can abort the process."""
     if dist.is_initialized():
+        gc.collect()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
