@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from marionette.data.config import EpisodeConfig, PreprocessConfig
-from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset, flip_landmarks
+from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset, flip_landmarks, jitter_colours
 from marionette.data.preprocess import preprocess
 from marionette.errors import InputError
 from marionette.landmarks.layout import IBUG68_MIRROR
@@ -75,6 +75,30 @@ def test_flip_is_consistent_over_the_episode(dataset_root: Path) -> None:
         # rendered landmark images mirror too (anti-aliasing may differ by a grey level)
         assert (f.driver_landmark_image - p.driver_landmark_image.flip(-1)).abs().mean() < 0.02
     assert flipped_any
+
+
+def test_colour_jitter_is_one_affine_transform_per_episode(dataset_root: Path) -> None:
+    plain = EpisodeDataset(dataset_root, "train", EpisodeConfig(flip=False))
+    jittered = EpisodeDataset(dataset_root, "train", EpisodeConfig(flip=False, colour_jitter=0.3))
+    p, j = plain[(0, 3, 5)], jittered[(0, 3, 5)]
+    assert torch.equal(p.target_landmarks, j.target_landmarks) and torch.equal(p.driver_landmark_image,
+                                                                               j.driver_landmark_image)
+    assert (p.target_images - j.target_images).abs().mean() > 0.02  # the colours did change
+    # one affine colour map explains every pixel of all targets and the driver (up to rounding and clipping)
+    def pixels(e):  # (K·S·S + S·S, 3)
+        return torch.cat([e.target_images.permute(0, 2, 3, 1).reshape(-1, 3), e.driver_image.permute(1, 2, 0).reshape(-1, 3)])
+
+    before, after = pixels(p), pixels(j)
+    inside = ((after > -0.98) & (after < 0.98)).all(dim=1)
+    a = torch.cat([before[inside], torch.ones(int(inside.sum()), 1)], dim=1).double()  # (N, 4)
+    fit = torch.linalg.lstsq(a, after[inside].double()).solution  # (4, 3)
+    assert (a @ fit - after[inside]).abs().max() < 0.02  # 2.5 grey levels: uint8 rounding only
+    # the same pixel gets the same colour wherever it is; strength 0 is the identity
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    first, second = jitter_colours(rng, 0.3, image, image.copy())
+    assert np.array_equal(first, second)
+    assert np.array_equal(jitter_colours(rng, 0.0, image)[0], image)
 
 
 def test_flip_landmarks_is_an_involution() -> None:

@@ -80,21 +80,23 @@ def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
     fake = driver.flip(-1)
     with caplog.at_level(logging.WARNING):
         weighted = random_objective(d, adversarial_weight=0.5, feature_matching_weight=2.0, perceptual_weight=3.0,
-                                    face_perceptual_weight=4.0)
+                                    face_perceptual_weight=4.0, pixel_weight=5.0)
     assert "perceptual_weights=random" in caplog.text and "face_weights=random" in caplog.text
     torch.manual_seed(1)
     with torch.no_grad():
         d.eval()  # fix the spectral-norm power iteration so both steps see the same D
         losses = weighted.generator_step(fake, driver, driver_landmarks)
     terms = losses.as_dict()
-    assert set(terms) == {"G/total", "G/adversarial", "G/feature_matching", "G/perceptual", "G/face_perceptual"}
+    assert set(terms) == {"G/total", "G/adversarial", "G/feature_matching", "G/perceptual", "G/face_perceptual",
+                          "G/pixel"}
+    assert losses.pixel.item() == pytest.approx((fake - driver).abs().mean().item(), rel=1e-6)
     assert all(v > 0 for k, v in terms.items() if k not in ("G/adversarial", "G/total"))
     expected = (0.5 * losses.adversarial + 2 * losses.feature_matching + 3 * losses.perceptual
-                + 4 * losses.face_perceptual)
+                + 4 * losses.face_perceptual + 5 * losses.pixel)
     assert losses.total.item() == pytest.approx(expected.item(), rel=1e-5)
     with torch.no_grad():
         same = weighted.generator_step(driver, driver, driver_landmarks)
-    assert same.feature_matching == 0 and same.perceptual == 0 and same.face_perceptual == 0
+    assert same.feature_matching == 0 and same.perceptual == 0 and same.face_perceptual == 0 and same.pixel == 0
     d_terms = weighted.discriminator_step(driver, fake, driver_landmarks).as_dict()
     assert set(d_terms) == {"D/total", "D/real", "D/fake"}
     assert d_terms["D/total"] == pytest.approx(0.5 * (d_terms["D/real"] + d_terms["D/fake"]), rel=1e-5)

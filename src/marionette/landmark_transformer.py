@@ -110,6 +110,14 @@ class TargetFace:
 
 
 @dataclass(frozen=True)
+class DriverStart:
+    """The driver frame relative mode measures motion from, prepared once per stream."""
+
+    coefficients: np.ndarray  # (C,) its expression λ̂
+    pose: Pose  # its rotation, scale and position
+
+
+@dataclass(frozen=True)
 class Reenacted:
     mesh: np.ndarray  # (T, 478, 3) transformed landmarks, in the targets' pixels
     shapes: np.ndarray  # (T, 478, 3) the same in the normalised frame, before re-posing
@@ -160,11 +168,16 @@ class LandmarkTransformer:
         mean_pose = Pose(nearest_rotation(pose.rotation.mean(0)), pose.scale.mean(0), pose.translation.mean(0))
         return TargetFace(identity.mean(0), coefficients.mean(0), mean_pose)
 
+    def prepare_start(self, first_frame: np.ndarray) -> DriverStart:
+        """(L, 3) the driver frame relative mode measures motion from -> its expression and pose."""
+        shape, pose = self.normalize(first_frame)  # (L, 3)
+        return DriverStart(self.expression(shape[None])[0], pose)
+
     def drive(self, driver: np.ndarray, target: TargetFace, *, alpha: float, mode: str,
-              first_frame: np.ndarray | None = None) -> Reenacted:
+              start: DriverStart | None = None) -> Reenacted:
         """(T, L, 3) driver landmarks -> (T, L, 3) on the target, with expression strength α, in
-        `mode` (relative or absolute). `first_frame` (L, 3) is the driver frame relative mode measures
-        motion from (default driver[0]; a stream passes its own first frame)."""
+        `mode` (relative or absolute). `start` is the driver frame relative mode measures motion from
+        (default driver[0]; a stream prepares its own first frame once)."""
         if mode not in MODES:
             raise InputError(f"landmark transformer mode {mode!r}: expected one of {', '.join(MODES)}")
         shapes, pose = self.normalize(driver)  # (T, L, 3)
@@ -174,9 +187,9 @@ class LandmarkTransformer:
             t = len(driver)
             out_pose = Pose(pose.rotation, np.full(t, target.pose.scale), np.tile(target.pose.translation, (t, 1)))
         else:  # ours: the target as it is, moved by the driver's change since its first frame
-            ref_shape, ref_pose = self.normalize(driver[0] if first_frame is None else first_frame)  # (L, 3)
-            ref_coefficients = self.expression(ref_shape[None])[0]  # (C,)
-            expression = target.coefficients + alpha * (coefficients - ref_coefficients)  # (T, C)
+            start = self.prepare_start(driver[0]) if start is None else start
+            ref_pose = start.pose
+            expression = target.coefficients + alpha * (coefficients - start.coefficients)  # (T, C)
             turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its first frame
             zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel
             out_pose = Pose(turn @ target.pose.rotation, zoom * pose.scale,

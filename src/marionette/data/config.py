@@ -28,5 +28,6 @@ class EpisodeConfig:
     k_min: int = 1  # fewest targets in an episode (K is drawn per batch in [k_min, k_max])
     k_max: int = 8  # most targets in an episode; clips need k_max + 1 frames
     flip: bool = True  # mirror a whole episode with probability 1/2 (training augmentation)
+    colour_jitter: float = 0.0  # strength of one random colour transform applied to a whole episode (ours; 0 = off)
     cross_identity: bool = False  # driver from a clip of another identity (evaluation; no ground truth)
     seed: int = 0  # seed of frame choice, flips and driver choice

@@ -45,6 +45,17 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return channels_first.float().div_(127.5).sub_(1.0)
 
 
+def jitter_colours(rng: np.random.Generator, strength: float, *images: np.ndarray) -> list[np.ndarray]:
+    """One random affine colour transform (a 3x3 mix near the identity plus an offset, both scaled by
+    `strength`) applied to every image of an episode (uint8, (..., 3)). Ours: with few training
+    identities the generator could memorise their colours; re-colouring targets and driver alike
+    makes the targets the only source of appearance, which is what meta-learning is meant to teach."""
+    mix = np.eye(3) + strength * rng.normal(size=(3, 3)) / 2  # (3, 3)
+    offset = strength * 64 * rng.normal(size=3)  # (3,) in 0..255 units
+    return [np.clip(im.astype(np.float32) @ mix.T.astype(np.float32) + offset, 0, 255).astype(np.uint8)
+            for im in images]
+
+
 def flip_landmarks(points: np.ndarray, size: int) -> np.ndarray:
     """Mirror (..., 68, 3) crop-pixel landmarks horizontally, relabelling left and right."""
     out = points[..., IBUG68_MIRROR, :].copy()
@@ -104,6 +115,8 @@ class EpisodeDataset(Dataset):
         if self.config.flip and rng.random() < 0.5:
             target_images, driver_image = target_images[:, :, ::-1], driver_image[:, ::-1]
             target_lmk, driver_lmk = flip_landmarks(target_lmk, self.size), flip_landmarks(driver_lmk, self.size)
+        if self.config.colour_jitter > 0:
+            target_images, driver_image = jitter_colours(rng, self.config.colour_jitter, target_images, driver_image)
         target_r = np.stack([render_landmarks(p, self.size) for p in target_lmk])  # (K, S, S, 3)
         driver_r = render_landmarks(driver_lmk, self.size)  # (S, S, 3)
         return Episode(

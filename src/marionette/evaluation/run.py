@@ -159,7 +159,8 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
             driver_image = driver_reader.images([episode.driver_frame])[0]  # (S, S, 3)
             pipeline = drivers[episode.mode]
             pipeline.set_target_crops(crops, meshes)
-            driven = pipeline.drive(driver_mesh[episode.driver_frame], driver_mesh[0], whole)  # (478, 3)
+            start = pipeline.reference(driver_mesh[0], whole)  # the driver clip's first frame
+            driven = pipeline.drive(driver_mesh[episode.driver_frame], start)  # (478, 3)
             prefix = f"{episode.mode}_k{episode.shots}_e{episode.episode}"
             keep = episode.episode < config.samples
             if keep:

@@ -27,7 +27,7 @@ from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.neural import NeuralRenderer, Renderer
 from marionette.inference.warp import WarpRenderer
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer, TargetFace
+from marionette.landmark_transformer import DEFAULT_PATH, DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmark_transformer_config import MODES
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.mesh import FaceMesh, detect_face
@@ -65,6 +65,15 @@ class Target:
     crop: np.ndarray  # (S, S, 3) its head crop
     mesh: np.ndarray  # (478, 3) face mesh in crop pixels
     paste: PasteBack  # puts a rendered crop back into `image`
+
+
+@dataclass(frozen=True)
+class DriverReference:
+    """The driver's first face, which relative mode measures motion from."""
+
+    mesh: np.ndarray  # (478, 3) in driver pixels
+    box: CropBox  # its crop
+    start: DriverStart | None  # its expression and pose for the landmark transformer (None without one)
 
 
 @dataclass
@@ -162,20 +171,24 @@ class ReenactPipeline:
         if self.transformer is not None:  # identity shape and pose of all K targets, in crop pixels
             self._target_face = self.transformer.prepare_targets(np.stack(meshes))
 
-    def drive(self, driver_mesh: np.ndarray, reference: np.ndarray, reference_box: CropBox) -> np.ndarray:
-        """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the target's crop pixels.
-        `reference` is the driver's first face, `reference_box` its crop."""
+    def reference(self, first_mesh: np.ndarray, box: CropBox) -> DriverReference:
+        """The driver's first face (478, 3) in driver pixels and its crop, prepared once per stream."""
+        start = self.transformer.prepare_start(first_mesh) if self.transformer is not None else None
+        return DriverReference(first_mesh, box, start)
+
+    def drive(self, driver_mesh: np.ndarray, reference: DriverReference) -> np.ndarray:
+        """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the target's crop pixels."""
         if self.transformer is not None:  # paper: the driver's expression and pose on the targets' shape
             return self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.config.alpha,
-                                          mode=self.config.mode, first_frame=reference).mesh[0]
+                                          mode=self.config.mode, start=reference.start).mesh[0]
         # ours, without the transformer (raw landmarks, the driver's face shape included): relative
         # mode adds the driver's displacement since its first frame, measured in its first-frame
         # crop, to the first target's mesh; absolute mode takes the driver's mesh in that crop as is
         size = self.config.size
-        now = reference_box.to_crop(driver_mesh, size)
+        now = reference.box.to_crop(driver_mesh, size)
         if self.config.mode == "absolute":
             return now
-        return self.targets[0].mesh + (now - reference_box.to_crop(reference, size))
+        return self.targets[0].mesh + (now - reference.box.to_crop(reference.mesh, size))
 
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 rendered crop."""
@@ -186,8 +199,7 @@ class ReenactPipeline:
         if not self.targets:
             raise InputError("set_targets() first")
         smooth = OneEuroFilter(driver.fps, self.config.smooth_min_cutoff, self.config.smooth_beta)
-        reference: np.ndarray | None = None
-        reference_box: CropBox | None = None
+        reference: DriverReference | None = None
         last: np.ndarray | None = None
         target = self.targets[0]
         clock = time.perf_counter()
@@ -210,9 +222,8 @@ class ReenactPipeline:
                 if last is None:  # no face yet: nothing to hold
                     continue
                 if reference is None:
-                    reference = last
-                    reference_box = head_box(last, self.crop.crop_scale, self.crop.crop_shift)
-                driven = self.drive(last, reference, reference_box)
+                    reference = self.reference(last, head_box(last, self.crop.crop_scale, self.crop.crop_shift))
+                driven = self.drive(last, reference)
                 lap("transform")
                 result = self.render(driven)
                 lap("render")

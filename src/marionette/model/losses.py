@@ -37,6 +37,7 @@ class GeneratorLosses:
     feature_matching: torch.Tensor  # mean over D blocks of L1(D features of fake, of real), unweighted
     perceptual: torch.Tensor  # mean over relu1_1..relu5_1 of L1 VGG19 features, unweighted
     face_perceptual: torch.Tensor  # the same with VGG-Face; zero when the face network is off
+    pixel: torch.Tensor  # mean absolute pixel difference, unweighted (ours; weight 0 by default)
 
     def as_dict(self) -> dict[str, float]:
         return {f"G/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
@@ -91,10 +92,12 @@ class Objective:
             with torch.no_grad():
                 real_face = self.face_perceptual(real)
             face_perceptual = feature_distance(self.face_perceptual(fake), real_face)
+        pixel = F.l1_loss(fake, real)
         total = (c.adversarial_weight * adversarial + c.feature_matching_weight * feature_matching
-                 + c.perceptual_weight * perceptual + c.face_perceptual_weight * face_perceptual)
+                 + c.perceptual_weight * perceptual + c.face_perceptual_weight * face_perceptual
+                 + c.pixel_weight * pixel)
         return GeneratorLosses(total=total, adversarial=adversarial, feature_matching=feature_matching,
-                               perceptual=perceptual, face_perceptual=face_perceptual)
+                               perceptual=perceptual, face_perceptual=face_perceptual, pixel=pixel)
 
 
 def build_objective(config: LossConfig, discriminator: Discriminator) -> Objective:

@@ -27,6 +27,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm per network (0 = no clipping)
     autocast: bool = True  # bf16 autocast on CUDA (bf16 needs no loss scaling); ignored on CPU
     flip: bool = True  # mirror whole episodes with probability 1/2
+    colour_jitter: float = 0.0  # strength of one random colour transform per training episode (ours; 0 = off)
     log_every: int = 50  # steps between stats.jsonl lines (and TensorBoard scalars)
     sample_every: int = 1000  # steps between sample grids (targets | driver landmarks | output | truth)
     val_every: int = 5000  # steps between validations on the val split (0 = never)

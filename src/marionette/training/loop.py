@@ -125,7 +125,8 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
     torch.manual_seed(t.seed)
 
     # ---- data: episodes with K drawn per batch in [1, k_max], each rank its own share ----------
-    dataset = EpisodeDataset(data, "train", EpisodeConfig(k_min=1, k_max=t.k_max, flip=t.flip, seed=t.seed))
+    episodes = EpisodeConfig(k_min=1, k_max=t.k_max, flip=t.flip, colour_jitter=t.colour_jitter, seed=t.seed)
+    dataset = EpisodeDataset(data, "train", episodes)
     if dataset.skipped:
         log.warning("%d training clips have fewer than k_max + 1 = %d frames and are skipped",
                     dataset.skipped, t.k_max + 1)
