@@ -63,6 +63,7 @@ def test_run_folder_and_export(dataset: Path, uninterrupted: Path) -> None:
     assert (run / "revisions.txt").read_text().strip()
     assert [p.name for p in list_checkpoints(run)] == ["step_000000002", "step_000000004"]  # keep_last=2
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000000004.png"]
+    assert (run / "val_curve.png").stat().st_size > 0  # val L1 and PSNR against steps, with the baselines
     val = stats(run)[-1]
     assert {"val/l1", "val/psnr", "val/ssim", "copy_first/l1", "copy_nearest/psnr"} <= set(val)
     exported = load_generator(run / "export" / "generator.safetensors")

@@ -39,7 +39,7 @@ from marionette.training import distributed
 from marionette.training.checkpoint import (Networks, export_generator, list_checkpoints, load_checkpoint,
                                             read_state, remove_partial, save_checkpoint)
 from marionette.training.config import RunConfig
-from marionette.training.validation import Validator
+from marionette.training.validation import Validator, plot_validation
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +228,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
                 f.write(json.dumps({"step": step, **scores}) + "\n")
             for key, value in scores.items() if writer else ():
                 writer.add_scalar(key, value, step)
+            plot_validation(run / "stats.jsonl", run / "val_curve.png", f"{run.name}: held-out self-reenactment")
             bar.write(f"step {step}: val L1 {scores['val/l1']:.4f} PSNR {scores['val/psnr']:.2f} "
                       f"(copy first target: L1 {scores['copy_first/l1']:.4f} PSNR {scores['copy_first/psnr']:.2f})")
         if step % t.checkpoint_every == 0 or step == t.steps:

@@ -15,6 +15,7 @@ from torch.utils.data import default_collate
 from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import Episode, EpisodeDataset
 from marionette.evaluation.metrics import Sample, Tools, measure_sample, summarize, to_uint8
+from marionette.media import atomic_path
 
 METRICS = ("l1", "psnr", "ssim")
 
@@ -92,5 +93,6 @@ def plot_validation(stats: Path, out: Path, title: str) -> None:
     axes[0].legend()
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
-    figure.savefig(out, dpi=110)
+    with atomic_path(out) as tmp:
+        figure.savefig(tmp, dpi=110)
     plt.close(figure)
