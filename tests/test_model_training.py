@@ -45,9 +45,11 @@ def test_gradients_reach_every_parameter_of_g_and_d(episode) -> None:
     dead = [n for n, p in d_params.items() if p.grad.abs().sum() == 0]
     assert len(d_params) > 20 and not dead, dead
 
-    d.zero_grad()
+    d.zero_grad(set_to_none=True)
     g_losses = objective.generator_step(fake, driver, driver_landmarks)
     g_losses.total.backward()
+    assert all(p.grad is None for p in d.parameters())  # the G step computes no D gradient
+    assert all(p.requires_grad for p in d.parameters())  # and leaves D trainable for its next step
     g_params = dict(g.named_parameters())
     assert len(g_params) > 50
     dead = [n for n, p in g_params.items() if p.grad is None or p.grad.abs().sum() == 0]

@@ -4,7 +4,8 @@ perceptual losses, with an explicit discriminator step and generator step. Every
 from LossConfig; every term is returned by name for logging.
 
 The training loop calls `discriminator_step`, backpropagates `.total` into D only (zeroing D's
-gradients first), then `generator_step` and backpropagates its `.total` into G.
+gradients first), then `generator_step` and backpropagates its `.total` into G (D's weights are
+frozen in that pass).
 """
 
 from __future__ import annotations
@@ -63,7 +64,10 @@ class Objective:
     def __init__(self, config: LossConfig, discriminator: Discriminator, perceptual: VGGFeatures,
                  face_perceptual: VGGFeatures | None) -> None:
         self.config = config
-        self.discriminator = discriminator
+        self.discriminator = discriminator  # trained in the D step (a DDP wrapper under torchrun)
+        # ours: the G step scores through the raw D with its weights frozen, so no D gradient is
+        # computed (or all-reduced under DDP) only to be discarded by the next D step
+        self.critic: Discriminator = getattr(discriminator, "module", discriminator)
         self.perceptual = perceptual
         self.face_perceptual = face_perceptual
 
@@ -79,9 +83,13 @@ class Objective:
     def generator_step(self, fake: torch.Tensor, real: torch.Tensor, landmark_image: torch.Tensor) -> GeneratorLosses:
         """fake (B, 3, H, W) from G, real (B, 3, H, W) the driver frame (ground truth), landmark_image its r_x."""
         c = self.config
-        fake_d = self.discriminator(fake, landmark_image)
+        self.critic.requires_grad_(False)  # the graph records D's weights as constants
+        try:
+            fake_d = self.critic(fake, landmark_image)
+        finally:
+            self.critic.requires_grad_(True)
         with torch.no_grad():
-            real_d = self.discriminator(real, landmark_image)
+            real_d = self.critic(real, landmark_image)
             real_vgg = self.perceptual(real)
         adversarial = hinge_generator(fake_d.score)
         feature_matching = feature_distance(fake_d.features, real_d.features)

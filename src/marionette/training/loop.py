@@ -194,8 +194,8 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
             torch.nn.utils.clip_grad_norm_(discriminator.parameters(), t.grad_clip)
         nets.opt_d.step()
 
-        # Generator step: adversarial + feature matching + perceptual terms through the updated D.
-        # D also receives gradients here; they are discarded by the next D step's zero_grad.
+        # Generator step: adversarial + feature matching + perceptual terms through the updated D
+        # (its weights frozen for this pass: no D gradients computed or synchronised).
         nets.opt_g.zero_grad(set_to_none=True)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
             g_losses = objective.generator_step(fake, real, driver_landmarks)
