@@ -88,6 +88,17 @@ def test_alpha_zero_gives_target_shape_in_driver_pose(fitted: Fitted) -> None:
                                atol=1e-5)
 
 
+def test_streamed_frames_with_a_prepared_start_equal_the_whole_clip(fitted: Fitted) -> None:
+    lt, driver = fitted.lt, fitted.meshes[0][:5]
+    target = lt.prepare_targets(fitted.meshes[1][:3])
+    whole = lt.drive(driver, target, alpha=1.0, mode="relative").mesh  # motion from driver[0]
+    start = lt.prepare_start(driver[0])  # a stream prepares its first frame once
+    streamed = np.concatenate([lt.drive(f[None], target, alpha=1.0, mode="relative", start=start).mesh for f in driver])
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+    moved = lt.drive(driver[2:3], target, alpha=1.0, mode="relative").mesh  # its own first frame: no motion
+    assert np.abs(moved - streamed[2:3]).max() > 0.1
+
+
 def test_target_equal_to_driver_reproduces_driver(fitted: Fitted) -> None:
     lt, clip = fitted.lt, fitted.meshes[3]
     for i in (0, 7):  # the driver frame itself as the only target: exact in both modes
