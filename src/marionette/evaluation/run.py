@@ -1,8 +1,8 @@
 """`marionette evaluate`: score renderers on deterministic episodes of a dataset split.
 
-Per episode: read the targets and the driver from the dataset, drive (ReenactPipeline.drive: the
-same driven mesh for every renderer), render with each renderer, find the face mesh of the result
-(still-image mode) and measure every registered metric of the episode's mode. One JSON line per
+Per episode: read the targets and the driver from the dataset, drive (`inference.driving`, as
+`marionette reenact` does: the same driven mesh for every renderer), render with each renderer,
+find the face mesh of the result (still-image mode) and measure every registered metric of the episode's mode. One JSON line per
 (renderer, shots, mode, episode) is appended to REPORT_DIR/results.jsonl as soon as it is done, so
 a rerun skips finished ones; the report (markdown, JSON, plots, sample grids) is rebuilt from that
 file at the end of every run.
@@ -32,7 +32,8 @@ from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.metrics import MODES, Sample, Tools, measure_sample, metrics_for
 from marionette.evaluation.renderers import Renderer, make_renderer
 from marionette.evaluation.report import write_report
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.inference.driving import Driving
+from marionette.landmark_transformer import LandmarkTransformer
 from marionette.landmark_transformer_config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
@@ -139,9 +140,8 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
     todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
     metrics = {mode: [m.name for m in metrics_for(mode) if m.missing() is None] for mode in MODES}
     drivers = {
-        "self": ReenactPipeline(ReenactConfig(renderer="warp", size=size, transform=False, mode="absolute")),
-        "cross": ReenactPipeline(ReenactConfig(renderer="warp", size=size, transform=True, mode=config.cross_mode,
-                                               alpha=config.alpha)),
+        "self": Driving(None, "absolute", 1.0, size),
+        "cross": Driving(LandmarkTransformer.load(), config.cross_mode, config.alpha, size),
     }
     whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # dataset meshes are already in crop pixels
     clips = EpisodeData(Path(data))
@@ -157,10 +157,10 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
             frames = list(episode.target_frames)
             crops, meshes = target_reader.images(frames), target_mesh[frames]  # (K, S, S, 3), (K, 478, 3)
             driver_image = driver_reader.images([episode.driver_frame])[0]  # (S, S, 3)
-            pipeline = drivers[episode.mode]
-            pipeline.set_target_crops(crops, meshes)
-            start = pipeline.reference(driver_mesh[0], whole)  # the driver clip's first frame
-            driven = pipeline.drive(driver_mesh[episode.driver_frame], start)  # (478, 3)
+            driving = drivers[episode.mode]
+            driving.set_targets(meshes)
+            start = driving.reference(driver_mesh[0], whole)  # the driver clip's first frame
+            driven = driving(driver_mesh[episode.driver_frame], start)  # (478, 3)
             prefix = f"{episode.mode}_k{episode.shots}_e{episode.episode}"
             keep = episode.episode < config.samples
             if keep:

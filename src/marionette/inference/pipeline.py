@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
+from marionette.inference.driving import Driving
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.neural import NeuralRenderer, Renderer
 from marionette.inference.warp import WarpRenderer
-from marionette.landmark_transformer import DEFAULT_PATH, DriverStart, LandmarkTransformer, TargetFace
-from marionette.landmark_transformer_config import MODES
+from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.mesh import FaceMesh, detect_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
@@ -67,15 +67,6 @@ class Target:
     paste: PasteBack  # puts a rendered crop back into `image`
 
 
-@dataclass(frozen=True)
-class DriverReference:
-    """The driver's first face, which relative mode measures motion from."""
-
-    mesh: np.ndarray  # (478, 3) in driver pixels
-    box: CropBox  # its crop
-    start: DriverStart | None  # its expression and pose for the landmark transformer (None without one)
-
-
 @dataclass
 class RunStats:
     frames: int = 0
@@ -110,8 +101,6 @@ class ReenactPipeline:
         """`checkpoint`: a trained generator (an inference export of `marionette train`) for the
         neural renderer; its crop settings are the ones it was trained with. `landmark_transformer`:
         a fitted file (default: the one shipped with marionette); used when config.transform is on."""
-        if config.mode not in MODES:
-            raise InputError(f"mode {config.mode!r}: expected one of {', '.join(MODES)}")
         if config.renderer not in RENDERERS:
             raise InputError(f"renderer {config.renderer!r}: expected one of {', '.join(RENDERERS)}")
         self.config = config
@@ -131,10 +120,9 @@ class ReenactPipeline:
             if config.renderer == "auto":
                 log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
             self.renderer = WarpRenderer(config.size)
-        self.transformer = (LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH)
-                            if config.transform else None)
+        transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None
+        self.driving = Driving(transformer, config.mode, config.alpha, config.size)
         self.targets: list[Target] = []
-        self._target_face: TargetFace | None = None
         self.watermark = Watermark()
 
     @property
@@ -168,27 +156,7 @@ class ReenactPipeline:
         self.targets = [Target(photo, box, crop, mesh, PasteBack(photo.shape, box, size))
                         for photo, box, crop, mesh in zip(photos, boxes, crops, meshes)]
         self.renderer.prepare(np.stack(crops), np.stack(meshes))
-        if self.transformer is not None:  # identity shape and pose of all K targets, in crop pixels
-            self._target_face = self.transformer.prepare_targets(np.stack(meshes))
-
-    def reference(self, first_mesh: np.ndarray, box: CropBox) -> DriverReference:
-        """The driver's first face (478, 3) in driver pixels and its crop, prepared once per stream."""
-        start = self.transformer.prepare_start(first_mesh) if self.transformer is not None else None
-        return DriverReference(first_mesh, box, start)
-
-    def drive(self, driver_mesh: np.ndarray, reference: DriverReference) -> np.ndarray:
-        """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the target's crop pixels."""
-        if self.transformer is not None:  # paper: the driver's expression and pose on the targets' shape
-            return self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.config.alpha,
-                                          mode=self.config.mode, start=reference.start).mesh[0]
-        # ours, without the transformer (raw landmarks, the driver's face shape included): relative
-        # mode adds the driver's displacement since its first frame, measured in its first-frame
-        # crop, to the first target's mesh; absolute mode takes the driver's mesh in that crop as is
-        size = self.config.size
-        now = reference.box.to_crop(driver_mesh, size)
-        if self.config.mode == "absolute":
-            return now
-        return self.targets[0].mesh + (now - reference.box.to_crop(reference.mesh, size))
+        self.driving.set_targets(np.stack(meshes))
 
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 rendered crop."""
@@ -199,7 +167,7 @@ class ReenactPipeline:
         if not self.targets:
             raise InputError("set_targets() first")
         smooth = OneEuroFilter(driver.fps, self.config.smooth_min_cutoff, self.config.smooth_beta)
-        reference: DriverReference | None = None
+        reference = None
         last: np.ndarray | None = None
         target = self.targets[0]
         clock = time.perf_counter()
@@ -222,8 +190,9 @@ class ReenactPipeline:
                 if last is None:  # no face yet: nothing to hold
                     continue
                 if reference is None:
-                    reference = self.reference(last, head_box(last, self.crop.crop_scale, self.crop.crop_shift))
-                driven = self.drive(last, reference)
+                    reference = self.driving.reference(last, head_box(last, self.crop.crop_scale,
+                                                                      self.crop.crop_shift))
+                driven = self.driving(last, reference)
                 lap("transform")
                 result = self.render(driven)
                 lap("render")

@@ -1,0 +1,60 @@
+"""Driving: the driver's face mesh -> the mesh a renderer draws on the targets. Shared by the
+reenactment pipeline (streams) and the evaluator (dataset episodes), so both drive the same way.
+
+With the landmark transformer (paper): the driver's expression and pose on the targets' face
+shape, in absolute or relative mode. Without it (ours, raw landmarks, the driver's face shape
+included): relative mode adds the driver's displacement since its first frame, measured in its
+first-frame crop, to the first target's mesh; absolute mode takes the driver's mesh in that crop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from marionette.errors import InputError
+from marionette.landmark_transformer import DriverStart, LandmarkTransformer, TargetFace
+from marionette.landmark_transformer_config import MODES
+from marionette.landmarks.crop import CropBox
+
+
+@dataclass(frozen=True)
+class DriverReference:
+    """The driver's first face, which relative mode measures motion from."""
+
+    mesh: np.ndarray  # (478, 3) in driver pixels
+    box: CropBox  # its crop
+    start: DriverStart | None  # its expression and pose for the landmark transformer (None without one)
+
+
+class Driving:
+    def __init__(self, transformer: LandmarkTransformer | None, mode: str, alpha: float, size: int) -> None:
+        """`transformer` None drives with raw landmarks; `size` is the side of the target crops."""
+        if mode not in MODES:
+            raise InputError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+        self.transformer, self.mode, self.alpha, self.size = transformer, mode, alpha, size
+        self._first_target: np.ndarray | None = None  # (478, 3) the first target's mesh
+        self._target_face: TargetFace | None = None  # identity shape and pose of all K targets
+
+    def set_targets(self, meshes: np.ndarray) -> None:
+        """(K, 478, 3) the targets' meshes in crop pixels, prepared once per target set."""
+        self._first_target = meshes[0]
+        if self.transformer is not None:
+            self._target_face = self.transformer.prepare_targets(meshes)
+
+    def reference(self, first_mesh: np.ndarray, box: CropBox) -> DriverReference:
+        """The driver's first face (478, 3) in driver pixels and its crop, prepared once per stream."""
+        start = self.transformer.prepare_start(first_mesh) if self.transformer is not None else None
+        return DriverReference(first_mesh, box, start)
+
+    def __call__(self, driver_mesh: np.ndarray, reference: DriverReference) -> np.ndarray:
+        """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the targets' crop pixels."""
+        assert self._first_target is not None, "set_targets() first"
+        if self.transformer is not None:
+            return self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.alpha, mode=self.mode,
+                                          start=reference.start).mesh[0]
+        now = reference.box.to_crop(driver_mesh, self.size)
+        if self.mode == "absolute":
+            return now
+        return self._first_target + (now - reference.box.to_crop(reference.mesh, self.size))
