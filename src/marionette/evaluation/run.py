@@ -2,10 +2,10 @@
 
 Per episode: read the targets and the driver from the dataset, drive (`inference.driving`, as
 `marionette reenact` does: the same driven mesh for every renderer), render with each renderer,
-find the face mesh of the result (still-image mode) and measure every registered metric of the episode's mode. One JSON line per
-(renderer, shots, mode, episode) is appended to REPORT_DIR/results.jsonl as soon as it is done, so
-a rerun skips finished ones; the report (markdown, JSON, plots, sample grids) is rebuilt from that
-file at the end of every run.
+find the face mesh of the result (still-image mode) and measure every registered metric of the
+episode's mode. One JSON line per (renderer, shots, mode, episode) is appended to
+REPORT_DIR/results.jsonl as soon as it is done, so a rerun skips finished ones; the report
+(markdown, JSON, plots, sample grids) is rebuilt from that file at the end of every run.
 
 Driving (ours): self mode draws the driver's own landmarks as they are (no landmark transformer,
 absolute: the driver frame's mesh in its crop is the ground-truth geometry, so a perfect renderer

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
-from marionette.inference.driving import Driving
+from marionette.inference.driving import DriverReference, Driving
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.neural import NeuralRenderer, Renderer
@@ -167,7 +167,7 @@ class ReenactPipeline:
         if not self.targets:
             raise InputError("set_targets() first")
         smooth = OneEuroFilter(driver.fps, self.config.smooth_min_cutoff, self.config.smooth_beta)
-        reference = None
+        reference: DriverReference | None = None
         last: np.ndarray | None = None
         target = self.targets[0]
         clock = time.perf_counter()
