@@ -21,7 +21,7 @@ def test_presets_and_overrides_route_to_their_section() -> None:
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
-@pytest.mark.parametrize("bad", ["nope=1", "model.nope=1", "optim.lr=1", "k_max=9", "steps"])
+@pytest.mark.parametrize("bad", ["nope=1", "model.nope=1", "optim.lr=1", "k_max=9", "steps", "decay_steps=-1"])
 def test_bad_overrides_are_errors(bad: str) -> None:
     with pytest.raises(ValueError):
         run_config("cpu", [bad])

@@ -15,8 +15,8 @@ from marionette.errors import InputError
 from marionette.training import checkpoint as checkpoint_module
 from marionette.training.checkpoint import (list_checkpoints, load_checkpoint, load_generator, remove_partial,
                                             save_checkpoint)
-from marionette.training.config import run_config
-from marionette.training.loop import train
+from marionette.training.config import TrainConfig, run_config
+from marionette.training.loop import learning_rate_scale, train
 
 BASE = ["loss.perceptual_weights=random", "batch_size=2", "k_max=2", "log_every=1", "val_every=0",
         "checkpoint_every=2", "keep_last=2", "workers=0"]
@@ -55,6 +55,23 @@ def test_resumed_run_matches_uninterrupted_run(dataset: Path, uninterrupted: Pat
     g_a = load_generator(uninterrupted / "export" / "generator.safetensors").generator.state_dict()
     g_b = load_generator(run / "export" / "generator.safetensors").generator.state_dict()
     assert all(torch.allclose(g_a[k], g_b[k], atol=1e-6) for k in g_a)
+
+
+def test_learning_rate_decay_schedule() -> None:
+    t = TrainConfig(steps=10, decay_steps=4)
+    assert [learning_rate_scale(s, t) for s in range(10)] == [1, 1, 1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert {learning_rate_scale(s, TrainConfig(steps=10)) for s in range(10)} == {1.0}
+
+
+def test_resume_may_start_a_decay_and_the_optimizers_follow_it(dataset: Path, uninterrupted: Path,
+                                                               tmp_path: Path) -> None:
+    run = tmp_path / "decay"
+    shutil.copytree(uninterrupted, run)  # 4 steps at a constant rate; go on to 8, decaying over the last 4
+    config = run_config("tiny", [*BASE, "steps=8", "decay_steps=4", "val_every=4", "val_episodes=2"])
+    result = train(dataset, run, config, progress=False)
+    assert [s["lr_scale"] for s in stats(run) if "lr_scale" in s] == [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    assert result.networks.opt_g.param_groups[0]["lr"] == pytest.approx(config.train.lr_g / 4)
+    assert result.networks.opt_d.param_groups[0]["lr"] == pytest.approx(config.train.lr_d / 4)
 
 
 def test_run_folder_and_export(dataset: Path, uninterrupted: Path) -> None:

@@ -18,6 +18,7 @@ from marionette.model.config import LossConfig, ModelConfig, model_config
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 500_000  # optimizer steps (one D step + one G step each); a rerun with more steps continues
+    decay_steps: int = 0  # over the last decay_steps steps both learning rates fall linearly to 0 (pix2pix; 0 = off)
     batch_size: int = 8  # episodes per step, summed over all ranks
     k_max: int = 8  # most targets per episode; K is drawn per batch in [1, k_max] (paper: K = 1..8)
     lr_g: float = 5e-5  # Adam learning rate of the generator (NeuralHead's TTUR)
@@ -79,7 +80,8 @@ def run_config(preset: str, overrides: list[str] = ()) -> RunConfig:
             raise ValueError(f"override {item!r}: prefix must be model. or loss. (or none for training settings)")
         sections[section or "train"].append(item.split(".", 1)[1] if section else item)
     train = override(override(TrainConfig(), TRAIN_PRESETS[preset]), sections["train"])
-    if train.batch_size < 1 or train.steps < 0 or not 1 <= train.k_max <= 8 or not 1 <= train.val_k <= 8:
-        raise ValueError("need batch_size >= 1, steps >= 0, 1 <= k_max <= 8 and 1 <= val_k <= 8")
+    if (train.batch_size < 1 or train.steps < 0 or train.decay_steps < 0 or not 1 <= train.k_max <= 8
+            or not 1 <= train.val_k <= 8):
+        raise ValueError("need batch_size >= 1, steps >= 0, decay_steps >= 0, 1 <= k_max <= 8 and 1 <= val_k <= 8")
     return RunConfig(preset=preset, model=model_config(preset, sections["model"]),
                      loss=override(LossConfig(), sections["loss"]), train=train)

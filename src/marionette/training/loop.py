@@ -3,7 +3,7 @@ function top to bottom: setup, build, resume, loop {batch, D step, G step, EMA, 
 validation, checkpoint}. Run it with `marionette train` (plain python or torchrun).
 
 Run folder RUN/:
-  config.json        the resolved run config (a rerun must match it, except `steps`)
+  config.json        the resolved run config (a rerun must match it, except `steps` and `decay_steps`)
   revisions.txt      git revision of the code at every (re)start
   stats.jsonl        one JSON line per log step (losses, episodes/s) and per validation
   samples/           step_N.png grids: K targets | driver landmarks | output | ground truth
@@ -38,7 +38,7 @@ from marionette.model import Discriminator, Generator, build_objective
 from marionette.training import distributed
 from marionette.training.checkpoint import (Networks, export_generator, list_checkpoints, load_checkpoint,
                                             read_state, remove_partial, save_checkpoint)
-from marionette.training.config import RunConfig
+from marionette.training.config import RunConfig, TrainConfig
 from marionette.training.validation import Validator, plot_validation
 
 log = logging.getLogger(__name__)
@@ -85,10 +85,18 @@ def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
         e.copy_(b)
 
 
+def learning_rate_scale(step: int, t: TrainConfig) -> float:
+    """Factor on lr_g and lr_d for the update after `step` steps: 1, then over the last
+    `decay_steps` steps linearly down to 1 / decay_steps at the final update (ours; pix2pix's schedule)."""
+    return 1.0 if t.decay_steps <= 0 else min(1.0, (t.steps - step) / t.decay_steps)
+
+
 def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
-    """A rerun in an existing run folder must use the same config (only `steps` may change)."""
+    """A rerun in an existing run folder must use the same config; only the schedule's length
+    (`steps`, `decay_steps`) may change, so a run can be extended or its rates decayed from here."""
     old = RunConfig.from_dict(saved)
-    old = dataclasses.replace(old, train=dataclasses.replace(old.train, steps=config.train.steps))
+    old = dataclasses.replace(old, train=dataclasses.replace(old.train, steps=config.train.steps,
+                                                              decay_steps=config.train.decay_steps))
     if old != config:
         new_d, old_d = config.to_dict(), old.to_dict()
         diff = [f"{s}.{k}: {old_d[s][k]} -> {new_d[s][k]}" for s in ("model", "loss", "train")
@@ -182,6 +190,10 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
         target_landmarks = batch.target_landmark_images.to(device, non_blocking=True)  # (B, K, 3, S, S)
         driver_landmarks = batch.driver_landmark_image.to(device, non_blocking=True)  # (B, 3, S, S)
         real = batch.driver_image.to(device, non_blocking=True)  # (B, 3, S, S): the ground truth
+        lr_scale = learning_rate_scale(step, t)
+        for optimizer, lr in ((nets.opt_g, t.lr_g), (nets.opt_d, t.lr_d)):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_scale
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
             fake = g_train(targets, target_landmarks, driver_landmarks).image  # (B, 3, S, S)
 
@@ -210,8 +222,8 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
 
         if step % t.log_every == 0 or step == t.steps:
             now = time.perf_counter()
-            stats = {"step": step, "K": int(targets.shape[1]), **d_losses.as_dict(), **g_losses.as_dict(),
-                     "episodes_per_s": t.batch_size * (step - tick_step) / max(now - tick, 1e-9)}
+            stats = {"step": step, "K": int(targets.shape[1]), "lr_scale": lr_scale, **d_losses.as_dict(),
+                     **g_losses.as_dict(), "episodes_per_s": t.batch_size * (step - tick_step) / max(now - tick, 1e-9)}
             tick, tick_step = now, step
             bar.set_postfix({"D": f"{stats['D/total']:.3f}", "G": f"{stats['G/total']:.3f}",
                              "fm": f"{stats['G/feature_matching']:.3f}", "ep/s": f"{stats['episodes_per_s']:.2f}"})
