@@ -87,6 +87,14 @@ def test_mp4_output_is_tagged_playable_and_complete(driver: Path, tmp_path: Path
     assert not verify(DRIVER).watermark.present and verify(DRIVER).tag is None
 
 
+def test_large_target_photos_are_scaled_down_to_max_side(driver: Path, tmp_path: Path) -> None:
+    out = tmp_path / "small.mp4"
+    ReenactPipeline(ReenactConfig(size=128, max_side=300)).run([TARGET], str(driver), out, progress=False)
+    with av.open(str(out)) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert frame.shape == (300, 256, 3)  # the 512 x 600 photo at its longest side 300
+
+
 def test_driver_audio_is_copied(tmp_path: Path) -> None:
     driver = _short_clip(tmp_path / "talking.mp4", audio=True)
     out = tmp_path / "result.mp4"

@@ -49,6 +49,7 @@ class ReenactConfig:
     smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
     smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)
     paste_back: bool = True  # paste the result into the target photo (else output the crop)
+    max_side: int = 1920  # target photos with a longer side are scaled down to it first: bounds the output (0 = off)
     side_by_side: bool = False  # output driver | target | result side by side
     target_frames: int = 8  # frames sampled from a target video (K)
     face: int = 0  # which face of the targets and driver, by size (0 = largest)
@@ -79,6 +80,15 @@ class RunStats:
                 for stage, s in self.seconds.items()]
         rows.append(f"| total | {1000 * total / max(self.frames, 1):.1f} | {self.frames / total if total else 0:.1f} |")
         return "| stage | ms/frame | frames/s |\n|---|---:|---:|\n" + "\n".join(rows)
+
+
+def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
+    """Scale `image` down (area filter) so that its longer side is at most `max_side` (0 = as is)."""
+    h, w = image.shape[:2]
+    if not max_side or max(h, w) <= max_side:
+        return image
+    scale = max_side / max(h, w)
+    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def _target_images(paths: list[str], count: int) -> list[tuple[str, np.ndarray]]:
@@ -136,6 +146,7 @@ class ReenactPipeline:
         size = self.config.size
         photos, boxes, meshes = [], [], []
         for name, image in _target_images(paths, self.config.target_frames):
+            image = _fit(image, self.config.max_side)
             face = detect_face(image, name, self.config.face)
             photos.append(image)
             boxes.append(head_box(face.mesh, self.crop.crop_scale, self.crop.crop_shift))
