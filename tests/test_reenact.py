@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -93,6 +95,50 @@ def test_large_target_photos_are_scaled_down_to_max_side(driver: Path, tmp_path:
     with av.open(str(out)) as container:
         frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert frame.shape == (300, 256, 3)  # the 512 x 600 photo at its longest side 300
+
+
+class FakeWebcam:
+    """Stands in for cv2.VideoCapture: serves the bundled clip's frames (BGR) round and round, then,
+    after `stop_after` frames, raises KeyboardInterrupt as Ctrl-C would (no camera on CI)."""
+
+    stop_after: int | None = None
+    opened = True
+
+    def __init__(self, index: int) -> None:
+        self.frames = [f[..., ::-1].copy() for f in itertools.islice(iter_video(DRIVER), 10)]
+        self.served, self.released = 0, False
+        FakeWebcam.last = self
+
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+        return self.opened
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        if self.served == self.stop_after:
+            raise KeyboardInterrupt
+        self.served += 1
+        return True, self.frames[self.served % len(self.frames)]
+
+    def release(self) -> None:
+        self.released = True
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "max_frames"])
+def test_webcam_session_ends_with_ctrl_c_or_max_frames_and_keeps_the_output(
+        how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cv2, "VideoCapture", FakeWebcam)
+    monkeypatch.setattr(FakeWebcam, "stop_after", 7 if how == "ctrl-c" else None)
+    out = tmp_path / "live.mp4"
+    config = ReenactConfig(size=128, paste_back=False, max_frames=0 if how == "ctrl-c" else 5)
+    try:
+        stats = ReenactPipeline(config).run([TARGET], "0", out, progress=False)
+    except KeyboardInterrupt:  # (re-raised, it would stop the whole pytest session)
+        pytest.fail("Ctrl-C ended the webcam session by losing its recording")
+    assert stats.frames == (7 if how == "ctrl-c" else 5) and FakeWebcam.last.released
+    assert len(list(iter_video(out))) == stats.frames and verify(out).watermark.present
+    monkeypatch.setattr(FakeWebcam, "opened", False)
+    with pytest.raises(InputError, match="webcam 1: cannot be opened"):
+        ReenactPipeline(config).run([TARGET], "1", tmp_path / "none.mp4", progress=False)
+    assert not (tmp_path / "none.mp4").exists()
 
 
 def test_driver_audio_is_copied(tmp_path: Path) -> None:

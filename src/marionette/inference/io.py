@@ -29,9 +29,14 @@ class DriverSource:
     fps: float  # frame rate of the output
     audio: Path | None  # a file whose audio track goes into the output, if it has one
 
+    @property
+    def live(self) -> bool:
+        """A webcam: it has no end of its own (Ctrl-C or max_frames ends it)."""
+        return self.spec.isdigit()
+
     def frames(self) -> Iterator[np.ndarray]:
         """(H, W, 3) uint8 RGB frames."""
-        if self.spec.isdigit():
+        if self.live:
             yield from _webcam(int(self.spec))
             return
         path = Path(self.spec)

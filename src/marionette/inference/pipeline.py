@@ -9,6 +9,7 @@ match between training and use.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import defaultdict
@@ -52,6 +53,7 @@ class ReenactConfig:
     max_side: int = 1920  # target photos with a longer side are scaled down to it first: bounds the output (0 = off)
     side_by_side: bool = False  # output driver | target | result side by side
     target_frames: int = 8  # frames sampled from a target video (K)
+    max_frames: int = 0  # stop after this many driver frames (0 = all; a webcam runs until Ctrl-C, keeping the output)
     face: int = 0  # which face of the targets and driver, by size (0 = largest)
     crf: int = 18  # H.264 quality of video outputs (lower = better)
     torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
@@ -190,7 +192,7 @@ class ReenactPipeline:
             clock = now
 
         with FaceMesh(video=True, max_faces=max(2, self.config.face + 1)) as tracker:
-            for frame in driver.frames():
+            for frame in itertools.islice(driver.frames(), self.config.max_frames or None):
                 lap("decode")
                 faces = tracker.detect(frame)
                 if len(faces) > self.config.face:
@@ -235,13 +237,17 @@ class ReenactPipeline:
         tags = container_tags(self.renderer_name)
         bar = tqdm(unit="frame", desc="reenact", disable=not progress)
         with FrameWriter(Path(out), source.fps, tags, audio=source.audio, crf=self.config.crf) as writer:
-            for _, result in self.frames(source, stats):
-                start = time.perf_counter()
-                marked = self.watermark.embed(result)  # every output frame says it is synthetic
-                marked_at = time.perf_counter()
-                writer.write(marked)
-                stats.seconds["mark"] += marked_at - start
-                stats.seconds["encode"] += time.perf_counter() - marked_at
-                bar.update()
+            try:
+                for _, result in self.frames(source, stats):
+                    start = time.perf_counter()
+                    marked = self.watermark.embed(result)  # every output frame says it is synthetic
+                    marked_at = time.perf_counter()
+                    writer.write(marked)
+                    stats.seconds["mark"] += marked_at - start
+                    stats.seconds["encode"] += time.perf_counter() - marked_at
+                    bar.update()
+            except KeyboardInterrupt:  # how a webcam session ends: keep what was recorded
+                if not (source.live and stats.frames):
+                    raise
         bar.close()
         return stats
