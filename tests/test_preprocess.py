@@ -16,6 +16,7 @@ from marionette.data.preprocess import find_clips, preprocess
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
 from marionette.landmarks.layout import MESH_TO_IBUG68, inter_ocular
+from marionette.media import probe_video
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 GRID = sorted(p.stem for p in (ASSETS / "videos").glob("*.mp4"))
@@ -121,6 +122,13 @@ def _write_noise_video(path: Path, frames: int = 10, size: int = 128) -> None:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_frame_count_is_known_even_when_the_container_gives_none(tmp_path, suffix):
+    path = tmp_path / f"clip{suffix}"  # Matroska stores no frame count: the packets are counted
+    _write_noise_video(path, frames=7, size=64)
+    assert probe_video(path).frames == 7
 
 
 BAD = {"corrupt": "corrupt.mp4", "truncated": "truncated.mp4", "empty": "empty.mp4", "noface": "noface.mp4"}

@@ -68,7 +68,7 @@ def save_image(path: str | Path, image: np.ndarray, **options: object) -> None:
 @dataclass(frozen=True)
 class VideoInfo:
     fps: float  # frames per second (average rate), 0 if unknown
-    frames: int  # frame count from the container, 0 if unknown
+    frames: int  # frame count from the container, else counted by demuxing (no decoding); 0 if unknown
     width: int
     height: int
 
@@ -81,7 +81,8 @@ def probe_video(path: str | Path) -> VideoInfo:
                 raise InputError(f"{path}: no video stream")
             stream = container.streams.video[0]
             fps = float(stream.average_rate) if stream.average_rate else 0.0
-            return VideoInfo(fps, int(stream.frames or 0), stream.codec_context.width, stream.codec_context.height)
+            frames = int(stream.frames or 0) or sum(1 for packet in container.demux(stream) if packet.size)
+            return VideoInfo(fps, frames, stream.codec_context.width, stream.codec_context.height)
     except av.FFmpegError as e:
         raise InputError(f"{path}: corrupt or unreadable video ({e})") from None
 
