@@ -141,6 +141,23 @@ def test_webcam_session_ends_with_ctrl_c_or_max_frames_and_keeps_the_output(
     assert not (tmp_path / "none.mp4").exists()
 
 
+def test_preview_window_shows_each_frame_and_q_stops(driver: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[tuple[int, ...]] = []
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(cv2, "imshow", lambda name, image: shown.append(image.shape))
+    monkeypatch.setattr(cv2, "waitKey", lambda delay: ord("q") if len(shown) == 4 else -1)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: shown.append(()))
+    out = tmp_path / "previewed.mp4"
+    ReenactPipeline(ReenactConfig(size=128, paste_back=False, preview=True)).run([TARGET], str(driver), out,
+                                                                                  progress=False)
+    assert shown == [(128, 128, 3)] * 4 + [()] and len(list(iter_video(out))) == 4  # q kept the 4 frames
+    monkeypatch.delenv("DISPLAY")
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(InputError, match="needs a display"):
+        ReenactPipeline(ReenactConfig(preview=True))
+
+
 def test_driver_audio_is_copied(tmp_path: Path) -> None:
     driver = _short_clip(tmp_path / "talking.mp4", audio=True)
     out = tmp_path / "result.mp4"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -54,6 +56,7 @@ class ReenactConfig:
     side_by_side: bool = False  # output driver | target | result side by side
     target_frames: int = 8  # frames sampled from a target video (K)
     max_frames: int = 0  # stop after this many driver frames (0 = all; a webcam runs until Ctrl-C, keeping the output)
+    preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
     face: int = 0  # which face of the targets and driver, by size (0 = largest)
     crf: int = 18  # H.264 quality of video outputs (lower = better)
     torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
@@ -93,6 +96,15 @@ def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
+def _show(frame: np.ndarray) -> bool:
+    """Show an RGB frame in the preview window; False once the user pressed q or Esc."""
+    try:
+        cv2.imshow("marionette (q: stop)", frame[..., ::-1])
+        return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
+    except cv2.error:
+        raise InputError("preview=true needs a display (OpenCV could not open a window)") from None
+
+
 def _target_images(paths: list[str], count: int) -> list[tuple[str, np.ndarray]]:
     """Target photos, or `count` frames evenly sampled from each target video."""
     images = []
@@ -115,6 +127,9 @@ class ReenactPipeline:
         a fitted file (default: the one shipped with marionette); used when config.transform is on."""
         if config.renderer not in RENDERERS:
             raise InputError(f"renderer {config.renderer!r}: expected one of {', '.join(RENDERERS)}")
+        if config.preview and sys.platform.startswith("linux") and not (
+                os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise InputError("preview=true needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
         self.config = config
         self.crop = PreprocessConfig()
         if config.renderer == "neural" or (config.renderer == "auto" and checkpoint is not None):
@@ -246,8 +261,13 @@ class ReenactPipeline:
                     stats.seconds["mark"] += marked_at - start
                     stats.seconds["encode"] += time.perf_counter() - marked_at
                     bar.update()
+                    if self.config.preview and not _show(marked):
+                        break
             except KeyboardInterrupt:  # how a webcam session ends: keep what was recorded
                 if not (source.live and stats.frames):
                     raise
+            finally:
+                if self.config.preview:
+                    cv2.destroyAllWindows()
         bar.close()
         return stats
