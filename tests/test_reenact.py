@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import av
@@ -12,7 +13,7 @@ import pytest
 from PIL import Image
 
 from marionette.errors import InputError
-from marionette.inference.io import has_audio
+from marionette.inference.io import FrameWriter, has_audio
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.crop import crop_image, head_box
@@ -103,6 +104,7 @@ class FakeWebcam:
 
     stop_after: int | None = None
     opened = True
+    pace = 0.0  # seconds per frame
 
     def __init__(self, index: int) -> None:
         self.frames = [f[..., ::-1].copy() for f in itertools.islice(iter_video(DRIVER), 10)]
@@ -115,6 +117,7 @@ class FakeWebcam:
     def read(self) -> tuple[bool, np.ndarray]:
         if self.served == self.stop_after:
             raise KeyboardInterrupt
+        time.sleep(self.pace)
         self.served += 1
         return True, self.frames[self.served % len(self.frames)]
 
@@ -122,11 +125,27 @@ class FakeWebcam:
         self.released = True
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".gif"])
+def test_timed_frames_keep_their_times(tmp_path: Path, suffix: str) -> None:
+    times = [0.0, 0.1, 0.25, 0.7, 0.75]  # a live driver's uneven pace, seconds
+    out = tmp_path / f"timed{suffix}"
+    with FrameWriter(out, 25.0, {"comment": "test"}) as writer:
+        for i, t in enumerate(times):
+            writer.write(np.full((32, 48, 3), 40 * i, np.uint8), at=t)
+    with av.open(str(out)) as container:
+        decoded = [round(float(f.time), 3) for f in container.decode(video=0)]
+    if suffix == ".gif":  # GIF stores per-frame durations in hundredths of a second
+        assert [round(t, 2) for t in decoded] == times
+    else:
+        assert decoded == times
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "max_frames"])
 def test_webcam_session_ends_with_ctrl_c_or_max_frames_and_keeps_the_output(
         how: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cv2, "VideoCapture", FakeWebcam)
     monkeypatch.setattr(FakeWebcam, "stop_after", 7 if how == "ctrl-c" else None)
+    monkeypatch.setattr(FakeWebcam, "pace", 0.1)
     out = tmp_path / "live.mp4"
     config = ReenactConfig(size=128, paste_back=False, max_frames=0 if how == "ctrl-c" else 5)
     try:
@@ -135,6 +154,8 @@ def test_webcam_session_ends_with_ctrl_c_or_max_frames_and_keeps_the_output(
         pytest.fail("Ctrl-C ended the webcam session by losing its recording")
     assert stats.frames == (7 if how == "ctrl-c" else 5) and FakeWebcam.last.released
     assert len(list(iter_video(out))) == stats.frames and verify(out).watermark.present
+    with av.open(str(out)) as container:  # written at the pace the frames came, not at 25 frames/s
+        assert np.diff([float(f.time) for f in container.decode(video=0)]).min() >= FakeWebcam.pace - 0.002
     monkeypatch.setattr(FakeWebcam, "opened", False)
     with pytest.raises(InputError, match="webcam 1: cannot be opened"):
         ReenactPipeline(config).run([TARGET], "1", tmp_path / "none.mp4", progress=False)

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -19,6 +20,8 @@ from marionette.media import (
     IMAGE_EXTS, UMASK, atomic_path, iter_video, list_image_sequence, load_image, probe_video, save_image,
 )
 from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info
+
+MILLISECOND = Fraction(1, 1000)  # time base of timed (live) frames
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,7 @@ class FrameWriter:
         self._container: av.container.OutputContainer | None = None
         self._stream = None
         self._gif: list[Image.Image] = []
+        self._times: list[int] | None = None  # milliseconds of timed frames
         self.frames = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,8 +119,16 @@ class FrameWriter:
         except OSError as e:
             raise InputError(f"{self.path}: cannot write output ({e.strerror})") from None
 
-    def write(self, frame: np.ndarray) -> None:
-        """Append one (H, W, 3) uint8 RGB frame."""
+    def write(self, frame: np.ndarray, at: float | None = None) -> None:
+        """Append one (H, W, 3) uint8 RGB frame. `at`: its time in seconds since the first frame,
+        for live drivers (a webcam's frames come as fast as they are made); None: frames follow at
+        `fps`. A writer takes one kind or the other throughout."""
+        if self.frames == 0:
+            self._times = [] if at is not None else None
+        assert (at is None) == (self._times is None), "mixed timed and untimed frames"
+        if self._times is not None:  # milliseconds, strictly increasing
+            at_ms = max(round(at * 1000), self._times[-1] + 1) if self._times else 0
+            self._times.append(at_ms)
         if self.kind == "png":
             save_image(self._tmp / f"{self.frames:06d}.png", frame, pnginfo=png_info(self.tags))
         elif self.kind == "gif":
@@ -127,6 +139,8 @@ class FrameWriter:
             if self._container is None:
                 self._open(frame.shape[1], frame.shape[0])
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if self._times is not None:
+                video_frame.pts, video_frame.time_base = self._times[-1], MILLISECOND
             for packet in self._stream.encode(video_frame):
                 self._container.mux(packet)
         self.frames += 1
@@ -142,6 +156,8 @@ class FrameWriter:
                                                   options={"crf": str(self.crf), "preset": "veryfast"})
         self._stream.pix_fmt = "yuv420p"
         self._stream.width, self._stream.height = width, height
+        if self._times is not None:  # timed frames: their pts are milliseconds
+            self._stream.codec_context.time_base = MILLISECOND
         if self.audio is not None:
             self._add_audio()
 
@@ -171,8 +187,10 @@ class FrameWriter:
             return
         if self.kind == "gif":  # PIL, not ffmpeg: ffmpeg's GIF muxer drops every metadata key
             first, *rest = self._gif
+            duration = (round(1000 / self.fps) if self._times is None
+                        else [*np.diff(self._times).tolist(), round(1000 / self.fps)])  # ms per frame
             first.save(self._tmp, format="GIF", save_all=True, append_images=rest, loop=0,
-                       duration=round(1000 / self.fps), comment=gif_comment(self.tags))
+                       duration=duration, comment=gif_comment(self.tags))
         else:
             for packet in self._stream.encode():
                 self._container.mux(packet)

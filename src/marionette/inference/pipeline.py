@@ -252,12 +252,15 @@ class ReenactPipeline:
         tags = container_tags(self.renderer_name)
         bar = tqdm(unit="frame", desc="reenact", disable=not progress)
         with FrameWriter(Path(out), source.fps, tags, audio=source.audio, crf=self.config.crf) as writer:
+            first_at: float | None = None
             try:
                 for _, result in self.frames(source, stats):
                     start = time.perf_counter()
                     marked = self.watermark.embed(result)  # every output frame says it is synthetic
                     marked_at = time.perf_counter()
-                    writer.write(marked)
+                    first_at = marked_at if first_at is None else first_at
+                    # a webcam's output keeps the pace it was made at; files keep the driver's frame rate
+                    writer.write(marked, at=marked_at - first_at if source.live else None)
                     stats.seconds["mark"] += marked_at - start
                     stats.seconds["encode"] += time.perf_counter() - marked_at
                     bar.update()
