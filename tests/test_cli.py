@@ -56,4 +56,4 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path: Path, capsys: pytest.Ca
     assert main(["preprocess", str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
     assert "not a folder" in capsys.readouterr().err
     assert main(["preprocess", str(tmp_path), str(tmp_path / "out"), "--set", "max_frame=3"]) == 2
-    assert "unknown PreprocessConfig key 'max_frame'" in capsys.readouterr().err
+    assert "max_frame=3: unknown PreprocessConfig setting" in capsys.readouterr().err

@@ -36,7 +36,7 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> Fitted:
     manifest, _ = preprocess(ASSETS / "videos", root, PreprocessConfig(max_frames=20), workers=2, progress=False)
     path = root / "lt.safetensors"
     assert main(["fit-landmarks", str(root), "--out", str(path), "--quiet",
-                 "--set", "split=all", "epochs=20", "hidden=32", "batch_size=32"]) == 0
+                 "--set", "split=all", "--set", "epochs=20", "--set", "hidden=32", "--set", "batch_size=32"]) == 0
     meshes = [ClipReader(clip_path(root, c.info.clip_id)).mesh() for c in manifest.clips]
     return Fitted(root, path, LandmarkTransformer.load(path), meshes)
 
@@ -156,4 +156,4 @@ def test_missing_or_corrupt_file_is_an_input_error(fitted: Fitted, tmp_path: Pat
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "nowhere" in err
     assert main(["fit-landmarks", str(fitted.root), "--out", str(tmp_path / "x.safetensors"), "--set", "epoch=3"]) == 2
-    assert "unknown LandmarkTransformerConfig key 'epoch'" in capsys.readouterr().err
+    assert "unknown LandmarkTransformerConfig setting" in capsys.readouterr().err

@@ -24,7 +24,7 @@ def test_overrides_and_errors() -> None:
     assert model_config("tiny", ["attention_blocks=1", "flow_max=0.5"]).attention_blocks == 1
     with pytest.raises(ValueError, match="unknown model preset"):
         model_config("huge")
-    with pytest.raises(ValueError, match="unknown ModelConfig key"):
+    with pytest.raises(ValueError, match="unknown ModelConfig setting"):
         model_config("tiny", ["width=3"])
     with pytest.raises(ValueError, match="multiple of 32"):
         model_config("tiny", ["image_size=80"])

@@ -19,7 +19,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "videos"
 def test_kill_9_then_rerun_resumes(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     command = [sys.executable, "-m", "marionette.cli", "preprocess", str(ASSETS), str(out),
-               "--workers", "1", "--quiet", "--set", "size=64", "max_frames=8"]
+               "--workers", "1", "--quiet", "--set", "size=64", "--set", "max_frames=8"]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     clips = out / "clips"
     deadline = time.monotonic() + 120

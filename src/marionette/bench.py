@@ -131,9 +131,10 @@ class _LoopedDriver(DriverSource):
 
     loops: int = 1
 
-    def frames(self) -> Iterator[np.ndarray]:
+    def frames(self) -> Iterator[tuple[np.ndarray, None]]:
         for _ in range(self.loops):
-            yield from super().frames()
+            for frame, _ in super().frames():
+                yield frame, None
 
 
 def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str:
@@ -142,10 +143,10 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str
     pipeline = ReenactPipeline(ReenactConfig(renderer="neural" if checkpoint else "warp"), checkpoint=checkpoint)
     pipeline.set_targets([str(ASSETS / "faces" / "02_grace_hopper.jpg")])
     source = open_driver(str(video))
-    driver = _LoopedDriver(source.spec, source.fps, None, loops=loops)
+    driver = _LoopedDriver(source.spec, source.rate, None, loops=loops)
     stats, rss = RunStats(), {}
-    with tempfile.TemporaryDirectory() as tmp, FrameWriter(Path(tmp) / "out.mp4", source.fps, {}) as writer:
-        for _, frame in pipeline.frames(driver, stats):
+    with tempfile.TemporaryDirectory() as tmp, FrameWriter(Path(tmp) / "out.mp4", source.rate, {}) as writer:
+        for _, frame, _ in pipeline.frames(driver, stats):
             start = time.perf_counter()
             marked = pipeline.watermark.embed(frame)
             marked_at = time.perf_counter()

@@ -6,13 +6,14 @@ import argparse
 import json
 import logging
 import sys
+import typing
 from pathlib import Path
 
 from marionette import __version__
 from marionette.config import describe, override
 from marionette.data.config import PreprocessConfig
 from marionette.inference.pipeline import ReenactConfig
-from marionette.errors import InputError
+from marionette.errors import InputError, os_error
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.landmark_transformer_config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
@@ -26,18 +27,19 @@ def _landmarks(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(report))
     else:
-        yaw, pitch, roll = (report["pose"][k] for k in ("yaw", "pitch", "roll"))
-        print(f"{args.image}: face {report['face_width']:.0f} px wide; yaw {yaw:.1f}, pitch {pitch:.1f}, "
-              f"roll {roll:.1f} deg" + (f"; preview written to {args.out}" if args.out else ""))
+        for face in report["faces"]:
+            yaw, pitch, roll = (face["pose"][k] for k in ("yaw", "pitch", "roll"))
+            chosen = " (chosen)" if face["face"] == report["face"] and len(report["faces"]) > 1 else ""
+            print(f"{args.image}: face {face['face']}{chosen}: {face['face_width']:.0f} px wide at x "
+                  f"{face['box'][0]:.0f}; yaw {yaw:.1f}, pitch {pitch:.1f}, roll {roll:.1f} deg")
+        if args.out:
+            print(f"preview of face {report['face']} written to {args.out}")
 
 
 def _preprocess(args: argparse.Namespace) -> None:
     from marionette.data.preprocess import preprocess
 
-    try:
-        config = override(PreprocessConfig(), args.set)
-    except ValueError as e:
-        raise InputError(f"--set: {e}") from None
+    config = override(PreprocessConfig(), args.set)
     manifest, failures = preprocess(Path(args.src), Path(args.out), config, workers=args.workers,
                                     retry_failed=args.retry_failed, progress=not args.quiet)
     splits = {s: len(manifest.split(s)) for s in ("train", "val", "test")}
@@ -48,17 +50,10 @@ def _preprocess(args: argparse.Namespace) -> None:
         print(f"  skipped {clip_id}: {reason}")
 
 
-def _reenact_config(args: argparse.Namespace) -> ReenactConfig:
-    try:
-        return override(ReenactConfig(), args.set)
-    except ValueError as e:
-        raise InputError(f"--set: {e}") from None
-
-
 def _reenact(args: argparse.Namespace) -> None:
     from marionette.inference.pipeline import ReenactPipeline
 
-    pipeline = ReenactPipeline(_reenact_config(args), checkpoint=args.checkpoint)
+    pipeline = ReenactPipeline(override(ReenactConfig(), args.set), checkpoint=args.checkpoint)
     stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet)
     print(f"{args.out}: {stats.frames} frames, renderer {pipeline.renderer_name}"
           + (f"; {stats.faceless} driver frames without a face held the last landmarks" if stats.faceless else ""))
@@ -76,10 +71,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _fit_landmarks(args: argparse.Namespace) -> None:
     from marionette.landmark_transformer_fit import fit_landmark_transformer
 
-    try:
-        config = override(LandmarkTransformerConfig(), args.set)
-    except ValueError as e:
-        raise InputError(f"--set: {e}") from None
+    config = override(LandmarkTransformerConfig(), args.set)
     transformer = fit_landmark_transformer(Path(args.dataset), config, progress=not args.quiet)
     transformer.save(args.out)
     stats = transformer.stats
@@ -103,11 +95,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     from marionette.evaluation.expression import ExpressionConfig
     from marionette.evaluation.run import EvalConfig, evaluate
 
+    expression = override(ExpressionConfig(), args.set)
     try:
-        expression = override(ExpressionConfig(), args.set)
         shots = tuple(int(k) for k in _comma_list(args.shots))
-    except ValueError as e:
-        raise InputError(f"--set/--shots: {e}") from None
+    except ValueError:
+        raise InputError(f"--shots {args.shots}: not a comma list of integers") from None
     config = EvalConfig(split=args.split, renderers=_comma_list(args.renderers), shots=shots,
                         modes=_comma_list(args.mode), episodes=args.episodes, seed=args.seed,
                         cross_mode=args.cross_mode, samples=args.samples, arcface=args.arcface,
@@ -127,10 +119,7 @@ def _bench(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from marionette.training.config import run_config
 
-    try:
-        config = run_config(args.config, args.overrides)
-    except ValueError as e:
-        raise InputError(f"train: {e}") from None
+    config = run_config(args.config, args.overrides)
     if args.dry_run:
         print(json.dumps(config.to_dict(), indent=2))
         return
@@ -150,9 +139,32 @@ def _train(args: argparse.Namespace) -> None:
         print(f"trained to step {result.step}; {args.run}/export/generator.safetensors holds the EMA generator")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line, like every other error."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        if message.startswith("unrecognized arguments") and "=" in message:
+            message += " (give each setting its own --set KEY=VALUE)"
+        print(f"marionette: error: {self.prog.removeprefix('marionette ')}: {message} (see --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _count(low: int, high: int):
+    """An argparse type: an integer in low..high."""
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{value}: must be an integer in {low}..{high}")
+        return number
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="marionette", description="Few-shot face reenactment (MarioNETte).",
+    parser = _Parser(prog="marionette", description="Few-shot face reenactment (MarioNETte).",
                                      formatter_class=fmt)
     parser.add_argument("--version", action="version", version=f"marionette {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,8 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="a photo, painting or illustration with a face")
     p.add_argument("--out", help="write a preview PNG: the crop with landmarks beside the landmark image")
     p.add_argument("--json", action="store_true", help="print the 68 points (x, y, z in image pixels) and pose as JSON")
-    p.add_argument("--face", type=int, default=0, help="which face, by size (0 = largest)")
-    p.add_argument("--size", type=int, default=PreprocessConfig.size, help="crop size of the preview, pixels")
+    p.add_argument("--face", type=_count(-1, 15), default=-1, help="which face: -1 the largest, else numbered "
+                   "from 0 left to right (--json lists them all)")
+    p.add_argument("--size", type=_count(32, 1024), default=PreprocessConfig.size, help="crop size of the preview, pixels")
     p.set_defaults(func=_landmarks)
 
     p = sub.add_parser("preprocess", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -171,10 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="settings (--set key=value):\n" + describe(PreprocessConfig))
     p.add_argument("src", help="folder of videos (mp4, avi, mov, mkv, webm) and image-sequence folders")
     p.add_argument("out", help="dataset folder (created; a rerun resumes)")
-    p.add_argument("--workers", type=int, default=2, help="parallel worker processes (default: 2)")
+    p.add_argument("--workers", type=_count(1, 256), default=2, help="parallel worker processes (default: 2)")
     p.add_argument("--retry-failed", action="store_true", help="retry clips listed in failures.jsonl")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings listed below")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting listed below (repeat for more)")
     p.set_defaults(func=_preprocess)
 
     p = sub.add_parser("reenact", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -190,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: none, so the training-free warp renderer is used)")
     p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings listed below")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting listed below (repeat for more)")
     p.set_defaults(func=_reenact)
 
     p = sub.add_parser("demo", formatter_class=fmt, help="reenact the bundled sample portrait with a bundled clip")
@@ -204,7 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dataset", help="dataset folder made by `marionette preprocess`")
     p.add_argument("--out", required=True, help="output FILE.safetensors (FILE.json is written beside it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override settings listed below")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting listed below (repeat for more)")
     p.set_defaults(func=_fit_landmarks)
 
     p = sub.add_parser("verify", formatter_class=fmt,
@@ -230,16 +246,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="trained generator checkpoint (needed by the neural renderer)")
     p.add_argument("--arcface", help="ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override expression thresholds listed below")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one expression threshold listed below (repeat for more)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading and reenactment throughput")
     p.add_argument("what", choices=["preprocess", "episodes", "reenact", "all"], help="which benchmark")
     p.add_argument("--video", default=None, help="video to use; None: ../shared/data/videos/lp_d0.mp4 "
                    "(lp_d3.mp4 for reenact) if present, else a bundled clip")
-    p.add_argument("--workers", type=int, nargs="+", default=[0, 2], help="DataLoader workers to measure")
-    p.add_argument("--episodes", type=int, default=200, help="episodes timed per setting")
-    p.add_argument("--repeats", type=int, default=3, help="runs per measurement; the best is reported")
+    p.add_argument("--workers", type=_count(0, 256), nargs="+", default=[0, 2], help="DataLoader workers to measure")
+    p.add_argument("--episodes", type=_count(1, 1_000_000), default=200, help="episodes timed per setting")
+    p.add_argument("--repeats", type=_count(1, 1000), default=3, help="runs per measurement; the best is reported")
     p.add_argument("--checkpoint", default=None, help="reenact: time the neural renderer of this generator export "
                    "(None: the warp renderer)")
     p.set_defaults(func=_bench)
@@ -272,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except InputError as e:
         print(f"marionette: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, read-only, permission denied, not a directory, ... in any command
+        print(f"marionette: error: {os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("marionette: interrupted", file=sys.stderr)

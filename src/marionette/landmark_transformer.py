@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from marionette.config import from_dict, to_dict
-from marionette.errors import InputError
+from marionette.errors import InputError, check_finite
 from marionette.landmark_transformer_config import MODES, LandmarkTransformerConfig
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.media import atomic_path
@@ -234,6 +234,7 @@ class LandmarkTransformer:
             raise InputError(f"{meta_path}: invalid landmark transformer description ({e})") from None
         try:
             tensors = load_file(str(path))
+            check_finite(tensors, path)
             weights = {k.removeprefix("disentangler."): v for k, v in tensors.items() if k.startswith("disentangler.")}
             disentangler = Disentangler(MESH_POINTS, int(meta["components"]), config.hidden, config.layers)
             disentangler.load_state_dict(weights)

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from marionette.config import Settings, at_least, between, one_of
+
 MODES = ("relative", "absolute")
 
 
 @dataclass(frozen=True)
-class LandmarkTransformerConfig:
+class LandmarkTransformerConfig(Settings):
     explained_variance: float = 0.95  # expression basis: fewest PCA components of l_exp explaining this share
     hidden: int = 192  # disentangler MLP width
     layers: int = 2  # disentangler hidden layers
@@ -21,3 +23,7 @@ class LandmarkTransformerConfig:
     flip: bool = True  # also fit on every clip mirrored (a mirrored person counts as another identity)
     split: str = "train"  # dataset split fitted on (val/test identities stay held out)
     seed: int = 0  # seed of initialisation and batch order
+
+    RULES = dict(explained_variance=between(0.01, 1), hidden=between(1, 4096), layers=between(1, 16),
+                 epochs=between(1, 100_000), batch_size=between(1, 1 << 20), lr=between(1e-9, 1),
+                 weight_decay=between(0, 1), split=one_of("train", "val", "test", "all"), seed=at_least(0))

@@ -1,4 +1,5 @@
-"""Reading and writing media: images (any mode, EXIF-rotated), videos (PyAV), image sequences.
+"""Reading and writing media: images (any mode, EXIF-rotated), videos (PyAV), image sequences,
+and atomic writes (temporaries beside the destination, moved into place only when complete).
 
 Every failure on user input becomes an `InputError` whose one-line message names the file.
 """
@@ -6,15 +7,20 @@ Every failure on user input becomes an `InputError` whose one-line message names
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from safetensors.numpy import save as safetensors_save
 
 from marionette.errors import InputError
 
@@ -22,24 +28,59 @@ UMASK = os.umask(0o022)  # read the process umask (setting it is the only way), 
 os.umask(UMASK)
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+VIDEO_EXTS = (".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".flv")
+MAX_PIXELS = 89_478_485  # images above this many pixels are refused (PIL's decompression-bomb limit)
+TEMP_TAG = ".partial-"  # temporaries are named .NAME.partial-XXXXXXXX beside their destination
 
 
 def load_image(path: str | Path) -> np.ndarray:
-    """Read an image as (H, W, 3) uint8 RGB: grayscale, RGBA, CMYK and EXIF rotation handled."""
+    """Read an image as (H, W, 3) uint8 RGB: grayscale (8- and 16-bit), palette, RGBA, CMYK and EXIF
+    rotation handled; images above MAX_PIXELS are refused before they are decoded."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is checked below
+            im = Image.open(path)
+        with im:
+            if im.width * im.height > MAX_PIXELS:
+                raise InputError(f"{path}: image of {im.width}x{im.height} pixels is above the limit of "
+                                 f"{MAX_PIXELS / 1e6:.0f} megapixels; scale it down first")
             im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I") or im.mode == "F":  # 16-bit or float grey: scale to 8 bits
+                grey = np.asarray(im, dtype=np.float64)
+                grey = grey / 257 if im.mode.startswith("I;16") or grey.max() > 255 else grey
+                return np.repeat(np.clip(grey, 0, 255).round().astype(np.uint8)[..., None], 3, axis=2)
             if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                 rgba = im.convert("RGBA")
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                 im = Image.alpha_composite(background, rgba)  # ours: transparency over white
             return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+    except Image.DecompressionBombError:
+        raise InputError(f"{path}: image is above the limit of {MAX_PIXELS / 1e6:.0f} megapixels; "
+                         "scale it down first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise InputError(f"{path}: cannot read image ({e})") from None
+
+
+def _temporary_name(path: Path) -> str:
+    return f".{path.name}{TEMP_TAG}"
+
+
+def sweep_temporaries(path: str | Path) -> list[Path]:
+    """Remove what a killed run left while writing `path` (files or folders named by atomic_path
+    or atomic_folder); returns them."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    stale = sorted(path.parent.glob(_temporary_name(path) + "*"))
+    for p in stale:
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return stale
 
 
 @contextlib.contextmanager
@@ -47,7 +88,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_name(path), suffix=path.suffix)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -56,6 +97,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside `path`; if the block succeeds it becomes `path`,
+    replacing what was there (which the caller has checked may go), else it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path)))
+    try:
+        yield tmp
+        tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700 folders
+        if path.exists():  # moved aside first: at any moment either the old or the new folder is whole
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path)))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_safetensors(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+    """Write a safetensors file atomically and byte-for-byte reproducibly: the header's keys in
+    sorted order (the library writes the metadata map in a random order)."""
+    data = safetensors_save(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format aligns the data to 8 bytes
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(len(header).to_bytes(8, "little") + header + data[8 + n :])
 
 
 def save_image(path: str | Path, image: np.ndarray, **options: object) -> None:
@@ -67,38 +140,79 @@ def save_image(path: str | Path, image: np.ndarray, **options: object) -> None:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    fps: float  # frames per second (average rate), 0 if unknown
+    rate: Fraction | None  # average frame rate, exact (30000/1001 for NTSC video); None if unknown
     frames: int  # frame count from the container, else counted by demuxing (no decoding); 0 if unknown
     width: int
     height: int
+    time_base: Fraction | None  # unit of the video stream's timestamps
+
+    @property
+    def fps(self) -> float:
+        """Frames per second, 0 if unknown."""
+        return float(self.rate) if self.rate else 0.0
+
+
+def _open_video(path: str | Path) -> av.container.InputContainer:
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise InputError(f"{path}: corrupt or unreadable video ({e})") from None
+    if not container.streams.video:
+        container.close()
+        raise InputError(f"{path}: no video stream")
+    return container
 
 
 def probe_video(path: str | Path) -> VideoInfo:
     """Container-level facts of a video; raises InputError if it cannot be opened."""
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            fps = float(stream.average_rate) if stream.average_rate else 0.0
-            frames = int(stream.frames or 0) or sum(1 for packet in container.demux(stream) if packet.size)
-            return VideoInfo(fps, frames, stream.codec_context.width, stream.codec_context.height)
-    except av.FFmpegError as e:
-        raise InputError(f"{path}: corrupt or unreadable video ({e})") from None
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        frames = int(stream.frames or 0)
+        if not frames:  # counted from the packets, as far as the container can be read
+            with contextlib.suppress(av.FFmpegError):
+                for packet in container.demux(stream):
+                    frames += bool(packet.size)
+        rate = Fraction(stream.average_rate) if stream.average_rate else None
+        time_base = Fraction(stream.time_base) if stream.time_base else None
+        return VideoInfo(rate, frames, stream.codec_context.width, stream.codec_context.height, time_base)
+
+
+def decode_video(path: str | Path) -> Iterator[tuple[np.ndarray, Fraction | None]]:
+    """Decode a video frame by frame: (H, W, 3) uint8 RGB and its presentation time in seconds
+    (None if the container has none). Never holds the whole video. A truncated or partly corrupt
+    video yields what can be decoded (corrupt packets are skipped, a broken container ends the
+    stream); one that yields nothing is an InputError."""
+    failed: av.FFmpegError | None = None
+    decoded = 0
+    with _open_video(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as e:  # the container breaks off: keep what was decoded
+                failed = e
+                break
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as e:  # a corrupt packet: skip it
+                failed = e
+                continue
+            for frame in frames:
+                decoded += 1
+                at = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else None
+                yield frame.to_ndarray(format="rgb24"), (Fraction(at) if at is not None else None)
+    if failed is not None and decoded == 0:
+        raise InputError(f"{path}: corrupt or unreadable video ({failed})")
 
 
 def iter_video(path: str | Path) -> Iterator[np.ndarray]:
-    """Decode a video frame by frame as (H, W, 3) uint8 RGB; never holds the whole video."""
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise InputError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-    except av.FFmpegError as e:
-        raise InputError(f"{path}: corrupt or unreadable video ({e})") from None
+    """Decode a video frame by frame as (H, W, 3) uint8 RGB (see decode_video)."""
+    for frame, _ in decode_video(path):
+        yield frame
 
 
 def list_image_sequence(folder: str | Path) -> list[Path]:

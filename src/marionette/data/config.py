@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from marionette.config import MAX_SHOTS, Settings, at_least, between
+
 
 @dataclass(frozen=True)
-class PreprocessConfig:
+class PreprocessConfig(Settings):
     size: int = 256  # side of the square face crop, pixels
     crop_scale: float = 1.8  # crop side / larger extent of the face mesh (loose: hair and chin inside)
     crop_shift: float = -0.1  # vertical crop-centre shift / mesh extent (negative = up, towards hair)
@@ -22,12 +24,30 @@ class PreprocessConfig:
     test_fraction: float = 0.1  # identities held out for testing
     split_seed: int = 0  # seed of the identity split
 
+    RULES = dict(size=between(32, 1024), crop_scale=between(1, 4), crop_shift=between(-1, 1),
+                 smooth_sigma=between(0, 100), max_frames=at_least(1), min_face=at_least(1),
+                 min_face_fraction=between(0, 1), min_decoded_fraction=between(0, 1), max_faces=between(1, 16),
+                 jpeg_quality=between(1, 100), identity_level=at_least(0), val_fraction=between(0, 1),
+                 test_fraction=between(0, 1), split_seed=at_least(0))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require(self.val_fraction + self.test_fraction < 1, "test_fraction",
+                     f"val_fraction + test_fraction must be below 1 (val_fraction={self.val_fraction})")
+
 
 @dataclass(frozen=True)
-class EpisodeConfig:
+class EpisodeConfig(Settings):
     k_min: int = 1  # fewest targets in an episode (K is drawn per batch in [k_min, k_max])
     k_max: int = 8  # most targets in an episode; clips need k_max + 1 frames
     flip: bool = True  # mirror a whole episode with probability 1/2 (training augmentation)
     colour_jitter: float = 0.0  # strength of one random colour transform applied to a whole episode (ours; 0 = off)
     cross_identity: bool = False  # driver from a clip of another identity (evaluation; no ground truth)
     seed: int = 0  # seed of frame choice, flips and driver choice
+
+    RULES = dict(k_min=between(1, MAX_SHOTS), k_max=between(1, MAX_SHOTS), colour_jitter=between(0, 1),
+                 seed=at_least(0))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require(self.k_min <= self.k_max, "k_min", f"must not exceed k_max={self.k_max}")

@@ -9,9 +9,12 @@ is skipped and listed with its reason in `failures.jsonl`.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing as mp
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +31,9 @@ from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
 from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_frames, list_image_sequence, probe_video
+
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
 @dataclass(frozen=True)
@@ -128,9 +134,13 @@ def _process_clip(job: ClipJob, src_root: Path, out_root: Path, config: Preproce
     return ClipResult(job.clip_id, n, len(chosen), None)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     import cv2
 
+    if sys.platform.startswith("linux"):  # a worker dies with its parent, even a parent killed with -9
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the call
+            os._exit(1)
     cv2.setNumThreads(1)
     # Workers report through their results; MediaPipe's C++ threads log start-up chatter to fd 2.
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -177,7 +187,7 @@ def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2,
     frames, start = 0, time.perf_counter()
     bar = tqdm(total=len(todo), unit="clip", desc="preprocess", disable=not progress or not todo)
     args = [(j, src, out, config) for j in todo]
-    pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init) if workers > 1 and len(todo) > 1 else None
+    pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(os.getpid(),)) if workers > 1 and len(todo) > 1 else None
     try:
         results = pool.imap_unordered(_run_job, args) if pool else map(_run_job, args)
         with failures_path.open("a") as log:

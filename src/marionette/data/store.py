@@ -20,9 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from safetensors import safe_open
-from safetensors.numpy import save_file
 
-from marionette.media import atomic_path
+from marionette.media import write_safetensors
 
 
 @dataclass(frozen=True)
@@ -51,12 +50,11 @@ def decode_jpeg(data: np.ndarray) -> np.ndarray:
 
 
 def write_clip(path: Path, info: ClipInfo, jpegs: list[np.ndarray], arrays: dict[str, np.ndarray]) -> None:
-    """Write one clip file atomically (a kill leaves either the old state or the whole file)."""
+    """Write one clip file atomically (a kill leaves either the old state or the whole file) and
+    reproducibly (the same clip gives the same bytes)."""
     offsets = np.cumsum([0] + [len(j) for j in jpegs]).astype(np.int64)
     tensors = {"jpeg": np.concatenate(jpegs), "jpeg_offsets": offsets, **arrays}
-    metadata = {k: json.dumps(v) for k, v in asdict(info).items()}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+    write_safetensors(path, tensors, {k: json.dumps(v) for k, v in asdict(info).items()})
 
 
 def read_info(path: Path) -> ClipInfo:

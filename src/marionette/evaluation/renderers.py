@@ -44,5 +44,5 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None) -> Render
             raise InputError("renderer neural: no trained checkpoint given (--checkpoint)")
         from marionette.training.checkpoint import load_generator
 
-        return NeuralRenderer(load_generator(checkpoint).generator, size)
+        return NeuralRenderer(load_generator(checkpoint).generator, size, source=str(checkpoint))
     raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")

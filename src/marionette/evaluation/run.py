@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from marionette.config import to_dict
-from marionette.data.manifest import Manifest, clip_path
+from marionette.config import MAX_SHOTS, Settings, at_least, between, each, one_of, text, to_dict
+from marionette.data.manifest import SPLITS, Manifest, clip_path
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
 from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.metrics import MODES, Sample, Tools, measure_sample, metrics_for
-from marionette.evaluation.renderers import Renderer, make_renderer
+from marionette.evaluation.renderers import RENDERERS, Renderer, make_renderer
 from marionette.evaluation.report import write_report
 from marionette.inference.driving import Driving
 from marionette.landmark_transformer import LandmarkTransformer
@@ -45,7 +45,7 @@ SETTINGS = "settings.json"
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(Settings):
     split: str = "test"  # dataset split the episodes come from (train, val, test or all)
     renderers: tuple[str, ...] = ("copy", "warp")  # renderers compared (copy, warp, neural)
     shots: tuple[int, ...] = (1, 8)  # K values, each in 1..8
@@ -57,6 +57,11 @@ class EvalConfig:
     samples: int = 4  # episodes per (mode, shots) kept as images for the sample grids
     arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
     checkpoint: str | None = None  # trained generator checkpoint for the neural renderer
+
+    RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
+                 modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0),
+                 cross_mode=one_of(*DRIVE_MODES), alpha=between(0, 4), samples=at_least(0), arcface=text(optional=True),
+                 checkpoint=text(optional=True))
 
 
 class EpisodeData:

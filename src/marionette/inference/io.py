@@ -4,22 +4,24 @@ output writers (H.264 mp4 with the driver's audio, GIF, PNG frames), all written
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from PIL import Image
 
 from marionette.errors import InputError
 from marionette.media import (
-    IMAGE_EXTS, UMASK, atomic_path, iter_video, list_image_sequence, load_image, probe_video, save_image,
+    IMAGE_EXTS, VIDEO_EXTS, atomic_folder, atomic_path, decode_video, list_image_sequence, load_image, probe_video,
+    save_image, sweep_temporaries,
 )
-from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info
+from marionette.provenance import MOV_MUXER_OPTIONS, TAG_KEY, gif_comment, png_info
 
 MILLISECOND = Fraction(1, 1000)  # time base of timed (live) frames
 
@@ -29,44 +31,77 @@ class DriverSource:
     """A driver, streamed frame by frame (never held whole in memory)."""
 
     spec: str  # what the user gave: a path or a webcam index
-    fps: float  # frame rate of the output
+    rate: Fraction  # frame rate: the video's own (exact, e.g. 30000/1001), else DEFAULT_RATE
     audio: Path | None  # a file whose audio track goes into the output, if it has one
+    announced: int = 0  # frames the container announces (0 if unknown or not a video)
+    time_base: Fraction | None = None  # unit of the frames' timestamps (None: untimed, frames follow at `rate`)
+
+    @property
+    def fps(self) -> float:
+        return float(self.rate)
 
     @property
     def live(self) -> bool:
         """A webcam: it has no end of its own (Ctrl-C or max_frames ends it)."""
         return self.spec.isdigit()
 
-    def frames(self) -> Iterator[np.ndarray]:
-        """(H, W, 3) uint8 RGB frames."""
+    def frames(self) -> Iterator[tuple[np.ndarray, Fraction | None]]:
+        """(H, W, 3) uint8 RGB frames and their time in seconds since the driver began: a video's own
+        timestamps (constant, NTSC or variable rate), a webcam's capture times; None for images."""
         if self.live:
             yield from _webcam(int(self.spec))
             return
         path = Path(self.spec)
         if path.is_dir():
+            size: tuple[int, int] | None = None
             for p in list_image_sequence(path):
-                yield load_image(p)
+                frame = load_image(p)
+                size = size or (frame.shape[1], frame.shape[0])
+                yield _letterbox(frame, size), None  # every frame the size of the first
         elif path.suffix.lower() in IMAGE_EXTS:
-            yield load_image(path)
+            yield load_image(path), None
         else:
-            yield from iter_video(path)
+            start: Fraction | None = None
+            for frame, at in decode_video(path):
+                start = at if start is None else start
+                yield frame, (at - start if at is not None and start is not None else None)
 
 
-def open_driver(spec: str, default_fps: float = 25.0) -> DriverSource:
+def _letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Scale `image` to fit (width, height) = `size`, keeping its aspect, padded with black."""
+    w, h = size
+    if image.shape[:2] == (h, w):
+        return image
+    scale = min(w / image.shape[1], h / image.shape[0])
+    sw, sh = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    canvas = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - sw) // 2, (h - sh) // 2
+    canvas[y : y + sh, x : x + sw] = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+    return canvas
+
+
+DEFAULT_RATE = Fraction(25)  # frame rate of image drivers and webcams
+
+
+def open_driver(spec: str) -> DriverSource:
     """A video file, an image, a folder of images, or a webcam index ("0")."""
     if spec.isdigit():
-        return DriverSource(spec, default_fps, None)
+        return DriverSource(spec, DEFAULT_RATE, None, time_base=MILLISECOND)
     path = Path(spec)
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        if not list_image_sequence(path):
+        images = list_image_sequence(path)
+        if not images:
             raise InputError(f"{path}: folder holds no images")
-        return DriverSource(spec, default_fps, None)
+        return DriverSource(spec, DEFAULT_RATE, None, announced=len(images))
     if path.suffix.lower() in IMAGE_EXTS:
-        return DriverSource(spec, default_fps, None)
+        return DriverSource(spec, DEFAULT_RATE, None, announced=1)
+    if path.suffix.lower() not in VIDEO_EXTS:
+        raise InputError(f"{path}: not a video ({', '.join(VIDEO_EXTS)}), image or folder of images")
     info = probe_video(path)
-    return DriverSource(spec, info.fps or default_fps, path if has_audio(path) else None)
+    return DriverSource(spec, info.rate or DEFAULT_RATE, path if has_audio(path) else None, info.frames,
+                        info.time_base or MILLISECOND)
 
 
 def has_audio(path: Path) -> bool:
@@ -77,58 +112,119 @@ def has_audio(path: Path) -> bool:
         return False
 
 
-def _webcam(index: int) -> Iterator[np.ndarray]:
-    import cv2
-
+def _webcam(index: int) -> Iterator[tuple[np.ndarray, Fraction]]:
     capture = cv2.VideoCapture(index)
     if not capture.isOpened():
         raise InputError(f"webcam {index}: cannot be opened")
+    start = time.perf_counter()
     try:
         while True:
             ok, frame = capture.read()
             if not ok:
                 return
-            yield frame[..., ::-1].copy()
+            yield frame[..., ::-1].copy(), Fraction(round(1000 * (time.perf_counter() - start)), 1000)
     finally:
         capture.release()
+
+
+OUTPUT_KINDS = ("mp4", "mov", "mkv", "gif", "png")
+FRAME_NAME = re.compile(r"\d{6}\.png")  # names of the frames a PNG-folder output holds
+
+
+def output_kind(path: Path) -> str:
+    """mp4, mov, mkv, gif, or png (a folder of PNG frames: a path without a suffix)."""
+    kind = "png" if path.suffix == "" else path.suffix.lower().lstrip(".")
+    if kind not in OUTPUT_KINDS:
+        raise InputError(f"{path}: unsupported output (use .mp4, .mov, .mkv, .gif or a folder for PNG frames)")
+    return kind
+
+
+def _is_marionette_frame(path: Path) -> bool:
+    if not (path.is_file() and FRAME_NAME.fullmatch(path.name)):
+        return False
+    try:
+        with Image.open(path) as im:
+            return TAG_KEY in im.info
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def check_output(out: str | Path, inputs: list[str], overwrite: bool = False) -> None:
+    """Refuse, with one line, an output path whose writing would destroy anything the user has: an
+    input file or folder, the current folder, a folder holding files the run did not write, an
+    existing folder where a file is asked for, or (without `overwrite`) an existing output."""
+    out = Path(out)
+    kind = output_kind(out)
+    target = out.resolve()
+    if target == Path.cwd().resolve() or target == Path(target.anchor):
+        raise InputError(f"{out}: is the current or root folder; give a new folder for the frames")
+    for spec in inputs:
+        if not spec.isdigit() and Path(spec).exists() and Path(spec).resolve() == target:
+            raise InputError(f"{out}: is an input ({spec}); choose another output")
+    for parent in out.absolute().parents:  # the nearest existing ancestor must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{parent}: is not a folder, so {out} cannot be written")
+            break
+    if not out.exists() and not out.is_symlink():
+        return
+    if kind != "png":
+        if out.is_dir():
+            raise InputError(f"{out}: is a folder; give a file name (.mp4, .mov, .mkv or .gif)")
+        if not overwrite:
+            raise InputError(f"{out}: exists; set overwrite=true to replace it")
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise InputError(f"{out}: exists and is not a folder; give a new folder for the frames")
+    entries = list(out.iterdir())
+    if not entries:
+        return
+    if not all(_is_marionette_frame(e) for e in entries):
+        raise InputError(f"{out}: folder holds files marionette did not write; give a new or empty folder")
+    if not overwrite:
+        raise InputError(f"{out}: holds marionette frames from an earlier run; set overwrite=true to replace them")
 
 
 class FrameWriter:
     """Writes frames to `path` (.mp4/.mov/.mkv: H.264 + the driver's audio; .gif; or a folder of
     PNGs when `path` has no suffix), each carrying `tags` in its metadata. Nothing appears under
-    `path` unless `close()` completes; an exception inside the `with` block removes the partial
-    output. GIF frames are kept (palettized) until the end: GIF is for short clips."""
+    `path` unless `close()` completes (a frames folder is built beside it and renamed into place);
+    an exception inside the `with` block removes the partial output. The caller checks first that
+    `path` may be written (check_output). GIF frames are kept (palettized) until the end: GIF is
+    for short clips.
 
-    def __init__(self, path: Path, fps: float, tags: dict[str, str], audio: Path | None = None, crf: int = 18):
-        self.path, self.fps, self.tags, self.audio, self.crf = Path(path), fps, tags, audio, crf
-        self.kind = "png" if self.path.suffix == "" else self.path.suffix.lower().lstrip(".")
-        if self.kind not in ("mp4", "mov", "mkv", "gif", "png"):
-            raise InputError(f"{self.path}: unsupported output (use .mp4, .mov, .mkv, .gif or a folder for PNG frames)")
+    Frames are untimed (they follow at `rate`) or timed (`write(frame, at=seconds)`): timed frames
+    keep their times exactly, in units of `time_base`, so a 29.97 frames/s, variable-rate or live
+    driver gives an output of the same pace and duration."""
+
+    def __init__(self, path: Path, rate: Fraction | float, tags: dict[str, str], audio: Path | None = None,
+                 crf: int = 18, time_base: Fraction = MILLISECOND):
+        self.path, self.tags, self.audio, self.crf = Path(path), tags, audio, crf
+        self.rate = Fraction(rate).limit_denominator(1001 * 1000)
+        self.time_base = time_base
+        self.kind = output_kind(self.path)
         self._stack = contextlib.ExitStack()
         self._container: av.container.OutputContainer | None = None
         self._stream = None
         self._gif: list[Image.Image] = []
-        self._times: list[int] | None = None  # milliseconds of timed frames
+        self._times: list[int] | None = None  # timestamps of timed frames, in time_base units
         self.frames = 0
+        sweep_temporaries(self.path)  # what a killed run left
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.kind == "png":
-                self._tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}."))
-            else:
-                self._tmp = self._stack.enter_context(atomic_path(self.path))
+            self._tmp = self._stack.enter_context(atomic_folder(self.path) if self.kind == "png"
+                                                  else atomic_path(self.path))
         except OSError as e:
             raise InputError(f"{self.path}: cannot write output ({e.strerror})") from None
 
-    def write(self, frame: np.ndarray, at: float | None = None) -> None:
-        """Append one (H, W, 3) uint8 RGB frame. `at`: its time in seconds since the first frame,
-        for live drivers (a webcam's frames come as fast as they are made); None: frames follow at
-        `fps`. A writer takes one kind or the other throughout."""
+    def write(self, frame: np.ndarray, at: Fraction | float | None = None) -> None:
+        """Append one (H, W, 3) uint8 RGB frame. `at`: its time in seconds (timed frames); None:
+        frames follow at `rate`. A writer takes one kind or the other throughout."""
         if self.frames == 0:
             self._times = [] if at is not None else None
         assert (at is None) == (self._times is None), "mixed timed and untimed frames"
-        if self._times is not None:  # milliseconds, strictly increasing
-            at_ms = max(round(at * 1000), self._times[-1] + 1) if self._times else 0
-            self._times.append(at_ms)
+        if self._times is not None:  # strictly increasing
+            pts = round(Fraction(at) / self.time_base)
+            self._times.append(max(pts, self._times[-1] + 1) if self._times else pts)
         if self.kind == "png":
             save_image(self._tmp / f"{self.frames:06d}.png", frame, pnginfo=png_info(self.tags))
         elif self.kind == "gif":
@@ -138,9 +234,11 @@ class FrameWriter:
                 frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
             if self._container is None:
                 self._open(frame.shape[1], frame.shape[0])
+            elif (frame.shape[1], frame.shape[0]) != (self._stream.width, self._stream.height):
+                frame = cv2.resize(frame, (self._stream.width, self._stream.height), interpolation=cv2.INTER_AREA)
             video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
             if self._times is not None:
-                video_frame.pts, video_frame.time_base = self._times[-1], MILLISECOND
+                video_frame.pts, video_frame.time_base = self._times[-1], self.time_base
             for packet in self._stream.encode(video_frame):
                 self._container.mux(packet)
         self.frames += 1
@@ -150,65 +248,70 @@ class FrameWriter:
         options = MOV_MUXER_OPTIONS if self.kind in ("mp4", "mov") else {}  # keep every metadata key
         self._container = av.open(str(self._tmp), "w", format=fmt, container_options=options)
         self._container.metadata.update(self.tags)
-        rate = round(self.fps) if abs(self.fps - round(self.fps)) < 1e-3 else self.fps
         # ours: preset veryfast keeps encoding a few ms per frame, for real-time use on a CPU
-        self._stream = self._container.add_stream("libx264", rate=rate,
+        self._stream = self._container.add_stream("libx264", rate=self.rate,
                                                   options={"crf": str(self.crf), "preset": "veryfast"})
         self._stream.pix_fmt = "yuv420p"
         self._stream.width, self._stream.height = width, height
-        if self._times is not None:  # timed frames: their pts are milliseconds
-            self._stream.codec_context.time_base = MILLISECOND
+        if self._times is not None:  # timed frames: their pts are in time_base units
+            self._stream.codec_context.time_base = self.time_base
         if self.audio is not None:
             self._add_audio()
 
     def _add_audio(self) -> None:
-        """Declare the driver's audio track before any packet is written (the header needs it)."""
+        """Declare the driver's audio track before any packet is written (the header needs it):
+        stream-copied when the container takes its codec, else transcoded to AAC."""
         self._audio_in = self._stack.enter_context(av.open(str(self.audio)))
-        try:
-            self._audio_out = self._container.add_stream_from_template(self._audio_in.streams.audio[0])
-        except (ValueError, av.FFmpegError):
-            raise InputError(f"{self.audio}: its audio cannot be copied into {self.path.suffix}") from None
+        source = self._audio_in.streams.audio[0]
+        self._transcode = source.codec_context.name not in COPYABLE_AUDIO[self.kind]
+        if self._transcode:  # PyAV converts the decoded samples to what the encoder takes
+            channels = source.codec_context.layout.nb_channels
+            self._audio_out = self._container.add_stream("aac", rate=source.codec_context.sample_rate or 48000,
+                                                         layout="mono" if channels == 1 else "stereo")
+        else:
+            self._audio_out = self._container.add_stream_from_template(source)
 
-    def _copy_audio(self) -> None:
-        """Remux the driver's audio packets unchanged."""
-        for packet in self._audio_in.demux(self._audio_in.streams.audio[0]):
-            if packet.dts is not None:
-                packet.stream = self._audio_out
-                self._container.mux(packet)
+    def _write_audio(self) -> None:
+        """The driver's audio packets, remuxed unchanged or transcoded; a damaged tail is dropped."""
+        source = self._audio_in.streams.audio[0]
+        with contextlib.suppress(av.FFmpegError):
+            for packet in self._audio_in.demux(source):
+                if not self._transcode:
+                    if packet.dts is not None:
+                        packet.stream = self._audio_out
+                        self._container.mux(packet)
+                    continue
+                for frame in packet.decode():
+                    frame.pts = None  # the encoder counts samples itself
+                    self._container.mux(self._audio_out.encode(frame))
+        if self._transcode:
+            self._container.mux(self._audio_out.encode(None))
 
     def close(self) -> None:
         if self.frames == 0:
             raise InputError(f"{self.path}: no frame was produced")
-        if self.kind == "png":
-            if self.path.exists():
-                shutil.rmtree(self.path)
-            self._tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700 folders
-            self._tmp.rename(self.path)
-            return
         if self.kind == "gif":  # PIL, not ffmpeg: ffmpeg's GIF muxer drops every metadata key
             first, *rest = self._gif
-            duration = (round(1000 / self.fps) if self._times is None
-                        else [*np.diff(self._times).tolist(), round(1000 / self.fps)])  # ms per frame
+            last = round(1000 / self.rate)
+            duration = (last if self._times is None  # ms per frame
+                        else [*(round(1000 * d * self.time_base) for d in np.diff(self._times).tolist()), last])
             first.save(self._tmp, format="GIF", save_all=True, append_images=rest, loop=0,
                        duration=duration, comment=gif_comment(self.tags))
-        else:
+        elif self.kind != "png":
             for packet in self._stream.encode():
                 self._container.mux(packet)
             if self.audio is not None:
-                self._copy_audio()
+                self._write_audio()
             self._container.close()
             self._container = None
-        self._stack.close()  # moves the finished file into place
+        self._stack.close()  # moves the finished file or folder into place
 
     def abort(self) -> None:
         if self._container is not None:
             with contextlib.suppress(Exception):
                 self._container.close()
-        if self.kind == "png":
-            shutil.rmtree(self._tmp, ignore_errors=True)
-        else:
-            with contextlib.suppress(Exception):
-                self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        with contextlib.suppress(Exception):
+            self._stack.__exit__(RuntimeError, RuntimeError("aborted"), None)
 
     def __enter__(self) -> FrameWriter:
         return self
@@ -218,3 +321,11 @@ class FrameWriter:
             self.close()
         else:
             self.abort()
+
+
+# audio codecs each container takes as they are; any other is transcoded to AAC
+COPYABLE_AUDIO = {
+    "mp4": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "flac"},
+    "mov": {"aac", "mp3", "alac", "ac3", "eac3", "pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_f32le"},
+    "mkv": {"aac", "mp3", "alac", "ac3", "eac3", "opus", "vorbis", "flac", "pcm_s16le", "pcm_s24le", "pcm_f32le"},
+}

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from marionette.data.episodes import to_tensor
+from marionette.errors import InputError
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.model.generator import Generator, TargetCache
@@ -53,8 +54,10 @@ def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np
 class NeuralRenderer:
     name = "neural"
 
-    def __init__(self, generator: Generator, crop_size: int, device: torch.device | str = "cpu"):
+    def __init__(self, generator: Generator, crop_size: int, device: torch.device | str = "cpu",
+                 source: str = "the generator"):
         self.generator = generator.eval().to(device)
+        self.source = source  # names the weights in errors
         self.device = torch.device(device)
         self.model_size = generator.config.image_size
         self.crop_size = crop_size
@@ -87,6 +90,9 @@ class NeuralRenderer:
         assert self._cache is not None, "prepare() the targets first"
         landmark = self._landmark_image(driven_mesh[None]).to(self.device)  # (1, 3, s, s)
         image = self.generator.generate(landmark, self._cache).image[0]  # (3, s, s) in [-1, 1]
+        if not torch.isfinite(image).all():
+            raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
+                             "its weights are unusable")
         out = ((image.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         out = cv2.resize(out, (self.crop_size, self.crop_size), interpolation=cv2.INTER_CUBIC)
         return match_colours(out, face_mask(driven_mesh, self.crop_size), self._lab_mean, self._lab_std)

@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -24,16 +25,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from marionette.config import MAX_SHOTS, Settings, at_least, between, off_or, one_of
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.driving import DriverReference, Driving
-from marionette.inference.io import DriverSource, FrameWriter, open_driver
+from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, check_output, open_driver
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.neural import NeuralRenderer, Renderer
 from marionette.inference.warp import WarpRenderer
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
+from marionette.landmark_transformer_config import MODES
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
-from marionette.landmarks.mesh import FaceMesh, detect_face
+from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.provenance import Watermark, container_tags
 
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class ReenactConfig:
+class ReenactConfig(Settings):
     renderer: str = "auto"  # neural (a trained generator), warp (training-free baseline), auto: neural given a checkpoint
     size: int = 256  # side of the face crop the renderer works at, pixels
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
@@ -57,9 +60,15 @@ class ReenactConfig:
     target_frames: int = 8  # frames sampled from a target video (K)
     max_frames: int = 0  # stop after this many driver frames (0 = all; a webcam runs until Ctrl-C, keeping the output)
     preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
-    face: int = 0  # which face of the targets and driver, by size (0 = largest)
+    face: int = -1  # which face of the targets and driver: -1 the largest, else numbered from 0 left to right
     crf: int = 18  # H.264 quality of video outputs (lower = better)
     torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
+    overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
+
+    RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*MODES), alpha=between(0, 4),
+                 smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
+                 target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15), crf=between(0, 51),
+                 torch_threads=between(1, 256))
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,10 @@ class Target:
 
 @dataclass
 class RunStats:
-    frames: int = 0
+    frames: int = 0  # frames written
+    decoded: int = 0  # driver frames read
     faceless: int = 0  # driver frames without a face (the last good landmarks were held)
+    truncated: int = 0  # frames the driver announced when fewer could be decoded (0: all were)
     seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # per stage
 
     def table(self) -> str:
@@ -125,8 +136,6 @@ class ReenactPipeline:
         """`checkpoint`: a trained generator (an inference export of `marionette train`) for the
         neural renderer; its crop settings are the ones it was trained with. `landmark_transformer`:
         a fitted file (default: the one shipped with marionette); used when config.transform is on."""
-        if config.renderer not in RENDERERS:
-            raise InputError(f"renderer {config.renderer!r}: expected one of {', '.join(RENDERERS)}")
         if config.preview and sys.platform.startswith("linux") and not (
                 os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("preview=true needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
@@ -142,7 +151,7 @@ class ReenactPipeline:
             # measured (tiny preset, 2 cores): 17 ms per frame with 1 thread, 1.4 s with 2, as torch's
             # worker threads fight MediaPipe's and the decoder's for the same cores
             torch.set_num_threads(config.torch_threads)
-            self.renderer: Renderer = NeuralRenderer(export.generator, config.size)
+            self.renderer: Renderer = NeuralRenderer(export.generator, config.size, source=str(checkpoint))
         else:
             if config.renderer == "auto":
                 log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
@@ -190,8 +199,8 @@ class ReenactPipeline:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 rendered crop."""
         return self.renderer.render(driven_mesh)
 
-    def frames(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (driver frame, output frame) pairs."""
+    def frames(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
+        """Stream (driver frame, output frame, its time in seconds or None) triples."""
         if not self.targets:
             raise InputError("set_targets() first")
         smooth = OneEuroFilter(driver.fps, self.config.smooth_min_cutoff, self.config.smooth_beta)
@@ -207,11 +216,12 @@ class ReenactPipeline:
             clock = now
 
         with FaceMesh(video=True, max_faces=max(2, self.config.face + 1)) as tracker:
-            for frame in itertools.islice(driver.frames(), self.config.max_frames or None):
+            for frame, at in itertools.islice(driver.frames(), self.config.max_frames or None):
+                stats.decoded += 1
                 lap("decode")
-                faces = tracker.detect(frame)
-                if len(faces) > self.config.face:
-                    last = smooth(faces[self.config.face].mesh)
+                face = pick_face(tracker.detect(frame), self.config.face)
+                if face is not None:
+                    last = smooth(face.mesh)
                 else:
                     stats.faceless += 1
                 lap("landmarks")
@@ -230,7 +240,7 @@ class ReenactPipeline:
                     result = self._side_by_side(frame, target.crop, result)
                 lap("paste")
                 stats.frames += 1
-                yield frame, result
+                yield frame, result, at
                 clock = time.perf_counter()
         if stats.frames == 0:
             raise InputError(f"{driver.spec}: no face found in any driver frame")
@@ -245,27 +255,30 @@ class ReenactPipeline:
         return np.concatenate([fit(driver), fit(target), result], axis=1)
 
     def run(self, targets: list[str], driver: str, out: str | Path, progress: bool = True) -> RunStats:
-        """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif or a PNG folder)."""
+        """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif or a PNG folder). `out`
+        may not be an input, nor anything that holds the user's files (see check_output)."""
+        check_output(out, [*targets, driver], self.config.overwrite)
         self.set_targets(targets)
         source = open_driver(driver)
         stats = RunStats()
         tags = container_tags(self.renderer_name)
-        bar = tqdm(unit="frame", desc="reenact", disable=not progress)
-        with FrameWriter(Path(out), source.fps, tags, audio=source.audio, crf=self.config.crf) as writer:
-            first_at: float | None = None
+        total = min(source.announced or 0, self.config.max_frames or source.announced or 0) or None
+        bar = tqdm(total=total, unit="frame", desc="reenact", disable=not progress)
+        with FrameWriter(Path(out), source.rate, tags, audio=source.audio, crf=self.config.crf,
+                         time_base=source.time_base or MILLISECOND) as writer:
             try:
-                for _, result in self.frames(source, stats):
+                for _, result, at in self.frames(source, stats):
                     start = time.perf_counter()
                     marked = self.watermark.embed(result)  # every output frame says it is synthetic
                     marked_at = time.perf_counter()
-                    first_at = marked_at if first_at is None else first_at
-                    # a webcam's output keeps the pace it was made at; files keep the driver's frame rate
-                    writer.write(marked, at=marked_at - first_at if source.live else None)
+                    writer.write(marked, at=at)  # a video's or webcam's own timestamps, if it has them
                     stats.seconds["mark"] += marked_at - start
                     stats.seconds["encode"] += time.perf_counter() - marked_at
                     bar.update()
                     if self.config.preview and not _show(marked):
                         break
+                else:  # the driver ran out: did it give all it announced?
+                    self._check_complete(source, stats)
             except KeyboardInterrupt:  # how a webcam session ends: keep what was recorded
                 if not (source.live and stats.frames):
                     raise
@@ -274,3 +287,11 @@ class ReenactPipeline:
                     cv2.destroyAllWindows()
         bar.close()
         return stats
+
+    def _check_complete(self, source: DriverSource, stats: RunStats) -> None:
+        """Say so (one line) when a driver gave fewer frames than its container announced."""
+        if source.live or stats.decoded >= source.announced or stats.decoded == self.config.max_frames:
+            return
+        stats.truncated = source.announced
+        log.warning(f"{source.spec}: decoded {stats.decoded} of the {source.announced} frames it announces "
+                    "(truncated or corrupt); the output ends there")

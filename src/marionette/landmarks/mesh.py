@@ -100,12 +100,69 @@ class FaceMesh:
         self.close()
 
 
-def detect_face(image: np.ndarray, source: str | Path, face_index: int = 0) -> Face:
-    """The face_index-th largest face of one still image; InputError naming `source` if absent."""
-    with FaceMesh(video=False, max_faces=max(4, face_index + 1)) as mesh:
-        faces = mesh.detect(image)
+LARGEST = -1  # face index meaning "the largest face" (the default everywhere)
+
+
+def pick_face(faces: list[Face], index: int) -> Face | None:
+    """The face numbered `index` from the left (0 = leftmost), or the largest for LARGEST; None if
+    there are not that many. `faces` as `detect` returns them (largest first)."""
+    if index == LARGEST:
+        return faces[0] if faces else None
+    ordered = sorted(faces, key=lambda f: (f.box[0] + f.box[2]) / 2)
+    return ordered[index] if index < len(ordered) else None
+
+
+def _window_starts(length: int, side: int) -> list[int]:
+    """Starts of windows of `side` pixels covering `length`, overlapping by half a window."""
+    if length <= side:
+        return [0]
+    starts = list(range(0, length - side, side // 2))
+    return starts + [length - side]
+
+
+def _overlap(a: Face, b: Face) -> float:
+    """Intersection over union of two faces' boxes."""
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def detect_all(image: np.ndarray, max_faces: int = 16) -> list[Face]:
+    """Every face of a still image, largest first. MediaPipe's detector sees a downscaled copy of
+    the whole image and misses faces of a wide group photo, so (ours) square windows of the image's
+    shorter side, overlapping by half, are searched too; a face found twice is kept once (the
+    whole-image find first, then the find nearest its window's centre)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    found: list[tuple[float, Face]] = []  # (rank: lower is kept first, face)
+    with FaceMesh(video=False, max_faces=max_faces) as mesh:
+        found += [(-1.0, face) for face in mesh.detect(image)]
+        for y0 in _window_starts(h, side):
+            for x0 in _window_starts(w, side):
+                if (h, w) == (side, side):
+                    continue
+                window = np.ascontiguousarray(image[y0 : y0 + side, x0 : x0 + side])
+                for face in mesh.detect(window):
+                    moved = Face(face.mesh + np.array([x0, y0, 0], np.float32))
+                    cx, cy = (moved.box[0] + moved.box[2]) / 2, (moved.box[1] + moved.box[3]) / 2
+                    found.append((float(np.hypot(cx - x0 - side / 2, cy - y0 - side / 2)), moved))
+    kept: list[Face] = []
+    for _, face in sorted(found, key=lambda item: item[0]):
+        if all(_overlap(face, other) < 0.3 for other in kept):
+            kept.append(face)
+    return sorted(kept, key=lambda f: -f.width)[:max_faces]
+
+
+def detect_face(image: np.ndarray, source: str | Path, face_index: int = LARGEST) -> Face:
+    """One face of a still image: the largest, or the face_index-th from the left (0 = leftmost);
+    InputError naming `source` if absent."""
+    faces = detect_all(image)
     if not faces:
         raise InputError(f"{source}: no face found")
-    if face_index >= len(faces):
-        raise InputError(f"{source}: face {face_index} requested but only {len(faces)} found")
-    return faces[face_index]
+    face = pick_face(faces, face_index)
+    if face is None:
+        raise InputError(f"{source}: face {face_index} requested but only {len(faces)} found "
+                         "(numbered from 0, left to right; `marionette landmarks IMAGE --json` lists them)")
+    return face

@@ -9,18 +9,34 @@ import numpy as np
 
 from marionette.data.config import PreprocessConfig
 from marionette.landmarks.crop import crop_image, head_box
-from marionette.landmarks.mesh import detect_face
+from marionette.landmarks.mesh import LARGEST, Face, detect_all, pick_face
 from marionette.landmarks.pose import head_pose
 from marionette.landmarks.render import draw_points, render_landmarks
+from marionette.errors import InputError
 from marionette.media import load_image, save_image
 
 
-def landmark_report(path: Path, face_index: int = 0, size: int = 256, preview: str | Path | None = None,
+def _summary(face: Face, number: int) -> dict[str, Any]:
+    yaw, pitch, roll = head_pose(face.ibug68).tolist()
+    return {"face": number, "box": [round(v, 1) for v in face.box], "face_width": round(face.width, 1),
+            "pose": {"yaw": round(yaw, 2), "pitch": round(pitch, 2), "roll": round(roll, 2)}}
+
+
+def landmark_report(path: Path, face_index: int = LARGEST, size: int = 256, preview: str | Path | None = None,
                     config: PreprocessConfig = PreprocessConfig()) -> dict[str, Any]:
-    """Detect one face; return its 68 points (image pixels), pose and crop box as a JSON-ready dict.
-    With `preview`, write the crop with the points drawn beside the rendered landmark image."""
+    """Detect every face and choose one (the largest, or the face_index-th from the left); return
+    the chosen face's 68 points (image pixels), pose and crop box, and a summary of every face
+    (numbered from 0, left to right: the numbers `face=N` takes), as a JSON-ready dict. With
+    `preview`, write the chosen crop with the points drawn beside the rendered landmark image."""
     image = load_image(path)
-    face = detect_face(image, path, face_index)
+    faces = detect_all(image)
+    if not faces:
+        raise InputError(f"{path}: no face found")
+    face = pick_face(faces, face_index)
+    if face is None:
+        raise InputError(f"{path}: face {face_index} requested but only {len(faces)} found (numbered from 0, "
+                         "left to right)")
+    ordered = [pick_face(faces, i) for i in range(len(faces))]
     points = face.ibug68  # (68, 3) image pixels
     yaw, pitch, roll = head_pose(points).tolist()
     box = head_box(face.mesh, config.crop_scale, config.crop_shift)
@@ -35,4 +51,6 @@ def landmark_report(path: Path, face_index: int = 0, size: int = 256, preview: s
         "points68": np.round(points, 2).tolist(),
         "pose": {"yaw": round(yaw, 2), "pitch": round(pitch, 2), "roll": round(roll, 2)},
         "crop": {"cx": round(box.cx, 2), "cy": round(box.cy, 2), "side": round(box.side, 2)},
+        "face": next(i for i, f in enumerate(ordered) if f is face),
+        "faces": [_summary(f, i) for i, f in enumerate(ordered)],
     }

@@ -9,13 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marionette.config import override
+from marionette.config import Settings, at_least, between, override, text
 
 LEVELS = 5  # the target encoder halves the image five times (paper: five residual down blocks)
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Settings):
     """Sizes of the generator and the discriminator; level j means resolution image_size / 2**j."""
 
     image_size: int = 256  # side of the square input and output images, pixels (multiple of 32)
@@ -28,14 +28,16 @@ class ModelConfig:
     disc_channels: int = 64  # discriminator width at full resolution; doubles per halving (ours)
     disc_max_channels: int = 512  # cap on any discriminator width (ours)
 
+    RULES = dict(image_size=between(2 ** (LEVELS + 1), 1024), channels=between(1, 1024), max_channels=between(1, 4096),
+                 decoder_channels=between(1, 1024), attention_blocks=between(1, 16), attention_heads=between(1, 64),
+                 flow_max=between(0.01, 2), disc_channels=between(1, 1024), disc_max_channels=between(1, 4096))
+
     def __post_init__(self) -> None:
-        if self.image_size % 2**LEVELS or self.image_size < 2 ** (LEVELS + 1):
-            raise ValueError(f"image_size must be a multiple of {2**LEVELS} and at least {2 ** (LEVELS + 1)}, "
-                             f"got {self.image_size}")
+        super().__post_init__()
+        self.require(self.image_size % 2**LEVELS == 0, "image_size", f"must be a multiple of {2**LEVELS}")
         for width in (self.width(LEVELS - 1), self.width(LEVELS)):
-            if width % (4 * self.attention_heads):
-                raise ValueError(f"encoder width {width} at the blender must be a multiple of "
-                                 f"4 x attention_heads = {4 * self.attention_heads}")
+            self.require(width % (4 * self.attention_heads) == 0, "attention_heads",
+                         f"4 x attention_heads must divide the encoder width {width} at the blender")
 
     def width(self, level: int) -> int:
         """Encoder channels at `level` (resolution image_size / 2**level)."""
@@ -67,7 +69,7 @@ def model_config(name: str = "paper", overrides: list[str] | dict[str, Any] = ()
 
 
 @dataclass(frozen=True)
-class LossConfig:
+class LossConfig(Settings):
     """Weights of the objective's terms and where the perceptual networks' weights come from.
     Paths are .pth (torch.load, weights_only) or .safetensors state dicts in torchvision's layout;
     "random" and "none" are explicit choices to run without pretrained weights and log a warning."""
@@ -79,3 +81,7 @@ class LossConfig:
     face_perceptual_weight: float = 0.2  # VGG-Face perceptual term (ours: 1/5 of perceptual_weight, NeuralHead's ratio)
     perceptual_weights: str = "hub"  # VGG19 weights: "hub" (torch hub cache; downloads if online), a path, "random"
     face_weights: str = "none"  # VGG-Face weights (VGG16, features.N.*): a path, "random", or "none" (term off)
+
+    RULES = dict(adversarial_weight=at_least(0), feature_matching_weight=at_least(0), perceptual_weight=at_least(0),
+                 pixel_weight=at_least(0), face_perceptual_weight=at_least(0), perceptual_weights=text(),
+                 face_weights=text())

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from marionette.errors import InputError
+from marionette.errors import InputError, check_finite
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def load_weights(network: VGGFeatures, path: Path) -> VGGFeatures:
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    check_finite(state, path)
     wanted = network.state_dict()
     missing = [key for key in wanted if key not in state]
     if missing:

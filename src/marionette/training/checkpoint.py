@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 
 from marionette.config import from_dict, to_dict
 from marionette.data.config import PreprocessConfig
-from marionette.errors import InputError
+from marionette.errors import InputError, check_finite
 from marionette.media import UMASK, atomic_path
 from marionette.model.config import ModelConfig
 from marionette.model.generator import Generator
@@ -175,12 +175,15 @@ def load_checkpoint(path: Path, nets: Networks) -> int:
     try:
         weights = load_file(str(path / "weights.safetensors"))
         optimizer = load_file(str(path / "optimizer.safetensors"))
+        check_finite(weights, path / "weights.safetensors")
         for name, module in (("generator", nets.generator), ("discriminator", nets.discriminator), ("ema", nets.ema)):
             prefix = f"{name}."
             module.load_state_dict({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
         _join_optimizer(nets.opt_g, "g", optimizer, state["opt_g"])
         _join_optimizer(nets.opt_d, "d", optimizer, state["opt_d"])
         _set_rng_state(optimizer, state["rng"])
+    except InputError:
+        raise
     except Exception as e:  # safetensors, shape and key mismatches raise several types; all mean "cannot use it"
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise InputError(f"{path}: corrupt or mismatched checkpoint ({type(e).__name__}: {first[:200]})") from None
@@ -221,7 +224,11 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> Expo
         model = from_dict(ModelConfig, json.loads(metadata["model"]))
         preprocess = from_dict(PreprocessConfig, json.loads(metadata["preprocess"]))
         generator = Generator(model)
-        generator.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
+        check_finite(state, path)
+        generator.load_state_dict(state)
+    except InputError:
+        raise
     except Exception as e:  # missing file, bad header, wrong keys or shapes
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise InputError(f"{path}: cannot load generator export ({type(e).__name__}: {first[:200]})") from None

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marionette.config import from_dict, override, to_dict
+from marionette.config import MAX_SHOTS, SettingError, Settings, at_least, between, each, from_dict, override, to_dict
 from marionette.model.config import PRESETS as MODEL_PRESETS
 from marionette.model.config import LossConfig, ModelConfig, model_config
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Settings):
     steps: int = 500_000  # optimizer steps (one D step + one G step each); a rerun with more steps continues
     decay_steps: int = 0  # over the last decay_steps steps both learning rates fall linearly to 0 (pix2pix; 0 = off)
     batch_size: int = 8  # episodes per step, summed over all ranks
@@ -39,6 +39,12 @@ class TrainConfig:
     seed: int = 0  # seed of initialisation, episode order, frame choice and flips
     workers: int = 2  # DataLoader worker processes per rank
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard (needs the tensorboard package)
+
+    RULES = dict(steps=at_least(0), decay_steps=at_least(0), batch_size=between(1, 65536), k_max=between(1, MAX_SHOTS),
+                 lr_g=between(1e-9, 1), lr_d=between(1e-9, 1), betas=each(between(0, 0.9999), 2),
+                 ema_decay=between(0, 1), grad_clip=at_least(0), colour_jitter=between(0, 1), log_every=at_least(1),
+                 sample_every=at_least(1), val_every=at_least(0), val_episodes=at_least(1), val_k=between(1, MAX_SHOTS),
+                 checkpoint_every=at_least(1), keep_last=at_least(1), seed=at_least(0), workers=between(0, 256))
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -71,17 +77,14 @@ class RunConfig:
 def run_config(preset: str, overrides: list[str] = ()) -> RunConfig:
     """The preset with `key=value` (train), `model.key=value` and `loss.key=value` overrides."""
     if preset not in TRAIN_PRESETS or preset not in MODEL_PRESETS:
-        raise ValueError(f"unknown preset {preset!r} (known: {', '.join(TRAIN_PRESETS)})")
+        raise SettingError(f"--config {preset}: unknown preset (known: {', '.join(TRAIN_PRESETS)})")
     sections: dict[str, list[str]] = {"model": [], "loss": [], "train": []}
     for item in overrides:
         key = item.split("=", 1)[0]
         section, _, _ = key.rpartition(".")
         if section not in ("model", "loss", ""):
-            raise ValueError(f"override {item!r}: prefix must be model. or loss. (or none for training settings)")
+            raise SettingError(f"{item}: prefix must be model. or loss. (or none for training settings)")
         sections[section or "train"].append(item.split(".", 1)[1] if section else item)
     train = override(override(TrainConfig(), TRAIN_PRESETS[preset]), sections["train"])
-    if (train.batch_size < 1 or train.steps < 0 or train.decay_steps < 0 or not 1 <= train.k_max <= 8
-            or not 1 <= train.val_k <= 8):
-        raise ValueError("need batch_size >= 1, steps >= 0, decay_steps >= 0, 1 <= k_max <= 8 and 1 <= val_k <= 8")
     return RunConfig(preset=preset, model=model_config(preset, sections["model"]),
                      loss=override(LossConfig(), sections["loss"]), train=train)
