@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import av
@@ -99,6 +104,40 @@ def test_stale_temp_files_are_removed(dataset, tmp_path):
     assert not any(p.exists() for p in stale)
     assert manifest == dataset.manifest
     assert [c["clip_id"] for c in json.loads((root / "manifest.json").read_text())["clips"]] == GRID
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_kill_9_mid_build_then_rerun_gives_byte_identical_clips(dataset, tmp_path):
+    """kill -9 of the parent while its workers build clips: the workers die with it, a rerun builds
+    every clip, each byte-identical to an uninterrupted build, and no temporary is left."""
+    out = tmp_path / "ds"
+    command = [sys.executable, "-m", "marionette.cli", "preprocess", str(dataset.src), str(out), "--workers", "2",
+               "--quiet", "--set", f"max_frames={dataset.config.max_frames}"]
+    builder = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("clips/*.safetensors")) and builder.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the first clip is in place: the others are being built or saved
+    assert builder.poll() is None, "the build ended before it could be killed"
+    os.kill(builder.pid, signal.SIGKILL)  # the parent only: its workers must not outlive it
+    builder.wait()
+    deadline = time.monotonic() + 10
+    while _group_alive(builder.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _group_alive(builder.pid), "pool workers outlived their killed parent"
+    done = len(list(out.glob("clips/*.safetensors")))
+    assert 1 <= done < 4
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    rebuilt = {p.name: p.read_bytes() for p in sorted((out / "clips").rglob("*.safetensors"))}
+    reference = {p.name: p.read_bytes() for p in sorted((dataset.root / "clips").rglob("*.safetensors"))}
+    assert rebuilt.keys() == reference.keys() and rebuilt == reference
+    assert not [p for p in out.rglob("*") if ".partial-" in p.name]
 
 
 def test_other_config_is_refused(dataset):

@@ -14,6 +14,7 @@ from marionette.config import describe, override
 from marionette.data.config import PreprocessConfig
 from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError, os_error
+from marionette.outputs import check_file_output
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.landmark_transformer_config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
@@ -23,6 +24,8 @@ from marionette.training.config import TRAIN_PRESETS, TrainConfig
 def _landmarks(args: argparse.Namespace) -> None:
     from marionette.landmarks.preview import landmark_report
 
+    if args.out:
+        check_file_output(args.out, [args.image], args.overwrite)
     report = landmark_report(Path(args.image), face_index=args.face, size=args.size, preview=args.out)
     if args.json:
         print(json.dumps(report))
@@ -53,7 +56,8 @@ def _preprocess(args: argparse.Namespace) -> None:
 def _reenact(args: argparse.Namespace) -> None:
     from marionette.inference.pipeline import ReenactPipeline
 
-    pipeline = ReenactPipeline(override(ReenactConfig(), args.set), checkpoint=args.checkpoint)
+    config = override(ReenactConfig(), args.set + (["overwrite=true"] if args.overwrite else []))
+    pipeline = ReenactPipeline(config, checkpoint=args.checkpoint)
     stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet)
     print(f"{args.out}: {stats.frames} frames, renderer {pipeline.renderer_name}"
           + (f"; {stats.faceless} driver frames without a face held the last landmarks" if stats.faceless else ""))
@@ -72,10 +76,13 @@ def _fit_landmarks(args: argparse.Namespace) -> None:
     from marionette.landmark_transformer_fit import fit_landmark_transformer
 
     config = override(LandmarkTransformerConfig(), args.set)
+    out = Path(args.out).with_suffix(".safetensors")
+    for path in (out, out.with_suffix(".json")):
+        check_file_output(path, [args.dataset], args.overwrite)
     transformer = fit_landmark_transformer(Path(args.dataset), config, progress=not args.quiet)
     transformer.save(args.out)
     stats = transformer.stats
-    print(f"{Path(args.out).with_suffix('.safetensors')} (+ .json): {stats['frames']} frames of "
+    print(f"{out} (+ .json): {stats['frames']} frames of "
           f"{stats['identities']} identities ({config.split}); {stats['components']} expression components "
           f"({100 * stats['explained_variance']:.1f}% of l_exp); fitted in {stats['seconds']:.0f} s")
 
@@ -174,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="a photo, painting or illustration with a face")
     p.add_argument("--out", help="write a preview PNG: the crop with landmarks beside the landmark image")
     p.add_argument("--json", action="store_true", help="print the 68 points (x, y, z in image pixels) and pose as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing preview file")
     p.add_argument("--face", type=_count(-1, 15), default=-1, help="which face: -1 the largest, else numbered "
                    "from 0 left to right (--json lists them all)")
     p.add_argument("--size", type=_count(32, 1024), default=PreprocessConfig.size, help="crop size of the preview, pixels")
@@ -203,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="trained generator (inference export of `marionette train`) for the neural renderer "
                         "(default: none, so the training-free warp renderer is used)")
     p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (a file, or a folder of "
+                   "marionette's frames); the same as --set overwrite=true")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting listed below (repeat for more)")
@@ -218,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="settings (--set key=value):\n" + describe(LandmarkTransformerConfig))
     p.add_argument("dataset", help="dataset folder made by `marionette preprocess`")
     p.add_argument("--out", required=True, help="output FILE.safetensors (FILE.json is written beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing FILE.safetensors and FILE.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting listed below (repeat for more)")

@@ -84,14 +84,28 @@ def sweep_temporaries(path: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
+def _naming(path: Path, tmp: Path | None = None) -> Iterator[None]:
+    """OSErrors inside (those about `tmp`, if given) name `path`, the destination, not the
+    temporary beside it."""
+    try:
+        yield
+    except OSError as e:
+        if tmp is not None and e.filename is not None and not str(e.filename).startswith(str(tmp)):
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from None
+
+
+@contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_name(path), suffix=path.suffix)
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temporary_name(path), suffix=path.suffix)
     os.close(fd)
     try:
-        yield Path(tmp)
+        with _naming(path, Path(tmp)):
+            yield Path(tmp)
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp, path)
     finally:
@@ -104,10 +118,12 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `path`; if the block succeeds it becomes `path`,
     replacing what was there (which the caller has checked may go), else it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path)))
+    with _naming(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path)))
     try:
-        yield tmp
+        with _naming(path, tmp):
+            yield tmp
         tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700 folders
         if path.exists():  # moved aside first: at any moment either the old or the new folder is whole
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path)))
@@ -190,21 +206,21 @@ def decode_video(path: str | Path) -> Iterator[tuple[np.ndarray, Fraction | None
         packets = container.demux(stream)
         while True:
             try:
-                packet = next(packets)
+                packet: av.Packet | None = next(packets)
             except StopIteration:
                 break
-            except av.FFmpegError as e:  # the container breaks off: keep what was decoded
-                failed = e
-                break
+            except av.FFmpegError as e:  # the container breaks off: drain the decoder, keep what it had
+                failed, packet = e, None
             try:
-                frames = packet.decode()
+                frames = stream.decode(packet)
             except av.FFmpegError as e:  # a corrupt packet: skip it
-                failed = e
-                continue
+                failed, frames = e, []
             for frame in frames:
                 decoded += 1
                 at = frame.pts * frame.time_base if frame.pts is not None and frame.time_base else None
                 yield frame.to_ndarray(format="rgb24"), (Fraction(at) if at is not None else None)
+            if packet is None:
+                break
     if failed is not None and decoded == 0:
         raise InputError(f"{path}: corrupt or unreadable video ({failed})")
 

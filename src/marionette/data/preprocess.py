@@ -30,6 +30,7 @@ from marionette.landmarks.crop import CropBox, crop_image, head_box, smooth_boxe
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
+from marionette.outputs import check_work_folder
 from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_frames, list_image_sequence, probe_video
 
 
@@ -171,6 +172,7 @@ def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2,
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise InputError(f"{src}: not a folder")
+    check_work_folder(out, [src], ("manifest.json", "clips", "failures.jsonl"), "dataset")
     if (out / "manifest.json").is_file() and Manifest.load(out).config != config:
         raise InputError(f"{out}: dataset was built with other settings (see its manifest.json); use a new folder")
     out.mkdir(parents=True, exist_ok=True)

@@ -27,6 +27,7 @@ from marionette.config import MAX_SHOTS, Settings, at_least, between, each, one_
 from marionette.data.manifest import SPLITS, Manifest, clip_path
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
+from marionette.outputs import check_work_folder
 from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.metrics import MODES, Sample, Tools, measure_sample, metrics_for
@@ -125,11 +126,8 @@ def _done(path: Path) -> set[tuple[str, int, str, int]]:
 def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionConfig = ExpressionConfig(),
              episodes_csv: Path | None = None, progress: bool = True) -> Path:
     """Run (or resume) an evaluation into `out`; returns the markdown report's path."""
+    check_work_folder(out, [data], (RESULTS, EPISODES, SETTINGS), "evaluation report")
     manifest = Manifest.load(data)
-    if bad := [m for m in config.modes if m not in MODES]:
-        raise InputError(f"mode {bad[0]!r}: expected one of {', '.join(MODES)}")
-    if config.cross_mode not in DRIVE_MODES:
-        raise InputError(f"cross_mode {config.cross_mode!r}: expected one of {', '.join(DRIVE_MODES)}")
     size = manifest.config.size
     renderers: dict[str, Renderer] = {name: make_renderer(name, size, config.checkpoint) for name in config.renderers}
     tools = Tools(config.arcface, expression)

@@ -9,6 +9,7 @@ import numpy as np
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmarks.preview import landmark_report
 from marionette.media import iter_video, save_image
+from marionette.outputs import check_work_folder
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets"
 TARGET = ASSETS / "faces" / "02_grace_hopper.jpg"
@@ -17,15 +18,16 @@ DRIVER = ASSETS / "videos" / "grid_lbax4n.mp4"
 
 def run_demo(out: Path, progress: bool = True) -> list[Path]:
     """Write the target's landmark preview, the reenacted portrait, a side-by-side video
-    (driver | target | result) and a PNG of three of its frames."""
-    out.mkdir(parents=True, exist_ok=True)
+    (driver | target | result) and a PNG of three of its frames. A rerun replaces these files;
+    a folder holding other files is refused."""
     preview = out / "landmarks.png"
+    result, side, frames = out / "result.mp4", out / "side_by_side.mp4", out / "frames.png"
+    check_work_folder(out, [], tuple(p.name for p in (result, side, frames, preview)), "demo folder")
+    out.mkdir(parents=True, exist_ok=True)
     landmark_report(TARGET, preview=preview)
-    result, side = out / "result.mp4", out / "side_by_side.mp4"
-    ReenactPipeline(ReenactConfig()).run([str(TARGET)], str(DRIVER), result, progress=progress)
-    stats = ReenactPipeline(ReenactConfig(side_by_side=True, paste_back=False)).run(
+    ReenactPipeline(ReenactConfig(overwrite=True)).run([str(TARGET)], str(DRIVER), result, progress=progress)
+    stats = ReenactPipeline(ReenactConfig(side_by_side=True, paste_back=False, overwrite=True)).run(
         [str(TARGET)], str(DRIVER), side, progress=progress)
     picks = {stats.frames // 4, stats.frames // 2, 3 * stats.frames // 4}
-    frames = out / "frames.png"
     save_image(frames, np.concatenate([f for i, f in enumerate(iter_video(side)) if i in picks], axis=0))
     return [preview, result, side, frames]

@@ -4,7 +4,6 @@ output writers (H.264 mp4 with the driver's audio, GIF, PNG frames), all written
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,8 @@ from marionette.media import (
     IMAGE_EXTS, VIDEO_EXTS, atomic_folder, atomic_path, decode_video, list_image_sequence, load_image, probe_video,
     save_image, sweep_temporaries,
 )
-from marionette.provenance import MOV_MUXER_OPTIONS, TAG_KEY, gif_comment, png_info
+from marionette.outputs import output_kind
+from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info
 
 MILLISECOND = Fraction(1, 1000)  # time base of timed (live) frames
 
@@ -125,64 +125,6 @@ def _webcam(index: int) -> Iterator[tuple[np.ndarray, Fraction]]:
             yield frame[..., ::-1].copy(), Fraction(round(1000 * (time.perf_counter() - start)), 1000)
     finally:
         capture.release()
-
-
-OUTPUT_KINDS = ("mp4", "mov", "mkv", "gif", "png")
-FRAME_NAME = re.compile(r"\d{6}\.png")  # names of the frames a PNG-folder output holds
-
-
-def output_kind(path: Path) -> str:
-    """mp4, mov, mkv, gif, or png (a folder of PNG frames: a path without a suffix)."""
-    kind = "png" if path.suffix == "" else path.suffix.lower().lstrip(".")
-    if kind not in OUTPUT_KINDS:
-        raise InputError(f"{path}: unsupported output (use .mp4, .mov, .mkv, .gif or a folder for PNG frames)")
-    return kind
-
-
-def _is_marionette_frame(path: Path) -> bool:
-    if not (path.is_file() and FRAME_NAME.fullmatch(path.name)):
-        return False
-    try:
-        with Image.open(path) as im:
-            return TAG_KEY in im.info
-    except (OSError, ValueError, SyntaxError):
-        return False
-
-
-def check_output(out: str | Path, inputs: list[str], overwrite: bool = False) -> None:
-    """Refuse, with one line, an output path whose writing would destroy anything the user has: an
-    input file or folder, the current folder, a folder holding files the run did not write, an
-    existing folder where a file is asked for, or (without `overwrite`) an existing output."""
-    out = Path(out)
-    kind = output_kind(out)
-    target = out.resolve()
-    if target == Path.cwd().resolve() or target == Path(target.anchor):
-        raise InputError(f"{out}: is the current or root folder; give a new folder for the frames")
-    for spec in inputs:
-        if not spec.isdigit() and Path(spec).exists() and Path(spec).resolve() == target:
-            raise InputError(f"{out}: is an input ({spec}); choose another output")
-    for parent in out.absolute().parents:  # the nearest existing ancestor must be a folder
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"{parent}: is not a folder, so {out} cannot be written")
-            break
-    if not out.exists() and not out.is_symlink():
-        return
-    if kind != "png":
-        if out.is_dir():
-            raise InputError(f"{out}: is a folder; give a file name (.mp4, .mov, .mkv or .gif)")
-        if not overwrite:
-            raise InputError(f"{out}: exists; set overwrite=true to replace it")
-        return
-    if not out.is_dir() or out.is_symlink():
-        raise InputError(f"{out}: exists and is not a folder; give a new folder for the frames")
-    entries = list(out.iterdir())
-    if not entries:
-        return
-    if not all(_is_marionette_frame(e) for e in entries):
-        raise InputError(f"{out}: folder holds files marionette did not write; give a new or empty folder")
-    if not overwrite:
-        raise InputError(f"{out}: holds marionette frames from an earlier run; set overwrite=true to replace them")
 
 
 class FrameWriter:

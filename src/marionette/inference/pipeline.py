@@ -29,7 +29,7 @@ from marionette.config import MAX_SHOTS, Settings, at_least, between, off_or, on
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.driving import DriverReference, Driving
-from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, check_output, open_driver
+from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.neural import NeuralRenderer, Renderer
 from marionette.inference.warp import WarpRenderer
@@ -37,6 +37,7 @@ from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmark_transformer_config import MODES
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
+from marionette.outputs import check_media_output
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.provenance import Watermark, container_tags
 
@@ -256,8 +257,8 @@ class ReenactPipeline:
 
     def run(self, targets: list[str], driver: str, out: str | Path, progress: bool = True) -> RunStats:
         """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif or a PNG folder). `out`
-        may not be an input, nor anything that holds the user's files (see check_output)."""
-        check_output(out, [*targets, driver], self.config.overwrite)
+        may not be an input, nor anything that holds the user's files (see marionette.outputs)."""
+        check_media_output(out, [*targets, driver], self.config.overwrite)
         self.set_targets(targets)
         source = open_driver(driver)
         stats = RunStats()

@@ -62,6 +62,7 @@ class FaceMesh:
     """MediaPipe face mesh. `video=True` tracks across consecutive frames (faster, steadier)."""
 
     def __init__(self, video: bool = False, max_faces: int = 4, min_confidence: float = 0.5):
+        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings (e.g. its feedback manager's)
         import mediapipe as mp  # imported here: loading it costs ~1 s and most commands need it once
 
         with _native_stderr_silenced():

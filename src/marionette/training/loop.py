@@ -33,6 +33,7 @@ from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset
 from marionette.data.manifest import Manifest
 from marionette.errors import InputError
+from marionette.outputs import check_work_folder
 from marionette.media import atomic_path, save_image
 from marionette.model import Discriminator, Generator, build_objective
 from marionette.training import distributed
@@ -113,6 +114,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
     if t.batch_size % world:
         raise InputError(f"batch_size {t.batch_size} is not divisible by the {world} processes")
     use_autocast = t.autocast and device.type == "cuda"
+    check_work_folder(run, [data], ("config.json", "checkpoints", "stats.jsonl"), "training run")
     preprocess = Manifest.load(data).config  # missing dataset: one-line InputError
     if preprocess.size != config.model.image_size:
         raise InputError(f"{data}: crops are {preprocess.size} px but the model needs {config.model.image_size} px "
@@ -122,6 +124,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
         check_same_run(json.loads((run / "config.json").read_text())["config"], config, run)
     if checkpoints:
         check_same_run(read_state(checkpoints[-1])["config"], config, run)
+    distributed.barrier()  # every rank has checked the run folder before rank 0 writes in it
     if distributed.is_main():
         run.mkdir(parents=True, exist_ok=True)
         for path in remove_partial(run):

@@ -1,0 +1,96 @@
+"""Where a command may write: checks made before any work starts, so that no output ever destroys
+what a user has. Refused (one line): an output that is an input, the current or root folder, a
+folder holding files marionette did not write, a folder where a file is asked for (or the
+reverse), a path under a file, and an existing output without overwrite."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from marionette.errors import InputError
+from marionette.provenance import TAG_KEY
+
+MEDIA_OUTPUTS = ("mp4", "mov", "mkv", "gif", "png")
+FRAME_NAME = re.compile(r"\d{6}\.png")  # names of the frames a PNG-folder output holds
+
+
+def output_kind(path: Path) -> str:
+    """mp4, mov, mkv, gif, or png (a folder of PNG frames: a path without a suffix)."""
+    kind = "png" if path.suffix == "" else path.suffix.lower().lstrip(".")
+    if kind not in MEDIA_OUTPUTS:
+        raise InputError(f"{path}: unsupported output (use .mp4, .mov, .mkv, .gif or a folder for PNG frames)")
+    return kind
+
+
+def _is_marionette_frame(path: Path) -> bool:
+    if not (path.is_file() and FRAME_NAME.fullmatch(path.name)):
+        return False
+    try:
+        with Image.open(path) as im:
+            return TAG_KEY in im.info
+    except (OSError, ValueError, SyntaxError):
+        return False
+
+
+def _check_place(out: Path, inputs: list[str | Path]) -> None:
+    """`out` is not an input, not the current or root folder, and not under a file."""
+    target = out.resolve()
+    if target == Path.cwd().resolve() or target == Path(target.anchor):
+        raise InputError(f"{out}: is the current or root folder; give a new folder")
+    for spec in inputs:
+        path = Path(spec)
+        if not str(spec).isdigit() and path.exists() and path.resolve() == target:
+            raise InputError(f"{out}: is an input ({spec}); choose another output")
+    for parent in out.absolute().parents:  # the nearest existing ancestor must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{parent}: is not a folder, so {out} cannot be written")
+            return
+
+
+def check_file_output(out: str | Path, inputs: list[str | Path], overwrite: bool = False) -> None:
+    """A single output file: refused where it would destroy anything (see the module docstring)."""
+    out = Path(out)
+    _check_place(out, inputs)
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give a file name")
+    if out.exists() and not overwrite:
+        raise InputError(f"{out}: exists; pass overwrite to replace it")
+
+
+def check_media_output(out: str | Path, inputs: list[str | Path], overwrite: bool = False) -> None:
+    """A reenactment output: a video or GIF file, or a folder of PNG frames, which may replace an
+    existing one only with `overwrite` and only when it holds nothing but marionette's frames."""
+    out = Path(out)
+    if output_kind(out) != "png":
+        check_file_output(out, inputs, overwrite)
+        return
+    _check_place(out, inputs)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise InputError(f"{out}: exists and is not a folder; give a new folder for the frames")
+    entries = list(out.iterdir())
+    if not entries:
+        return
+    if not all(_is_marionette_frame(e) for e in entries):
+        raise InputError(f"{out}: folder holds files marionette did not write; give a new or empty folder")
+    if not overwrite:
+        raise InputError(f"{out}: holds marionette frames from an earlier run; set overwrite=true to replace them")
+
+
+def check_work_folder(out: str | Path, inputs: list[str | Path], markers: tuple[str, ...], what: str) -> None:
+    """A folder a command builds and resumes (a dataset, a run, a report): new, empty, or already
+    one of its kind (it holds one of `markers`); never an input or a folder of other files."""
+    out = Path(out)
+    _check_place(out, inputs)
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise InputError(f"{out}: is not a folder")
+    if any(out.iterdir()) and not any((out / m).exists() for m in markers):
+        raise InputError(f"{out}: folder holds other files and no {markers[0]}, so it is not a marionette {what}; "
+                         "give a new or empty folder")
