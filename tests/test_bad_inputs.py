@@ -270,7 +270,7 @@ def export_with(path: Path, change: Callable[[dict[str, torch.Tensor]], None]) -
     from marionette.data.config import PreprocessConfig
     from marionette.model.config import model_config
     from marionette.model.generator import Generator
-    from marionette.training.checkpoint import export_generator
+    from marionette.inference.export import export_generator
 
     torch.manual_seed(0)
     generator = Generator(model_config("tiny"))

@@ -100,7 +100,7 @@ def test_neural_without_checkpoint_is_a_one_line_error(small, tmp_path, capsys):
     root, _ = small
     assert main(["evaluate", "--data", str(root), "--out", str(tmp_path / "r"), "--renderers", "neural"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "marionette: error: renderer neural: no trained checkpoint given (--checkpoint)"
+    assert err == "marionette: error: renderer neural needs a trained generator (--checkpoint)"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is not None, reason="onnxruntime is installed")

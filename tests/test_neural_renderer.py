@@ -70,7 +70,7 @@ def test_reenact_with_an_exported_generator(tmp_path) -> None:
     from marionette.errors import InputError
     from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
     from marionette.provenance import verify
-    from marionette.training.checkpoint import export_generator
+    from marionette.inference.export import export_generator
 
     torch.manual_seed(0)
     config = model_config("tiny")

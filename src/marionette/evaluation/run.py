@@ -31,9 +31,9 @@ from marionette.outputs import check_work_folder
 from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.metrics import MODES, Sample, Tools, measure_sample, metrics_for
-from marionette.evaluation.renderers import RENDERERS, Renderer, make_renderer
 from marionette.evaluation.report import write_report
 from marionette.inference.driving import Driving
+from marionette.inference.renderers import RENDERERS, Renderer, make_renderer
 from marionette.landmark_transformer import LandmarkTransformer
 from marionette.landmark_transformer_config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox

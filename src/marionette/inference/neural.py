@@ -8,31 +8,16 @@ generator's colours drift, matched in colour to the targets before it is pasted 
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import cv2
 import numpy as np
 import torch
 
+from marionette.data.config import PreprocessConfig
 from marionette.data.episodes import to_tensor
 from marionette.errors import InputError
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.model.generator import Generator, TargetCache
-
-
-class Renderer(Protocol):
-    """What draws a frame: `reenact` and `evaluate` call every renderer the same way."""
-
-    name: str
-
-    def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
-        """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set)."""
-        ...
-
-    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
-        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
-        ...
 
 
 def face_mask(mesh: np.ndarray, size: int) -> np.ndarray:
@@ -55,8 +40,9 @@ class NeuralRenderer:
     name = "neural"
 
     def __init__(self, generator: Generator, crop_size: int, device: torch.device | str = "cpu",
-                 source: str = "the generator"):
+                 source: str = "the generator", preprocess: PreprocessConfig = PreprocessConfig()):
         self.generator = generator.eval().to(device)
+        self.preprocess = preprocess  # how its training crops were made: inference crops must match
         self.source = source  # names the weights in errors
         self.device = torch.device(device)
         self.model_size = generator.config.image_size

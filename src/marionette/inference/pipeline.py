@@ -31,8 +31,8 @@ from marionette.errors import InputError
 from marionette.inference.driving import DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
-from marionette.inference.neural import NeuralRenderer, Renderer
-from marionette.inference.warp import WarpRenderer
+from marionette.inference.neural import NeuralRenderer
+from marionette.inference.renderers import Renderer, make_renderer
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmark_transformer_config import MODES
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
@@ -42,7 +42,7 @@ from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.provenance import Watermark, container_tags
 
 
-RENDERERS = ("auto", "neural", "warp")
+RENDERERS = ("auto", "neural", "warp")  # reenact's choices (copy is only a baseline of evaluation)
 log = logging.getLogger(__name__)
 
 
@@ -141,22 +141,16 @@ class ReenactPipeline:
                 os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("preview=true needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
         self.config = config
-        self.crop = PreprocessConfig()
-        if config.renderer == "neural" or (config.renderer == "auto" and checkpoint is not None):
-            if checkpoint is None:
-                raise InputError("renderer neural needs a trained checkpoint (--checkpoint)")
-            from marionette.training.checkpoint import load_generator
-
-            export = load_generator(checkpoint)
-            self.crop = export.preprocess
+        name = config.renderer if config.renderer != "auto" else "neural" if checkpoint is not None else "warp"
+        if config.renderer == "auto" and name == "warp":
+            log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
+        if name == "neural":
             # measured (tiny preset, 2 cores): 17 ms per frame with 1 thread, 1.4 s with 2, as torch's
             # worker threads fight MediaPipe's and the decoder's for the same cores
             torch.set_num_threads(config.torch_threads)
-            self.renderer: Renderer = NeuralRenderer(export.generator, config.size, source=str(checkpoint))
-        else:
-            if config.renderer == "auto":
-                log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
-            self.renderer = WarpRenderer(config.size)
+        self.renderer: Renderer = make_renderer(name, config.size, checkpoint)
+        # crops as the renderer needs them: a generator's are those it was trained on
+        self.crop = self.renderer.preprocess if isinstance(self.renderer, NeuralRenderer) else PreprocessConfig()
         transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None
         self.driving = Driving(transformer, config.mode, config.alpha, config.size)
         self.targets: list[Target] = []

@@ -7,10 +7,7 @@ RUN/checkpoints/step_000001000/ holds
                          python RNG states
 A checkpoint folder is written under a hidden temporary name and renamed into place, so a crash
 or a failed save never leaves a half-written checkpoint; the last `keep_last` are kept.
-
-The inference export is one safetensors file: the EMA generator's weights, with the model config,
-the dataset's preprocessing config and the step as JSON in its header metadata. `load_generator`
-reads it with no pickle.
+The inference export (the EMA generator) is written by inference/export.py.
 """
 
 from __future__ import annotations
@@ -27,19 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from marionette.config import from_dict, to_dict
-from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError, check_finite
-from marionette.media import UMASK, atomic_path
-from marionette.model.config import ModelConfig
-from marionette.model.generator import Generator
+from marionette.media import UMASK
 from marionette.training.config import RunConfig
 
 CHECKPOINT = re.compile(r"step_(\d{9})")
-EXPORT_FORMAT = "marionette.generator/1"
 
 
 @dataclass
@@ -188,49 +179,3 @@ def load_checkpoint(path: Path, nets: Networks) -> int:
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise InputError(f"{path}: corrupt or mismatched checkpoint ({type(e).__name__}: {first[:200]})") from None
     return int(state["step"])
-
-
-@dataclass(frozen=True)
-class ExportedGenerator:
-    """An inference export, loaded: the EMA generator (eval mode) and what it was trained with."""
-
-    generator: Generator
-    model: ModelConfig
-    preprocess: PreprocessConfig  # crops at inference must be made with these settings
-    step: int
-
-
-def export_generator(path: Path, ema: torch.nn.Module, model: ModelConfig, preprocess: PreprocessConfig,
-                     step: int) -> None:
-    """Write the EMA generator's weights with configs in the header metadata, atomically."""
-    metadata = {"format": EXPORT_FORMAT, "model": json.dumps(to_dict(model)),
-                "preprocess": json.dumps(to_dict(preprocess)), "step": str(step)}
-    tensors = {k: v.detach().cpu().contiguous() for k, v in ema.state_dict().items()}
-    try:
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
-    except OSError as e:
-        raise InputError(f"{path}: cannot write the generator export ({e})") from None
-
-
-def load_generator(path: str | Path, device: str | torch.device = "cpu") -> ExportedGenerator:
-    """Load an inference export (no pickle); a wrong or corrupt file is a one-line InputError."""
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-        if metadata.get("format") != EXPORT_FORMAT:
-            raise ValueError(f"not a generator export (format {metadata.get('format')!r}, want {EXPORT_FORMAT!r})")
-        model = from_dict(ModelConfig, json.loads(metadata["model"]))
-        preprocess = from_dict(PreprocessConfig, json.loads(metadata["preprocess"]))
-        generator = Generator(model)
-        state = load_file(str(path))
-        check_finite(state, path)
-        generator.load_state_dict(state)
-    except InputError:
-        raise
-    except Exception as e:  # missing file, bad header, wrong keys or shapes
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise InputError(f"{path}: cannot load generator export ({type(e).__name__}: {first[:200]})") from None
-    return ExportedGenerator(generator=generator.to(device).eval(), model=model, preprocess=preprocess,
-                             step=int(metadata["step"]))

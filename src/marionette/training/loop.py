@@ -37,7 +37,8 @@ from marionette.outputs import check_work_folder
 from marionette.media import atomic_path, save_image
 from marionette.model import Discriminator, Generator, build_objective
 from marionette.training import distributed
-from marionette.training.checkpoint import (Networks, export_generator, list_checkpoints, load_checkpoint,
+from marionette.inference.export import export_generator
+from marionette.training.checkpoint import (Networks, list_checkpoints, load_checkpoint,
                                             read_state, remove_partial, save_checkpoint)
 from marionette.training.config import RunConfig, TrainConfig
 from marionette.training.validation import Validator, plot_validation

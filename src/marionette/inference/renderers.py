@@ -1,0 +1,66 @@
+"""Renderers: what draws the face crop for a driven mesh. `reenact` and `evaluate` call every
+renderer the same way, through ReenactPipeline:
+
+  warp    the training-free piecewise-affine warp of the target photo (inference/warp.py)
+  neural  the MarioNETte generator of an inference export (inference/neural.py)
+  copy    evaluation's baseline: the target frame whose head pose is nearest the driven pose,
+          unchanged (a result must beat it: it has the target's identity and texture, not the motion)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from marionette.errors import InputError
+from marionette.landmarks.layout import mesh_to_ibug68
+from marionette.landmarks.pose import head_pose
+
+RENDERERS = ("warp", "neural", "copy")
+
+
+class Renderer(Protocol):
+    """What draws a frame."""
+
+    name: str
+
+    def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
+        """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set)."""
+        ...
+
+    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
+        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
+        ...
+
+
+class CopyRenderer:
+    name = "copy"
+
+    def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
+        self.crops = crops
+        self.poses = head_pose(mesh_to_ibug68(meshes))  # (K, 3)
+
+    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
+        pose = head_pose(mesh_to_ibug68(driven_mesh))  # (3,)
+        return self.crops[int(np.abs(self.poses - pose).sum(-1).argmin())]
+
+
+def make_renderer(name: str, size: int, checkpoint: str | Path | None = None) -> Renderer:
+    """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint`."""
+    if name == "warp":
+        from marionette.inference.warp import WarpRenderer
+
+        return WarpRenderer(size)
+    if name == "neural":
+        if checkpoint is None:
+            raise InputError("renderer neural needs a trained generator (--checkpoint)")
+        from marionette.inference.export import load_generator
+        from marionette.inference.neural import NeuralRenderer
+
+        export = load_generator(checkpoint)
+        return NeuralRenderer(export.generator, size, source=str(checkpoint), preprocess=export.preprocess)
+    if name == "copy":
+        return CopyRenderer()
+    raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
