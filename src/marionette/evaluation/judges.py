@@ -4,9 +4,10 @@ ours (offline stand-in, the default): dlib's 128-d face-recognition ResNet (the
 face_recognition_models package), run by our torch port (identity.py; parity with dlib's
 compute_face_descriptor within 1e-5). The face is found with dlib's HOG detector (falling back to
 the box of the face mesh when it finds none) and its 5 landmarks with dlib's 5-point shape
-predictor; the 150x150 chip (padding 0.25) and the network are ours, reproducing dlib's. ArcFace runs when the user gives its ONNX
-file (an insightface-style model: 112x112 RGB aligned to the standard 5-point template, pixels
-(x - 127.5) / 127.5, NCHW); it needs the optional onnxruntime package.
+predictor; the 150x150 chip (padding 0.25) and the network are ours, reproducing dlib's.
+ArcFace runs when the user gives its ONNX file (an insightface-style model: 112x112 RGB aligned to
+the standard 5-point template, pixels (x - 127.5) / 127.5, NCHW); it needs the optional
+onnxruntime package.
 """
 
 from __future__ import annotations
