@@ -169,6 +169,7 @@ def test_identity_score_and_separation_on_known_embeddings():
     result = separation(found)
     assert result.auc == 1.0 and result.identities == 4
     assert result.same_pairs == 4 * 2 * 1 and result.different_pairs == 8 * 7 - 8
+    assert result.same_pairs_other_clip == 0 and np.isnan(result.auc_other_clip)  # one clip per identity
 
 
 def test_pose_and_expression_against_the_driven_landmarks(face, tools):

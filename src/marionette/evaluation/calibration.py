@@ -13,7 +13,8 @@ The references use `frames` evenly spaced frames of every clip of the dataset (a
 How well the score separates people is measured on the dataset itself (`separation`): the
 frames of each clip alternate between a reference half (the references) and a test half; every
 ordered pair (a, b) of distinct test frames is scored against b's identity; ROC AUC of same-person
-vs different-person pairs. `python -m marionette.evaluation.calibration DATASET` prints it.
+vs different-person pairs (and with same-person pairs from different clips only, the harder
+case). `python -m marionette.evaluation.calibration DATASET` prints it.
 """
 
 from __future__ import annotations
@@ -106,7 +107,9 @@ def roc_auc(positive: np.ndarray, negative: np.ndarray) -> float:
 class Separation:
     auc: float  # ROC AUC of the calibrated score, same- vs different-person pairs of the test half
     auc_cosine: float  # the same for the raw cosine
+    auc_other_clip: float  # the score's AUC with same-person pairs from different clips only (nan: none)
     same_pairs: int
+    same_pairs_other_clip: int
     different_pairs: int
     identities: int
 
@@ -118,16 +121,19 @@ def separation(found: list[FrameEmbedding]) -> Separation:
     if len(test) < 2:
         raise InputError("too few frames with a face to measure how the identity score separates people")
     cos, ids = _cosines(test)
+    clips = np.array([f.clip for f in test])
     pairs = ~np.eye(len(test), dtype=bool)
     same = (ids[:, None] == ids[None, :]) & pairs
+    other_clip = same & (clips[:, None] != clips[None, :])
     different = (ids[:, None] != ids[None, :]) & pairs
     if not same.any() or not different.any():
         raise InputError("identity separation needs two identities, one with two test frames")
     same_ref = np.array([refs[i].same for i in ids])[None]  # (1, N): b's references
     different_ref = np.array([refs[i].different for i in ids])[None]
     score = identity_score(cos, same_ref, different_ref)  # (N, N): a's cosine to b against b's references
-    return Separation(roc_auc(score[same], score[different]), roc_auc(cos[same], cos[different]),
-                      int(same.sum()), int(different.sum()), len(set(ids)))
+    auc_other_clip = roc_auc(score[other_clip], score[different]) if other_clip.any() else float("nan")
+    return Separation(roc_auc(score[same], score[different]), roc_auc(cos[same], cos[different]), auc_other_clip,
+                      int(same.sum()), int(other_clip.sum()), int(different.sum()), len(set(ids)))
 
 
 def main(argv: list[str] | None = None) -> None:

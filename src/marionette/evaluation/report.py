@@ -48,7 +48,8 @@ def _calibration_line(out: Path) -> list[str]:
     record = json.loads(path.read_text())
     sep = record["separation"]
     how = (f"it separates same- from different-person pairs of the dataset with ROC AUC {sep['auc']:.3f} "
-           f"(raw cosine {sep['auc_cosine']:.3f}; {sep['same_pairs']} same / {sep['different_pairs']} "
+           f"(raw cosine {sep['auc_cosine']:.3f}; same person in different clips only: {sep['auc_other_clip']:.3f}; "
+           f"{sep['same_pairs']} same ({sep['same_pairs_other_clip']} across clips) / {sep['different_pairs']} "
            f"different ordered pairs of held-out frames, {sep['identities']} identities)"
            if "auc" in sep else sep["not_measured"])
     return [f"- identity score: CSIM placed between the target identity's different-person (0) and "
