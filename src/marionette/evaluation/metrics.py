@@ -32,6 +32,7 @@ import torch
 from marionette.evaluation.calibration import Reference, identity_score
 from marionette.evaluation.expression import ExpressionConfig, eye_ratio, gaze_offset, indicators
 from marionette.evaluation.judges import IdentityJudge, cosine, make_judge
+from marionette.evaluation.temporal import flicker, jumps, landmark_jitter
 from marionette.landmarks.layout import LEFT_EYE, MOUTH, RIGHT_EYE, inter_ocular, mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
 from marionette.model.vgg import load_vgg19_normalised
@@ -58,6 +59,9 @@ class Sample:
     truth_key: str | None = None  # cache key of the truth's identity embedding
     target_keys: tuple[str, ...] = ()  # cache keys of the targets' identity embeddings
     identity_reference: Reference | None = None  # the target identity's references (calibration.py)
+    # video evaluation (`evaluate --videos`): the result over the whole driver clip, frame by frame
+    output_frames: np.ndarray | None = None  # (F, S, S, 3), one per frame of driver_clip_meshes
+    output_frame_meshes: tuple[np.ndarray | None, ...] = ()  # F face meshes measured on them (None: no face)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -351,6 +355,11 @@ def _gaze_error(s: Sample, t: Tools) -> Value:
     return float(np.linalg.norm(gaze_offset(s.output_mesh) - gaze_offset(s.driver_mesh)))
 
 
+def _temporal(fn: Callable[[Sample], float | None]) -> Callable[[Sample, Tools], Value]:
+    """A measure of the result's video, for samples that have one."""
+    return lambda s, t: None if s.output_frames is None else fn(s)
+
+
 def _when_face(fn: Callable[[np.ndarray, np.ndarray], float], reference: str) -> Callable[[Sample, Tools], Value]:
     """A landmark measure of the output's mesh against the sample's `reference` mesh field."""
     return lambda s, t: None if s.output_mesh is None else fn(s.output_mesh, getattr(s, reference))
@@ -405,6 +414,14 @@ for _metric in (
            _expression_coefficients, reduce=paired_correlation),
     Metric("nme", ("cross",), False, "68-point landmark error of the result vs the transformed driver "
            "landmarks, / inter-ocular distance", _when_face(landmark_nme, "driven_mesh")),
+    Metric("landmark_jitter", MODES, False, "video: mean landmark acceleration of the result minus the "
+           "driver's, inter-ocular units per frame^2 (0 = as smooth as the driver)",
+           _temporal(lambda s: landmark_jitter(s.output_frame_meshes, s.driver_clip_meshes))),
+    Metric("flicker", MODES, False, "video: mean absolute frame-to-frame change outside the face, [0, 1] units",
+           _temporal(lambda s: flicker(s.output_frames, s.output_frame_meshes))),
+    Metric("jumps", MODES, False, "video: frames whose change from the previous one exceeds 4x the video's "
+           "median change (cuts, e.g. a switch to another target frame), per video",
+           _temporal(lambda s: float(jumps(s.output_frames)))),
     Metric("face_found", MODES, True, "fraction of results in which the face mesh finds a face",
            lambda s, t: float(s.output_mesh is not None)),
 ):
