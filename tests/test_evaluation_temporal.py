@@ -17,7 +17,8 @@ TEMPORAL = ["landmark_jitter", "flicker", "jumps"]
 def face(hopper):
     image, found = hopper
     scale = 128 / max(image.shape[:2])
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), found.mesh.astype(np.float64) * scale
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return small, found.mesh.astype(np.float64) * scale
 
 
 STEP = 0.25  # pixels a frame
