@@ -97,3 +97,35 @@ def test_vgg_face_from_path(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "vgg_face.pth")
     net = load_vgg_face(str(tmp_path / "vgg_face.pth"))
     assert torch.equal(net.state_dict()["features.24.weight"], state["features.24.weight"])
+
+
+def test_shipped_normalised_vgg19_equals_its_style_transfer_layout() -> None:
+    """load_vgg19_normalised (colour conv folded into conv1_1, reflection padding, ceil-mode pools)
+    gives the features of the file's own network, written out as its SOURCES.md describes."""
+    import importlib.resources
+
+    from safetensors.torch import load_file
+    from torch import nn
+
+    from marionette.model.vgg import VGG19_NORMALISED_ASSET, load_vgg19_normalised
+
+    with importlib.resources.as_file(importlib.resources.files("marionette") / "assets" / VGG19_NORMALISED_ASSET) as p:
+        state = load_file(str(p))
+
+    def conv(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3), nn.ReLU()]
+
+    reference = nn.Sequential(nn.Conv2d(3, 3, 1), *conv(3, 64), *conv(64, 64), nn.MaxPool2d(2, 2, ceil_mode=True),
+                              *conv(64, 128), *conv(128, 128), nn.MaxPool2d(2, 2, ceil_mode=True), *conv(128, 256))
+    reference.load_state_dict(state)
+    image = torch.rand(2, 3, 37, 45, generator=torch.Generator().manual_seed(0))  # odd sizes: ceil-mode pools
+    expected, x = [], image
+    for index, layer in enumerate(reference):
+        x = layer(x)
+        if index in (3, 10, 17):  # relu1_1, relu2_1, relu3_1
+            expected.append(x)
+    ours = load_vgg19_normalised()(image * 2 - 1)
+    assert len(ours) == 3
+    for a, b in zip(ours, expected):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)

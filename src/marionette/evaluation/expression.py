@@ -12,6 +12,12 @@ crop scale:
   brows_raised brow-to-eye distance / inter-ocular, over the face's baseline median, > 1 + brow_rise
 The baseline of a face (for smile and brows) is the median over a set of its frames: the driver's
 whole clip for the driver, the K targets for a result (the face the result should look like).
+
+Eyes (ours): `eye_ratio` is the mean eye aspect ratio of both eyes (blinks: open eyes ~0.25-0.45,
+closed < 0.14); `gaze_offset` is where each iris centre (face mesh points 468 and 473, refined
+iris landmarks) sits in its eye: along the corner-to-corner axis (0 = the middle, -0.5/+0.5 = the
+image-left/right corner) and across it (towards the image bottom positive), in eye widths,
+averaged over both eyes.
 """
 
 from __future__ import annotations
@@ -70,6 +76,34 @@ def measures(mesh: np.ndarray) -> Measures:
         eye_ratio_l=_eye_ratio(eye_l),
         brow_height=brows / iod,
     )
+
+
+IRIS_CENTRES = (468, 473)  # face mesh iris-centre points (refined landmarks)
+
+
+def eye_ratio(mesh: np.ndarray) -> np.ndarray:
+    """(..., 478, 3) face meshes -> (...,) eye aspect ratio averaged over both eyes."""
+    m = measures(mesh)
+    return (m.eye_ratio_r + m.eye_ratio_l) / 2
+
+
+def gaze_offset(mesh: np.ndarray) -> np.ndarray:
+    """(..., 478, 3) face meshes -> (..., 2) iris offset within the eye (along, across), eye widths."""
+    p = mesh_to_ibug68(mesh.astype(np.float64))[..., :2]  # (..., 68, 2)
+    corners = np.stack([p[..., [36, 42], :], p[..., [39, 45], :]], -2)  # (..., eye, corner (image left, right), 2)
+    irises = mesh[..., list(IRIS_CENTRES), :2].astype(np.float64)  # (..., 2, 2)
+    centres = corners.mean(-2)  # (..., 2 eyes, 2)
+    # each iris to its nearest eye (the mesh's iris order need not match the 68-point eye order)
+    swap = (np.linalg.norm(irises[..., 0, :] - centres[..., 1, :], axis=-1)
+            < np.linalg.norm(irises[..., 0, :] - centres[..., 0, :], axis=-1))  # (...,)
+    irises = np.where(swap[..., None, None], irises[..., ::-1, :], irises)
+    axis = corners[..., 1, :] - corners[..., 0, :]  # (..., 2 eyes, 2)
+    width2 = (axis**2).sum(-1)  # (..., 2)
+    normal = np.stack([-axis[..., 1], axis[..., 0]], -1)  # axis turned 90 degrees: towards the image bottom
+    rel = irises - centres  # (..., 2, 2)
+    along = (rel * axis).sum(-1) / width2
+    across = (rel * normal).sum(-1) / width2
+    return np.stack([along, across], -1).mean(-2)  # (..., 2)
 
 
 def indicators(mesh: np.ndarray, baseline: np.ndarray, config: ExpressionConfig) -> np.ndarray:

@@ -1,11 +1,13 @@
 """Identity judges for CSIM (paper §Experiments: cosine similarity of ArcFace embeddings).
 
 ours (offline stand-in, the default): dlib's 128-d face-recognition ResNet (the
-face_recognition_models package). The face is found with dlib's HOG detector (falling back to the
-box of the face mesh when it finds none), aligned with dlib's 5-point shape predictor to a 150x150
-chip (dlib.get_face_chip, padding 0.25) and embedded. ArcFace runs when the user gives its ONNX
-file (an insightface-style model: 112x112 RGB aligned to the standard 5-point template, pixels
-(x - 127.5) / 127.5, NCHW); it needs the optional onnxruntime package.
+face_recognition_models package), run by our torch port (identity.py; parity with dlib's
+compute_face_descriptor within 1e-5). The face is found with dlib's HOG detector (falling back to
+the box of the face mesh when it finds none) and its 5 landmarks with dlib's 5-point shape
+predictor; the 150x150 chip (padding 0.25) and the network are ours, reproducing dlib's.
+ArcFace runs when the user gives its ONNX file (an insightface-style model: 112x112 RGB aligned to
+the standard 5-point template, pixels (x - 127.5) / 127.5, NCHW); it needs the optional
+onnxruntime package.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+import torch
 
 from marionette.errors import InputError
+from marionette.evaluation.identity import DlibFaceNet, extract_chips, face_chip_transform
 from marionette.landmarks.layout import LEFT_EYE, RIGHT_EYE, mesh_to_ibug68
 from marionette.landmarks.reference import dlib_model_path
 
@@ -45,7 +49,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 class DlibJudge:
-    name = "dlib face-recognition ResNet v1 (128-d, 5-point aligned 150x150 chip) [ours: stand-in for ArcFace]"
+    name = ("dlib face-recognition ResNet v1 in torch (128-d, 5-point aligned 150x150 chip) "
+            "[ours: stand-in for ArcFace]")
 
     def __init__(self) -> None:
         import dlib  # imported here: only evaluation needs it
@@ -53,7 +58,15 @@ class DlibJudge:
         self._dlib = dlib
         self._detector = dlib.get_frontal_face_detector()
         self._shape = dlib.shape_predictor(str(dlib_model_path("shape_predictor_5_face_landmarks.dat")))
-        self._net = dlib.face_recognition_model_v1(str(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat")))
+        self.net = DlibFaceNet.load(dlib_model_path("dlib_face_recognition_resnet_model_v1.dat"))
+
+    def points(self, image: np.ndarray, mesh: np.ndarray | None) -> np.ndarray | None:
+        """(5, 2) dlib 5-point landmarks of the largest face, or None."""
+        image = np.ascontiguousarray(image)
+        box = self._box(image, mesh)
+        if box is None:
+            return None
+        return np.array([[p.x, p.y] for p in self._shape(image, box).parts()], np.float64)
 
     def _box(self, image: np.ndarray, mesh: np.ndarray | None):
         found = self._detector(image, 0)  # no upsampling: faces in 256-px crops are ~100 px wide
@@ -65,13 +78,20 @@ class DlibJudge:
         x1, y1 = mesh[:, :2].max(0)
         return self._dlib.rectangle(int(x0), int(y0), int(x1), int(y1))
 
-    def embed(self, image: np.ndarray, mesh: np.ndarray | None) -> np.ndarray | None:
-        image = np.ascontiguousarray(image)
-        box = self._box(image, mesh)
-        if box is None:
+    def descriptor(self, image: np.ndarray, mesh: np.ndarray | None) -> np.ndarray | None:
+        """dlib's raw (128,) descriptor of the face in (H, W, 3) uint8 RGB `image`, or None."""
+        points = self.points(image, mesh)
+        if points is None:
             return None
-        chip = self._dlib.get_face_chip(image, self._shape(image, box), size=150, padding=0.25)
-        return _unit(np.array(self._net.compute_face_descriptor(chip)))
+        transform = torch.from_numpy(face_chip_transform(points))[None]  # (1, 2, 3)
+        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].double()  # (1, 3, H, W)
+        chip = extract_chips(pixels, transform).floor().float()  # (1, 3, 150, 150), uint8 levels as dlib's
+        with torch.no_grad():
+            return self.net(chip)[0].numpy()
+
+    def embed(self, image: np.ndarray, mesh: np.ndarray | None) -> np.ndarray | None:
+        descriptor = self.descriptor(image, mesh)
+        return None if descriptor is None else _unit(descriptor)
 
 
 class ArcFaceJudge:

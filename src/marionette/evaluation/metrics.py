@@ -5,7 +5,11 @@ PSNR, LPIPS); reenacting a different identity against the targets' identity (CSI
 driver's motion (PRMSE, AUCON). ours: L1 is added to the self metrics; AUCON is replaced by
 landmark-based expression agreement (expression.py) plus the correlation of the landmark
 transformer's expression coefficients; landmark NME and the rate of results with a detectable
-face are added. Each metric measures one `Sample` (one reenacted frame and what it is compared
+face are added. Also ours: a calibrated identity score (calibration.py); an LPIPS-style
+perceptual distance without learned weights on the shipped VGG19; PSNR and perceptual distance in
+the mouth and eye boxes of the ground truth; blink and gaze agreement with the driver; pose and
+expression measured against the driven landmarks (what the renderer was asked for) beside the
+driver's. Each metric measures one `Sample` (one reenacted frame and what it is compared
 with) and reduces a list of per-sample values to one figure.
 
 Training validation: build `Sample(mode="self", output=..., truth=...)` from a batch (`to_uint8`
@@ -15,6 +19,7 @@ turns a (3, S, S) tensor in [-1, 1] into an image) and call `measure_sample(samp
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +29,13 @@ import cv2
 import numpy as np
 import torch
 
-from marionette.evaluation.expression import ExpressionConfig, indicators
+from marionette.evaluation.calibration import Reference, identity_score
+from marionette.evaluation.expression import ExpressionConfig, eye_ratio, gaze_offset, indicators
 from marionette.evaluation.judges import IdentityJudge, cosine, make_judge
-from marionette.landmarks.layout import inter_ocular, mesh_to_ibug68
+from marionette.evaluation.temporal import flicker, jumps, landmark_jitter
+from marionette.landmarks.layout import LEFT_EYE, MOUTH, RIGHT_EYE, inter_ocular, mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
+from marionette.model.vgg import load_vgg19_normalised
 
 MODES = ("self", "cross")
 Value = float | list[float] | None  # one sample's measurement (None: not measurable, e.g. no face)
@@ -50,6 +58,10 @@ class Sample:
     output_mesh: np.ndarray | None = None  # (478, 3) face mesh measured on the output (None: no face)
     truth_key: str | None = None  # cache key of the truth's identity embedding
     target_keys: tuple[str, ...] = ()  # cache keys of the targets' identity embeddings
+    identity_reference: Reference | None = None  # the target identity's references (calibration.py)
+    # video evaluation (`evaluate --videos`): the result over the whole driver clip, frame by frame
+    output_frames: np.ndarray | None = None  # (F, S, S, 3), one per frame of driver_clip_meshes
+    output_frame_meshes: tuple[np.ndarray | None, ...] = ()  # F face meshes measured on them (None: no face)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -59,7 +71,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 class Tools:
     """What metrics need beyond the sample, built on first use: the identity judge, the landmark
-    transformer, LPIPS; identity embeddings of fixed images are cached by key."""
+    transformer, VGG19, LPIPS; identity embeddings are cached by key (default: image content)."""
 
     def __init__(self, arcface: str | Path | None = None, expression: ExpressionConfig = ExpressionConfig()):
         self.arcface = arcface  # ArcFace ONNX file (None: dlib's ResNet)
@@ -67,6 +79,7 @@ class Tools:
         self._judge: IdentityJudge | None = None
         self._transformer = None
         self._lpips = None
+        self._vgg = None
         self._embeddings: dict[str, np.ndarray | None] = {}
 
     @property
@@ -84,11 +97,17 @@ class Tools:
         return self._transformer
 
     def embedding(self, image: np.ndarray, mesh: np.ndarray | None, key: str | None = None) -> np.ndarray | None:
+        """The judge's embedding of `image`, cached by `key` (default: the image's content)."""
         if key is None:
-            return self.judge.embed(image, mesh)
+            key = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest() + str(image.shape)
         if key not in self._embeddings:
             self._embeddings[key] = self.judge.embed(image, mesh)
         return self._embeddings[key]
+
+    def perceptual(self, a: np.ndarray, b: np.ndarray) -> float:
+        if self._vgg is None:
+            self._vgg = load_vgg19_normalised()
+        return perceptual_distance(self._vgg, a, b)
 
     @staticmethod
     def lpips_missing() -> str | None:
@@ -171,6 +190,61 @@ def ssim(a: np.ndarray, b: np.ndarray, sigma: float = 1.5, radius: int = 5) -> f
     return float(np.mean(scores))
 
 
+def perceptual_distance(network: torch.nn.Module, a: np.ndarray, b: np.ndarray) -> float:
+    """LPIPS-style distance without learned weights [ours]: the features of two uint8 images at
+    each of the network's layers (here VGG19 relu1_1, relu2_1, relu3_1), unit-normalised over
+    channels at every position, squared difference summed over channels, averaged over positions
+    and over the layers (LPIPS, Zhang et al. 2018, with all its linear weights 1). 0 for identical
+    images; at most 2."""
+    pair = torch.from_numpy(np.stack([a, b])).permute(0, 3, 1, 2).float() / 127.5 - 1  # (2, 3, H, W)
+    with torch.no_grad():
+        distances = []
+        for features in network(pair):  # (2, C, H', W')
+            unit = features / (features.norm(dim=1, keepdim=True) + 1e-10)
+            distances.append(float((unit[0] - unit[1]).pow(2).sum(0).mean()))
+    return float(np.mean(distances))
+
+
+# ---- regions of the ground truth ------------------------------------------------------------------
+
+REGIONS = {"mouth": (MOUTH,), "eyes": (RIGHT_EYE, LEFT_EYE)}  # boxes per region, from 68-point groups
+REGION_PAD = {"mouth": 0.25, "eyes": 0.5}  # box margin on each side, fraction of the box's longer side
+MIN_BOX = 16  # smallest box side, pixels (the perceptual network pools twice)
+
+
+def region_boxes(mesh: np.ndarray, region: str, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) pixel boxes of `region` ("mouth" or "eyes") around a (478, 3) mesh's
+    68-point groups, padded, at least MIN_BOX wide, inside an image of `shape`."""
+    points = mesh_to_ibug68(mesh)[:, :2]
+    boxes = []
+    for group in REGIONS[region]:
+        lo, hi = points[group].min(0), points[group].max(0)
+        half = (hi - lo) / 2 + REGION_PAD[region] * (hi - lo).max()
+        half = np.maximum(half, MIN_BOX / 2)
+        centre = np.clip((lo + hi) / 2, half, np.array([shape[1], shape[0]]) - half)
+        x0, y0 = np.floor(centre - half).astype(int).clip(0)
+        x1, y1 = np.minimum(np.ceil(centre + half).astype(int), [shape[1], shape[0]])
+        boxes.append((int(x0), int(y0), int(x1), int(y1)))
+    return boxes
+
+
+def _crops(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[np.ndarray]:
+    return [image[y0:y1, x0:x1] for x0, y0, x1, y1 in boxes]
+
+
+def region_psnr(s: Sample, region: str) -> float:
+    """PSNR over the pixels of the region's boxes (both eyes pooled)."""
+    boxes = region_boxes(s.truth_mesh, region, s.truth.shape)
+    out, truth = _crops(s.output, boxes), _crops(s.truth, boxes)
+    return psnr(np.concatenate([o.reshape(-1, 3) for o in out]), np.concatenate([t.reshape(-1, 3) for t in truth]))
+
+
+def region_perceptual(s: Sample, t: Tools, region: str) -> float:
+    """Perceptual distance of each box of the region, averaged."""
+    boxes = region_boxes(s.truth_mesh, region, s.truth.shape)
+    return float(np.mean([t.perceptual(o, g) for o, g in zip(_crops(s.output, boxes), _crops(s.truth, boxes))]))
+
+
 # ---- landmark measures ----------------------------------------------------------------------------
 
 def pose_error(mesh: np.ndarray, reference: np.ndarray) -> float:
@@ -225,6 +299,12 @@ def _csim(s: Sample, t: Tools) -> Value:
     return _csim_truth(s, t) if s.mode == "self" else _csim_targets(s, t)
 
 
+def _identity_score(s: Sample, t: Tools) -> Value:
+    cos = _csim(s, t)
+    ref = s.identity_reference
+    return None if cos is None or ref is None else float(identity_score(cos, ref.same, ref.different))
+
+
 def _expression_agreement(s: Sample, t: Tools) -> Value:
     if s.output_mesh is None:
         return None
@@ -241,6 +321,45 @@ def _expression_coefficients(s: Sample, t: Tools) -> Value:
     return coefficients.reshape(-1).tolist()  # [output's C, driver's C]
 
 
+def _expression_agreement_driven(s: Sample, t: Tools) -> Value:
+    if s.output_mesh is None:
+        return None
+    out = indicators(s.output_mesh, s.target_meshes, t.expression_config)
+    asked = indicators(s.driven_mesh, s.target_meshes, t.expression_config)  # the driven face's baseline: the targets
+    return float((out == asked).mean())
+
+
+def _blink(s: Sample, t: Tools) -> Value:
+    if s.output_mesh is None:
+        return None
+    return [float(eye_ratio(s.driver_mesh)), float(eye_ratio(s.output_mesh))]  # [driver's, output's]
+
+
+def _closed_eye_recall(s: Sample, t: Tools) -> Value:
+    """None unless the driver's eyes are closed; then whether the output's are too (1.0 / 0.0)."""
+    closed = t.expression_config.eye_closed
+    if s.output_mesh is None or eye_ratio(s.driver_mesh) >= closed:
+        return None
+    return float(eye_ratio(s.output_mesh) < closed)
+
+
+def _gaze(s: Sample, t: Tools) -> Value:
+    if s.output_mesh is None:
+        return None
+    return [*gaze_offset(s.driver_mesh).tolist(), *gaze_offset(s.output_mesh).tolist()]  # [driver's 2, output's 2]
+
+
+def _gaze_error(s: Sample, t: Tools) -> Value:
+    if s.output_mesh is None:
+        return None
+    return float(np.linalg.norm(gaze_offset(s.output_mesh) - gaze_offset(s.driver_mesh)))
+
+
+def _temporal(fn: Callable[[Sample], float | None]) -> Callable[[Sample, Tools], Value]:
+    """A measure of the result's video, for samples that have one."""
+    return lambda s, t: None if s.output_frames is None else fn(s)
+
+
 def _when_face(fn: Callable[[np.ndarray, np.ndarray], float], reference: str) -> Callable[[Sample, Tools], Value]:
     """A landmark measure of the output's mesh against the sample's `reference` mesh field."""
     return lambda s, t: None if s.output_mesh is None else fn(s.output_mesh, getattr(s, reference))
@@ -254,19 +373,55 @@ for _metric in (
            lambda s, t: ssim(s.output, s.truth)),
     Metric("lpips", ("self",), False, "LPIPS (AlexNet) vs ground truth",
            lambda s, t: t.lpips(s.output, s.truth), missing=Tools.lpips_missing),
+    Metric("perceptual", ("self",), False, "LPIPS-style distance without learned weights [ours]: shipped "
+           "ImageNet VGG19 relu1_1/2_1/3_1, channel-normalised, squared difference, mean over positions and "
+           "layers, vs ground truth (0 = identical)", lambda s, t: t.perceptual(s.output, s.truth)),
+    Metric("psnr_mouth", ("self",), True, "PSNR in the ground truth's mouth box (68-point mouth, 25% margin), dB",
+           lambda s, t: region_psnr(s, "mouth")),
+    Metric("perceptual_mouth", ("self",), False, "perceptual distance in the ground truth's mouth box",
+           lambda s, t: region_perceptual(s, t, "mouth")),
+    Metric("psnr_eyes", ("self",), True, "PSNR in the ground truth's two eye boxes (50% margin), dB",
+           lambda s, t: region_psnr(s, "eyes")),
+    Metric("perceptual_eyes", ("self",), False, "perceptual distance in the ground truth's eye boxes, averaged",
+           lambda s, t: region_perceptual(s, t, "eyes")),
     Metric("csim", MODES, True, "identity cosine similarity: to the ground truth (self), mean to the K targets (cross)",
            _csim),
+    Metric("identity_score", MODES, True, "calibrated identity [ours]: where CSIM falls between the target "
+           "identity's different-person (0) and same-person (1) cosines on the dataset, clipped to 0..1",
+           _identity_score),
     Metric("prmse", ("cross",), False, "head-pose RMSE vs the driver, degrees (RMS over samples of the "
            "(yaw, pitch, roll) error norm; poses from 3D landmarks)", _when_face(pose_error, "driver_mesh"),
            reduce=root_mean_square),
+    Metric("prmse_driven", ("cross",), False, "head-pose RMSE vs the driven landmarks (what the renderer was "
+           "asked for: relative mode = the targets' pose plus the driver's motion), degrees",
+           _when_face(pose_error, "driven_mesh"), reduce=root_mean_square),
     Metric("expression_agreement", ("cross",), True, "fraction of 5 binarized landmark expression indicators "
            "(mouth open, smile, each eye closed, brows raised) equal to the driver's (AUCON stand-in)",
            _expression_agreement),
+    Metric("expression_agreement_driven", ("cross",), True, "the same indicators vs the driven landmarks' "
+           "(baseline: the targets)", _expression_agreement_driven),
+    Metric("blink_correlation", MODES, True, "Pearson r of the eye aspect ratio (both eyes' mean), result vs "
+           "driver, over the episode set", _blink, reduce=paired_correlation),
+    Metric("closed_eye_recall", MODES, True, "of the samples whose driver has closed eyes (eye aspect ratio "
+           "below the eye_closed threshold), the fraction whose result has them closed", _closed_eye_recall),
+    Metric("gaze_correlation", MODES, True, "Pearson r of the iris offset within the eye (mesh iris centres; "
+           "along and across the eye, averaged), result vs driver, over the episode set", _gaze,
+           reduce=paired_correlation),
+    Metric("gaze_error", MODES, False, "distance between the result's and the driver's iris offset within "
+           "the eye, eye widths", _gaze_error),
     Metric("expression_correlation", ("cross",), True, "mean per-component Pearson r of the landmark "
            "transformer's expression coefficients, result vs driver, over the episode set",
            _expression_coefficients, reduce=paired_correlation),
     Metric("nme", ("cross",), False, "68-point landmark error of the result vs the transformed driver "
            "landmarks, / inter-ocular distance", _when_face(landmark_nme, "driven_mesh")),
+    Metric("landmark_jitter", MODES, False, "video: mean landmark acceleration of the result minus the "
+           "driver's, inter-ocular units per frame^2 (0 = as smooth as the driver)",
+           _temporal(lambda s: landmark_jitter(s.output_frame_meshes, s.driver_clip_meshes))),
+    Metric("flicker", MODES, False, "video: mean absolute frame-to-frame change outside the face, [0, 1] units",
+           _temporal(lambda s: flicker(s.output_frames, s.output_frame_meshes))),
+    Metric("jumps", MODES, False, "video: frames whose change from the previous one exceeds 4x the video's "
+           "median change (cuts, e.g. a switch to another target frame), per video",
+           _temporal(lambda s: float(jumps(s.output_frames)))),
     Metric("face_found", MODES, True, "fraction of results in which the face mesh finds a face",
            lambda s, t: float(s.output_mesh is not None)),
 ):

@@ -41,10 +41,27 @@ def _fmt(x: float) -> str:
     return "–" if np.isnan(x) else f"{x:.0f}" if abs(x) >= 100 else f"{x:.3f}" if abs(x) < 10 else f"{x:.2f}"
 
 
-def _markdown(table: dict, settings: dict, omitted: list[str]) -> str:
+def _calibration_line(out: Path) -> list[str]:
+    path = out / "calibration.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    sep = record["separation"]
+    how = (f"it separates same- from different-person pairs of the dataset with ROC AUC {sep['auc']:.3f} "
+           f"(raw cosine {sep['auc_cosine']:.3f}; same person in different clips only: {sep['auc_other_clip']:.3f}; "
+           f"{sep['same_pairs']} same ({sep['same_pairs_other_clip']} across clips) / {sep['different_pairs']} "
+           f"different ordered pairs of held-out frames, {sep['identities']} identities)"
+           if "auc" in sep else sep["not_measured"])
+    return [f"- identity score: CSIM placed between the target identity's different-person (0) and "
+            f"same-person (1) references, from {record['frames_embedded']} frames "
+            f"({record['frames_per_clip']} per clip) of {len(record['references'])} identities; {how}"]
+
+
+def _markdown(table: dict, settings: dict, omitted: list[str], calibration: list[str]) -> str:
     lines = ["# Evaluation report", "",
              f"- dataset: `{settings['dataset']}`, split `{settings['split']}`, episode seed {settings['seed']}",
              f"- identity judge (CSIM): {settings['judge']}",
+             *calibration,
              "- pose (PRMSE), expression indicators and NME: MediaPipe face mesh (still-image mode) on each "
              "result, 68-point layout, pose from 3D landmarks [ours: stand-in for OpenFace]",
              f"- cross-identity driving: landmark transformer, {settings['cross_mode']} mode, alpha "
@@ -121,5 +138,5 @@ def write_report(out: Path, omitted: list[str]) -> Path:
         tmp.write_text(json.dumps({"settings": settings, "omitted": omitted, "results": table}, indent=1) + "\n")
     path = out / "report.md"
     with atomic_path(path) as tmp:
-        tmp.write_text(_markdown(table, settings, omitted))
+        tmp.write_text(_markdown(table, settings, omitted, _calibration_line(out)))
     return path

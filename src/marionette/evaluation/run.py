@@ -17,7 +17,7 @@ frame applied to the targets' face).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from marionette.config import MAX_SHOTS, Settings, at_least, between, each, one_
 from marionette.data.manifest import SPLITS, Manifest, clip_path
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
-from marionette.outputs import check_work_folder
+from marionette.evaluation.calibration import FRAMES_PER_CLIP, Reference, embed_dataset, references, separation
 from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.metrics import MODES, Sample, Tools, measure_sample, metrics_for
@@ -39,10 +39,12 @@ from marionette.landmark_transformer_config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, save_image
+from marionette.outputs import check_work_folder
 
 RESULTS = "results.jsonl"
 EPISODES = "episodes.csv"
 SETTINGS = "settings.json"
+CALIBRATION = "calibration.json"
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,24 @@ def _episodes(out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: P
     return [e for e in episodes if e.mode in config.modes and e.shots in config.shots]
 
 
+def _calibration(out: Path, data: Path, manifest: Manifest, tools: Tools) -> dict[str, Reference]:
+    """The identity references of the dataset (calibration.py), computed once per report folder
+    and kept in CALIBRATION with how well the score separates the dataset's people."""
+    path = out / CALIBRATION
+    if not path.is_file():
+        found = embed_dataset(data, manifest, tools.embedding)
+        try:
+            measured = asdict(separation(found))
+        except InputError as error:  # too few identities or frames: the references still serve
+            measured = {"not_measured": str(error)}
+        refs = {identity: asdict(ref) for identity, ref in references(found).items()}
+        record = {"frames_per_clip": FRAMES_PER_CLIP, "frames_embedded": len(found), "separation": measured,
+                  "references": refs}
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return {identity: Reference(**ref) for identity, ref in json.loads(path.read_text())["references"].items()}
+
+
 def _done(path: Path) -> set[tuple[str, int, str, int]]:
     """Keys of the finished lines of results.jsonl (a line cut short by a kill is ignored)."""
     done = set()
@@ -138,6 +158,8 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                 "judge": tools.judge.name}
     _check_settings(out, settings)
     episodes = _episodes(out, manifest, config, episodes_csv)
+    identity_references = _calibration(out, Path(data), manifest, tools)
+    identity_of = {c.info.clip_id: c.info.identity for c in manifest.clips}
     results = out / RESULTS
     done = _done(results)
     todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
@@ -185,6 +207,7 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                     driven_mesh=driven, output_mesh=faces[0].mesh if faces else None,
                     truth_key=f"{episode.driver_clip}#{episode.driver_frame}",
                     target_keys=tuple(f"{episode.target_clip}#{f}" for f in frames),
+                    identity_reference=identity_references.get(identity_of[episode.target_clip]),
                 )
                 values = measure_sample(sample, metrics[episode.mode], tools)
                 record = {"renderer": name, "shots": episode.shots, "mode": episode.mode,

@@ -5,10 +5,18 @@ VGG-Face perceptual losses): a VGG conv stack in plain torch with torchvision's 
 Pretrained weights are read from a file (torch.load(weights_only=True) or safetensors) or, for
 VGG19, from the torch hub cache, downloading there only when the machine is online. Running
 without them is an explicit choice ("random") that logs a warning.
+
+Shipped with the package: the "normalised" ImageNet VGG19 of Gatys et al. 2015 up to relu3_1
+(assets/vgg19_normalised_to_relu3_1.safetensors, see assets/README.md for its source and
+licence), in its style-transfer layout: a fixed 1x1 colour conv (RGB in [0, 1] -> Caffe BGR
+x 255 minus the mean), reflection padding, ceil-mode pools. `load_vgg19_normalised` folds the
+colour conv into conv1_1 (exact: reflection padding copies pixels, so it commutes with a per-pixel
+affine map) and returns it as a `VGGFeatures` with reflection padding.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 from pathlib import Path
 
@@ -26,27 +34,31 @@ VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # VGG-Face (Parkhi et al. 2015) takes RGB in 0..255 minus its mean image: in [0, 1] units, std 1/255.
 VGG_FACE_MEAN, VGG_FACE_STD = (129.186 / 255, 104.762 / 255, 93.594 / 255), (1 / 255, 1 / 255, 1 / 255)
+VGG19_NORMALISED_ASSET = "vgg19_normalised_to_relu3_1.safetensors"
+# its convs' keys (indices in its nn.Sequential) -> ours (torchvision's `features` indices)
+VGG19_NORMALISED_KEYS = {"2": "0", "5": "2", "9": "5", "12": "7", "16": "10"}
 
 
 class VGGFeatures(nn.Module):
-    """Frozen VGG conv stack up to relu5_1; returns relu1_1, relu2_1, relu3_1, relu4_1, relu5_1."""
+    """Frozen VGG conv stack up to relu<depth>_1; returns relu1_1, relu2_1, ... (`depth` of them)."""
 
-    def __init__(self, layout: tuple[int | str, ...], mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, layout: tuple[int | str, ...], mean: tuple[float, ...], std: tuple[float, ...],
+                 depth: int = 5, padding_mode: str = "zeros", ceil_mode: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         self.taps: list[int] = []  # indices in `features` of the ReLU after each block's first conv
         in_channels, block_start = 3, True
         for item in layout:
             if item == "M":
-                layers.append(nn.MaxPool2d(2, 2))
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=ceil_mode))
                 block_start = True
                 continue
-            layers += [nn.Conv2d(in_channels, int(item), 3, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(in_channels, int(item), 3, padding=1, padding_mode=padding_mode), nn.ReLU()]
             in_channels = int(item)
             if block_start:
                 self.taps.append(len(layers) - 1)
                 block_start = False
-                if len(self.taps) == 5:
+                if len(self.taps) == depth:
                     break
         self.features = nn.Sequential(*layers)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
@@ -109,6 +121,31 @@ def load_vgg19(source: str) -> VGGFeatures:
             raise InputError(f"VGG19 weights not found at {path} and the download from {VGG19_URL} failed "
                              f"({error}); set perceptual_weights=PATH or perceptual_weights=random") from None
     return load_weights(network, path)
+
+
+def load_vgg19_normalised(path: Path | None = None) -> VGGFeatures:
+    """The shipped normalised VGG19 (or one in its layout at `path`): relu1_1, relu2_1, relu3_1 of
+    (B, 3, H, W) images in [-1, 1]."""
+    from safetensors.torch import load_file
+
+    if path is None:
+        asset = importlib.resources.files("marionette") / "assets" / VGG19_NORMALISED_ASSET
+        with importlib.resources.as_file(asset) as p:
+            state = load_file(str(p))
+    elif not Path(path).is_file():
+        raise InputError(f"perceptual network weights not found: {path}")
+    else:
+        state = load_file(str(path))
+    colour, offset = state["0.weight"][:, :, 0, 0], state["0.bias"]  # (3, 3), (3,): [0, 1] RGB -> network input
+    first = state["2.weight"]  # (64, 3, 3, 3)
+    renamed = {f"features.{ours}.{kind}": state[f"{theirs}.{kind}"]
+               for theirs, ours in VGG19_NORMALISED_KEYS.items() for kind in ("weight", "bias")}
+    renamed["features.0.weight"] = torch.einsum("ocyx,ci->oiyx", first, colour)
+    renamed["features.0.bias"] = state["2.bias"] + torch.einsum("ocyx,c->o", first, offset)
+    network = VGGFeatures(VGG19_LAYOUT, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), depth=3, padding_mode="reflect",
+                          ceil_mode=True)
+    network.load_state_dict(renamed)
+    return network
 
 
 def load_vgg_face(source: str) -> VGGFeatures | None:
