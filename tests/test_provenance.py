@@ -3,6 +3,7 @@ invisible (PSNR) and silent on unmarked frames or a wrong key; container tags ro
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
@@ -125,3 +126,30 @@ def test_verify_corrupt_file_names_the_path(tmp_path):
         verify(bad)
     with pytest.raises(InputError, match="missing.png"):
         verify(tmp_path / "missing.png")
+
+
+def test_verify_command_exit_status_json_and_folders(tmp_path, capsys, frames, marked):
+    from marionette.cli import main
+
+    good, plain = tmp_path / "made" / "good.png", tmp_path / "plain.png"
+    good.parent.mkdir()
+    Image.fromarray(marked[0]).save(good)
+    Image.fromarray(frames[0]).save(plain)
+    (good.parent / "notes.txt").write_text("not media: skipped when a folder is walked")
+    assert main(["verify", str(good)]) == 0
+    assert main(["verify", str(good.parent)]) == 0  # the folder's one image, the text file skipped
+    assert main(["verify", str(good), str(plain)]) == 1
+    capsys.readouterr()
+
+    missing, empty = tmp_path / "missing.mp4", tmp_path / "empty"
+    empty.mkdir()
+    assert main(["verify", "--json", str(missing), str(plain), str(empty), str(good)]) == 2
+    out, err = capsys.readouterr()
+    errors = err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("marionette: error: ") for line in errors)
+    assert "missing.mp4" in errors[0] and "empty" in errors[1]
+    results = json.loads(out)  # one entry per file, in order, the rest checked after an error
+    assert [Path(r["path"]).name for r in results] == ["missing.mp4", "plain.png", "empty", "good.png"]
+    assert "error" in results[0] and "error" in results[2]
+    assert results[1]["marked"] is False and results[3]["marked"] is True
+    assert results[3]["watermark"]["present"] and results[3]["watermark"]["score"] >= THRESHOLD

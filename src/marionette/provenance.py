@@ -35,7 +35,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import av
@@ -65,6 +65,7 @@ _NEIGHBOURS = np.array([[0, 0.25, 0], [0.25, 0, 0.25], [0, 0.25, 0]], np.float32
 WHITEN_EPS = 0.3  # floor (levels) added to the local residual spread before dividing by it
 THRESHOLD = 5.0  # decision on z; Hoeffding: false alarm <= exp(-12.5) < 4e-6 per file
 MAX_VERIFY_FRAMES = 300  # frames read by `verify` (12 s at 25 fps); more only slows it
+VERIFIABLE_EXTS = VIDEO_EXTS + IMAGE_EXTS + (".gif",)  # what `verify` reads (a folder: these files)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,16 @@ class VerifyReport:
     kind: str  # "video" or "image"
     tag: str | None  # our container tag, if present
     watermark: Detection
+
+    @property
+    def marked(self) -> bool:
+        """Some mark says the file was made by marionette."""
+        return self.tag is not None or self.watermark.present
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (`marionette verify --json`)."""
+        return {"path": str(self.path), "kind": self.kind, "marked": self.marked, "tag": self.tag,
+                "watermark": asdict(self.watermark)}
 
 
 def container_tags(renderer: str) -> dict[str, str]:
@@ -209,7 +220,19 @@ def verify(path: str | Path, watermark: Watermark | None = None) -> VerifyReport
     if suffix in IMAGE_EXTS:
         detection = watermark.detect([load_image(path)])
         return VerifyReport(path=path, kind="image", tag=read_container_tag(path), watermark=detection)
-    raise InputError(f"{path}: not a video or image ({', '.join(VIDEO_EXTS + IMAGE_EXTS + ('.gif',))})")
+    raise InputError(f"{path}: not a video or image ({', '.join(VERIFIABLE_EXTS)})")
+
+
+def verify_targets(spec: str | Path) -> list[Path]:
+    """The files `verify` checks for one command-line argument: a file as given, or a folder's
+    image and video files (recursively, sorted); an empty folder is an error."""
+    path = Path(spec)
+    if not path.is_dir():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VERIFIABLE_EXTS)
+    if not files:
+        raise InputError(f"{path}: folder holds no image or video ({', '.join(VERIFIABLE_EXTS)})")
+    return files
 
 
 def format_report(report: VerifyReport) -> str:
@@ -218,6 +241,6 @@ def format_report(report: VerifyReport) -> str:
     mark = "present" if w.present else "not found"
     detail = f"watermark {mark}, score {w.score:.1f} over {w.frames} frame{'s' * (w.frames != 1)}, threshold {w.threshold:.1f}"
     tag = "marionette tag found" if report.tag else "no container tag"
-    if report.tag or w.present:
+    if report.marked:
         return f"{report.path}: synthetic ({tag}; {detail})"
     return f"{report.path}: no marionette mark found ({tag}; {detail})"
