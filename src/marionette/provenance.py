@@ -45,7 +45,7 @@ from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from marionette import __version__
 from marionette.errors import InputError
-from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_video, load_image
+from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_video, load_image, save_image
 
 TAG_KEY = "synthetic_media"  # machine-readable key; value "marionette/<version>; renderer=<name>"
 COMMENT_KEY = "comment"  # the human line; kept by the mp4, mov and mkv muxers without options
@@ -113,6 +113,19 @@ def png_info(tags: dict[str, str]) -> PngImagePlugin.PngInfo:
 def gif_comment(tags: dict[str, str]) -> bytes:
     """The GIF comment extension for `tags` (pass as `comment=` to PIL's `Image.save`)."""
     return tags[COMMENT_KEY].encode()
+
+
+def save_marked_image(path: str | Path, image: np.ndarray, renderer: str, **options: object) -> None:
+    """Write an (H, W, 3) uint8 RGB image that holds synthetic content (a result, a sample grid,
+    a demo sheet) as every output is written: watermarked, tagged (PNG tEXt, JPEG/GIF comment),
+    atomically. `options` go to PIL's writer (e.g. quality)."""
+    tags = container_tags(renderer)
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        options["pnginfo"] = png_info(tags)
+    elif suffix in (".jpg", ".jpeg", ".gif"):
+        options["comment"] = gif_comment(tags)
+    save_image(path, Watermark().embed(image), **options)
 
 
 def read_container_tag(path: str | Path) -> str | None:

@@ -38,6 +38,7 @@ from marionette.landmark_transformer_config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, save_image
+from marionette.provenance import save_marked_image
 
 RESULTS = "results.jsonl"
 EPISODES = "episodes.csv"
@@ -189,7 +190,7 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 if keep:
-                    save_image(out / "samples" / f"{prefix}_{name}.jpg", output, quality=90)
+                    save_marked_image(out / "samples" / f"{prefix}_{name}.jpg", output, name, quality=90)
                 bar.update()
     bar.close()
     omitted = sorted({reason for m in metrics_for("self") + metrics_for("cross") if (reason := m.missing())})
