@@ -34,7 +34,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -44,11 +45,13 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from marionette import __version__
+from marionette.content_credentials import Ingredient, ManifestReport, manifest_definition, read_manifest, sign_file
 from marionette.errors import InputError
-from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_video, load_image, save_image
+from marionette.media import IMAGE_EXTS, VIDEO_EXTS, atomic_path, iter_video, load_image, save_image
 
 TAG_KEY = "synthetic_media"  # machine-readable key; value "marionette/<version>; renderer=<name>"
 COMMENT_KEY = "comment"  # the human line; kept by the mp4, mov and mkv muxers without options
+INPUTS_KEY = "marionette_inputs"  # JSON list of the inputs' role, file name and SHA-256 (C2PA ingredients)
 TAG_MARKER = "made by marionette"  # substring that identifies our human line when reading
 MOV_MUXER_OPTIONS = {"movflags": "use_metadata_tags"}  # mp4/mov: keep custom keys such as TAG_KEY
 
@@ -82,24 +85,45 @@ class VerifyReport:
     kind: str  # "video" or "image"
     tag: str | None  # our container tag, if present
     watermark: Detection
+    manifest: ManifestReport | None  # the C2PA manifest, validated, if the file has one
 
     @property
     def marked(self) -> bool:
         """Some mark says the file was made by marionette."""
-        return self.tag is not None or self.watermark.present
+        return self.tag is not None or self.watermark.present or (self.manifest is not None and self.manifest.by_marionette)
 
     def to_dict(self) -> dict:
         """JSON-ready form (`marionette verify --json`)."""
         return {"path": str(self.path), "kind": self.kind, "marked": self.marked, "tag": self.tag,
-                "watermark": asdict(self.watermark)}
+                "watermark": asdict(self.watermark), "c2pa": asdict(self.manifest) if self.manifest else None}
 
 
-def container_tags(renderer: str) -> dict[str, str]:
-    """Metadata for an output container: a human `comment` and the machine-readable TAG_KEY."""
-    return {
+def container_tags(renderer: str, targets: Sequence[str | Path] = (), driver: str | Path | None = None) -> dict[str, str]:
+    """Metadata for an output: a human `comment`, the machine-readable TAG_KEY and, given the
+    inputs, INPUTS_KEY (their file names and SHA-256; a webcam or a folder driver is not hashed).
+    The C2PA manifest (`sign_output`) is built from these tags."""
+    tags = {
         COMMENT_KEY: f"synthetic media: {TAG_MARKER} {__version__} (renderer {renderer})",
         TAG_KEY: f"marionette/{__version__}; renderer={renderer}",
     }
+    inputs = [Ingredient.of("target", t) for t in targets]
+    if driver is not None and Path(driver).is_file():
+        inputs.append(Ingredient.of("driver", driver))
+    if inputs:
+        tags[INPUTS_KEY] = json.dumps([asdict(i) for i in inputs])
+    return tags
+
+
+def sign_output(path: Path, final: Path, tags: dict[str, str]) -> None:
+    """Embed a signed C2PA manifest built from `tags` (see container_tags) into the finished output
+    `path` before it is moved to `final` (a folder: each PNG frame in it). Untagged files (not
+    declared marionette output) and formats without a C2PA binding (mkv) are left as they are."""
+    if TAG_KEY not in tags:
+        return
+    renderer = tags[TAG_KEY].split("renderer=", 1)[-1]
+    ingredients = [Ingredient(**i) for i in json.loads(tags.get(INPUTS_KEY, "[]"))]
+    for file, name in ([(p, p.name) for p in sorted(path.glob("*.png"))] if path.is_dir() else [(path, final.name)]):
+        sign_file(file, Path(name).suffix, manifest_definition(name, tags[TAG_KEY], renderer, ingredients))
 
 
 def png_info(tags: dict[str, str]) -> PngImagePlugin.PngInfo:
@@ -125,7 +149,9 @@ def save_marked_image(path: str | Path, image: np.ndarray, renderer: str, **opti
         options["pnginfo"] = png_info(tags)
     elif suffix in (".jpg", ".jpeg", ".gif"):
         options["comment"] = gif_comment(tags)
-    save_image(path, Watermark().embed(image), **options)
+    with atomic_path(path) as tmp:
+        save_image(tmp, Watermark().embed(image), **options)
+        sign_output(tmp, Path(path), tags)
 
 
 def read_container_tag(path: str | Path) -> str | None:
@@ -229,10 +255,12 @@ def verify(path: str | Path, watermark: Watermark | None = None) -> VerifyReport
         detection = watermark.detect(frame for _, frame in zip(range(MAX_VERIFY_FRAMES), frames))
         if detection.frames == 0:
             raise InputError(f"{path}: video holds no frames")
-        return VerifyReport(path=path, kind="video", tag=read_container_tag(path), watermark=detection)
+        return VerifyReport(path=path, kind="video", tag=read_container_tag(path), watermark=detection,
+                            manifest=read_manifest(path))
     if suffix in IMAGE_EXTS:
         detection = watermark.detect([load_image(path)])
-        return VerifyReport(path=path, kind="image", tag=read_container_tag(path), watermark=detection)
+        return VerifyReport(path=path, kind="image", tag=read_container_tag(path), watermark=detection,
+                            manifest=read_manifest(path))
     raise InputError(f"{path}: not a video or image ({', '.join(VERIFIABLE_EXTS)})")
 
 
@@ -248,12 +276,30 @@ def verify_targets(spec: str | Path) -> list[Path]:
     return files
 
 
+def format_manifest(manifest: ManifestReport | None) -> str:
+    """The C2PA part of a report: validity, signer, claim, ingredients."""
+    if manifest is None:
+        return "C2PA: no manifest"
+    if not manifest.valid:
+        return f"C2PA: manifest INVALID ({', '.join(manifest.failures) or manifest.state})"
+    signer = manifest.signer
+    if manifest.local_signer:
+        trust = "trusted on this machine only" if manifest.state == "Trusted" else "not this machine's"
+        signer += f"; a self-generated local certificate ({trust}), not a public identity"
+    elif manifest.state != "Trusted":
+        signer += "; certificate not on a trust list"
+    inputs = "; ingredients: " + ", ".join(manifest.ingredients) if manifest.ingredients else ""
+    return f"C2PA: valid manifest signed by {signer}; claim: {manifest.generator}, {manifest.action}{inputs}"
+
+
 def format_report(report: VerifyReport) -> str:
-    """One short paragraph: the verdict, then what was found."""
+    """The verdict, then one line per mark: C2PA manifest, container tag, watermark."""
     w = report.watermark
+    verdict = "synthetic, made by marionette" if report.marked else "no marionette mark found"
     mark = "present" if w.present else "not found"
-    detail = f"watermark {mark}, score {w.score:.1f} over {w.frames} frame{'s' * (w.frames != 1)}, threshold {w.threshold:.1f}"
-    tag = "marionette tag found" if report.tag else "no container tag"
-    if report.marked:
-        return f"{report.path}: synthetic ({tag}; {detail})"
-    return f"{report.path}: no marionette mark found ({tag}; {detail})"
+    return "\n  ".join([
+        f"{report.path}: {verdict}",
+        format_manifest(report.manifest),
+        f"container tag: {report.tag}" if report.tag else "container tag: none",
+        f"watermark: {mark}, score {w.score:.1f} over {w.frames} frame{'s' * (w.frames != 1)} (threshold {w.threshold:.1f})",
+    ])

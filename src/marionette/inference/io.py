@@ -19,7 +19,7 @@ from marionette.errors import InputError
 from marionette.media import (
     IMAGE_EXTS, UMASK, atomic_path, iter_video, list_image_sequence, load_image, probe_video, save_image,
 )
-from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info
+from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info, sign_output
 
 MILLISECOND = Fraction(1, 1000)  # time base of timed (live) frames
 
@@ -180,6 +180,7 @@ class FrameWriter:
         if self.frames == 0:
             raise InputError(f"{self.path}: no frame was produced")
         if self.kind == "png":
+            sign_output(self._tmp, self.path, self.tags)  # C2PA manifest in each frame
             if self.path.exists():
                 shutil.rmtree(self.path)
             self._tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700 folders
@@ -198,6 +199,7 @@ class FrameWriter:
                 self._copy_audio()
             self._container.close()
             self._container = None
+        sign_output(self._tmp, self.path, self.tags)  # C2PA manifest, signed
         self._stack.close()  # moves the finished file into place
 
     def abort(self) -> None:

@@ -249,7 +249,7 @@ class ReenactPipeline:
         self.set_targets(targets)
         source = open_driver(driver)
         stats = RunStats()
-        tags = container_tags(self.renderer_name)
+        tags = container_tags(self.renderer_name, targets=targets, driver=driver)  # inputs hashed for C2PA
         bar = tqdm(unit="frame", desc="reenact", disable=not progress)
         with FrameWriter(Path(out), source.fps, tags, audio=source.audio, crf=self.config.crf) as writer:
             first_at: float | None = None
