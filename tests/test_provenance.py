@@ -20,8 +20,13 @@ from marionette.inference.io import FrameWriter
 from marionette.media import iter_video
 from marionette.provenance import (
     MOV_MUXER_OPTIONS,
+    PHASES,
+    SEARCH_HYPOTHESES,
+    SEARCH_SCALES,
+    SEARCH_THRESHOLD,
     TAG_KEY,
     THRESHOLD,
+    TILE,
     Watermark,
     container_tags,
     format_report,
@@ -203,3 +208,29 @@ def test_file_without_manifest_reports_none(tmp_path, frames, monkeypatch):
     with pytest.raises(InputError, match="MARIONETTE_C2PA_KEY"):
         save_marked_image(tmp_path / "x.png", frames[0], "warp")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_mark_survives_crop_mirror_and_rescale_through_the_search(tmp_path, frames, marked):
+    assert len(SEARCH_SCALES) * PHASES**2 * TILE**2 * 2 == SEARCH_HYPOTHESES
+    assert SEARCH_HYPOTHESES * np.exp(-SEARCH_THRESHOLD**2 / 2) <= 4e-6 + 1e-12  # the union bound holds
+    h, w = frames[0].shape[:2]
+    ch, cw = round(h * 0.7071), round(w * 0.7071)  # 50% of the area, at the bottom-right corner
+
+    size = (round(cw * 1.3 / 2) * 2, round(ch * 1.3 / 2) * 2)  # 1.3x, even for yuv420p
+
+    def edit(clip):  # crop, mirror, rescale
+        return [cv2.resize(np.ascontiguousarray(f[h - ch :, w - cw :][:, ::-1]), size) for f in clip]
+
+    path = tmp_path / "reuploaded.mp4"
+    write_h264(path, edit(marked), crf=28)
+    report = verify(path)
+    w_ = report.watermark
+    assert w_.score < THRESHOLD and w_.present, w_  # the frame's own grid is lost; the search finds it
+    assert w_.search.mirrored and w_.search.score >= SEARCH_THRESHOLD and 30 < w_.search.cells < 38, w_.search
+    assert "search" in format_report(report)
+
+    write_h264(path, edit(frames), crf=28)
+    plain = verify(path).watermark
+    assert not plain.present and plain.search.score < SEARCH_THRESHOLD, plain
+    other = Watermark(key=12345)
+    assert not Watermark().detect(edit([other.embed(f) for f in frames]), search=True).present  # another key's mark
