@@ -18,6 +18,17 @@ SHARED_DATA = REPO.parent / "shared" / "data"  # CI clones the repo with ../shar
 DATASET_CONFIG = PreprocessConfig(max_frames=6)  # small: four GRID clips of 75 frames -> 6 crops each
 
 
+@pytest.fixture(scope="session", autouse=True)
+def config_home(tmp_path_factory) -> Path:
+    """A temporary XDG_CONFIG_HOME: the local C2PA certificate is generated there, never in ~."""
+    folder = tmp_path_factory.mktemp("config")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CONFIG_HOME", str(folder))
+        patch.delenv("MARIONETTE_C2PA_CERT", raising=False)
+        patch.delenv("MARIONETTE_C2PA_KEY", raising=False)
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (faces/, videos/, paintings/), or skip when this checkout has none beside it."""

@@ -14,6 +14,7 @@ from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.evaluation.episodes import load_episodes, make_episodes, save_episodes
 from marionette.evaluation.run import EvalConfig, evaluate
+from marionette.provenance import verify
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CONFIG = EvalConfig(renderers=("copy", "warp"), shots=(1, 2), episodes=2, samples=1)
@@ -80,7 +81,9 @@ def test_report_has_every_cell_and_sane_values(report):
     md = (report / "report.md").read_text()
     assert "| metric | copy K=1 | copy K=2 | warp K=1 | warp K=2 |" in md and "dlib" in md
     assert (report / "plots" / "self_ssim.png").is_file() and (report / "plots" / "cross_prmse.png").is_file()
-    assert (report / "samples" / "grid_cross_k2.jpg").is_file()
+    grid = verify(report / "samples" / "grid_cross_k2.jpg")  # synthetic samples carry both marks
+    assert grid.tag is not None and grid.watermark.present, grid
+    assert verify(report / "samples" / "cross_k2_e0_warp.jpg").watermark.present
 
 
 def test_rerun_resumes_only_missing_lines(small, report):

@@ -3,6 +3,8 @@ invisible (PSNR) and silent on unmarked frames or a wrong key; container tags ro
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import av
@@ -11,17 +13,26 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from marionette import __version__
+from marionette.content_credentials import config_dir
 from marionette.errors import InputError
+from marionette.inference.io import FrameWriter
 from marionette.media import iter_video
 from marionette.provenance import (
     MOV_MUXER_OPTIONS,
+    PHASES,
+    SEARCH_HYPOTHESES,
+    SEARCH_SCALES,
+    SEARCH_THRESHOLD,
     TAG_KEY,
     THRESHOLD,
+    TILE,
     Watermark,
     container_tags,
     format_report,
     png_info,
     read_container_tag,
+    save_marked_image,
     verify,
 )
 
@@ -125,3 +136,101 @@ def test_verify_corrupt_file_names_the_path(tmp_path):
         verify(bad)
     with pytest.raises(InputError, match="missing.png"):
         verify(tmp_path / "missing.png")
+
+
+def test_verify_command_exit_status_json_and_folders(tmp_path, capsys, frames, marked):
+    from marionette.cli import main
+
+    good, plain = tmp_path / "made" / "good.png", tmp_path / "plain.png"
+    good.parent.mkdir()
+    Image.fromarray(marked[0]).save(good)
+    Image.fromarray(frames[0]).save(plain)
+    (good.parent / "notes.txt").write_text("not media: skipped when a folder is walked")
+    assert main(["verify", str(good)]) == 0
+    assert main(["verify", str(good.parent)]) == 0  # the folder's one image, the text file skipped
+    assert main(["verify", str(good), str(plain)]) == 1
+    capsys.readouterr()
+
+    missing, empty = tmp_path / "missing.mp4", tmp_path / "empty"
+    empty.mkdir()
+    assert main(["verify", "--json", str(missing), str(plain), str(empty), str(good)]) == 2
+    out, err = capsys.readouterr()
+    errors = err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("marionette: error: ") for line in errors)
+    assert "missing.mp4" in errors[0] and "empty" in errors[1]
+    results = json.loads(out)  # one entry per file, in order, the rest checked after an error
+    assert [Path(r["path"]).name for r in results] == ["missing.mp4", "plain.png", "empty", "good.png"]
+    assert "error" in results[0] and "error" in results[2]
+    assert results[1]["marked"] is False and results[3]["marked"] is True
+    assert results[3]["watermark"]["present"] and results[3]["watermark"]["score"] >= THRESHOLD
+
+
+def test_outputs_carry_a_valid_c2pa_manifest_naming_marionette_and_its_inputs(tmp_path, marked):
+    target = Path(__file__).resolve().parents[1] / "assets" / "faces" / "02_grace_hopper.jpg"
+    tags = container_tags("warp", targets=[target], driver=CLIP)
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (target, CLIP)}
+    for name in ("out.mp4", "out.gif", "frames"):
+        with FrameWriter(tmp_path / name, 25, tags) as writer:
+            for frame in marked[:4]:
+                writer.write(frame)
+    save_marked_image(tmp_path / "sheet.jpg", marked[0], "warp", quality=90)
+    for path in (tmp_path / "out.mp4", tmp_path / "out.gif", tmp_path / "frames" / "000002.png"):
+        report = verify(path)
+        m = report.manifest
+        assert m is not None and m.valid and m.failures == () and m.by_marionette, (path, m)
+        assert m.generator == f"marionette {__version__}" and m.local_signer
+        assert m.action == "c2pa.created (trainedAlgorithmicMedia; renderer warp)"
+        assert m.ingredients == tuple(f"{n} (sha256:{d})" for n, d in digests.items())  # hashes, not pixels
+        assert report.tag is not None and report.watermark.present
+        assert "C2PA: valid manifest signed by marionette local signer" in format_report(report)
+    sheet = verify(tmp_path / "sheet.jpg")
+    assert sheet.manifest.by_marionette and sheet.tag is not None and sheet.watermark.present
+    assert (config_dir() / "c2pa" / "signer.key").stat().st_mode & 0o777 == 0o600  # under the test's XDG_CONFIG_HOME
+
+    # tampering with the pixels breaks the manifest; the watermark still speaks
+    for path, offset in ((tmp_path / "out.mp4", -300), (tmp_path / "sheet.jpg", -300)):
+        data = bytearray(path.read_bytes())
+        data[offset] ^= 0x5A
+        tampered = path.with_name(f"tampered{path.suffix}")
+        tampered.write_bytes(bytes(data))
+        m = verify(tampered).manifest
+        assert m is not None and not m.valid and any("mismatch" in f for f in m.failures), m
+        assert "C2PA: manifest INVALID" in format_report(verify(tampered))
+
+
+def test_file_without_manifest_reports_none(tmp_path, frames, monkeypatch):
+    plain = tmp_path / "plain.png"
+    Image.fromarray(frames[0]).save(plain)
+    report = verify(plain)
+    assert report.manifest is None and not report.marked and "C2PA: no manifest" in format_report(report)
+    assert report.to_dict()["c2pa"] is None
+    monkeypatch.setenv("MARIONETTE_C2PA_CERT", str(plain))  # a user signer needs both files
+    with pytest.raises(InputError, match="MARIONETTE_C2PA_KEY"):
+        save_marked_image(tmp_path / "x.png", frames[0], "warp")
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_mark_survives_crop_mirror_and_rescale_through_the_search(tmp_path, frames, marked):
+    assert len(SEARCH_SCALES) * PHASES**2 * TILE**2 * 2 == SEARCH_HYPOTHESES
+    assert SEARCH_HYPOTHESES * np.exp(-SEARCH_THRESHOLD**2 / 2) <= 4e-6 + 1e-12  # the union bound holds
+    h, w = frames[0].shape[:2]
+    ch, cw = round(h * 0.7071), round(w * 0.7071)  # 50% of the area, at the bottom-right corner
+
+    size = (round(cw * 1.3 / 2) * 2, round(ch * 1.3 / 2) * 2)  # 1.3x, even for yuv420p
+
+    def edit(clip):  # crop, mirror, rescale
+        return [cv2.resize(np.ascontiguousarray(f[h - ch :, w - cw :][:, ::-1]), size) for f in clip]
+
+    path = tmp_path / "reuploaded.mp4"
+    write_h264(path, edit(marked), crf=28)
+    report = verify(path)
+    w_ = report.watermark
+    assert w_.score < THRESHOLD and w_.present, w_  # the frame's own grid is lost; the search finds it
+    assert w_.search.mirrored and w_.search.score >= SEARCH_THRESHOLD and 30 < w_.search.cells < 38, w_.search
+    assert "search" in format_report(report)
+
+    write_h264(path, edit(frames), crf=28)
+    plain = verify(path).watermark
+    assert not plain.present and plain.search.score < SEARCH_THRESHOLD, plain
+    other = Watermark(key=12345)
+    assert not Watermark().detect(edit([other.embed(f) for f in frames]), search=True).present  # another key's mark

@@ -14,6 +14,7 @@ import torch
 from marionette.errors import InputError
 from marionette.training import checkpoint as checkpoint_module
 from marionette.inference.export import load_generator
+from marionette.provenance import verify
 from marionette.training.checkpoint import list_checkpoints, load_checkpoint, remove_partial, save_checkpoint
 from marionette.training.config import TrainConfig, run_config
 from marionette.training.loop import learning_rate_scale, train
@@ -80,6 +81,8 @@ def test_run_folder_and_export(dataset: Path, uninterrupted: Path) -> None:
     assert (run / "revisions.txt").read_text().strip()
     assert [p.name for p in list_checkpoints(run)] == ["step_000000002", "step_000000004"]  # keep_last=2
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000000004.png"]
+    sample = verify(run / "samples" / "step_000000004.png")  # a grid of synthetic frames: marked
+    assert sample.tag is not None and sample.watermark.present, sample
     assert (run / "val_curve.png").stat().st_size > 0  # val L1 and PSNR against steps, with the baselines
     val = stats(run)[-1]
     assert {"val/l1", "val/psnr", "val/ssim", "copy_first/l1", "copy_nearest/psnr"} <= set(val)

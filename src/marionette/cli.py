@@ -87,11 +87,35 @@ def _fit_landmarks(args: argparse.Namespace) -> None:
           f"({100 * stats['explained_variance']:.1f}% of l_exp); fitted in {stats['seconds']:.0f} s")
 
 
-def _verify(args: argparse.Namespace) -> None:
-    from marionette.provenance import format_report, verify
+def _verify(args: argparse.Namespace) -> int:
+    """Exit status: 0 every file is marked, 1 some file is not, 2 some file or folder could not be
+    read (each reported on stderr; the rest of the list is still checked)."""
+    from marionette.provenance import format_report, verify, verify_targets
 
-    for path in args.files:
-        print(format_report(verify(path)))
+    results, errors, unmarked = [], 0, 0
+    for spec in args.files:
+        try:
+            paths = verify_targets(spec)
+        except InputError as e:
+            paths = []
+            errors += 1
+            print(f"marionette: error: {e}", file=sys.stderr)
+            results.append({"path": str(spec), "error": str(e)})
+        for path in paths:
+            try:
+                report = verify(path)
+            except InputError as e:
+                errors += 1
+                print(f"marionette: error: {e}", file=sys.stderr)
+                results.append({"path": str(path), "error": str(e)})
+                continue
+            unmarked += not report.marked
+            results.append(report.to_dict())
+            if not args.json:
+                print(format_report(report), flush=True)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    return 2 if errors else 1 if unmarked else 0
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
@@ -236,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", formatter_class=fmt,
                        help="check files for marionette's synthetic-media tag and invisible watermark")
-    p.add_argument("files", nargs="+", help="videos or images to check")
+    p.add_argument("files", nargs="+", help="videos or images to check; a folder: every image and video in it "
+                   "(recursively). Exit status 0: all marked, 1: some file unmarked, 2: some file unreadable")
+    p.add_argument("--json", action="store_true", help="print one JSON list: a report (or an error) per file")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -297,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="marionette: %(message)s")
     logging.getLogger("marionette").setLevel(logging.INFO)
     try:
-        args.func(args)
+        status = args.func(args)  # None, or an exit status of its own (verify)
     except InputError as e:
         print(f"marionette: error: {e}", file=sys.stderr)
         return 2
@@ -307,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("marionette: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from marionette.evaluation.metrics import MODES, REGISTRY, summarize
-from marionette.media import atomic_path, load_image, save_image
+from marionette.media import atomic_path, load_image
+from marionette.provenance import save_marked_image
 
 
 def _records(out: Path) -> list[dict]:
@@ -123,7 +124,8 @@ def _grids(out: Path, records: list[dict]) -> None:
             if all(p.is_file() for p in paths):
                 rows.append(np.concatenate([_label(load_image(p), n) for p, n in zip(paths, names)], axis=1))
         if rows:
-            save_image(out / "samples" / f"grid_{mode}_k{shots}.jpg", np.concatenate(rows, axis=0), quality=90)
+            save_marked_image(out / "samples" / f"grid_{mode}_k{shots}.jpg", np.concatenate(rows, axis=0),
+                              ",".join(renderers), quality=90)
 
 
 def write_report(out: Path, omitted: list[str]) -> Path:

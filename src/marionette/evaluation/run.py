@@ -40,6 +40,7 @@ from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, save_image
 from marionette.outputs import check_work_folder
+from marionette.provenance import save_marked_image
 
 RESULTS = "results.jsonl"
 EPISODES = "episodes.csv"
@@ -215,7 +216,7 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                 log.write(json.dumps(record) + "\n")
                 log.flush()
                 if keep:
-                    save_image(out / "samples" / f"{prefix}_{name}.jpg", output, quality=90)
+                    save_marked_image(out / "samples" / f"{prefix}_{name}.jpg", output, name, quality=90)
                 bar.update()
     bar.close()
     omitted = sorted({reason for m in metrics_for("self") + metrics_for("cross") if (reason := m.missing())})

@@ -8,8 +8,9 @@ import numpy as np
 
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmarks.preview import landmark_report
-from marionette.media import iter_video, save_image
+from marionette.media import iter_video
 from marionette.outputs import check_work_folder
+from marionette.provenance import save_marked_image
 
 ASSETS = Path(__file__).resolve().parents[3] / "assets"
 TARGET = ASSETS / "faces" / "02_grace_hopper.jpg"
@@ -26,8 +27,9 @@ def run_demo(out: Path, progress: bool = True) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     landmark_report(TARGET, preview=preview)
     ReenactPipeline(ReenactConfig(overwrite=True)).run([str(TARGET)], str(DRIVER), result, progress=progress)
-    stats = ReenactPipeline(ReenactConfig(side_by_side=True, paste_back=False, overwrite=True)).run(
-        [str(TARGET)], str(DRIVER), side, progress=progress)
+    pipeline = ReenactPipeline(ReenactConfig(side_by_side=True, paste_back=False, overwrite=True))
+    stats = pipeline.run([str(TARGET)], str(DRIVER), side, progress=progress)
     picks = {stats.frames // 4, stats.frames // 2, 3 * stats.frames // 4}
-    save_image(frames, np.concatenate([f for i, f in enumerate(iter_video(side)) if i in picks], axis=0))
+    sheet = np.concatenate([f for i, f in enumerate(iter_video(side)) if i in picks], axis=0)  # (3H, W, 3)
+    save_marked_image(frames, sheet, pipeline.renderer_name)  # stacking broke the frames' own mark
     return [preview, result, side, frames]

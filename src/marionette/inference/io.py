@@ -21,7 +21,7 @@ from marionette.media import (
     save_image, sweep_temporaries,
 )
 from marionette.outputs import output_kind
-from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info
+from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info, sign_output
 
 MILLISECOND = Fraction(1, 1000)  # time base of timed (live) frames
 
@@ -246,6 +246,7 @@ class FrameWriter:
                 self._write_audio()
             self._container.close()
             self._container = None
+        sign_output(self._tmp, self.path, self.tags)  # C2PA manifest, signed (in each frame of a folder)
         self._stack.close()  # moves the finished file or folder into place
 
     def abort(self) -> None:

@@ -256,7 +256,7 @@ class ReenactPipeline:
         self.set_targets(targets)
         source = open_driver(driver)
         stats = RunStats()
-        tags = container_tags(self.renderer_name)
+        tags = container_tags(self.renderer_name, targets=targets, driver=driver)  # inputs hashed for C2PA
         total = min(source.announced or 0, self.config.max_frames or source.announced or 0) or None
         bar = tqdm(total=total, unit="frame", desc="reenact", disable=not progress)
         with FrameWriter(Path(out), source.rate, tags, audio=source.audio, crf=self.config.crf,

@@ -33,9 +33,10 @@ from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset
 from marionette.data.manifest import Manifest
 from marionette.errors import InputError
+from marionette.media import atomic_path
 from marionette.outputs import check_work_folder
-from marionette.media import atomic_path, save_image
 from marionette.model import Discriminator, Generator, build_objective
+from marionette.provenance import save_marked_image
 from marionette.training import distributed
 from marionette.inference.export import export_generator
 from marionette.training.checkpoint import (Networks, list_checkpoints, load_checkpoint,
@@ -237,7 +238,8 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
                 for key, value in stats.items() if writer else ():
                     writer.add_scalar(key, value, step)
         if validator is not None and (step % t.sample_every == 0 or step == t.steps):
-            save_image(run / "samples" / f"step_{step:09d}.png", validator.sample_grid(ema, device))
+            save_marked_image(run / "samples" / f"step_{step:09d}.png", validator.sample_grid(ema, device),
+                              f"neural, training step {step}")
         if validator is not None and (step % t.val_every == 0 or step == t.steps):
             scores = validator(ema, device)
             with (run / "stats.jsonl").open("a") as f:
