@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,8 +244,10 @@ class ReenactPipeline:
 
         return np.concatenate([fit(driver), fit(target), result], axis=1)
 
-    def run(self, targets: list[str], driver: str, out: str | Path, progress: bool = True) -> RunStats:
-        """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif or a PNG folder)."""
+    def run(self, targets: list[str], driver: str, out: str | Path, progress: bool = True,
+            on_frame: Callable[[np.ndarray], None] | None = None) -> RunStats:
+        """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif or a PNG folder).
+        `on_frame` gets each output frame, marked, once it is written (a progress bar, a virtual camera)."""
         self.set_targets(targets)
         source = open_driver(driver)
         stats = RunStats()
@@ -264,6 +266,8 @@ class ReenactPipeline:
                     stats.seconds["mark"] += marked_at - start
                     stats.seconds["encode"] += time.perf_counter() - marked_at
                     bar.update()
+                    if on_frame is not None:
+                        on_frame(marked)
                     if self.config.preview and not _show(marked):
                         break
             except KeyboardInterrupt:  # how a webcam session ends: keep what was recorded
