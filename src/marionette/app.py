@@ -7,10 +7,11 @@ preview calls `landmark_report`; the verdict is `verify`'s. Nothing of the pipel
 Limits (AppConfig): uploads bigger than `max_upload_mb` are refused by Gradio before any job sees
 them; drivers and target videos longer than `max_seconds` and more than `max_targets` targets are
 refused with one message; jobs wait in a queue of `queue_size` and run `concurrency` at a time,
-and a job that finds the queue full is refused ("Queue is full"). Files: uploads and results live
-in `temp_dir` (Gradio's cache); a job writes its result into a folder of its own there, removed at
-once if the job fails; the preview's images never touch the disk after the call. Uploads and results
-are deleted `keep_minutes` after they were made, and all of them when the app stops. The app binds
+and a job that finds the queue full is refused ("Queue is full"). Files: the app makes a folder
+of its own (in `temp_dir`) and makes it Gradio's cache, where uploads and results live; a job
+writes its result into a subfolder, removed at once if the job fails; the target preview's image
+is removed as soon as it is read. Uploads and results are deleted `keep_minutes` after they were
+made, and the whole folder when the app stops. The app binds
 127.0.0.1 unless told otherwise.
 """
 
@@ -29,7 +30,7 @@ from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.media import IMAGE_EXTS, load_image, probe_video
 from marionette.provenance import format_report, verify
 
-MB = 1_000_000
+MB = 1 << 20  # Gradio counts upload sizes in units of 1024
 RESULT_NAME = "reenacted.mp4"  # the file a job writes (and a user downloads)
 
 
@@ -43,7 +44,7 @@ class AppConfig:
     concurrency: int = 1  # jobs run at the same time (each keeps about one CPU core busy)
     queue_size: int = 8  # jobs that may wait for a turn; a job beyond them is refused ("Queue is full")
     keep_minutes: float = 30.0  # uploads and results are deleted this long after they were made
-    temp_dir: str = ""  # folder of uploads, results and job files ("": a new one in the system temp folder, removed at exit)
+    temp_dir: str = ""  # where the app's folder of uploads, results and job files is made ("": the system temp folder); removed at exit
     checkpoint: str = ""  # a trained generator export: the page offers the neural renderer too ("": warp only)
 
 
@@ -61,7 +62,7 @@ def _names_only(message: str, paths: list[str]) -> str:
 
 
 class WebApp:
-    """The Gradio app: `start()` serves it (in the background), `close()` stops it and removes its files."""
+    """The Gradio app: `start()` serves it (in the background), `close()` stops it and removes its folder."""
 
     def __init__(self, config: AppConfig = AppConfig()):
         try:
@@ -70,9 +71,10 @@ class WebApp:
             raise InputError('the app needs Gradio: pip install "marionette[app]"') from None
         self.gr = gradio
         self.config = config
-        self._own_temp = not config.temp_dir
-        self.temp_dir = Path(config.temp_dir or tempfile.mkdtemp(prefix="marionette-app-")).resolve()
-        self.temp_dir.mkdir(parents=True, exist_ok=True)
+        if config.temp_dir:
+            Path(config.temp_dir).mkdir(parents=True, exist_ok=True)
+        # a folder of its own, removed whole at exit (with what Gradio leaves in it, such as its upload staging files)
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="marionette-app-", dir=config.temp_dir or None)).resolve()
         self.renderers = ["warp"] + (["neural"] if config.checkpoint else [])
         # Gradio reads its cache folder from GRADIO_TEMP_DIR, when making components and when
         # checking that a request's files were uploaded: it holds for the app's life
@@ -187,8 +189,8 @@ class WebApp:
                 with gr.Column():
                     targets = gr.File(label=f"Target: 1 to {config.max_targets} photos of one face (or a video)",
                                       file_count="multiple", file_types=["image", "video"], elem_id="targets")
-                    landmarks = gr.Gallery(label="What the system sees in the target", columns=2, height=260,
-                                           elem_id="landmarks")
+                    landmarks = gr.Gallery(label="What the system sees in the target", columns=1, height=300,
+                                           object_fit="contain", elem_id="landmarks")
                     notes = gr.Markdown(elem_id="notes")
                 with gr.Column():
                     driver = gr.Video(label=f"Driver: a video up to {config.max_seconds:.0f} s, or record one",
@@ -201,10 +203,11 @@ class WebApp:
                     renderer = gr.Dropdown(self.renderers, value=self.renderers[-1], label="Renderer")
                     output = gr.Radio(["paste back", "crop"], value="paste back", label="Output")
                     side_by_side = gr.Checkbox(False, label="Side by side: driver | target | result")
-                    max_frames = gr.Number(0, label="Frames (0 = the whole driver)", precision=0, minimum=0)
+                    max_frames = gr.Number(0, label="Frames (0 = the whole driver)", precision=0, minimum=0,
+                                           elem_id="max_frames")
                     go = gr.Button("Reenact", variant="primary", elem_id="run")
             with gr.Row():
-                result = gr.Video(label="Result (marked as synthetic)", elem_id="result", interactive=False)
+                result = gr.Video(label="Result (marked as synthetic)", height=420, elem_id="result", interactive=False)
                 verdict = gr.Textbox(label="marionette verify", lines=3, elem_id="verdict")
             for trigger in (targets.change, face.change):
                 trigger(self.preview, [targets, face], [landmarks, notes], api_visibility="private", queue=False)
@@ -224,14 +227,13 @@ class WebApp:
         return self.url
 
     def close(self) -> None:
-        """Stop serving and delete every upload and result (and the temp folder if the app made it)."""
+        """Stop serving; delete the app's folder: every upload and result."""
         self.blocks.close()
         if self._env_before is None:
             os.environ.pop("GRADIO_TEMP_DIR", None)
         else:
             os.environ["GRADIO_TEMP_DIR"] = self._env_before
-        if self._own_temp:
-            shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def serve(config: AppConfig) -> None:

@@ -1,0 +1,131 @@
+"""The web app (`marionette app`): a real headless Chromium drives the page; 20 concurrent API
+requests meet the queue; no file outlives the app."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from marionette.provenance import verify
+
+gradio = pytest.importorskip("gradio", reason='the app needs Gradio: pip install "marionette[app]"')
+
+from marionette.app import RESULT_NAME, AppConfig, WebApp  # noqa: E402
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"  # bundled copies of the shared faces and clips
+TARGET = ASSETS / "faces" / "02_grace_hopper.jpg"
+DRIVER = ASSETS / "videos" / "grid_lbax4n.mp4"  # 75 frames, 3 s
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def app(tmp_path: Path):
+    """The app on a free loopback port, with a 1 MB upload cap and a queue of 4."""
+    app = WebApp(AppConfig(port=_free_port(), max_upload_mb=1.0, queue_size=4, concurrency=1,
+                           temp_dir=str(tmp_path / "app")))
+    app.start()
+    yield app
+    app.close()
+
+
+def test_defaults_bind_loopback_only() -> None:
+    assert AppConfig().host == "127.0.0.1"
+
+
+def test_browser_upload_run_play_and_refuse_an_oversize_upload(app: WebApp, tmp_path: Path) -> None:
+    playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install playwright)")
+    if CHROMIUM is None:
+        pytest.skip("the browser test needs Chromium (Debian: apt-get install chromium); none on PATH")
+    big = tmp_path / "big.jpg"
+    big.write_bytes(TARGET.read_bytes() + bytes(1_200_000))  # a valid JPEG start, over the 1 MB cap
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app.url)
+            page.locator("#targets input[type=file]").set_input_files([str(TARGET)])
+            page.locator("#landmarks img").first.wait_for(timeout=30_000)  # the preview, on upload
+            page.locator("#driver input[type=file]").set_input_files(str(DRIVER))
+            page.locator("#max_frames input").fill("8")
+            page.locator("#run").click()
+            page.locator("#result video").wait_for(timeout=60_000)
+            page.wait_for_function("document.querySelector('#result video').readyState >= 2", timeout=20_000)
+            width, duration = page.evaluate("[document.querySelector('#result video').videoWidth, "
+                                            "document.querySelector('#result video').duration]")
+            assert width == 512 and 0.25 < duration < 0.4  # the photo's width; 8 frames at 25 frames/s
+            assert "synthetic (marionette tag found; watermark present" in page.locator("#verdict textarea").input_value()
+            served = tmp_path / RESULT_NAME  # what the page plays, as a browser downloads it
+            urllib.request.urlretrieve(page.locator("#result video").get_attribute("src"), served)
+            report = verify(served)
+            assert report.tag is not None and report.watermark.present and report.watermark.frames == 8
+
+            page.locator("#targets button[aria-label='Clear']").first.click()
+            page.locator("#targets input[type=file]").set_input_files([str(big)])
+            page.get_by_text(re.compile(r'exceed the maximum allowed size of 1(\.0)? Mb: "big\.jpg"')).wait_for(timeout=10_000)
+        finally:
+            browser.close()
+    assert not [p for p in _files(Path(app.temp_dir)) if p.name == big.name]  # refused before it reached the server
+
+
+def test_api_twenty_concurrent_requests_complete_or_are_refused_and_leave_no_file(app: WebApp, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(app.url, verbose=False, download_files=str(tmp_path / "client"))
+
+    def request(_: int) -> tuple[str, str]:
+        job = client.submit([handle_file(str(TARGET))], handle_file(str(DRIVER)), 0, "relative", 1.0, "warp",
+                            "crop", False, 3, api_name="/reenact")
+        try:
+            video, verdict = job.result(timeout=90)
+        except Exception as e:  # noqa: BLE001 (the test sorts every outcome below)
+            return "refused", str(e)
+        return "done", verdict
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(20) as pool:
+        outcomes = list(pool.map(request, range(20)))
+    seconds = time.perf_counter() - start
+    done = [text for kind, text in outcomes if kind == "done"]
+    refused = [text for kind, text in outcomes if kind == "refused"]
+    assert seconds < 60 and len(done) + len(refused) == 20 and done
+    assert all("synthetic (marionette tag found; watermark present" in v and "3 frames" in v for v in done)
+    assert all("queue is full" in text.lower() for text in refused), refused[:3]
+    jobs = sorted(Path(app.temp_dir).glob("job-*"))  # one folder per job that ran, holding its result only
+    assert len(jobs) == len(done) and all([p.name for p in job.iterdir()] == [RESULT_NAME] for job in jobs)
+    assert not list(Path(app.temp_dir).glob("preview-*"))
+    print(f"{len(done)} done, {len(refused)} refused by the queue in {seconds:.1f} s")
+    app.close()
+    assert list((tmp_path / "app").iterdir()) == []  # uploads and results go when the app stops
+
+
+def test_over_long_driver_and_too_many_targets_are_refused_with_one_message(
+        app: WebApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gradio_client import Client, handle_file
+
+    monkeypatch.setattr(app, "config", AppConfig(max_seconds=2.0, max_targets=2))
+    client = Client(app.url, verbose=False, download_files=str(tmp_path / "client"))
+    cases = [([TARGET], "grid_lbax4n.mp4: 3 s long; this app takes videos up to 2 s"),
+             ([TARGET] * 3, "upload 1 to 2 target images or videos (got 3)")]
+    for targets, message in cases:
+        with pytest.raises(Exception) as refused:
+            client.predict([handle_file(str(t)) for t in targets], handle_file(str(DRIVER)), 0, "relative", 1.0,
+                           "warp", "crop", False, 0, api_name="/reenact")
+        assert str(refused.value) == message  # one line, naming the file, not its place on the server
+    assert not [p for p in _files(Path(app.temp_dir)) if p.name == RESULT_NAME]
