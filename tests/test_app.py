@@ -11,8 +11,10 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import av
 import pytest
 
+from marionette.media import iter_video
 from marionette.provenance import verify
 
 gradio = pytest.importorskip("gradio", reason='the app needs Gradio: pip install "marionette[app]"')
@@ -49,39 +51,83 @@ def test_defaults_bind_loopback_only() -> None:
     assert AppConfig().host == "127.0.0.1"
 
 
-def test_browser_upload_run_play_and_refuse_an_oversize_upload(app: WebApp, tmp_path: Path) -> None:
-    playwright = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (pip install playwright)")
+@pytest.fixture
+def playwright():
+    """Playwright's sync API, driving the system's Chromium (it never downloads a browser)."""
+    module = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install playwright)")
     if CHROMIUM is None:
-        pytest.skip("the browser test needs Chromium (Debian: apt-get install chromium); none on PATH")
+        pytest.skip("the browser tests need Chromium (Debian: apt-get install chromium); none on PATH")
+    with module.sync_playwright() as p:
+        yield p
+
+
+def _result(page) -> tuple[int, float, str]:
+    """Wait for the result video to be playable; (its width, its duration, the verify verdict)."""
+    page.locator("#result video").wait_for(timeout=60_000)
+    page.wait_for_function("document.querySelector('#result video').readyState >= 2", timeout=20_000)
+    width, duration = page.evaluate("[document.querySelector('#result video').videoWidth, "
+                                    "document.querySelector('#result video').duration]")
+    return width, duration, page.locator("#verdict textarea").input_value()
+
+
+def test_browser_upload_run_play_and_refuse_an_oversize_upload(app: WebApp, playwright, tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
     big.write_bytes(TARGET.read_bytes() + bytes(1_200_000))  # a valid JPEG start, over the 1 MB cap
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app.url)
-            page.locator("#targets input[type=file]").set_input_files([str(TARGET)])
-            page.locator("#landmarks img").first.wait_for(timeout=30_000)  # the preview, on upload
-            page.locator("#driver input[type=file]").set_input_files(str(DRIVER))
-            page.locator("#max_frames input").fill("8")
-            page.locator("#run").click()
-            page.locator("#result video").wait_for(timeout=60_000)
-            page.wait_for_function("document.querySelector('#result video').readyState >= 2", timeout=20_000)
-            width, duration = page.evaluate("[document.querySelector('#result video').videoWidth, "
-                                            "document.querySelector('#result video').duration]")
-            assert width == 512 and 0.25 < duration < 0.4  # the photo's width; 8 frames at 25 frames/s
-            assert "synthetic (marionette tag found; watermark present" in page.locator("#verdict textarea").input_value()
-            served = tmp_path / RESULT_NAME  # what the page plays, as a browser downloads it
-            urllib.request.urlretrieve(page.locator("#result video").get_attribute("src"), served)
-            report = verify(served)
-            assert report.tag is not None and report.watermark.present and report.watermark.frames == 8
+    browser = playwright.chromium.launch(executable_path=CHROMIUM)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(app.url)
+        page.locator("#targets input[type=file]").set_input_files([str(TARGET)])
+        page.locator("#landmarks img").first.wait_for(timeout=30_000)  # the preview, on upload
+        page.locator("#driver input[type=file]").set_input_files(str(DRIVER))
+        page.locator("#max_frames input").fill("8")
+        page.locator("#run").click()
+        width, duration, verdict = _result(page)
+        assert width == 512 and 0.25 < duration < 0.4  # the photo's width; 8 frames at 25 frames/s
+        assert "synthetic (marionette tag found; watermark present" in verdict
+        served = tmp_path / RESULT_NAME  # what the page plays, as a browser downloads it
+        urllib.request.urlretrieve(page.locator("#result video").get_attribute("src"), served)
+        report = verify(served)
+        assert report.tag is not None and report.watermark.present and report.watermark.frames == 8
 
-            page.locator("#targets button[aria-label='Clear']").first.click()
-            page.locator("#targets input[type=file]").set_input_files([str(big)])
-            page.get_by_text(re.compile(r'exceed the maximum allowed size of 1(\.0)? Mb: "big\.jpg"')).wait_for(timeout=10_000)
-        finally:
-            browser.close()
+        page.locator("#targets button[aria-label='Clear']").first.click()
+        page.locator("#targets input[type=file]").set_input_files([str(big)])
+        page.get_by_text(re.compile(r'exceed the maximum allowed size of 1(\.0)? Mb: "big\.jpg"')).wait_for(timeout=10_000)
+    finally:
+        browser.close()
     assert not [p for p in _files(Path(app.temp_dir)) if p.name == big.name]  # refused before it reached the server
+
+
+def test_browser_webcam_recording_drives_the_target(app: WebApp, playwright, tmp_path: Path) -> None:
+    """Chromium's fake camera plays the bundled clip; the page records 2.5 s of it as the driver."""
+    feed = tmp_path / "camera.y4m"
+    with av.open(str(feed), "w", format="yuv4mpegpipe") as out:
+        stream = out.add_stream("rawvideo", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 360, 288, "yuv420p"
+        for frame in iter_video(DRIVER):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", f"--use-file-for-fake-video-capture={feed}"])
+    try:
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}, permissions=["camera", "microphone"]).new_page()
+        page.goto(app.url)
+        page.locator("#targets input[type=file]").set_input_files([str(TARGET)])
+        page.locator("#driver button[aria-label='Capture from camera']").click()
+        page.get_by_text("Click to Access Webcam").click()
+        record = page.locator("#driver button[aria-label='start recording']")
+        record.click()
+        page.wait_for_timeout(2500)
+        record.click()  # stop
+        page.locator("#driver video").first.wait_for(timeout=20_000)
+        page.locator("#run").click()
+        width, duration, verdict = _result(page)
+    finally:
+        browser.close()
+    frames = int(re.search(r"\n(\d+) frames, renderer warp", verdict).group(1))
+    assert width == 512 and frames >= 25 and "synthetic (marionette tag found; watermark present" in verdict
 
 
 def test_api_twenty_concurrent_requests_complete_or_are_refused_and_leave_no_file(app: WebApp, tmp_path: Path) -> None:
