@@ -161,6 +161,15 @@ def test_api_twenty_concurrent_requests_complete_or_are_refused_and_leave_no_fil
     assert list((tmp_path / "app").iterdir()) == []  # uploads and results go when the app stops
 
 
+def test_progress_counts_frames_done_of_the_total_and_time_left(app: WebApp) -> None:
+    calls: list[tuple[tuple[int, int], str]] = []
+    video, verdict = app.reenact([str(TARGET)], str(DRIVER), 0, "relative", 1.0, "warp", "crop", False, 5,
+                                 progress=lambda value, desc, unit: calls.append((value, desc)))
+    assert [value for value, _ in calls] == [(i, 5) for i in range(1, 6)]  # max_frames caps the driver's 75
+    assert calls[0][1].startswith("1/5 frames, about ") and calls[-1][1] == "5/5 frames, about 0 s left"
+    assert Path(video).parent.parent == app.temp_dir and verdict.endswith("\n5 frames, renderer warp")
+
+
 def test_over_long_driver_and_too_many_targets_are_refused_with_one_message(
         app: WebApp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from gradio_client import Client, handle_file

@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,19 @@ def _names_only(message: str, paths: list[str]) -> str:
     for path in sorted(paths, key=len, reverse=True):
         message = message.replace(path, Path(path).name)
     return message
+
+
+def _progress_bar(total: int, progress: Callable[..., None]) -> Callable[[object], None]:
+    """An on_frame callback that moves a Gradio progress bar: frames done of `total`, and time left."""
+    start, done = time.perf_counter(), 0
+
+    def on_frame(_frame: object) -> None:
+        nonlocal done
+        done += 1
+        left = (time.perf_counter() - start) / done * max(total - done, 0)
+        progress((done, total), desc=f"{done}/{total} frames, about {left:.0f} s left", unit="frames")
+
+    return on_frame
 
 
 class WebApp:
@@ -125,7 +139,8 @@ class WebApp:
             job = Path(tempfile.mkdtemp(dir=self.temp_dir, prefix="job-"))
             try:
                 out = job / RESULT_NAME
-                stats = pipeline.run(targets, driver, out, progress=False, on_frame=self._counter(frames, progress))
+                stats = pipeline.run(targets, driver, out, progress=False,
+                                     on_frame=_progress_bar(frames, progress) if progress is not None else None)
                 verdict = format_report(verify(out)).replace(str(out), RESULT_NAME)
             except BaseException:
                 shutil.rmtree(job, ignore_errors=True)
@@ -143,30 +158,13 @@ class WebApp:
             raise InputError(f"upload 1 to {limit} target images or videos (got {len(targets)})")
         if not driver:
             raise InputError("upload or record a driver video")
-        frames = 0
-        for path in [*targets, driver]:
-            if path in targets and Path(path).suffix.lower() in IMAGE_EXTS:
-                continue
-            count, seconds = _video_seconds(path)
+        videos = [path for path in targets if Path(path).suffix.lower() not in IMAGE_EXTS]
+        for path in [*videos, driver]:
+            frames, seconds = _video_seconds(path)
             if seconds > self.config.max_seconds:
                 raise InputError(f"{path}: {seconds:.0f} s long; this app takes videos up to "
                                  f"{self.config.max_seconds:.0f} s")
-            frames = count if path == driver else frames
-        return frames
-
-    @staticmethod
-    def _counter(total: int, progress: Any):
-        """An on_frame callback that moves the page's progress bar: frames done and time left."""
-        start, done = time.perf_counter(), 0
-
-        def on_frame(_frame: object) -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                left = (time.perf_counter() - start) / done * max(total - done, 0)
-                progress((done, total), desc=f"{done}/{total} frames, about {left:.0f} s left", unit="frames")
-
-        return on_frame
+        return frames  # the driver's, checked last
 
     # --- the page ------------------------------------------------------------------------------
 
