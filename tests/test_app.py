@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shutil
 import socket
+import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,16 @@ def app(tmp_path: Path):
 
 def test_defaults_bind_loopback_only() -> None:
     assert AppConfig().host == "127.0.0.1"
+
+
+def test_command_line_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from marionette.cli import main
+
+    assert main(["app", "--set", "max_upload=5"]) == 2
+    assert capsys.readouterr().err.startswith("marionette: error: --set: unknown AppConfig key 'max_upload'")
+    monkeypatch.setitem(sys.modules, "gradio", None)  # Gradio not installed
+    assert main(["app"]) == 2
+    assert capsys.readouterr().err == 'marionette: error: the app needs Gradio: pip install "marionette[app]"\n'
 
 
 @pytest.fixture
