@@ -1,17 +1,20 @@
 """`marionette reenact --virtual-camera`: a stand-in pyvirtualcam (no device exists on CI) receives
-exactly the frames the same run writes, at the driver's rate; a missing backend is one line."""
+exactly the frames the same run writes, paced at a file driver's rate, unpaced behind a webcam; a
+missing backend is one line."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 import types
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from marionette.cli import main
-from marionette.media import list_image_sequence, load_image
+from marionette.media import iter_video, list_image_sequence, load_image
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TARGET = str(ASSETS / "faces" / "02_grace_hopper.jpg")
@@ -57,6 +60,38 @@ def test_frames_sent_equal_the_frames_written_by_the_same_run(tmp_path: Path, mo
     assert all(np.array_equal(a, b) for a, b in zip(camera.frames, written))
     assert (camera.width, camera.height, camera.fps, camera.device) == (128, 128, 25.0, "/dev/video7")
     assert camera.waits == 6 and camera.closed  # paced after every frame; closed at the end
+
+
+class StandInWebcam:
+    """cv2.VideoCapture serving the bundled clip's first frames (BGR), then Ctrl-C, as a user ends a session."""
+
+    def __init__(self, index: int) -> None:
+        self.frames = [f[..., ::-1].copy() for f in itertools.islice(iter_video(DRIVER), 5)]
+
+    def isOpened(self) -> bool:  # noqa: N802 (OpenCV's name)
+        return True
+
+    def read(self) -> tuple[bool, np.ndarray]:
+        if not self.frames:
+            raise KeyboardInterrupt
+        return True, self.frames.pop(0)
+
+    def release(self) -> None:
+        pass
+
+
+def test_webcam_driver_is_not_paced_and_its_frames_reach_the_camera(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in(monkeypatch, StandInCamera)
+    StandInCamera.opened = []
+    monkeypatch.setattr(cv2, "VideoCapture", StandInWebcam)
+    out = tmp_path / "frames"
+    assert main(["reenact", "--target", TARGET, "--driver", "0", "-o", str(out), "--quiet", "--virtual-camera",
+                 "--set", "size=128", "paste_back=false"]) == 0
+    [camera] = StandInCamera.opened
+    written = [load_image(p) for p in list_image_sequence(out)]
+    assert len(written) == len(camera.frames) == 5 and all(map(np.array_equal, camera.frames, written))
+    assert camera.waits == 0 and camera.closed  # the webcam is the clock: no waiting on top of it
 
 
 def test_no_backend_or_no_pyvirtualcam_is_one_line_and_no_output(

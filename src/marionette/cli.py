@@ -64,7 +64,8 @@ def _reenact(args: argparse.Namespace) -> None:
         from marionette.inference.io import open_driver
         from marionette.inference.virtual_camera import VirtualCamera
 
-        with VirtualCamera(open_driver(args.driver).fps, args.camera_device) as camera:
+        source = open_driver(args.driver)
+        with VirtualCamera(source.fps, args.camera_device, paced=not source.live) as camera:
             stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet, on_frame=camera)
     else:
         stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet)

@@ -11,10 +11,12 @@ from marionette.errors import InputError
 
 class VirtualCamera:
     """A frame sink for `ReenactPipeline.run(on_frame=...)`. The device opens on the first frame
-    (its size is the output's); after each frame it waits until the next one is due at `fps`, so
-    frames leave at the driver's pace, never faster (a slower pipeline sends as fast as it can)."""
+    (its size is the output's). `paced` (a driver file): after each frame it waits until the next
+    one is due at `fps`, so frames leave at the file's rate, never faster (a slower pipeline sends
+    as fast as it can). Unpaced (a webcam): the camera is the clock; waiting would only let its
+    frames queue up and add delay."""
 
-    def __init__(self, fps: float, device: str | None = None):
+    def __init__(self, fps: float, device: str | None = None, paced: bool = True):
         try:
             import pyvirtualcam
         except ImportError:
@@ -22,11 +24,12 @@ class VirtualCamera:
         self._pyvirtualcam = pyvirtualcam
         self.fps = fps  # frames per second announced to the device and kept to
         self.device = device  # a device name (e.g. /dev/video4), None: the backend's first free one
+        self.paced = paced  # wait for each frame's time at `fps`
         self.camera = None
         self.sent = 0  # frames sent so far
 
     def __call__(self, frame: np.ndarray) -> None:
-        """Send one (H, W, 3) uint8 RGB frame, then wait for the next frame's time."""
+        """Send one (H, W, 3) uint8 RGB frame (then, paced, wait for the next frame's time)."""
         if self.camera is None:
             height, width = frame.shape[:2]
             try:
@@ -36,7 +39,8 @@ class VirtualCamera:
                 raise InputError(f"virtual camera: no backend available ({' '.join(str(e).split())})") from None
         self.camera.send(frame)
         self.sent += 1
-        self.camera.sleep_until_next_frame()
+        if self.paced:
+            self.camera.sleep_until_next_frame()
 
     def close(self) -> None:
         if self.camera is not None:
