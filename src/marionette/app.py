@@ -6,8 +6,9 @@ preview calls `landmark_report`; the verdict is `verify`'s. Nothing of the pipel
 
 Limits (AppConfig): uploads bigger than `max_upload_mb` are refused by Gradio before any job sees
 them; drivers and target videos longer than `max_seconds` and more than `max_targets` targets are
-refused with one message; jobs wait in a queue of `queue_size` and run `concurrency` at a time,
-and a job that finds the queue full is refused ("Queue is full"). Files: the app makes a folder
+refused with one message; jobs wait in a queue of `queue_size` and run `concurrency` at a time
+(target previews likewise, on a turn of their own), and a job that finds the queue full is
+refused ("Queue is full"). Files: the app makes a folder
 of its own (in `temp_dir`) and makes it Gradio's cache, where uploads and results live; a job
 writes its result into a subfolder, removed at once if the job fails; the target preview's image
 is removed as soon as it is read. Uploads and results are deleted `keep_minutes` after they were
@@ -208,7 +209,8 @@ class WebApp:
                 result = gr.Video(label="Result (marked as synthetic)", height=420, elem_id="result", interactive=False)
                 verdict = gr.Textbox(label="marionette verify", lines=3, elem_id="verdict")
             for trigger in (targets.change, face.change):
-                trigger(self.preview, [targets, face], [landmarks, notes], api_visibility="private", queue=False)
+                trigger(self.preview, [targets, face], [landmarks, notes], api_visibility="private",
+                        concurrency_limit=config.concurrency, concurrency_id="preview")
             go.click(run, [targets, driver, face, mode, alpha, renderer, output, side_by_side, max_frames],
                      [result, verdict], api_name="reenact", concurrency_limit=config.concurrency,
                      concurrency_id="reenact")
