@@ -10,6 +10,7 @@ import typing
 from pathlib import Path
 
 from marionette import __version__
+from marionette.app import AppConfig
 from marionette.config import describe, override
 from marionette.data.config import PreprocessConfig
 from marionette.inference.pipeline import ReenactConfig
@@ -58,11 +59,27 @@ def _reenact(args: argparse.Namespace) -> None:
 
     config = override(ReenactConfig(), args.set + (["overwrite=true"] if args.overwrite else []))
     pipeline = ReenactPipeline(config, checkpoint=args.checkpoint)
-    stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet)
+    if args.virtual_camera:
+        from marionette.inference.io import open_driver
+        from marionette.inference.virtual_camera import VirtualCamera
+
+        source = open_driver(args.driver)
+        with VirtualCamera(source.fps, args.camera_device, paced=not source.live) as camera:
+            stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet, on_frame=camera)
+    else:
+        stats = pipeline.run(args.target, args.driver, args.out, progress=not args.quiet)
     print(f"{args.out}: {stats.frames} frames, renderer {pipeline.renderer_name}"
           + (f"; {stats.faceless} driver frames without a face held the last landmarks" if stats.faceless else ""))
     if args.stages:
         print(stats.table())
+
+
+def _app(args: argparse.Namespace) -> None:
+    from marionette.app import AppConfig, serve
+
+    config = override(AppConfig(), args.set)
+    changes = {k: v for k, v in (("host", args.host), ("port", args.port), ("checkpoint", args.checkpoint)) if v is not None}
+    serve(override(config, changes))
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -237,10 +254,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (a file, or a folder of "
                    "marionette's frames); the same as --set overwrite=true")
+    p.add_argument("--virtual-camera", action="store_true",
+                   help="also send the frames to a virtual camera at the driver's pace (pyvirtualcam: v4l2loopback "
+                        'on Linux, OBS on macOS/Windows; pip install "marionette[live]")')
+    p.add_argument("--camera-device", default=None, help="virtual camera device, e.g. /dev/video4 (default: the first free one)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting listed below (repeat for more)")
     p.set_defaults(func=_reenact)
+
+    p = sub.add_parser("app", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help='serve a web page and an HTTP API for reenactment (pip install "marionette[app]")',
+                       epilog="settings (--set key=value):\n" + describe(AppConfig))
+    p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=None, help="TCP port (default: 7860)")
+    p.add_argument("--checkpoint", default=None, help="trained generator export: offer the neural renderer too")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting listed below (repeat for more)")
+    p.set_defaults(func=_app)
 
     p = sub.add_parser("demo", formatter_class=fmt, help="reenact the bundled sample portrait with a bundled clip")
     p.add_argument("--out", default="out/demo", help="folder for the result and the side-by-side video")

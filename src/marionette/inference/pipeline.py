@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -249,9 +249,11 @@ class ReenactPipeline:
 
         return np.concatenate([fit(driver), fit(target), result], axis=1)
 
-    def run(self, targets: list[str], driver: str, out: str | Path, progress: bool = True) -> RunStats:
+    def run(self, targets: list[str], driver: str, out: str | Path, progress: bool = True,
+            on_frame: Callable[[np.ndarray], None] | None = None) -> RunStats:
         """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif or a PNG folder). `out`
-        may not be an input, nor anything that holds the user's files (see marionette.outputs)."""
+        may not be an input, nor anything that holds the user's files (see marionette.outputs).
+        `on_frame` gets each output frame, marked, once it is written (a progress bar, a virtual camera)."""
         check_media_output(out, [*targets, driver], self.config.overwrite)
         self.set_targets(targets)
         source = open_driver(driver)
@@ -270,6 +272,8 @@ class ReenactPipeline:
                     stats.seconds["mark"] += marked_at - start
                     stats.seconds["encode"] += time.perf_counter() - marked_at
                     bar.update()
+                    if on_frame is not None:
+                        on_frame(marked)
                     if self.config.preview and not _show(marked):
                         break
                 else:  # the driver ran out: did it give all it announced?
