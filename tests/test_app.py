@@ -56,7 +56,7 @@ def test_command_line_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsy
     from marionette.cli import main
 
     assert main(["app", "--set", "max_upload=5"]) == 2
-    assert capsys.readouterr().err.startswith("marionette: error: --set: unknown AppConfig key 'max_upload'")
+    assert capsys.readouterr().err.startswith("marionette: error: max_upload=5: unknown AppConfig setting")
     monkeypatch.setitem(sys.modules, "gradio", None)  # Gradio not installed
     assert main(["app"]) == 2
     assert capsys.readouterr().err == 'marionette: error: the app needs Gradio: pip install "marionette[app]"\n'
@@ -95,7 +95,7 @@ def test_browser_upload_run_play_and_refuse_an_oversize_upload(app: WebApp, play
         page.locator("#run").click()
         width, duration, verdict = _result(page)
         assert width == 512 and 0.25 < duration < 0.4  # the photo's width; 8 frames at 25 frames/s
-        assert "synthetic (marionette tag found; watermark present" in verdict
+        assert "synthetic, made by marionette" in verdict and "watermark: present" in verdict
         served = tmp_path / RESULT_NAME  # what the page plays, as a browser downloads it
         urllib.request.urlretrieve(page.locator("#result video").get_attribute("src"), served)
         report = verify(served)
@@ -138,7 +138,7 @@ def test_browser_webcam_recording_drives_the_target(app: WebApp, playwright, tmp
     finally:
         browser.close()
     frames = int(re.search(r"\n(\d+) frames, renderer warp", verdict).group(1))
-    assert width == 512 and frames >= 25 and "synthetic (marionette tag found; watermark present" in verdict
+    assert width == 512 and frames >= 25 and "synthetic, made by marionette" in verdict and "watermark: present" in verdict
 
 
 def test_api_twenty_concurrent_requests_complete_or_are_refused_and_leave_no_file(app: WebApp, tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_api_twenty_concurrent_requests_complete_or_are_refused_and_leave_no_fil
     done = [text for kind, text in outcomes if kind == "done"]
     refused = [text for kind, text in outcomes if kind == "refused"]
     assert seconds < 60 and len(done) + len(refused) == 20 and done
-    assert all("synthetic (marionette tag found; watermark present" in v and "3 frames" in v for v in done)
+    assert all("synthetic, made by marionette" in v and "watermark: present" in v and "3 frames" in v for v in done)
     assert all("queue is full" in text.lower() for text in refused), refused[:3]
     jobs = sorted(Path(app.temp_dir).glob("job-*"))  # one folder per job that ran, holding its result only
     assert len(jobs) == len(done) and all([p.name for p in job.iterdir()] == [RESULT_NAME] for job in jobs)

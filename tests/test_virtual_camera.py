@@ -19,7 +19,7 @@ from marionette.media import iter_video, list_image_sequence, load_image
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TARGET = str(ASSETS / "faces" / "02_grace_hopper.jpg")
 DRIVER = str(ASSETS / "videos" / "grid_lbax4n.mp4")  # 25 frames/s
-SETTINGS = ["--set", "size=128", "paste_back=false", "max_frames=6"]
+SETTINGS = ["--set", "size=128", "--set", "paste_back=false", "--set", "max_frames=6"]
 
 
 class StandInCamera:
@@ -87,7 +87,7 @@ def test_webcam_driver_is_not_paced_and_its_frames_reach_the_camera(
     monkeypatch.setattr(cv2, "VideoCapture", StandInWebcam)
     out = tmp_path / "frames"
     assert main(["reenact", "--target", TARGET, "--driver", "0", "-o", str(out), "--quiet", "--virtual-camera",
-                 "--set", "size=128", "paste_back=false"]) == 0
+                 "--set", "size=128", "--set", "paste_back=false"]) == 0
     [camera] = StandInCamera.opened
     written = [load_image(p) for p in list_image_sequence(out)]
     assert len(written) == len(camera.frames) == 5 and all(map(np.array_equal, camera.frames, written))
