@@ -23,13 +23,10 @@ from marionette.data.preprocess import preprocess
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
-from marionette.media import iter_video, probe_video
+from marionette import bench_model
+from marionette.media import atomic_path, iter_video, probe_video
+from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, asset
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_VIDEO = REPO.parent / "shared" / "data" / "videos" / "lp_d0.mp4"
-SHARED_LONG = REPO.parent / "shared" / "data" / "videos" / "lp_d3.mp4"
-ASSETS = REPO / "assets"
-ASSET_VIDEOS = ASSETS / "videos"
 
 
 def machine() -> str:
@@ -85,14 +82,19 @@ def bench_preprocess(video: Path, workers: int, repeats: int, copies: int = 6) -
     return [(f"{name}: {info.width}x{info.height} video, {n} frames", rate) for name, rate in rows]
 
 
-def bench_episodes(workers_list: list[int], episodes: int, repeats: int, k: int = 8) -> list[tuple[str, str]]:
+def bench_episodes(video: Path, workers_list: list[int], episodes: int, repeats: int, k: int = 8
+                   ) -> list[tuple[str, str]]:
     """Episodes/s (K targets + driver, 256 px, landmark images rendered) from a dataset built from
-    the bundled clips, batches of 8, after one warm-up batch."""
+    4 copies of `video`, batches of 8, after one warm-up batch."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        preprocess(ASSET_VIDEOS, Path(tmp), PreprocessConfig(), workers=2, progress=False)
+        src, data = Path(tmp) / "src", Path(tmp) / "data"
+        src.mkdir()
+        for i in range(4):
+            (src / f"copy{i}{video.suffix}").symlink_to(video.resolve())
+        preprocess(src, data, PreprocessConfig(), workers=2, progress=False)
         config = EpisodeConfig(k_min=k, k_max=k)
-        dataset = EpisodeDataset(tmp, "all", config)
+        dataset = EpisodeDataset(data, "all", config)
         for workers in workers_list:
             batches = _endless(EpisodeBatchSampler(len(dataset), 8, config))
             loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers)
@@ -141,7 +143,7 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str
     """Per-stage cost of `marionette reenact` (warp renderer, or the neural one given a checkpoint;
     pasted into the bundled portrait, H.264 output) and resident memory early and late in a long driver."""
     pipeline = ReenactPipeline(ReenactConfig(renderer="neural" if checkpoint else "warp"), checkpoint=checkpoint)
-    pipeline.set_targets([str(ASSETS / "faces" / "02_grace_hopper.jpg")])
+    pipeline.set_targets([str(asset(SAMPLE_TARGET))])
     source = open_driver(str(video))
     driver = _LoopedDriver(source.spec, source.rate, None, loops=loops)
     stats, rss = RunStats(), {}
@@ -164,18 +166,29 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str
 
 
 def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200,
-        repeats: int = 3, checkpoint: str | None = None) -> None:
+        repeats: int = 3, checkpoint: str | None = None, presets: list[str] = ("tiny", "cpu", "paper"),
+        ks: list[int] = (1, 2, 4, 8), bf16_presets: set[str] = frozenset({"tiny", "cpu"}),
+        out: Path | None = None) -> None:
+    """Print the benchmark `what` (preprocess, episodes, reenact, model or all but model) as markdown
+    tables; `video`: the driver or source video (None: the demo's sample clip); `out`: also write
+    the model report there."""
+    if what == "model":
+        report = bench_model.report(list(presets), list(ks), set(bf16_presets))
+        print(report)
+        if out:
+            with atomic_path(out) as tmp:
+                tmp.write_text(report + "\n")
+        return
+    path = Path(video) if video else asset(SAMPLE_DRIVER)
     rows = []
     if what in ("preprocess", "all"):
-        path = Path(video) if video else (SHARED_VIDEO if SHARED_VIDEO.is_file() else next(ASSET_VIDEOS.glob("*.mp4")))
         rows += [(name, rate, "frames/s") for name, rate in bench_preprocess(path, max(max(workers), 1), repeats)]
     if what in ("episodes", "all"):
-        rows += [(name, rate, "episodes/s") for name, rate in bench_episodes(list(workers), episodes, repeats)]
+        rows += [(name, rate, "episodes/s") for name, rate in bench_episodes(path, list(workers), episodes, repeats)]
     print(f"\nmachine: {machine()}")
     if rows:
         print(f"\nbest of {repeats} runs\n\n| what | throughput | unit |\n|---|---:|---|")
         for name, rate, unit in rows:
             print(f"| {name} | {rate} | {unit} |")
     if what in ("reenact", "all"):
-        path = Path(video) if video else (SHARED_LONG if SHARED_LONG.is_file() else next(ASSET_VIDEOS.glob("*.mp4")))
         print("\n" + bench_reenact(path, loops=5, checkpoint=checkpoint))

@@ -17,7 +17,7 @@ from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError, os_error
 from marionette.outputs import check_file_output
 from marionette.evaluation.expression import ExpressionConfig
-from marionette.landmark_transformer_config import LandmarkTransformerConfig
+from marionette.landmark_transformer.config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
 from marionette.training.config import TRAIN_PRESETS, TrainConfig
 
@@ -90,7 +90,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _fit_landmarks(args: argparse.Namespace) -> None:
-    from marionette.landmark_transformer_fit import fit_landmark_transformer
+    from marionette.landmark_transformer.fit import fit_landmark_transformer
 
     config = override(LandmarkTransformerConfig(), args.set)
     out = Path(args.out).with_suffix(".safetensors")
@@ -161,7 +161,8 @@ def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
     bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats,
-              checkpoint=args.checkpoint)
+              checkpoint=args.checkpoint, presets=_comma_list(args.presets), ks=[int(k) for k in _comma_list(args.ks)],
+              bf16_presets=set(_comma_list(args.bf16_presets)), out=Path(args.out) if args.out else None)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -318,15 +319,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override one expression threshold listed below (repeat for more)")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading and reenactment throughput")
-    p.add_argument("what", choices=["preprocess", "episodes", "reenact", "all"], help="which benchmark")
-    p.add_argument("--video", default=None, help="video to use; None: ../shared/data/videos/lp_d0.mp4 "
-                   "(lp_d3.mp4 for reenact) if present, else a bundled clip")
+    p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading, reenactment "
+                       "throughput and the networks' cost (model)")
+    p.add_argument("what", choices=["preprocess", "episodes", "reenact", "model", "all"],
+                   help="which benchmark (all: every one but model)")
+    p.add_argument("--video", default=None, help="video to use (None: the demo's sample clip); the README's figures "
+                   "use ../shared/data/videos/lp_d0.mp4 (preprocess, episodes) and lp_d3.mp4 (reenact)")
     p.add_argument("--workers", type=_count(0, 256), nargs="+", default=[0, 2], help="DataLoader workers to measure")
     p.add_argument("--episodes", type=_count(1, 1_000_000), default=200, help="episodes timed per setting")
     p.add_argument("--repeats", type=_count(1, 1000), default=3, help="runs per measurement; the best is reported")
     p.add_argument("--checkpoint", default=None, help="reenact: time the neural renderer of this generator export "
                    "(None: the warp renderer)")
+    p.add_argument("--presets", default="tiny,cpu,paper", help="model: comma list of presets")
+    p.add_argument("--ks", default="1,2,4,8", help="model: comma list of numbers of targets")
+    p.add_argument("--bf16-presets", default="tiny,cpu", help="model: presets also timed in bf16 autocast (on CPUs "
+                   "without native bf16 a paper-preset frame takes minutes)")
+    p.add_argument("--out", default=None, help="model: also write the report to this markdown file")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -35,7 +35,7 @@ from marionette.evaluation.report import write_report
 from marionette.inference.driving import Driving
 from marionette.inference.renderers import RENDERERS, Renderer, make_renderer
 from marionette.landmark_transformer import LandmarkTransformer
-from marionette.landmark_transformer_config import MODES as DRIVE_MODES
+from marionette.landmark_transformer.config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, save_image

@@ -1,4 +1,5 @@
-"""`marionette demo`: runs with no arguments on the bundled assets (public-domain portrait, GRID clip)."""
+"""`marionette demo`: runs with no arguments on the sample media shipped in the package
+(a public-domain portrait, a GRID clip)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from marionette.landmarks.preview import landmark_report
 from marionette.media import iter_video
 from marionette.outputs import check_work_folder
 from marionette.provenance import save_marked_image
+from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, asset
 
-ASSETS = Path(__file__).resolve().parents[3] / "assets"
-TARGET = ASSETS / "faces" / "02_grace_hopper.jpg"
-DRIVER = ASSETS / "videos" / "grid_lbax4n.mp4"
+TARGET = asset(SAMPLE_TARGET)  # shipped with the package: the demo runs from any install
+DRIVER = asset(SAMPLE_DRIVER)
 
 
 def run_demo(out: Path, progress: bool = True) -> list[Path]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from marionette.errors import InputError
-from marionette.landmark_transformer import DriverStart, LandmarkTransformer, TargetFace
-from marionette.landmark_transformer_config import MODES
+from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
+from marionette.landmark_transformer.config import MODES
 from marionette.landmarks.crop import CropBox
 
 

@@ -34,7 +34,7 @@ from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.neural import NeuralRenderer
 from marionette.inference.renderers import Renderer, make_renderer
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
-from marionette.landmark_transformer_config import MODES
+from marionette.landmark_transformer.config import MODES
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
 from marionette.outputs import check_media_output

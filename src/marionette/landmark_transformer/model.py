@@ -13,7 +13,7 @@ the driver's shape. The transformer keeps only the driver's expression and pose:
 Ours: everything runs on the dense 478-point MediaPipe mesh (the warp renderer uses it); the
 68-point layout the landmark renderer draws is its subset (`Reenacted.ibug68`). The normalised
 frame is the Procrustes reference's: centred, frontal, eyes level, inter-ocular distance 1.
-Fitting lives in landmark_transformer_fit.py. Files: FILE.safetensors (arrays and weights) and
+Fitting lives in landmark_transformer/fit.py. Files: FILE.safetensors (arrays and weights) and
 FILE.json (config, fit statistics), never pickle.
 """
 
@@ -32,14 +32,15 @@ from torch import nn
 
 from marionette.config import from_dict, to_dict
 from marionette.errors import InputError, check_finite
-from marionette.landmark_transformer_config import MODES, LandmarkTransformerConfig
+from marionette.landmark_transformer.config import MODES, LandmarkTransformerConfig
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.media import atomic_path
+from marionette.resources import asset
 
 MESH_POINTS = 478
 FORMAT = "marionette-landmark-transformer"
 VERSION = 1
-DEFAULT_PATH = Path(__file__).resolve().parent / "assets" / "landmark_transformer.safetensors"
+DEFAULT_PATH = asset("landmark_transformer.safetensors")  # fitted on the shared clips (docs/landmark_transformer.md)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from tqdm import tqdm
 from marionette.data.manifest import Manifest, clip_path
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
-from marionette.landmark_transformer import MESH_POINTS, Disentangler, LandmarkTransformer, procrustes
-from marionette.landmark_transformer_config import LandmarkTransformerConfig
+from marionette.landmark_transformer.config import LandmarkTransformerConfig
+from marionette.landmark_transformer.model import MESH_POINTS, Disentangler, LandmarkTransformer, procrustes
 from marionette.landmarks.layout import MESH_MIRROR, inter_ocular, mesh_to_ibug68
 from marionette.landmarks.pose import face_rotation
 

@@ -11,7 +11,6 @@ encoding the targets and generating one frame, weights excluded (Linux).
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import gc
 import os
@@ -154,18 +153,8 @@ def aims(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", default="tiny,cpu,paper", help="comma-separated presets (default: %(default)s)")
-    parser.add_argument("--ks", default="1,2,4,8", help="comma-separated numbers of targets (default: %(default)s)")
-    parser.add_argument("--bf16-presets", default="tiny,cpu",
-                        help="presets also timed in bf16 autocast (default: %(default)s; on CPUs without native "
-                             "bf16 a paper-preset frame takes minutes)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the report to this markdown file")
-    args = parser.parse_args(argv)
-    presets, ks = args.presets.split(","), [int(k) for k in args.ks.split(",")]
-    bf16_presets = set(args.bf16_presets.split(",")) if args.bf16_presets else set()
-
+def report(presets: list[str], ks: list[int], bf16_presets: set[str]) -> str:
+    """Measure every (preset, K, dtype), printing each row as it is done; return the markdown report."""
     measure("tiny", 1, False, frames=2, encodes=1)  # warm the process up (library init, allocator); discarded
     rows = []
     for preset in presets:
@@ -176,13 +165,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
     params = "\n".join(f"| {p} | {model_config(p).image_size} | {g:.2f} | {d:.2f} |"
                        for p in presets for g, d in [parameters(p)])
-    report = "\n\n".join([
+    return "\n\n".join([
         "# Model cost benchmark",
         f"Machine: {machine()}.",
         "| preset | px | G params (M) | D params (M) |\n|---|---:|---:|---:|\n" + params,
         table(rows),
         aims(rows),
     ])
-    print(report)
-    if args.out:
-        args.out.write_text(report + "\n")
