@@ -17,6 +17,7 @@ from marionette.errors import InputError
 from marionette.landmark_transformer.model import DEFAULT_PATH, LandmarkTransformer, Pose
 from marionette.landmark_transformer.fit import decompose, load_clips
 from marionette.landmarks.pose import euler_to_rotation
+from marionette.media import load_image
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -157,3 +158,24 @@ def test_missing_or_corrupt_file_is_an_input_error(fitted: Fitted, tmp_path: Pat
     assert err.count("\n") == 0 and "nowhere" in err
     assert main(["fit-landmarks", str(fitted.root), "--out", str(tmp_path / "x.safetensors"), "--set", "epoch=3"]) == 2
     assert "unknown LandmarkTransformerConfig setting" in capsys.readouterr().err
+
+
+def test_a_fitted_file_drives_reenact(fitted: Fitted, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--landmark-transformer FILE` (a file `fit-landmarks` wrote) is used by reenact; another gives
+    another output; a damaged one is a one-line error."""
+    driver = next((ASSETS / "videos").glob("*.mp4"))
+    common = ["reenact", "--target", str(ASSETS / "faces" / "02_grace_hopper.jpg"), "--driver", str(driver),
+              "--quiet", "--set", "size=128", "--set", "max_frames=4", "--set", "paste_back=false"]
+    outs = {}
+    for name, extra in (("shipped", []), ("fitted", ["--landmark-transformer", str(fitted.path)])):
+        outs[name] = tmp_path / f"{name}"
+        assert main([*common, "-o", str(outs[name]), *extra]) == 0
+    shipped, own = (sorted(p.glob("*.png")) for p in outs.values())
+    assert len(shipped) == len(own) == 4
+    assert any(np.abs(load_image(a).astype(int) - load_image(b)).mean() > 0.5 for a, b in zip(shipped, own))
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    broken.with_suffix(".json").write_text(fitted.path.with_suffix(".json").read_text())
+    assert main([*common, "-o", str(tmp_path / "x.mp4"), "--landmark-transformer", str(broken)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "broken.safetensors" in err

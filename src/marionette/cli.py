@@ -58,7 +58,7 @@ def _reenact(args: argparse.Namespace) -> None:
     from marionette.inference.pipeline import ReenactPipeline
 
     config = override(ReenactConfig(), args.set + (["overwrite=true"] if args.overwrite else []))
-    pipeline = ReenactPipeline(config, checkpoint=args.checkpoint)
+    pipeline = ReenactPipeline(config, checkpoint=args.checkpoint, landmark_transformer=args.landmark_transformer)
     if args.virtual_camera:
         from marionette.inference.io import open_driver
         from marionette.inference.virtual_camera import VirtualCamera
@@ -151,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     config = EvalConfig(split=args.split, renderers=_comma_list(args.renderers), shots=shots,
                         modes=_comma_list(args.mode), episodes=args.episodes, seed=args.seed,
                         cross_mode=args.cross_mode, samples=args.samples, arcface=args.arcface,
-                        checkpoint=args.checkpoint)
+                        checkpoint=args.checkpoint, landmark_transformer=args.landmark_transformer)
     report = evaluate(Path(args.data), Path(args.out), config, expression,
                       episodes_csv=Path(args.episode_list) if args.episode_list else None, progress=not args.quiet)
     print(f"wrote {report} (+ report.json, plots/, samples/)")
@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None,
                    help="trained generator (inference export of `marionette train`) for the neural renderer "
                         "(default: none, so the training-free warp renderer is used)")
+    p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer FILE.safetensors "
+                   "(from `marionette fit-landmarks`; default: the one shipped with marionette)")
     p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output (a file, or a folder of "
                    "marionette's frames); the same as --set overwrite=true")
@@ -313,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="landmark transformer mode for cross-identity episodes (default: relative)")
     p.add_argument("--samples", type=int, default=4, help="episodes per (mode, shots) kept for the sample grids (default: 4)")
     p.add_argument("--checkpoint", help="trained generator checkpoint (needed by the neural renderer)")
+    p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer driving cross-identity "
+                   "episodes (default: the one shipped with marionette)")
     p.add_argument("--arcface", help="ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

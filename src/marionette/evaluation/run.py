@@ -34,7 +34,7 @@ from marionette.evaluation.metrics import MODES, Sample, Tools, measure_sample, 
 from marionette.evaluation.report import write_report
 from marionette.inference.driving import Driving
 from marionette.inference.renderers import RENDERERS, Renderer, make_renderer
-from marionette.landmark_transformer import LandmarkTransformer
+from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmark_transformer.config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
@@ -61,11 +61,12 @@ class EvalConfig(Settings):
     samples: int = 4  # episodes per (mode, shots) kept as images for the sample grids
     arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
     checkpoint: str | None = None  # trained generator checkpoint for the neural renderer
+    landmark_transformer: str | None = None  # fitted landmark transformer driving cross episodes (None: the shipped one)
 
     RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
                  modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0),
                  cross_mode=one_of(*DRIVE_MODES), alpha=between(0, 4), samples=at_least(0), arcface=text(optional=True),
-                 checkpoint=text(optional=True))
+                 checkpoint=text(optional=True), landmark_transformer=text(optional=True))
 
 
 class EpisodeData:
@@ -167,7 +168,8 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
     metrics = {mode: [m.name for m in metrics_for(mode) if m.missing() is None] for mode in MODES}
     drivers = {
         "self": Driving(None, "absolute", 1.0, size),
-        "cross": Driving(LandmarkTransformer.load(), config.cross_mode, config.alpha, size),
+        "cross": Driving(LandmarkTransformer.load(config.landmark_transformer or DEFAULT_PATH), config.cross_mode,
+                         config.alpha, size),
     }
     whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # dataset meshes are already in crop pixels
     clips = EpisodeData(Path(data))
