@@ -192,16 +192,17 @@ SETTINGS = {
     "jpeg_quality=0": (["preprocess", "frames", "ds", "--set", "jpeg_quality=0"], "jpeg_quality=0"),
     "fractions sum over 1": (["preprocess", "frames", "ds", "--set", "val_fraction=0.6", "--set", "test_fraction=0.6"],
                              "test_fraction=0.6"),
-    "lr_g=nan": (["train", "--data", "frames", "--run", "run", "lr_g=nan"], "lr_g=nan"),
-    "k_max=9": (["train", "--data", "frames", "--run", "run", "k_max=9"], "k_max=9"),
-    "model size": (["train", "--data", "frames", "--run", "run", "model.image_size=100"], "image_size=100"),
-    "loss weight": (["train", "--data", "frames", "--run", "run", "loss.pixel_weight=-1"], "pixel_weight=-1"),
+    "lr_g=nan": (["train", "--data", "frames", "--run", "run", "--set", "lr_g=nan"], "lr_g=nan"),
+    "episodes.k_max=9": (["train", "--data", "frames", "--run", "run", "--set", "episodes.k_max=9"], "episodes.k_max=9"),
+    "model size": (["train", "--data", "frames", "--run", "run", "--set", "model.image_size=100"], "image_size=100"),
+    "loss weight": (["train", "--data", "frames", "--run", "run", "--set", "loss.pixel_weight=-1"], "pixel_weight=-1"),
     "fit lr": (["fit-landmarks", "frames", "--out", "lt", "--set", "lr=-1"], "lr=-1"),
     "shots=9": (["evaluate", "--data", "frames", "--out", "rep", "--shots", "1,9"], "shots=1,9"),
     "renderer": (["evaluate", "--data", "frames", "--out", "rep", "--renderers", "copy,magic"], "renderers=copy,magic"),
     "landmarks face": (["landmarks", "target.jpg", "--face", "-5"], "-5"),
     "bench repeats": (["bench", "reenact", "--repeats", "0"], "0"),
     "--set swallows nothing": (["preprocess", "--set", "max_frames=4", "frames"], "required"),
+    "old train spelling": (["train", "--data", "frames", "--run", "run", "steps=3"], "--set KEY=VALUE"),
 }
 
 

@@ -21,15 +21,19 @@ def test_presets_and_overrides_route_to_their_section() -> None:
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
-@pytest.mark.parametrize("bad", ["nope=1", "model.nope=1", "optim.lr=1", "k_max=9", "steps", "decay_steps=-1"])
+@pytest.mark.parametrize("bad", ["nope=1", "model.nope=1", "optim.lr=1", "episodes.k_max=9", "steps", "decay_steps=-1"])
 def test_bad_overrides_are_errors(bad: str) -> None:
     with pytest.raises(ValueError):
         run_config("cpu", [bad])
 
 
 def test_dry_run_prints_the_resolved_config(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "--config", "cpu", "--data", "none", "--run", "none", "--dry-run", "lr_g=1e-4"]) == 0
+    assert main(["train", "--config", "cpu", "--data", "none", "--run", "none", "--dry-run", "--set", "lr_g=1e-4"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["train"]["lr_g"] == 1e-4 and printed["model"]["image_size"] == 128
-    assert main(["train", "--config", "cpu", "--data", "none", "--run", "none", "bogus=1"]) == 2
+    assert printed["episodes"]["k_max"] == 8
+    assert main(["train", "--config", "cpu", "--data", "none", "--run", "none", "--set", "bogus=1"]) == 2
     assert capsys.readouterr().err.count("\n") == 1  # a one-line error
+    with pytest.raises(SystemExit):  # the old spelling, KEY=VALUE words, is a clear usage error
+        main(["train", "--config", "cpu", "--data", "none", "--run", "none", "steps=3"])
+    assert "--set KEY=VALUE" in capsys.readouterr().err

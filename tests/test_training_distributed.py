@@ -20,7 +20,7 @@ from marionette.training import distributed
 from marionette.training.config import run_config
 from marionette.training.loop import train
 
-config = run_config("tiny", ["loss.perceptual_weights=random", "steps=3", "batch_size=2", "k_max=2",
+config = run_config("tiny", ["loss.perceptual_weights=random", "steps=3", "batch_size=2", "episodes.k_max=2",
                              "val_every=0", "checkpoint_every=3", "workers=0", "log_every=1"])
 result = train(Path(sys.argv[1]), Path(sys.argv[2]), config, progress=False)
 nets = result.networks

@@ -17,8 +17,9 @@ from marionette.training.checkpoint import list_checkpoints, read_state
 def test_kill_9_then_same_command_resumes(train_dataset: Path, tmp_path: Path) -> None:
     data, run = train_dataset, tmp_path / "run"
     command = [sys.executable, "-m", "marionette.cli", "train", "--config", "tiny", "--data", str(data),
-               "--run", str(run), "--quiet", "loss.perceptual_weights=random", "steps=12", "batch_size=2",
-               "k_max=2", "val_every=0", "checkpoint_every=2", "keep_last=2", "log_every=1", "workers=0"]
+               "--run", str(run), "--quiet"] + [f"--set={s}" for s in (
+                   "loss.perceptual_weights=random", "steps=12", "batch_size=2", "episodes.k_max=2", "val_every=0",
+                   "checkpoint_every=2", "keep_last=2", "log_every=1", "workers=0")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny tensors: one thread each does not oversubscribe CI cores
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 120

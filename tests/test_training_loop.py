@@ -19,7 +19,7 @@ from marionette.training.checkpoint import list_checkpoints, load_checkpoint, re
 from marionette.training.config import TrainConfig, run_config
 from marionette.training.loop import learning_rate_scale, train
 
-BASE = ["loss.perceptual_weights=random", "batch_size=2", "k_max=2", "log_every=1", "val_every=0",
+BASE = ["loss.perceptual_weights=random", "batch_size=2", "episodes.k_max=2", "log_every=1", "val_every=0",
         "checkpoint_every=2", "keep_last=2", "workers=0"]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from marionette import __version__
 from marionette.app import AppConfig
 from marionette.config import describe, override
-from marionette.data.config import PreprocessConfig
+from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError, os_error
 from marionette.outputs import check_file_output
@@ -168,7 +168,7 @@ def _bench(args: argparse.Namespace) -> None:
 def _train(args: argparse.Namespace) -> None:
     from marionette.training.config import run_config
 
-    config = run_config(args.config, args.overrides)
+    config = run_config(args.config, args.set)
     if args.dry_run:
         print(json.dumps(config.to_dict(), indent=2))
         return
@@ -343,14 +343,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="train the generator and discriminator on a dataset (rerun the same command to resume)",
-                       epilog="training settings (KEY=VALUE; model and loss settings as model.KEY=VALUE, "
-                              "loss.KEY=VALUE):\n" + describe(TrainConfig) + "\n\npresets change these training settings:\n"
+                       epilog="training settings (--set KEY=VALUE; model, loss and episode settings as "
+                              "--set model.KEY=VALUE, loss.KEY=VALUE, episodes.KEY=VALUE):\n" + describe(TrainConfig)
+                              + "\n\npresets change these training settings:\n"
                               + "\n".join(f"  {name}: {' '.join(f'{k}={v}' for k, v in changes.items()) or '(none)'}"
                                            for name, changes in TRAIN_PRESETS.items()) + "\n\nmodel.KEY:\n" + describe(ModelConfig)
-                              + "\n\nloss.KEY:\n" + describe(LossConfig) + "\n\nmultiple GPUs or nodes: "
+                              + "\n\nloss.KEY:\n" + describe(LossConfig) + "\n\nepisodes.KEY (tiny: k_max=2):\n"
+                              + describe(EpisodeConfig) + "\n\nmultiple GPUs or nodes: "
                               "torchrun --nproc_per_node N [--nnodes M --node_rank R --rdzv_backend c10d "
                               "--rdzv_endpoint HOST:PORT] -m marionette.cli train ...")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override settings listed below")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting listed below (repeat for more)")
     p.add_argument("--config", default="cpu", choices=["paper", "cpu", "tiny"],
                    help="preset: paper (256 px), cpu (128 px, trains on a CPU), tiny (64 px, tests) (default: cpu)")
     p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess` (crops of the preset's size)")

@@ -1,18 +1,23 @@
 """Training configuration: TrainConfig (one default per knob), presets listing only their
 differences, and RunConfig, the resolved model + loss + training settings a run folder keeps.
 
-Overrides are `key=value` for TrainConfig fields and `model.key=value` / `loss.key=value` for
-ModelConfig / LossConfig fields; unknown keys are errors.
+Overrides are `key=value` for TrainConfig fields and `model.key=value` / `loss.key=value` /
+`episodes.key=value` for ModelConfig / LossConfig / EpisodeConfig fields; unknown keys are errors.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from marionette.config import MAX_SHOTS, SettingError, Settings, at_least, between, each, from_dict, override, to_dict
+from marionette.data.config import EpisodeConfig
 from marionette.model.config import PRESETS as MODEL_PRESETS
 from marionette.model.config import LossConfig, ModelConfig, model_config
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -20,15 +25,12 @@ class TrainConfig(Settings):
     steps: int = 500_000  # optimizer steps (one D step + one G step each); a rerun with more steps continues
     decay_steps: int = 0  # over the last decay_steps steps both learning rates fall linearly to 0 (pix2pix; 0 = off)
     batch_size: int = 8  # episodes per step, summed over all ranks
-    k_max: int = 8  # most targets per episode; K is drawn per batch in [1, k_max] (paper: K = 1..8)
     lr_g: float = 5e-5  # Adam learning rate of the generator (NeuralHead's TTUR)
     lr_d: float = 2e-4  # Adam learning rate of the discriminator (NeuralHead's TTUR)
     betas: tuple[float, float] = (0.5, 0.999)  # Adam (beta1, beta2) of both optimizers
     ema_decay: float = 0.999  # decay of the generator's exponential moving average (ramped up: min(decay, (1+t)/(10+t)))
     grad_clip: float = 0.0  # max gradient norm per network (0 = no clipping)
     autocast: bool = True  # bf16 autocast on CUDA (bf16 needs no loss scaling); ignored on CPU
-    flip: bool = True  # mirror whole episodes with probability 1/2
-    colour_jitter: float = 0.0  # strength of one random colour transform per training episode (ours; 0 = off)
     log_every: int = 50  # steps between stats.jsonl lines (and TensorBoard scalars)
     sample_every: int = 1000  # steps between sample grids (targets | driver landmarks | output | truth)
     val_every: int = 5000  # steps between validations on the val split (0 = never)
@@ -36,24 +38,26 @@ class TrainConfig(Settings):
     val_k: int = 4  # targets per validation episode
     checkpoint_every: int = 5000  # steps between checkpoints (one is also written at the last step)
     keep_last: int = 3  # checkpoints kept in RUN/checkpoints (older ones are deleted)
-    seed: int = 0  # seed of initialisation, episode order, frame choice and flips
     workers: int = 2  # DataLoader worker processes per rank
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard (needs the tensorboard package)
 
-    RULES = dict(steps=at_least(0), decay_steps=at_least(0), batch_size=between(1, 65536), k_max=between(1, MAX_SHOTS),
+    RULES = dict(steps=at_least(0), decay_steps=at_least(0), batch_size=between(1, 65536),
                  lr_g=between(1e-9, 1), lr_d=between(1e-9, 1), betas=each(between(0, 0.9999), 2),
-                 ema_decay=between(0, 1), grad_clip=at_least(0), colour_jitter=between(0, 1), log_every=at_least(1),
+                 ema_decay=between(0, 1), grad_clip=at_least(0), log_every=at_least(1),
                  sample_every=at_least(1), val_every=at_least(0), val_episodes=at_least(1), val_k=between(1, MAX_SHOTS),
-                 checkpoint_every=at_least(1), keep_last=at_least(1), seed=at_least(0), workers=between(0, 256))
+                 checkpoint_every=at_least(1), keep_last=at_least(1), workers=between(0, 256))
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": dict(steps=3000, batch_size=4, log_every=10, sample_every=250, val_every=250, val_episodes=32,
                 checkpoint_every=250, ema_decay=0.99),
-    "tiny": dict(steps=20, batch_size=2, k_max=2, log_every=1, sample_every=10, val_every=10, val_episodes=2,
+    "tiny": dict(steps=20, batch_size=2, log_every=1, sample_every=10, val_every=10, val_episodes=2,
                  val_k=2, checkpoint_every=10, keep_last=2, workers=0, ema_decay=0.9),
 }
+# the training episodes of each preset: EpisodeConfig (K in [k_min, k_max], flips, colour jitter, the
+# run's seed, which also seeds initialisation and episode order)
+EPISODE_PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "cpu": {}, "tiny": dict(k_max=2)}
 
 
 @dataclass(frozen=True)
@@ -64,27 +68,46 @@ class RunConfig:
     model: ModelConfig  # generator and discriminator sizes
     loss: LossConfig  # weights of the objective's terms, perceptual networks' weights
     train: TrainConfig  # optimisation, schedule of logs / samples / validation / checkpoints
+    episodes: EpisodeConfig = EpisodeConfig()  # the training episodes (K range, flips, jitter) and the run's seed
+
+    def __post_init__(self) -> None:
+        if self.episodes.cross_identity:
+            raise SettingError("episodes.cross_identity=True: training needs the driver's own frame as ground truth")
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(preset=self.preset, model=to_dict(self.model), loss=to_dict(self.loss), train=to_dict(self.train))
+        return dict(preset=self.preset, model=to_dict(self.model), loss=to_dict(self.loss), train=to_dict(self.train),
+                    episodes=to_dict(self.episodes))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        train = dict(data["train"])
+        # runs saved before the episode settings had their own section kept them among the training ones
+        episodes = data.get("episodes") or {k: train.pop(k) for k in ("k_max", "flip", "colour_jitter", "seed")
+                                            if k in train}
         return cls(preset=data["preset"], model=from_dict(ModelConfig, data["model"]),
-                   loss=from_dict(LossConfig, data["loss"]), train=from_dict(TrainConfig, data["train"]))
+                   loss=from_dict(LossConfig, data["loss"]), train=from_dict(TrainConfig, train),
+                   episodes=from_dict(EpisodeConfig, episodes))
 
 
 def run_config(preset: str, overrides: list[str] = ()) -> RunConfig:
-    """The preset with `key=value` (train), `model.key=value` and `loss.key=value` overrides."""
+    """The preset with `key=value` (train), `model.key=value`, `loss.key=value` and
+    `episodes.key=value` overrides."""
     if preset not in TRAIN_PRESETS or preset not in MODEL_PRESETS:
         raise SettingError(f"--config {preset}: unknown preset (known: {', '.join(TRAIN_PRESETS)})")
-    sections: dict[str, list[str]] = {"model": [], "loss": [], "train": []}
+    sections: dict[str, list[str]] = {"model": [], "loss": [], "train": [], "episodes": []}
     for item in overrides:
         key = item.split("=", 1)[0]
         section, _, _ = key.rpartition(".")
-        if section not in ("model", "loss", ""):
-            raise SettingError(f"{item}: prefix must be model. or loss. (or none for training settings)")
+        if section not in ("model", "loss", "episodes", ""):
+            raise SettingError(f"{item}: prefix must be model., loss. or episodes. (or none for training settings)")
         sections[section or "train"].append(item.split(".", 1)[1] if section else item)
-    train = override(override(TrainConfig(), TRAIN_PRESETS[preset]), sections["train"])
-    return RunConfig(preset=preset, model=model_config(preset, sections["model"]),
-                     loss=override(LossConfig(), sections["loss"]), train=train)
+    def section(name: str, make: Callable[[list[str]], T]) -> T:
+        try:
+            return make(sections[name])
+        except SettingError as e:  # say which section the setting was in
+            raise SettingError(f"{name}.{e}" if name != "train" else str(e)) from None
+
+    return RunConfig(preset=preset, model=section("model", lambda o: model_config(preset, o)),
+                     loss=section("loss", lambda o: override(LossConfig(), o)),
+                     train=section("train", lambda o: override(override(TrainConfig(), TRAIN_PRESETS[preset]), o)),
+                     episodes=section("episodes", lambda o: override(override(EpisodeConfig(), EPISODE_PRESETS[preset]), o)))

@@ -29,7 +29,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
-from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset
 from marionette.data.manifest import Manifest
 from marionette.errors import InputError
@@ -102,7 +101,7 @@ def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
                                                               decay_steps=config.train.decay_steps))
     if old != config:
         new_d, old_d = config.to_dict(), old.to_dict()
-        diff = [f"{s}.{k}: {old_d[s][k]} -> {new_d[s][k]}" for s in ("model", "loss", "train")
+        diff = [f"{s}.{k}: {old_d[s][k]} -> {new_d[s][k]}" for s in ("model", "loss", "train", "episodes")
                 for k in new_d[s] if new_d[s][k] != old_d[s][k]] or [f"preset: {old.preset} -> {config.preset}"]
         raise InputError(f"{run}: the run folder holds a different config ({'; '.join(diff)}); use a new --run")
 
@@ -135,17 +134,16 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
             tmp.write_text(json.dumps({"data": str(data), "config": config.to_dict()}, indent=2))
         with (run / "revisions.txt").open("a") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {git_revision()} world_size={world}\n")
-    torch.manual_seed(t.seed)
+    torch.manual_seed(config.episodes.seed)
 
     # ---- data: episodes with K drawn per batch in [1, k_max], each rank its own share ----------
-    episodes = EpisodeConfig(k_min=1, k_max=t.k_max, flip=t.flip, colour_jitter=t.colour_jitter, seed=t.seed)
-    dataset = EpisodeDataset(data, "train", episodes)
+    dataset = EpisodeDataset(data, "train", config.episodes)
     if dataset.skipped:
         log.warning("%d training clips have fewer than k_max + 1 = %d frames and are skipped",
-                    dataset.skipped, t.k_max + 1)
+                    dataset.skipped, config.episodes.k_max + 1)
     sampler = EpisodeBatchSampler(len(dataset), t.batch_size // world, dataset.config, shuffle=True,
                                   num_replicas=world, rank=rank)
-    validator = (Validator(data, "val", t.val_episodes, t.val_k, t.seed, t.batch_size)
+    validator = (Validator(data, "val", t.val_episodes, t.val_k, config.episodes.seed, t.batch_size)
                  if distributed.is_main() and t.val_every > 0 else None)
 
     # ---- build: networks, objective (losses live outside the networks), optimizers, EMA ---------
