@@ -97,7 +97,8 @@ def test_rerun_does_no_work(dataset):
 def test_stale_temp_files_are_removed(dataset, tmp_path):
     root = tmp_path / "ds"
     shutil.copytree(dataset.root, root)
-    stale = [root / "clips" / ".x.safetensors", root / "clips" / f".{GRID[0]}.safetensors.k2j4.safetensors"]
+    stale = [root / "clips" / ".x.safetensors", root / "clips" / f".{GRID[0]}.safetensors.k2j4.safetensors",
+             root / ".manifest.json.partial-k2j4abcd.json"]
     for p in stale:
         p.write_bytes(b"half-written")
     manifest, _ = preprocess(dataset.src, root, dataset.config, workers=1, progress=False)

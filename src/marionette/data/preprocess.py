@@ -31,7 +31,7 @@ from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
 from marionette.outputs import check_work_folder
-from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_frames, list_image_sequence, probe_video
+from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_frames, list_image_sequence, probe_video, sweep_temporaries
 
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
@@ -178,6 +178,7 @@ def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2,
     out.mkdir(parents=True, exist_ok=True)
     for stale in (out / "clips").rglob(".*.safetensors") if (out / "clips").is_dir() else ():
         stale.unlink()  # temp files of clips that were in flight when a run was killed
+    sweep_temporaries(out / "manifest.json")  # and of a manifest being written
     failures_path = out / "failures.jsonl"
     failures = {} if retry_failed else _read_failures(failures_path)
     if retry_failed and failures_path.exists():
