@@ -111,7 +111,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     config = EvalConfig(split=args.split, renderers=_comma_list(args.renderers), shots=shots,
                         modes=_comma_list(args.mode), episodes=args.episodes, seed=args.seed,
                         cross_mode=args.cross_mode, samples=args.samples, arcface=args.arcface,
-                        checkpoint=args.checkpoint)
+                        checkpoint=args.checkpoint, videos=args.videos)
     report = evaluate(Path(args.data), Path(args.out), config, expression,
                       episodes_csv=Path(args.episode_list) if args.episode_list else None, progress=not args.quiet)
     print(f"wrote {report} (+ report.json, plots/, samples/)")
@@ -229,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=4, help="episodes per (mode, shots) kept for the sample grids (default: 4)")
     p.add_argument("--checkpoint", help="trained generator checkpoint (needed by the neural renderer)")
     p.add_argument("--arcface", help="ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)")
+    p.add_argument("--videos", action="store_true", help="also render each episode's whole driver clip: temporal "
+                   "metrics (jitter, flicker, jumps) and mp4 video walls of the kept episodes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override expression thresholds listed below")
     p.set_defaults(func=_evaluate)
