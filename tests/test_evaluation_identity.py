@@ -77,3 +77,23 @@ def test_descriptors_match_dlib_on_real_faces(net, shared_data):
         assert np.abs(ours - expected).max() < 1e-4  # chip extraction + network
         checked += 1
     assert checked >= 6
+
+
+def test_mesh_five_points_stand_in_for_dlibs(net, hopper):
+    """Without dlib's predictor (e.g. as a training loss), the mesh's 5 points align the chip
+    nearly as dlib's do: the same person's descriptor."""
+    dlib = pytest.importorskip("dlib", reason="dlib is not installed")
+    from marionette.evaluation.identity import five_points_from_mesh
+
+    image, face = hopper
+    shape = dlib.shape_predictor(str(_model("shape_predictor_5_face_landmarks.dat")))
+    box = dlib.get_frontal_face_detector()(image, 0)[0]
+    theirs = np.array([[p.x, p.y] for p in shape(image, box).parts()], np.float64)  # (5, 2)
+    ours = five_points_from_mesh(face.mesh)
+    eye_distance = np.linalg.norm(theirs[0] - theirs[2])
+    assert np.linalg.norm(ours - theirs, axis=1).max() < 0.05 * eye_distance  # measured: 0.024
+    pixels = torch.from_numpy(image).permute(2, 0, 1)[None].double()
+    chips = torch.cat([extract_chips(pixels, torch.from_numpy(face_chip_transform(p))[None]) for p in (theirs, ours)])
+    with torch.no_grad():
+        a, b = net(chips.float())  # (128,) each
+    assert torch.linalg.norm(a - b) < 0.15  # measured 0.08; dlib: under 0.6 is the same person

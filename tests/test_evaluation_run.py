@@ -67,8 +67,11 @@ def test_report_has_every_cell_and_sane_values(report):
     table = json.loads((report / "report.json").read_text())
     assert "dlib" in table["settings"]["judge"] and "LPIPS omitted" in " ".join(table["omitted"])
     self_mode, cross = table["results"]["self"], table["results"]["cross"]
-    assert set(self_mode) >= {"l1", "psnr", "ssim", "csim", "episodes"} and "prmse" not in self_mode
-    assert set(cross) >= {"csim", "prmse", "expression_agreement", "nme"} and "psnr" not in cross
+    assert set(self_mode) >= {"l1", "psnr", "ssim", "csim", "identity_score", "perceptual", "psnr_mouth",
+                              "perceptual_eyes", "blink_correlation", "gaze_error", "episodes"}
+    assert "prmse" not in self_mode and "jumps" not in self_mode  # no video: temporal metrics not measured
+    assert set(cross) >= {"csim", "identity_score", "prmse", "prmse_driven", "expression_agreement",
+                          "expression_agreement_driven", "nme"} and "psnr" not in cross
     for renderer in ("copy", "warp"):
         for k in ("1", "2"):
             assert 0.3 < self_mode["ssim"][renderer][k] < 1.0
@@ -76,6 +79,9 @@ def test_report_has_every_cell_and_sane_values(report):
             assert 0.0 <= cross["expression_agreement"][renderer][k] <= 1.0
     # the copy baseline at K=1 outputs the target itself: identity to the target is perfect
     assert cross["csim"]["copy"]["1"] == pytest.approx(1.0, abs=1e-5)
+    assert cross["identity_score"]["copy"]["1"] == 1.0
+    calibration = json.loads((report / "calibration.json").read_text())
+    assert len(calibration["references"]) == 4 and "auc" in calibration["separation"]  # the 4 GRID speakers
     # the warp follows the transformed driver landmarks more closely than an unchanged target frame
     assert cross["nme"]["warp"]["2"] < cross["nme"]["copy"]["2"]
     md = (report / "report.md").read_text()
@@ -84,6 +90,29 @@ def test_report_has_every_cell_and_sane_values(report):
     grid = verify(report / "samples" / "grid_cross_k2.jpg")  # synthetic samples carry both marks
     assert grid.tag is not None and grid.watermark.present, grid
     assert verify(report / "samples" / "cross_k2_e0_warp.jpg").watermark.present
+
+
+def test_videos_give_temporal_metrics_and_a_marked_video_wall(small, tmp_path):
+    import av
+
+    from marionette.provenance import read_container_tag
+
+    root, manifest = small
+    config = EvalConfig(renderers=("copy", "warp"), shots=(2,), episodes=1, samples=1, videos=True)
+    evaluate(root, tmp_path, config, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    for r in records:
+        values = r["metrics"]
+        assert values["jumps"] >= 0 and values["flicker"] >= 0 and values["landmark_jitter"] is not None
+    frames = manifest.clips[0].info.frames
+    for mode in ("self", "cross"):
+        wall = tmp_path / "samples" / f"{mode}_k2_e0_wall.mp4"
+        assert "marionette" in read_container_tag(wall)
+        with av.open(str(wall)) as container:
+            decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        size = manifest.config.size
+        assert len(decoded) == frames and decoded[0].shape == (size, 3 * size, 3)  # driver | copy | warp
 
 
 def test_rerun_resumes_only_missing_lines(small, report):

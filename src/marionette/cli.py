@@ -151,7 +151,8 @@ def _evaluate(args: argparse.Namespace) -> None:
     config = EvalConfig(split=args.split, renderers=_comma_list(args.renderers), shots=shots,
                         modes=_comma_list(args.mode), episodes=args.episodes, seed=args.seed,
                         cross_mode=args.cross_mode, samples=args.samples, arcface=args.arcface,
-                        checkpoint=args.checkpoint, landmark_transformer=args.landmark_transformer)
+                        checkpoint=args.checkpoint, landmark_transformer=args.landmark_transformer,
+                        videos=args.videos)
     report = evaluate(Path(args.data), Path(args.out), config, expression,
                       episodes_csv=Path(args.episode_list) if args.episode_list else None, progress=not args.quiet)
     print(f"wrote {report} (+ report.json, plots/, samples/)")
@@ -318,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer driving cross-identity "
                    "episodes (default: the one shipped with marionette)")
     p.add_argument("--arcface", help="ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)")
+    p.add_argument("--videos", action="store_true", help="also render each episode's whole driver clip: temporal "
+                   "metrics (jitter, flicker, jumps) and mp4 video walls of the kept episodes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one expression threshold listed below (repeat for more)")

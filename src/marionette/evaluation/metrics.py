@@ -38,6 +38,7 @@ from marionette.landmarks.pose import head_pose
 from marionette.model.vgg import load_vgg19_normalised
 
 MODES = ("self", "cross")
+TEMPORAL = ("landmark_jitter", "flicker", "jumps")  # metrics of the result's video (measured with --videos)
 Value = float | list[float] | None  # one sample's measurement (None: not measurable, e.g. no face)
 
 

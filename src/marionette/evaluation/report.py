@@ -10,9 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from marionette.data.store import ClipInfo
 from marionette.evaluation.metrics import MODES, REGISTRY, summarize
+from marionette.inference.io import FrameWriter
 from marionette.media import atomic_path, load_image
-from marionette.provenance import save_marked_image
+from marionette.provenance import container_tags, save_marked_image
 
 
 def _records(out: Path) -> list[dict]:
@@ -126,6 +128,28 @@ def _grids(out: Path, records: list[dict]) -> None:
         if rows:
             save_marked_image(out / "samples" / f"grid_{mode}_k{shots}.jpg", np.concatenate(rows, axis=0),
                               ",".join(renderers), quality=90)
+
+
+WALL_FPS = 5.0  # video walls of clips whose source frame rate is unknown
+
+
+def write_video_wall(path: Path, columns: list[tuple[str, np.ndarray, bool]], info: ClipInfo) -> None:
+    """An mp4 grid, one labelled column per (label, (F, S, S, 3) frames, synthetic) entry; synthetic
+    columns say so on every frame and the file carries marionette's synthetic-media tag. It plays
+    at the driver clip's pace (its kept frames spread over the source clip's duration)."""
+    fps = info.fps * info.frames / info.source_frames if info.fps > 0 and info.source_frames else WALL_FPS
+    fps = max(1, round(fps))  # whole frames a second: the mp4 writer takes integer rates
+    renderers = "+".join(label for label, _, synthetic in columns if synthetic)
+    with FrameWriter(path, fps, container_tags(f"evaluation video wall: {renderers}")) as writer:
+        for t in range(min(len(frames) for _, frames, _ in columns)):
+            panels = []
+            for label, frames, synthetic in columns:
+                panel = _label(frames[t], label)
+                if synthetic:
+                    cv2.putText(panel, "SYNTHETIC", (6, panel.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                                (255, 64, 64), 1, cv2.LINE_AA)
+                panels.append(panel)
+            writer.write(np.concatenate(panels, axis=1))
 
 
 def write_report(out: Path, omitted: list[str]) -> Path:

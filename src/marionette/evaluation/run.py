@@ -7,6 +7,11 @@ episode's mode. One JSON line per (renderer, shots, mode, episode) is appended t
 REPORT_DIR/results.jsonl as soon as it is done, so a rerun skips finished ones; the report
 (markdown, JSON, plots, sample grids) is rebuilt from that file at the end of every run.
 
+Videos (`videos`, ours): every episode is also rendered over its whole driver clip, frame by
+frame in order (the same driving, from the clip's first frame), for the temporal metrics; the
+kept episodes get an mp4 video wall (samples/<mode>_k<K>_e<i>_wall.mp4: driver | each renderer,
+marked synthetic; in self mode the driver clip is the ground truth).
+
 Driving (ours): self mode draws the driver's own landmarks as they are (no landmark transformer,
 absolute: the driver frame's mesh in its crop is the ground-truth geometry, so a perfect renderer
 reproduces the ground truth pixel for pixel). Cross mode runs the landmark transformer in
@@ -25,13 +30,13 @@ from tqdm import tqdm
 
 from marionette.config import MAX_SHOTS, Settings, at_least, between, each, one_of, text, to_dict
 from marionette.data.manifest import SPLITS, Manifest, clip_path
-from marionette.data.store import ClipReader
+from marionette.data.store import ClipInfo, ClipReader, read_info
 from marionette.errors import InputError
 from marionette.evaluation.calibration import FRAMES_PER_CLIP, Reference, embed_dataset, references, separation
 from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
 from marionette.evaluation.expression import ExpressionConfig
-from marionette.evaluation.metrics import MODES, Sample, Tools, measure_sample, metrics_for
-from marionette.evaluation.report import write_report
+from marionette.evaluation.metrics import MODES, REGISTRY, TEMPORAL, Sample, Tools, measure_sample, metrics_for
+from marionette.evaluation.report import write_report, write_video_wall
 from marionette.inference.driving import Driving
 from marionette.inference.renderers import RENDERERS, Renderer, make_renderer
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
@@ -62,6 +67,7 @@ class EvalConfig(Settings):
     arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
     checkpoint: str | None = None  # trained generator checkpoint for the neural renderer
     landmark_transformer: str | None = None  # fitted landmark transformer driving cross episodes (None: the shipped one)
+    videos: bool = False  # also render each episode's whole driver clip: temporal metrics and video walls
 
     RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
                  modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0),
@@ -75,6 +81,9 @@ class EpisodeData:
     def __init__(self, root: Path):
         self.root = root
         self._readers: dict[str, tuple[ClipReader, np.ndarray]] = {}
+
+    def info(self, clip_id: str) -> ClipInfo:
+        return read_info(clip_path(self.root, clip_id))
 
     def clip(self, clip_id: str) -> tuple[ClipReader, np.ndarray]:
         if clip_id not in self._readers:
@@ -157,7 +166,7 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
     (out / "samples").mkdir(exist_ok=True)
     settings = {"dataset": str(Path(data).resolve()), "split": config.split, "seed": config.seed,
                 "cross_mode": config.cross_mode, "alpha": config.alpha, "expression": to_dict(expression),
-                "judge": tools.judge.name}
+                "judge": tools.judge.name, **({"videos": True} if config.videos else {})}
     _check_settings(out, settings)
     episodes = _episodes(out, manifest, config, episodes_csv)
     identity_references = _calibration(out, Path(data), manifest, tools)
@@ -165,7 +174,8 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
     results = out / RESULTS
     done = _done(results)
     todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
-    metrics = {mode: [m.name for m in metrics_for(mode) if m.missing() is None] for mode in MODES}
+    wanted = [m for m in REGISTRY.values() if m.missing() is None and (config.videos or m.name not in TEMPORAL)]
+    metrics = {mode: [m.name for m in wanted if mode in m.modes] for mode in MODES}
     drivers = {
         "self": Driving(None, "absolute", 1.0, size),
         "cross": Driving(LandmarkTransformer.load(config.landmark_transformer or DEFAULT_PATH), config.cross_mode,
@@ -189,8 +199,10 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
             driving.set_targets(meshes)
             start = driving.reference(driver_mesh[0], whole)  # the driver clip's first frame
             driven = driving(driver_mesh[episode.driver_frame], start)  # (478, 3)
+            driven_clip = np.stack([driving(m, start) for m in driver_mesh]) if config.videos else None  # (F, 478, 3)
             prefix = f"{episode.mode}_k{episode.shots}_e{episode.episode}"
             keep = episode.episode < config.samples
+            wall: dict[str, np.ndarray] = {}  # renderer -> its video (kept episodes)
             if keep:
                 save_image(out / "samples" / f"{prefix}_target.jpg", crops[0], quality=90)
                 save_image(out / "samples" / f"{prefix}_driver.jpg", driver_image, quality=90)
@@ -200,6 +212,10 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                 renderer.prepare(crops, meshes)
                 output = renderer.render(driven)  # (S, S, 3)
                 faces = face_mesh.detect(output)
+                video = video_meshes = None
+                if driven_clip is not None:
+                    video = np.stack([renderer.render(d) for d in driven_clip])  # (F, S, S, 3)
+                    video_meshes = tuple(f[0].mesh if (f := face_mesh.detect(frame)) else None for frame in video)
                 self_mode = episode.mode == "self"
                 sample = Sample(
                     mode=episode.mode, output=output,
@@ -211,6 +227,7 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                     truth_key=f"{episode.driver_clip}#{episode.driver_frame}",
                     target_keys=tuple(f"{episode.target_clip}#{f}" for f in frames),
                     identity_reference=identity_references.get(identity_of[episode.target_clip]),
+                    output_frames=video, output_frame_meshes=video_meshes or (),
                 )
                 values = measure_sample(sample, metrics[episode.mode], tools)
                 record = {"renderer": name, "shots": episode.shots, "mode": episode.mode,
@@ -219,7 +236,15 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                 log.flush()
                 if keep:
                     save_marked_image(out / "samples" / f"{prefix}_{name}.jpg", output, name, quality=90)
+                    if video is not None:
+                        wall[name] = video
                 bar.update()
+            if wall and len(wall) == len(renderers):  # every renderer ran now (a resumed episode gets none)
+                driver_video = driver_reader.images(list(range(len(driver_mesh))))  # (F, S, S, 3)
+                info = clips.info(episode.driver_clip)
+                write_video_wall(out / "samples" / f"{prefix}_wall.mp4",
+                                 [("driver = truth" if episode.mode == "self" else "driver", driver_video, False)]
+                                 + [(name, frames, True) for name, frames in wall.items()], info)
     bar.close()
     omitted = sorted({reason for m in metrics_for("self") + metrics_for("cross") if (reason := m.missing())})
     return write_report(out, omitted)
