@@ -95,7 +95,7 @@ def test_report_has_every_cell_and_sane_values(report):
 def test_videos_give_temporal_metrics_and_a_marked_video_wall(small, tmp_path):
     import av
 
-    from marionette.provenance import read_container_tag
+    from marionette.provenance import read_container_tag, verify
 
     root, manifest = small
     config = EvalConfig(renderers=("copy", "warp"), shots=(2,), episodes=1, samples=1, videos=True)
@@ -108,7 +108,7 @@ def test_videos_give_temporal_metrics_and_a_marked_video_wall(small, tmp_path):
     frames = manifest.clips[0].info.frames
     for mode in ("self", "cross"):
         wall = tmp_path / "samples" / f"{mode}_k2_e0_wall.mp4"
-        assert "marionette" in read_container_tag(wall)
+        assert "marionette" in read_container_tag(wall) and verify(wall).watermark.present
         with av.open(str(wall)) as container:
             decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
         size = manifest.config.size

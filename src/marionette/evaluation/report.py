@@ -14,7 +14,7 @@ from marionette.data.store import ClipInfo
 from marionette.evaluation.metrics import MODES, REGISTRY, summarize
 from marionette.inference.io import FrameWriter
 from marionette.media import atomic_path, load_image
-from marionette.provenance import container_tags, save_marked_image
+from marionette.provenance import Watermark, container_tags, save_marked_image
 
 
 def _records(out: Path) -> list[dict]:
@@ -140,6 +140,7 @@ def write_video_wall(path: Path, columns: list[tuple[str, np.ndarray, bool]], in
     fps = info.fps * info.frames / info.source_frames if info.fps > 0 and info.source_frames else WALL_FPS
     fps = max(1, round(fps))  # whole frames a second: the mp4 writer takes integer rates
     renderers = "+".join(label for label, _, synthetic in columns if synthetic)
+    watermark = Watermark()
     with FrameWriter(path, fps, container_tags(f"evaluation video wall: {renderers}")) as writer:
         for t in range(min(len(frames) for _, frames, _ in columns)):
             panels = []
@@ -149,7 +150,7 @@ def write_video_wall(path: Path, columns: list[tuple[str, np.ndarray, bool]], in
                     cv2.putText(panel, "SYNTHETIC", (6, panel.shape[0] - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
                                 (255, 64, 64), 1, cv2.LINE_AA)
                 panels.append(panel)
-            writer.write(np.concatenate(panels, axis=1))
+            writer.write(watermark.embed(np.concatenate(panels, axis=1)))  # tag, label and watermark
 
 
 def write_report(out: Path, omitted: list[str]) -> Path:
