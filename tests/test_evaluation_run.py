@@ -141,3 +141,34 @@ def test_arcface_without_onnxruntime_is_a_one_line_error(tmp_path):
 
     with pytest.raises(InputError, match=r"^ArcFace judge needs onnxruntime \(pip install onnxruntime\)$"):
         make_judge(tmp_path / "arcface.onnx")
+
+
+def test_evaluate_scores_what_reenact_runs(small, report):
+    """Each recorded self-reenactment PSNR equals that of the output the reenact pipeline gives,
+    configured as `reenact` is, for the same stored targets and driver."""
+    import numpy as np
+
+    from marionette.data.manifest import clip_path
+    from marionette.data.store import ClipReader
+    from marionette.evaluation.metrics import psnr
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+    from marionette.landmarks.crop import CropBox
+
+    root, manifest = small
+    size = manifest.config.size
+    pipeline = ReenactPipeline(ReenactConfig(renderer="warp", size=size, transform=False, mode="absolute",
+                                             paste_back=False))
+    records = {(r["shots"], r["episode"]): r["metrics"]["psnr"] for line in (report / "results.jsonl").read_text()
+               .splitlines() if (r := json.loads(line))["mode"] == "self" and r["renderer"] == "warp"}
+    assert records
+    for episode in load_episodes(report / "episodes.csv"):
+        if episode.mode != "self":
+            continue
+        reader = ClipReader(clip_path(root, episode.target_clip))
+        mesh = reader.mesh()  # (F, 478, 3) in crop pixels
+        frames = list(episode.target_frames)
+        pipeline.set_target_crops(reader.images(frames), mesh[frames])
+        start = pipeline.driving.reference(mesh[0], CropBox((size - 1) / 2, (size - 1) / 2, float(size)))
+        output = pipeline.render(pipeline.driving(mesh[episode.driver_frame], start))
+        truth = reader.images([episode.driver_frame])[0]
+        assert np.isclose(psnr(output, truth), records[episode.shots, episode.episode], atol=1e-6)

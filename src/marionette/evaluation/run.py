@@ -1,7 +1,8 @@
 """`marionette evaluate`: score renderers on deterministic episodes of a dataset split.
 
-Per episode: read the targets and the driver from the dataset, drive (`inference.driving`, as
-`marionette reenact` does: the same driven mesh for every renderer), render with each renderer,
+Per episode: read the targets and the driver from the dataset; for each renderer, drive and render
+through the ReenactPipeline `marionette reenact` runs (its per-frame API: targets from the stored
+crops and meshes, the driver's stored meshes driven, the crop rendered; no paste-back),
 find the face mesh of the result (still-image mode) and measure every registered metric of the
 episode's mode. One JSON line per (renderer, shots, mode, episode) is appended to
 REPORT_DIR/results.jsonl as soon as it is done, so a rerun skips finished ones; the report
@@ -29,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from marionette.config import MAX_SHOTS, Settings, at_least, between, each, one_of, text, to_dict
+from marionette.data.config import PreprocessConfig
 from marionette.data.manifest import SPLITS, Manifest, clip_path
 from marionette.data.store import ClipInfo, ClipReader, read_info
 from marionette.errors import InputError
@@ -37,9 +39,8 @@ from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_epis
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.metrics import MODES, REGISTRY, TEMPORAL, Sample, Tools, measure_sample, metrics_for
 from marionette.evaluation.report import write_report, write_video_wall
-from marionette.inference.driving import Driving
-from marionette.inference.renderers import RENDERERS, Renderer, make_renderer
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.inference.renderers import RENDERERS
 from marionette.landmark_transformer.config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
@@ -154,13 +155,35 @@ def _done(path: Path) -> set[tuple[str, int, str, int]]:
     return done
 
 
+def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, str], ReenactPipeline]:
+    """The ReenactPipeline `reenact` would run for each renderer and mode: self episodes drive with
+    the driver's own landmarks as they are (no landmark transformer, absolute: the driver frame's
+    mesh is the ground truth's geometry); cross episodes with the landmark transformer in
+    `cross_mode`. A generator is scored only on crops made as its training crops were."""
+    pipelines = {}
+    for name in config.renderers:
+        for mode in config.modes:
+            drive = dict(transform=False, mode="absolute") if mode == "self" else dict(mode=config.cross_mode,
+                                                                                         alpha=config.alpha)
+            pipeline = ReenactPipeline(ReenactConfig(renderer=name, size=crops.size, paste_back=False, **drive),
+                                       checkpoint=config.checkpoint if name == "neural" else None,
+                                       landmark_transformer=config.landmark_transformer)
+            trained = (pipeline.crop.crop_scale, pipeline.crop.crop_shift)
+            if trained != (crops.crop_scale, crops.crop_shift):
+                raise InputError(f"{config.checkpoint}: trained on crops of crop_scale={trained[0]}, "
+                                 f"crop_shift={trained[1]}, but the dataset's are {crops.crop_scale}, "
+                                 f"{crops.crop_shift}; preprocess it with those settings")
+            pipelines[name, mode] = pipeline
+    return pipelines
+
+
 def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionConfig = ExpressionConfig(),
              episodes_csv: Path | None = None, progress: bool = True) -> Path:
     """Run (or resume) an evaluation into `out`; returns the markdown report's path."""
     check_work_folder(out, [data], (RESULTS, EPISODES, SETTINGS), "evaluation report")
     manifest = Manifest.load(data)
     size = manifest.config.size
-    renderers: dict[str, Renderer] = {name: make_renderer(name, size, config.checkpoint) for name in config.renderers}
+    pipelines = _pipelines(config, manifest.config)  # (renderer, mode) -> the pipeline `reenact` would run
     tools = Tools(config.arcface, expression)
     out.mkdir(parents=True, exist_ok=True)
     (out / "samples").mkdir(exist_ok=True)
@@ -173,14 +196,10 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
     identity_of = {c.info.clip_id: c.info.identity for c in manifest.clips}
     results = out / RESULTS
     done = _done(results)
+    renderers = config.renderers
     todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
     wanted = [m for m in REGISTRY.values() if m.missing() is None and (config.videos or m.name not in TEMPORAL)]
     metrics = {mode: [m.name for m in wanted if mode in m.modes] for mode in MODES}
-    drivers = {
-        "self": Driving(None, "absolute", 1.0, size),
-        "cross": Driving(LandmarkTransformer.load(config.landmark_transformer or DEFAULT_PATH), config.cross_mode,
-                         config.alpha, size),
-    }
     whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # dataset meshes are already in crop pixels
     clips = EpisodeData(Path(data))
     bar = tqdm(total=sum(len(renderers) for _ in todo), unit="render", desc="evaluate", disable=not progress)
@@ -195,26 +214,24 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
             frames = list(episode.target_frames)
             crops, meshes = target_reader.images(frames), target_mesh[frames]  # (K, S, S, 3), (K, 478, 3)
             driver_image = driver_reader.images([episode.driver_frame])[0]  # (S, S, 3)
-            driving = drivers[episode.mode]
-            driving.set_targets(meshes)
-            start = driving.reference(driver_mesh[0], whole)  # the driver clip's first frame
-            driven = driving(driver_mesh[episode.driver_frame], start)  # (478, 3)
-            driven_clip = np.stack([driving(m, start) for m in driver_mesh]) if config.videos else None  # (F, 478, 3)
             prefix = f"{episode.mode}_k{episode.shots}_e{episode.episode}"
             keep = episode.episode < config.samples
             wall: dict[str, np.ndarray] = {}  # renderer -> its video (kept episodes)
             if keep:
                 save_image(out / "samples" / f"{prefix}_target.jpg", crops[0], quality=90)
                 save_image(out / "samples" / f"{prefix}_driver.jpg", driver_image, quality=90)
-            for name, renderer in renderers.items():
+            for name in renderers:
                 if (name, episode.shots, episode.mode, episode.episode) in done:
                     continue
-                renderer.prepare(crops, meshes)
-                output = renderer.render(driven)  # (S, S, 3)
+                pipeline = pipelines[name, episode.mode]
+                pipeline.set_target_crops(crops, meshes)  # each crop its own photo, its mesh as stored
+                start = pipeline.driving.reference(driver_mesh[0], whole)  # the driver clip's first frame
+                driven = pipeline.driving(driver_mesh[episode.driver_frame], start)  # (478, 3)
+                output = pipeline.render(driven)  # (S, S, 3)
                 faces = face_mesh.detect(output)
                 video = video_meshes = None
-                if driven_clip is not None:
-                    video = np.stack([renderer.render(d) for d in driven_clip])  # (F, S, S, 3)
+                if config.videos:
+                    video = np.stack([pipeline.render(pipeline.driving(m, start)) for m in driver_mesh])  # (F, S, S, 3)
                     video_meshes = tuple(f[0].mesh if (f := face_mesh.detect(frame)) else None for frame in video)
                 self_mode = episode.mode == "self"
                 sample = Sample(

@@ -42,13 +42,13 @@ from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.provenance import Watermark, container_tags
 
 
-RENDERERS = ("auto", "neural", "warp")  # reenact's choices (copy is only a baseline of evaluation)
+RENDERERS = ("auto", "neural", "warp", "copy")
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ReenactConfig(Settings):
-    renderer: str = "auto"  # neural (a trained generator), warp (training-free baseline), auto: neural given a checkpoint
+    renderer: str = "auto"  # neural (a trained generator), warp (training-free), auto: neural given a checkpoint; copy: evaluation's baseline (the nearest-pose target, unmoved)
     size: int = 256  # side of the face crop the renderer works at, pixels
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
     mode: str = "relative"  # relative: the driver's motion since its first frame; absolute: its pose as is
