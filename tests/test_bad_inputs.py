@@ -197,8 +197,10 @@ SETTINGS = {
     "model size": (["train", "--data", "frames", "--run", "run", "--set", "model.image_size=100"], "image_size=100"),
     "loss weight": (["train", "--data", "frames", "--run", "run", "--set", "loss.pixel_weight=-1"], "pixel_weight=-1"),
     "fit lr": (["fit-landmarks", "frames", "--out", "lt", "--set", "lr=-1"], "lr=-1"),
-    "shots=9": (["evaluate", "--data", "frames", "--out", "rep", "--shots", "1,9"], "shots=1,9"),
-    "renderer": (["evaluate", "--data", "frames", "--out", "rep", "--renderers", "copy,magic"], "renderers=copy,magic"),
+    "shots=9": (["evaluate", "--data", "frames", "--out", "rep", "--set", "shots=1,9"], "shots=1,9"),
+    "renderer": (["evaluate", "--data", "frames", "--out", "rep", "--set", "renderers=copy,magic"],
+                 "renderers=copy,magic"),
+    "old evaluate spelling": (["evaluate", "--data", "frames", "--out", "rep", "--shots", "1"], "--set KEY=VALUE"),
     "landmarks face": (["landmarks", "target.jpg", "--face", "-5"], "-5"),
     "bench repeats": (["bench", "reenact", "--repeats", "0"], "0"),
     "--set swallows nothing": (["preprocess", "--set", "max_frames=4", "frames"], "required"),
@@ -244,8 +246,8 @@ PLACES = {
     "fit-landmarks, read-only": ("ro", ["fit-landmarks", "DATA", "--out", "OUT/lt", "--quiet",
                                         "--set", "epochs=1", "--set", "split=all"]),
     "train, read-only": ("ro", ["train", "--config", "tiny", "--data", "DATA", "--run", "OUT/run", "--quiet"]),
-    "evaluate, read-only": ("ro", ["evaluate", "--data", "DATA", "--out", "OUT/rep", "--quiet", "--episodes", "1",
-                                   "--shots", "1", "--mode", "self", "--renderers", "copy"]),
+    "evaluate, read-only": ("ro", ["evaluate", "--data", "DATA", "--out", "OUT/rep", "--quiet", "--set", "episodes=1",
+                                   "--set", "shots=1", "--set", "modes=self", "--set", "renderers=copy"]),
 }
 
 

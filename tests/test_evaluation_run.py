@@ -130,7 +130,7 @@ def test_rerun_resumes_only_missing_lines(small, report):
 
 def test_neural_without_checkpoint_is_a_one_line_error(small, tmp_path, capsys):
     root, _ = small
-    assert main(["evaluate", "--data", str(root), "--out", str(tmp_path / "r"), "--renderers", "neural"]) == 2
+    assert main(["evaluate", "--data", str(root), "--out", str(tmp_path / "r"), "--set", "renderers=neural"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "marionette: error: renderer neural needs a trained generator (--checkpoint)"
 

@@ -17,6 +17,7 @@ from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError, os_error
 from marionette.outputs import check_file_output
 from marionette.evaluation.expression import ExpressionConfig
+from marionette.evaluation.run import EvalConfig
 from marionette.landmark_transformer.config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
 from marionette.training.config import TRAIN_PRESETS, TrainConfig
@@ -140,19 +141,13 @@ def _comma_list(text: str) -> tuple[str, ...]:
 
 
 def _evaluate(args: argparse.Namespace) -> None:
-    from marionette.evaluation.expression import ExpressionConfig
-    from marionette.evaluation.run import EvalConfig, evaluate
+    from marionette.evaluation.run import evaluate
 
-    expression = override(ExpressionConfig(), args.set)
-    try:
-        shots = tuple(int(k) for k in _comma_list(args.shots))
-    except ValueError:
-        raise InputError(f"--shots {args.shots}: not a comma list of integers") from None
-    config = EvalConfig(split=args.split, renderers=_comma_list(args.renderers), shots=shots,
-                        modes=_comma_list(args.mode), episodes=args.episodes, seed=args.seed,
-                        cross_mode=args.cross_mode, samples=args.samples, arcface=args.arcface,
-                        checkpoint=args.checkpoint, landmark_transformer=args.landmark_transformer,
-                        videos=args.videos)
+    thresholds = [s.removeprefix("expression.") for s in args.set if s.startswith("expression.")]
+    expression = override(ExpressionConfig(), thresholds)
+    files = {"arcface": args.arcface, "checkpoint": args.checkpoint, "landmark_transformer": args.landmark_transformer}
+    config = override(override(EvalConfig(), [s for s in args.set if not s.startswith("expression.")]),
+                      {k: v for k, v in files.items() if v is not None})
     report = evaluate(Path(args.data), Path(args.out), config, expression,
                       episodes_csv=Path(args.episode_list) if args.episode_list else None, progress=not args.quiet)
     print(f"wrote {report} (+ report.json, plots/, samples/)")
@@ -193,8 +188,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse with usage errors as one line, like every other error."""
 
     def error(self, message: str) -> typing.NoReturn:
-        if message.startswith("unrecognized arguments") and "=" in message:
-            message += " (give each setting its own --set KEY=VALUE)"
+        if message.startswith("unrecognized arguments"):
+            message += " (settings are given one per --set KEY=VALUE)"
         print(f"marionette: error: {self.prog.removeprefix('marionette ')}: {message} (see --help)", file=sys.stderr)
         sys.exit(2)
 
@@ -302,28 +297,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="score renderers on self- and cross-identity episodes of a dataset split (resumable)",
-                       epilog="expression thresholds (--set key=value):\n" + describe(ExpressionConfig))
+                       epilog="settings (--set KEY=VALUE; comma lists for renderers, shots, modes):\n"
+                              + describe(EvalConfig, skip=("arcface", "checkpoint", "landmark_transformer"))
+                              + "\n\nexpression thresholds (--set expression.KEY=VALUE):\n" + describe(ExpressionConfig))
     p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess`")
     p.add_argument("--out", required=True, help="report folder (created; a rerun resumes and rebuilds the report)")
-    p.add_argument("--split", default="test", help="split the episodes come from: train, val, test or all (default: test)")
-    p.add_argument("--renderers", default="copy,warp", help="comma list of copy, warp, neural (default: copy,warp)")
-    p.add_argument("--shots", default="1,8", help="comma list of K values in 1..8 (default: 1,8)")
-    p.add_argument("--mode", default="self,cross", help="comma list of self, cross (default: self,cross)")
-    p.add_argument("--episodes", type=int, default=20, help="episodes per (mode, shots) when the list is made (default: 20)")
     p.add_argument("--episode-list", help="reuse this episodes.csv (default: REPORT_DIR/episodes.csv if present, else a new list)")
-    p.add_argument("--seed", type=int, default=0, help="seed of a new episode list (default: 0)")
-    p.add_argument("--cross-mode", default="relative", choices=["relative", "absolute"],
-                   help="landmark transformer mode for cross-identity episodes (default: relative)")
-    p.add_argument("--samples", type=int, default=4, help="episodes per (mode, shots) kept for the sample grids (default: 4)")
     p.add_argument("--checkpoint", help="trained generator checkpoint (needed by the neural renderer)")
     p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer driving cross-identity "
                    "episodes (default: the one shipped with marionette)")
     p.add_argument("--arcface", help="ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)")
-    p.add_argument("--videos", action="store_true", help="also render each episode's whole driver clip: temporal "
-                   "metrics (jitter, flicker, jumps) and mp4 video walls of the kept episodes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one expression threshold listed below (repeat for more)")
+                   help="override one setting listed below (repeat for more; expression.KEY for the thresholds)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading, reenactment "

@@ -164,7 +164,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return override(cls(), {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def describe(cls: type) -> str:
+def describe(cls: type, skip: tuple[str, ...] = ()) -> str:
     """One line per field of a config dataclass: `name = default  comment [rule]`, for --help texts.
     The comment is the field's own one-line comment in the source (defaults live in one place)."""
     import inspect
@@ -177,4 +177,5 @@ def describe(cls: type) -> str:
             comments[match.group(1)] = match.group(2)
     rules: dict[str, Rule] = getattr(cls, "RULES", {})
     return "\n".join(f"  {f.name} = {f.default!r}  {comments.get(f.name, '')}"
-                     + (f" [{rules[f.name].text}]" if f.name in rules else "") for f in dataclasses.fields(cls))
+                     + (f" [{rules[f.name].text}]" if f.name in rules else "") for f in dataclasses.fields(cls)
+                     if f.name not in skip)
