@@ -416,7 +416,7 @@ for _metric in (
     Metric("nme", ("cross",), False, "68-point landmark error of the result vs the transformed driver "
            "landmarks, / inter-ocular distance", _when_face(landmark_nme, "driven_mesh")),
     Metric("landmark_jitter", MODES, False, "video: mean landmark acceleration of the result minus the "
-           "driver's, inter-ocular units per frame^2 (0 = as smooth as the driver)",
+           "driver's, inter-ocular units per frame^2 (0 = as smooth as the driver, < 0 = stiller)",
            _temporal(lambda s: landmark_jitter(s.output_frame_meshes, s.driver_clip_meshes))),
     Metric("flicker", MODES, False, "video: mean absolute frame-to-frame change outside the face, [0, 1] units",
            _temporal(lambda s: flicker(s.output_frames, s.output_frame_meshes))),

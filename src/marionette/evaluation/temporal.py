@@ -3,7 +3,8 @@ videos). Each takes the result's frames in order, T >= 3.
 
   landmark_jitter  mean norm of the second difference (acceleration) of the result's 68 image-plane
                    landmarks, per landmark, over the inter-ocular distance, minus the same for the
-                   driver: 0 = as smooth as the driver, > 0 = shakier
+                   driver: 0 = as smooth as the driver, > 0 = shakier, < 0 = stiller (a
+                   result that holds still, like a copied frame)
   flicker          mean absolute change between consecutive frames outside the face (pixels
                    outside both frames' face-mesh hulls grown by FACE_MARGIN), [0, 1] units: the
                    background should stay still
