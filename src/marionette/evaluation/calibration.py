@@ -19,9 +19,7 @@ case). `python -m marionette.evaluation.calibration DATASET` prints it.
 
 from __future__ import annotations
 
-import argparse
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -134,25 +132,3 @@ def separation(found: list[FrameEmbedding]) -> Separation:
     auc_other_clip = roc_auc(score[other_clip], score[different]) if other_clip.any() else float("nan")
     return Separation(roc_auc(score[same], score[different]), roc_auc(cos[same], cos[different]), auc_other_clip,
                       int(same.sum()), int(other_clip.sum()), int(different.sum()), len(set(ids)))
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m marionette.evaluation.calibration",
-                                     description="How well the calibrated identity score separates the "
-                                                 "people of a dataset (ROC AUC).")
-    parser.add_argument("data", type=Path, help="dataset folder made by `marionette preprocess`")
-    parser.add_argument("--frames", type=int, default=FRAMES_PER_CLIP, help="frames embedded per clip")
-    parser.add_argument("--arcface", help="ArcFace ONNX file (default judge: dlib's ResNet)")
-    args = parser.parse_args(argv)
-    from marionette.evaluation.judges import make_judge
-
-    manifest = Manifest.load(args.data)
-    judge = make_judge(args.arcface)
-    found = embed_dataset(args.data, manifest, lambda image, mesh, key: judge.embed(image, mesh), args.frames)
-    result = separation(found)
-    print(json.dumps({"dataset": str(args.data), "judge": judge.name, "clips": len(manifest.clips),
-                      "frames_embedded": len(found), **asdict(result)}, indent=1))
-
-
-if __name__ == "__main__":
-    main()
