@@ -1,5 +1,7 @@
-"""Synthetic-media marks: the watermark survives a real H.264 round trip and a downscale, stays
-invisible (PSNR) and silent on unmarked frames or a wrong key; container tags round-trip; verify."""
+"""Synthetic-media marks: the watermark survives a real H.264 round trip, a downscale, and (through
+the search) a crop + mirror + rescale, stays invisible (PSNR) and silent on unmarked frames or a
+wrong key; container tags round-trip; C2PA manifests are valid, name marionette and the inputs'
+hashes, and break when the file is tampered with; the verify command's exit status and JSON."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import hashlib
 import io
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import av
@@ -127,7 +128,7 @@ EDITS = {  # name -> (frames, fps, clip index) -> edited frames
     "H.264 CRF 23": lambda f, fps, i: h264(f, fps, 23),
     "H.264 CRF 28": lambda f, fps, i: h264(f, fps, 28),
     "0.5x downscale + H.264 CRF 23": lambda f, fps, i: h264(f, fps, 23, 0.5),
-    **{f"50% crop, {name} + H.264 CRF 23": (lambda at: lambda f, fps, i: h264(crop(f, at), fps, 23))(at)
+    **{f"50% crop, {name} + H.264 CRF 23": partial(lambda f, fps, i, at: h264(crop(f, at), fps, 23), at=at)
        for name, at in OFFSETS.items()},
     "mirror + H.264 CRF 23": lambda f, fps, i: h264(mirror(f), fps, 23),
     "mirror + 50% crop (offset by clip) + H.264 CRF 28":
@@ -273,7 +274,8 @@ def main() -> None:
         "|---|---|",
         f"| PSNR of the mark, clips (mean / min over clips) | {np.mean(clip_psnr):.1f} / {min(clip_psnr):.1f} dB |",
         f"| PSNR of the mark, photos (mean / min) | {np.mean(photo_psnr):.1f} / {min(photo_psnr):.1f} dB |",
-        *(f"| embed / score / search at {size} px | {e:.2f} / {s:.2f} / {q:.0f} ms per frame |" for size, (e, s, q) in timing.items()),
+        *(f"| embed / score at {size} px, per frame; search, once per file | {e:.2f} / {s:.2f} ms; {q:.0f} ms |"
+          for size, (e, s, q) in timing.items()),
         "",
         f"Measured with `{COMMAND}{f' --clips {args.clips}' if args.clips else ''}` in "
         f"{time.perf_counter() - start:.0f} s (AMD EPYC, 2 shared CPU cores).",

@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_fit_landmarks)
 
     p = sub.add_parser("verify", formatter_class=fmt,
-                       help="check files for marionette's synthetic-media tag and invisible watermark")
+                       help="check files for marionette's C2PA manifest, synthetic-media tag and invisible watermark")
     p.add_argument("files", nargs="+", help="videos or images to check; a folder: every image and video in it "
                    "(recursively). Exit status 0: all marked, 1: some file unmarked, 2: some file unreadable")
     p.add_argument("--json", action="store_true", help="print one JSON list: a report (or an error) per file")

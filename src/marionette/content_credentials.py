@@ -67,8 +67,6 @@ class Credentials:
     chain: bytes  # PEM certificates, signer first
     key: bytes  # PEM private key
     alg: str  # C2PA signing algorithm ("es256", ...)
-    local: bool  # marionette's self-generated certificate (no one else trusts it)
-    root: bytes | None  # PEM of the local root, trusted when this machine verifies its own files
 
 
 @dataclass(frozen=True)
@@ -124,13 +122,12 @@ def credentials() -> Credentials:
         if not (cert and key):
             raise InputError(f"set both {CERT_ENV} and {KEY_ENV} (PEM certificate chain and private key)")
         key_pem = _read(key)
-        return Credentials(_read(cert), key_pem, _algorithm(key_pem, key), local=False, root=None)
+        return Credentials(_read(cert), key_pem, _algorithm(key_pem, key))
     folder = config_dir() / "c2pa"
     paths = {name: folder / name for name in ("signer.pem", "signer.key", "root.pem")}
     if not all(p.is_file() for p in paths.values()):
         _generate_local(folder)
-    chain, key_pem, root = (paths[n].read_bytes() for n in ("signer.pem", "signer.key", "root.pem"))
-    return Credentials(chain, key_pem, "es256", local=True, root=root)
+    return Credentials(paths["signer.pem"].read_bytes(), paths["signer.key"].read_bytes(), "es256")
 
 
 def _generate_local(folder: Path) -> None:
@@ -149,8 +146,8 @@ def _generate_local(folder: Path) -> None:
     root_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
 
     def certificate(subject: x509.Name, public_key, ca: bool) -> x509.CertificateBuilder:
-        usage = dict(content_commitment=False, key_encipherment=False, data_encipherment=False,
-                     key_agreement=False, encipher_only=False, decipher_only=False)
+        usage = {"content_commitment": False, "key_encipherment": False, "data_encipherment": False,
+                 "key_agreement": False, "encipher_only": False, "decipher_only": False}
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(name("marionette local root"))
                    .public_key(public_key).serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=LOCAL_DAYS))
