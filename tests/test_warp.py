@@ -213,3 +213,21 @@ def test_eight_targets_over_a_slow_driver_give_no_jump() -> None:
                        for yaw in np.linspace(-21, 21, 100)])  # 0.4° per frame
     assert levels[0] < 60 and levels[-1] > 180  # it does move from the first target to the last
     assert np.abs(np.diff(levels)).max() < 5  # in small steps only
+
+
+def test_a_single_image_driver_drives_in_absolute_mode_by_default(tmp_path: Path) -> None:
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+    from marionette.media import iter_video, save_image
+
+    driver = tmp_path / "driver.png"
+    save_image(driver, next(iter(iter_video(ASSETS / "videos" / "grid_lbax4n.mp4"))))
+    target = str(ASSETS / "faces" / "02_grace_hopper.jpg")
+    outputs = {}
+    for mode in ("auto", "relative"):
+        pipeline = ReenactPipeline(ReenactConfig(size=SIZE, paste_back=False, mode=mode, transform=False))
+        pipeline.run([target], str(driver), tmp_path / mode, progress=False)
+        outputs[mode] = load_image(next((tmp_path / mode).glob("*.png"))).astype(np.float32)
+        crop = pipeline.targets[0].crop
+    # relative to its only frame a still image moves nothing; by default it drives as it is
+    assert np.abs(outputs["relative"] - crop).mean() < 4  # (the invisible watermark changes a little)
+    assert np.abs(outputs["auto"] - crop).mean() > 8
