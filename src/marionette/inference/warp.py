@@ -32,8 +32,9 @@ from marionette.landmarks.layout import (
 )
 from marionette.landmarks.pose import head_pose
 
-MIRROR_BELOW = 0.15  # a triangle the target shows at under this share of its frontal area takes its mirror's
-MIRROR_ABOVE = 0.4  # texture, if the mirror shows at least this share of its own
+MIRROR_FROM, MIRROR_FULL = 0.7, 0.25  # a face triangle the target shows at under MIRROR_FROM times its mirror
+# image's area takes texture from that mirror image, fully at MIRROR_FULL, blended in between
+MIRROR_EYE = 0.6  # an eye the target shows under this share of the other's width is drawn from the other
 LID_SKIN = 0.25  # eye widths above the target's eye: where the skin of a closing lid is taken from
 GAZE_REDRAW = 0.04  # eye widths the iris moves within the lids before the eye is fully redrawn
 MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
@@ -137,11 +138,14 @@ class WarpTarget:
 
     image: np.ndarray  # (S, S, 3) uint8 crop
     mesh: np.ndarray  # (478, 3) crop pixels
-    sources: np.ndarray  # (T, 3, 2) where each face triangle takes its texture: itself or its mirror image
+    mirrored: np.ndarray  # (T, 3, 2) each face triangle's mirror image in the target (the other side of the face)
+    mirror_weight: np.ndarray  # (T,) how much of each triangle's texture may come from its mirror image
+    shown: np.ndarray  # (T,) each triangle's area in the target per its area seen face on
     pose: np.ndarray  # (3,) yaw, pitch, roll in degrees
     eyes: tuple[EyeTexture, EyeTexture]  # subject's right, left
     mouth_gap: float  # inner-lip gap / mouth width
     cavity: np.ndarray  # (3,) float32 colour of a mouth cavity drawn for this face
+    outline: np.ndarray  # (N, 2) its face outline on its silhouette (see _silhouette_outline)
 
 
 def _lip_gap(mesh: np.ndarray) -> float:
@@ -178,13 +182,12 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     known = (alpha > 0.5) & (shown > 0.5)
     colour = patch[known].mean(0) if known.sum() >= 3 else np.array([70, 55, 45], np.float32)
     filled = patch * shown[..., None] + colour * (1 - shown[..., None])
-    # the white: the opening outside the iris, its brighter half (lashes and lid shadow excluded)
+    # the white: the opening outside the iris (median: lashes and glints left out)
     inside = _polygon_mask(image.shape[:2], mesh[opening, :2]) > 0.5
     ys, xs = np.nonzero(inside)
     white_px = image[ys, xs][np.hypot(xs - centre[0], ys - centre[1]) > 1.2 * radius].astype(np.float32)
     if len(white_px) >= 4:
-        light = white_px.sum(1)
-        white = white_px[light >= np.median(light)].mean(0)
+        white = np.median(white_px, 0)
     else:
         white = np.array([215, 205, 195], np.float32)
     frame = _eye_frame(mesh[opening, :2], side)
@@ -192,6 +195,30 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     gaze = np.linalg.solve(frame[:, :2], centre - frame[:, 2])
     return EyeTexture(filled, alpha, radius, white.astype(np.float32), frame, units.astype(np.float32),
                       gaze.astype(np.float32))
+
+
+def _silhouette_outline(mesh: np.ndarray) -> np.ndarray:
+    """(N, 2) the face-outline vertices of a (478, 3) mesh, each moved out from the face's centre
+    to the silhouette (the convex hull of the face surface) where it lies inside it: on the far side
+    of a turned face the outline is hidden behind the cheek, and what lies beside it is the cheek,
+    not the background the displacement field should carry."""
+    surface = mesh[:MESH_IRIS_START, :2].astype(np.float64)
+    hull = cv2.convexHull(surface.astype(np.float32))[:, 0].astype(np.float64)  # (H, 2)
+    centre = surface.mean(0)
+    rays = mesh[MESH_FACE_OVAL, :2] - centre  # (N, 2)
+    edges = np.roll(hull, -1, 0) - hull  # (H, 2)
+    to_edge = hull - centre  # (H, 2)
+
+    def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+    denominator = cross(rays[:, None], edges[None])  # (N, H)
+    safe = np.where(np.abs(denominator) < 1e-9, np.nan, denominator)
+    reach = cross(to_edge[None], edges[None]) / safe  # (N, H) ray parameter at each edge's line
+    along = cross(to_edge[None], rays[:, None]) / safe  # (N, H) edge parameter there
+    hits = np.where((reach > 0) & (along >= -1e-6) & (along <= 1 + 1e-6), reach, np.nan)
+    stretch = np.fmax(np.nanmax(np.where(np.isnan(hits), -np.inf, hits), 1), 1.0)  # (N,)
+    return (centre + stretch[:, None] * rays).astype(np.float32)
 
 
 class WarpRenderer:
@@ -225,22 +252,30 @@ class WarpRenderer:
         own = mesh[triangles, :2]  # (T, 3, 2)
         mirrored = mesh[MESH_MIRROR[triangles], :2]  # its mirror image: a reflection, so orientation flips
         shown, shown_mirrored = signed_areas(own) / frontal, -signed_areas(mirrored) / frontal
-        use_mirror = (shown < MIRROR_BELOW) & (shown_mirrored >= MIRROR_ABOVE)
+        ratio = shown / np.maximum(shown_mirrored, 1e-3)
+        mirror_weight = np.clip((MIRROR_FROM - ratio) / (MIRROR_FROM - MIRROR_FULL), 0, 1) * (shown_mirrored > 0.3)
         lips = _polygon_mask(image.shape[:2], mesh[MESH_INNER_LIPS, :2]) > 0.5
         lip_colour = image[lips].mean(0) if lips.any() else image.reshape(-1, 3).mean(0)
-        eyes = tuple(_eye_texture(image, mesh, opening, iris, side)
-                     for opening, iris, side in zip(MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES))
-        return WarpTarget(image, mesh, np.where(use_mirror[:, None, None], mirrored, own).astype(np.float32),
-                          head_pose(mesh_to_ibug68(mesh)), eyes, _lip_gap(mesh),
-                          cavity=(0.3 * lip_colour).astype(np.float32))  # ours: a dark, lip-tinted cavity
+        eyes = [_eye_texture(image, mesh, opening, iris, side)
+                for opening, iris, side in zip(MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES)]
+        widths = [np.linalg.norm(mesh[opening[0], :2] - mesh[opening[8], :2]) for opening in MESH_EYE_OPENINGS]
+        for eye in (0, 1):  # an eye turned away is drawn from the other one (their eye units mirror each other)
+            if widths[eye] < MIRROR_EYE * widths[1 - eye]:
+                eyes[eye] = eyes[1 - eye]
+        return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
+                          head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), _lip_gap(mesh),
+                          cavity=(0.3 * lip_colour).astype(np.float32),  # ours: a dark, lip-tinted cavity
+                          outline=_silhouette_outline(mesh))
 
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame."""
         weights = self._blend_weights(head_pose(mesh_to_ibug68(driven_mesh)))
         index = self.coverage(driven_mesh)
+        outline = _silhouette_outline(driven_mesh)
+        shown = signed_areas(driven_mesh[face_triangles(), :2]) / (_frontal_areas() * _eye_span(driven_mesh) ** 2)
         frame = np.zeros((self.size, self.size, 3), np.float32)
         for k in np.flatnonzero(weights):
-            frame += weights[k] * self._warp(self.targets[k], driven_mesh, index)
+            frame += weights[k] * self._warp(self.targets[k], driven_mesh, index, outline, shown)
         main = self.targets[int(np.argmax(weights))]
         for eye, opening, iris, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES):
             self._draw_eye(frame, main.image, eye, _eye_frame(driven_mesh[opening, :2], side),
@@ -267,16 +302,39 @@ class WarpRenderer:
         depth = driven_mesh[triangles[facing], 2].mean(1)  # (F,)
         return _paint_index((self.size, self.size), corners, facing[np.argsort(-depth, kind="stable")])
 
-    def _warp(self, target: WarpTarget, driven_mesh: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """One target warped onto the driven mesh: (S, S, 3) float32."""
+    def _warp(self, target: WarpTarget, driven_mesh: np.ndarray, index: np.ndarray, outline: np.ndarray,
+              shown: np.ndarray) -> np.ndarray:
+        """One target warped onto the driven mesh: (S, S, 3) float32. Triangles that take their
+        texture from their mirror image blend into it over a few pixels, not at a seam. `outline`:
+        the driven mesh's silhouette outline; `shown` (T,): its triangles' areas per frontal area. A
+        triangle takes its mirror's texture only where the driven mesh shows it more than the target."""
         size = self.size
-        map_x, map_y = self._field(target.mesh[MESH_FACE_OVAL, :2], driven_mesh[MESH_FACE_OVAL, :2])
-        maps = _affine_maps(driven_mesh[face_triangles(), :2], target.sources)  # (T, 3, 2)
+        map_x, map_y = self._field(target.outline, outline)
+        triangles = face_triangles()
         flat = index.ravel()
         face = np.flatnonzero(flat >= 0)
-        coords = np.einsum("kp,pkc->pc", self._pixels[:, face], maps[flat[face]])  # (N, 2)
-        map_x.ravel()[face], map_y.ravel()[face] = coords[:, 0], coords[:, 1]
-        return cv2.remap(target.image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
+        visible = flat[face]
+        own = self._remap(target.image, map_x, map_y, face, _affine_maps(driven_mesh[triangles, :2],
+                                                                         target.mesh[triangles, :2])[visible])
+        mirror_weight = target.mirror_weight * np.clip((shown - target.shown) / 0.3, 0, 1)  # (T,)
+        if not mirror_weight[visible].any():
+            return own
+        weight = np.zeros(size * size, np.float32)
+        weight[face] = mirror_weight[visible]
+        weight = cv2.GaussianBlur(weight.reshape(size, size), (0, 0), size / 128)[..., None]
+        mirror = self._remap(target.image, map_x, map_y, face,
+                             _affine_maps(driven_mesh[triangles, :2], target.mirrored)[visible])
+        return own + (mirror - own) * weight
+
+    def _remap(self, image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, face: np.ndarray,
+               maps: np.ndarray) -> np.ndarray:
+        """`image` sampled at the (S·S,) background coordinates, except at the `face` pixels (N,),
+        which take the affine maps (N, 3, 2) of their triangles: (S, S, 3) float32."""
+        size = self.size
+        coords = np.einsum("kp,pkc->pc", self._pixels[:, face], maps)  # (N, 2)
+        map_x, map_y = map_x.copy(), map_y.copy()
+        map_x[face], map_y[face] = coords[:, 0], coords[:, 1]
+        return cv2.remap(image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
     def _field(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -334,7 +392,7 @@ class WarpRenderer:
             return
         height = float(np.ptp(opening[:, 1]))
         shade = cv2.GaussianBlur(mask, (0, 0), max(height / 4, 0.5))  # darker near the lids
-        layer = eye.white * (0.6 + 0.4 * shade)[..., None]
+        layer = eye.white * (0.7 + 0.35 * shade)[..., None]
         radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
         scale = float(np.clip(radius / eye.radius, 0.5, 2.0))
         half = (eye.iris.shape[0] - 1) / 2
