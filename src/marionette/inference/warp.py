@@ -232,7 +232,7 @@ class WarpRenderer:
         self.anchors = _border_anchors(size)  # (A, 2)
         ys, xs = np.mgrid[0:size, 0:size]
         self._pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(size * size)], 0).astype(np.float32)  # (3, S·S)
-        cells = max(size // 8, 2)  # the displacement field is computed on a coarse grid, then resized
+        cells = max(size // 16, 2)  # the displacement field is computed on a coarse grid, then resized
         centres = (np.arange(cells) + 0.5) * size / cells - 0.5  # cv2.resize's sample positions
         self._grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2)  # (G·G, 2)
         self._weights: np.ndarray | None = None  # (K,) smoothed blend weights of the targets
@@ -309,33 +309,32 @@ class WarpRenderer:
         the driven mesh's silhouette outline; `shown` (T,): its triangles' areas per frontal area. A
         triangle takes its mirror's texture only where the driven mesh shows it more than the target."""
         size = self.size
-        map_x, map_y = self._field(target.outline, outline)
+        map_x, map_y = self._field(target.outline, outline)  # (S·S,) each
         triangles = face_triangles()
+        corners = driven_mesh[triangles, :2]
         flat = index.ravel()
         face = np.flatnonzero(flat >= 0)
-        visible = flat[face]
-        own = self._remap(target.image, map_x, map_y, face, _affine_maps(driven_mesh[triangles, :2],
-                                                                         target.mesh[triangles, :2])[visible])
-        mirror_weight = target.mirror_weight * np.clip((shown - target.shown) / 0.3, 0, 1)  # (T,)
-        if not mirror_weight[visible].any():
+        map_x[face], map_y[face] = self._affine_coords(face, _affine_maps(corners, target.mesh[triangles, :2])[flat[face]])
+        own = cv2.remap(target.image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        mirror_weight = target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)  # (T,)
+        if not mirror_weight[flat[face]].any():
             return own
         weight = np.zeros(size * size, np.float32)
-        weight[face] = mirror_weight[visible]
-        weight = cv2.GaussianBlur(weight.reshape(size, size), (0, 0), size / 128)[..., None]
-        mirror = self._remap(target.image, map_x, map_y, face,
-                             _affine_maps(driven_mesh[triangles, :2], target.mirrored)[visible])
-        return own + (mirror - own) * weight
+        weight[face] = mirror_weight[flat[face]]
+        weight = cv2.GaussianBlur(weight.reshape(size, size), (0, 0), size / 128).ravel()
+        blend = np.flatnonzero((flat >= 0) & (weight > 1e-3))  # face pixels near mirrored triangles
+        map_x[blend], map_y[blend] = self._affine_coords(blend, _affine_maps(corners, target.mirrored)[flat[blend]])
+        mirror = cv2.remap(target.image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        return own + (mirror - own) * weight.reshape(size, size, 1)
 
-    def _remap(self, image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, face: np.ndarray,
-               maps: np.ndarray) -> np.ndarray:
-        """`image` sampled at the (S·S,) background coordinates, except at the `face` pixels (N,),
-        which take the affine maps (N, 3, 2) of their triangles: (S, S, 3) float32."""
-        size = self.size
-        coords = np.einsum("kp,pkc->pc", self._pixels[:, face], maps)  # (N, 2)
-        map_x, map_y = map_x.copy(), map_y.copy()
-        map_x[face], map_y[face] = coords[:, 0], coords[:, 1]
-        return cv2.remap(image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    def _affine_coords(self, pixels: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source (x, y) of the output pixels with flat indices `pixels` (N,), each under its own
+        affine map (N, 3, 2)."""
+        x, y = self._pixels[0, pixels], self._pixels[1, pixels]
+        return ((maps[:, 0, 0] * x + maps[:, 1, 0] * y + maps[:, 2, 0]).astype(np.float32),
+                (maps[:, 0, 1] * x + maps[:, 1, 1] * y + maps[:, 2, 1]).astype(np.float32))
 
     def _field(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source coordinates beyond the face: the outline's displacement (N, 2 points from `dst` in
@@ -370,7 +369,7 @@ class WarpRenderer:
         cv2.polylines(lashes, [edge], False, 255, max(1, round(self.size / 256)), cv2.LINE_AA, _SHIFT)
         lashes = (lashes.astype(np.float32) / 255)[..., None] * lid
         # local pixels -> eye units -> the target's pixels, moved up by LID_SKIN eye widths
-        to_units = np.linalg.inv(np.vstack([frame_eye, [0, 0, 1]]))
+        to_units = np.vstack([cv2.invertAffineTransform(frame_eye), [0, 0, 1]])
         to_target = np.vstack([eye.frame, [0, 0, 1]]) @ to_units @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
         to_target[:2, 2] -= LID_SKIN * eye.frame[:, 1]
         skin = cv2.warpAffine(image, to_target[:2], (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
