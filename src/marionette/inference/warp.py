@@ -182,12 +182,14 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     known = (alpha > 0.5) & (shown > 0.5)
     colour = patch[known].mean(0) if known.sum() >= 3 else np.array([70, 55, 45], np.float32)
     filled = patch * shown[..., None] + colour * (1 - shown[..., None])
-    # the white: the opening outside the iris (median: lashes and glints left out)
+    # the white: the opening outside the iris, the median of its brighter half (lid shadow, lashes
+    # and glints left out)
     inside = _polygon_mask(image.shape[:2], mesh[opening, :2]) > 0.5
     ys, xs = np.nonzero(inside)
     white_px = image[ys, xs][np.hypot(xs - centre[0], ys - centre[1]) > 1.2 * radius].astype(np.float32)
     if len(white_px) >= 4:
-        white = np.median(white_px, 0)
+        light = white_px.sum(1)
+        white = np.median(white_px[light >= np.median(light)], 0)
     else:
         white = np.array([215, 205, 195], np.float32)
     frame = _eye_frame(mesh[opening, :2], side)
@@ -419,7 +421,7 @@ class WarpRenderer:
             source = min(open_ones, key=lambda t: _mouth_shape_distance(t.mesh, driven_mesh))
             layer = self._mouth_interior(source, ring, (x0, y0, x1, y1))
         else:
-            layer = self._cavity(main.cavity, ring - origin, mask[..., 0])
+            layer = self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0])  # teeth lit like the eyes
         region = frame[y0:y1, x0:x1]
         region += (layer - region) * (strength * mask)
 
@@ -441,20 +443,20 @@ class WarpRenderer:
         return cv2.remap(source.image, coords[..., 0], coords[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
-    def _cavity(self, colour: np.ndarray, ring: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """(h, w, 3) float32 soft mouth cavity for a ring (20, 2) in local pixels: darker towards its
-        middle, with a blurred hint of upper teeth under the upper lip where the lips are well apart."""
+    def _cavity(self, colour: np.ndarray, teeth: np.ndarray, ring: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 soft mouth cavity of `colour` for a ring (20, 2) in local pixels: darker
+        towards its middle, with a blurred hint of upper teeth (of colour `teeth`) under the upper lip
+        only when the lips are far apart."""
         gap = float(np.ptp(ring[:, 1]))
         depth = cv2.GaussianBlur((mask > 0.5).astype(np.float32), (0, 0), max(gap / 3, 0.7))  # 1 deep inside
-        layer = colour * (1.3 - 0.8 * depth)[..., None]
+        layer = colour * (1.1 - 0.7 * depth)[..., None]
         upper = ring[_UPPER_LIP]
         top = np.interp(np.arange(mask.shape[1], dtype=np.float32), *upper[np.argsort(upper[:, 0])].T)  # (w,)
         rows = np.arange(mask.shape[0], dtype=np.float32)[:, None]
         band = ((rows - top) < 0.25 * gap).astype(np.float32)
-        teeth = cv2.GaussianBlur(band, (0, 0), max(gap / 6, 0.7))[..., None]
-        strength = 0.5 * float(np.clip(gap / np.ptp(ring[:, 0]) / 0.25, 0, 1))  # ours: faint, only when wide open
-        tooth = np.clip(colour / 0.3 * 1.6, 120, 225)  # lip colour, lightened: teeth in the face's light
-        return layer + (tooth - layer) * strength * teeth
+        hint = cv2.GaussianBlur(band, (0, 0), max(gap / 6, 0.7))[..., None]
+        strength = 0.6 * float(np.clip((gap / np.ptp(ring[:, 0]) - 0.15) / 0.2, 0, 1))  # ours: only when wide open
+        return layer + (0.8 * teeth - layer) * strength * hint
 
 
 def _mouth_shape_distance(a: np.ndarray, b: np.ndarray) -> float:
