@@ -182,14 +182,13 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     known = (alpha > 0.5) & (shown > 0.5)
     colour = patch[known].mean(0) if known.sum() >= 3 else np.array([70, 55, 45], np.float32)
     filled = patch * shown[..., None] + colour * (1 - shown[..., None])
-    # the white: the opening outside the iris, the median of its brighter half (lid shadow, lashes
-    # and glints left out)
+    # the white: the opening outside the iris, its median colour (lashes and glints left out; a
+    # brighter white made MediaPipe see nearly closed eyes as open)
     inside = _polygon_mask(image.shape[:2], mesh[opening, :2]) > 0.5
     ys, xs = np.nonzero(inside)
     white_px = image[ys, xs][np.hypot(xs - centre[0], ys - centre[1]) > 1.2 * radius].astype(np.float32)
     if len(white_px) >= 4:
-        light = white_px.sum(1)
-        white = np.median(white_px[light >= np.median(light)], 0)
+        white = np.median(white_px, 0)
     else:
         white = np.array([215, 205, 195], np.float32)
     frame = _eye_frame(mesh[opening, :2], side)
