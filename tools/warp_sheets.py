@@ -29,7 +29,7 @@ from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
-from marionette.media import iter_video, load_image, save_image
+from marionette.media import load_image, save_image
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"

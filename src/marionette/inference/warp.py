@@ -28,7 +28,13 @@ from scipy.spatial import Delaunay
 
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.layout import (
-    MESH_EYE_OPENINGS, MESH_FACE_OVAL, MESH_INNER_LIPS, MESH_IRIS_START, MESH_IRISES, MESH_MIRROR, mesh_to_ibug68,
+    MESH_EYE_OPENINGS,
+    MESH_FACE_OVAL,
+    MESH_INNER_LIPS,
+    MESH_IRIS_START,
+    MESH_IRISES,
+    MESH_MIRROR,
+    mesh_to_ibug68,
 )
 from marionette.landmarks.pose import head_pose
 
@@ -233,8 +239,8 @@ class WarpRenderer:
         self.anchors = _border_anchors(size)  # (A, 2)
         ys, xs = np.mgrid[0:size, 0:size]
         self._pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(size * size)], 0).astype(np.float32)  # (3, S·S)
-        cells = max(size // 16, 2)  # the displacement field is computed on a coarse grid, then resized
-        centres = (np.arange(cells) + 0.5) * size / cells - 0.5  # cv2.resize's sample positions
+        self._cells = max(size // 16, 2)  # the displacement field is computed on a coarse grid, then resized
+        centres = (np.arange(self._cells) + 0.5) * size / self._cells - 0.5  # cv2.resize's sample positions
         self._grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2)  # (G·G, 2)
         self._weights: np.ndarray | None = None  # (K,) smoothed blend weights of the targets
         inward = np.minimum(np.minimum(xs, size - 1 - xs), np.minimum(ys, size - 1 - ys)).ravel()
@@ -345,8 +351,7 @@ class WarpRenderer:
         moves = np.concatenate([src - dst, np.zeros_like(self.anchors)])  # (N + A, 2)
         weights = 1.0 / (((self._grid[:, None] - points[None]) ** 2).sum(-1) + 1e-3)  # (G·G, N + A)
         field = (weights @ moves) / weights.sum(1, keepdims=True)  # (G·G, 2)
-        cells = int(round(np.sqrt(len(self._grid))))
-        field = cv2.resize(field.reshape(cells, cells, 2).astype(np.float32), (self.size, self.size),
+        field = cv2.resize(field.reshape(self._cells, self._cells, 2).astype(np.float32), (self.size, self.size),
                            interpolation=cv2.INTER_LINEAR)  # (S, S, 2)
         return (self._pixels[0] + self._taper * field[..., 0].ravel()).astype(np.float32), \
             (self._pixels[1] + self._taper * field[..., 1].ravel()).astype(np.float32)
