@@ -5,6 +5,8 @@ With the landmark transformer (paper): the driver's expression and pose on the t
 shape, in absolute or relative mode. Without it (ours, raw landmarks, the driver's face shape
 included): relative mode adds the driver's displacement since its first frame, measured in its
 first-frame crop, to the first target's mesh; absolute mode takes the driver's mesh in that crop.
+Mode auto (ours): relative for a moving driver, absolute for a single still image (relative to its
+only frame, a still would drive no motion at all).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from marionette.landmark_transformer.model import DriverStart, LandmarkTransform
 from marionette.landmark_transformer.config import MODES
 from marionette.landmarks.crop import CropBox
 
+DRIVING_MODES = ("auto",) + MODES
+
 
 @dataclass(frozen=True)
 class DriverReference:
@@ -26,13 +30,14 @@ class DriverReference:
     mesh: np.ndarray  # (478, 3) in driver pixels
     box: CropBox  # its crop
     start: DriverStart | None  # its expression and pose for the landmark transformer (None without one)
+    mode: str  # relative or absolute: how this stream is driven
 
 
 class Driving:
     def __init__(self, transformer: LandmarkTransformer | None, mode: str, alpha: float, size: int) -> None:
         """`transformer` None drives with raw landmarks; `size` is the side of the target crops."""
-        if mode not in MODES:
-            raise InputError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
+        if mode not in DRIVING_MODES:
+            raise InputError(f"mode {mode!r}: expected one of {', '.join(DRIVING_MODES)}")
         self.transformer, self.mode, self.alpha, self.size = transformer, mode, alpha, size
         self._first_target: np.ndarray | None = None  # (478, 3) the first target's mesh
         self._target_face: TargetFace | None = None  # identity shape and pose of all K targets
@@ -43,18 +48,20 @@ class Driving:
         if self.transformer is not None:
             self._target_face = self.transformer.prepare_targets(meshes)
 
-    def reference(self, first_mesh: np.ndarray, box: CropBox) -> DriverReference:
-        """The driver's first face (478, 3) in driver pixels and its crop, prepared once per stream."""
+    def reference(self, first_mesh: np.ndarray, box: CropBox, still: bool = False) -> DriverReference:
+        """The driver's first face (478, 3) in driver pixels and its crop, prepared once per stream;
+        `still`: the driver is a single image (mode auto then drives in absolute mode)."""
         start = self.transformer.prepare_start(first_mesh) if self.transformer is not None else None
-        return DriverReference(first_mesh, box, start)
+        mode = self.mode if self.mode != "auto" else ("absolute" if still else "relative")
+        return DriverReference(first_mesh, box, start, mode)
 
     def __call__(self, driver_mesh: np.ndarray, reference: DriverReference) -> np.ndarray:
         """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the targets' crop pixels."""
         assert self._first_target is not None, "set_targets() first"
         if self.transformer is not None:
-            return self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.alpha, mode=self.mode,
-                                          start=reference.start).mesh[0]
+            return self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.alpha,
+                                          mode=reference.mode, start=reference.start).mesh[0]
         now = reference.box.to_crop(driver_mesh, self.size)
-        if self.mode == "absolute":
+        if reference.mode == "absolute":
             return now
         return self._first_target + (now - reference.box.to_crop(reference.mesh, self.size))

@@ -51,7 +51,7 @@ class ReenactConfig(Settings):
     renderer: str = "auto"  # neural (a trained generator), warp (training-free), auto: neural given a checkpoint; copy: evaluation's baseline (the nearest-pose target, unmoved)
     size: int = 256  # side of the face crop the renderer works at, pixels
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
-    mode: str = "relative"  # relative: the driver's motion since its first frame; absolute: its pose as is
+    mode: str = "auto"  # relative: the driver's motion since its first frame; absolute: its pose as is; auto: absolute for a single image, else relative
     alpha: float = 1.0  # expression strength of the landmark transformer
     smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
     smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)
@@ -223,8 +223,9 @@ class ReenactPipeline:
                 if last is None:  # no face yet: nothing to hold
                     continue
                 if reference is None:
+                    still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
                     reference = self.driving.reference(last, head_box(last, self.crop.crop_scale,
-                                                                      self.crop.crop_shift))
+                                                                      self.crop.crop_shift), still)
                 driven = self.driving(last, reference)
                 lap("transform")
                 result = self.render(driven)

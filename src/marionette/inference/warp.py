@@ -1,25 +1,87 @@
 """The training-free `warp` renderer: a baseline, not the MarioNETte generator.
 
-ours: the target crop is warped piecewise-affinely so that its dense face mesh (478 points) moves
-to the driven mesh; a Delaunay triangulation of the target's mesh plus fixed anchors on the crop
-border carries hair, neck and background along smoothly while the border stays put. Where the
-driven mouth is open wider than the target's, the opening is filled with a dark mouth interior and upper teeth.
-With K targets, each frame uses the target whose head pose is nearest the driven pose.
+ours: the target crop is warped so that its dense face mesh (478 points) moves to the driven mesh,
+treating the mesh as a 3D surface:
+- one fixed triangulation of the face surface (vertices 0..467, Delaunay on a frontal mean mesh),
+  shared by every target and frame; a triangle facing away in the driven mesh is dropped and the
+  others are drawn far to near (painter's order by depth), so a turned head folds nothing;
+- a triangle the target shows foreshortened or not at all (the far cheek of a turned face) takes
+  its texture from its mirror image on the other side of the face;
+- beyond the face (hair, ears, neck, background) a smooth displacement field, interpolated from
+  the face outline's motion and decaying to zero at the crop border, carries the rest along;
+- eyes: the opening between the driven eyelids is redrawn with the target's eye white and its iris
+  moved to the driven iris points (468..477), so blinks close the eye and the gaze follows;
+- mouth: the opening between the driven inner lips shows the interior of the target (of the K)
+  whose open mouth is nearest in shape, else a soft shaded cavity; it opens only with the driven lips;
+- K targets: each frame blends the nearest-pose targets with weights smoothed over time, so the
+  output moves from one target to another without a jump.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from marionette.landmarks.layout import MESH_INNER_LIPS, mesh_to_ibug68
+from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
+from marionette.landmarks.layout import (
+    MESH_EYE_OPENINGS,
+    MESH_FACE_OVAL,
+    MESH_INNER_LIPS,
+    MESH_IRIS_START,
+    MESH_IRISES,
+    MESH_MIRROR,
+    mesh_to_ibug68,
+)
 from marionette.landmarks.pose import head_pose
 
+MIRROR_FROM, MIRROR_FULL = 0.7, 0.25  # a face triangle the target shows at under MIRROR_FROM times its mirror
+# image's area takes texture from that mirror image, fully at MIRROR_FULL, blended in between
+MIRROR_EYE = 0.6  # an eye the target shows under this share of the other's width is drawn from the other
+LID_SKIN = 0.25  # eye widths above the target's eye: where the skin of a closing lid is taken from
+GAZE_REDRAW = 0.04  # eye widths the iris moves within the lids before the eye is fully redrawn
+MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
+POSE_SIGMA = 4.0  # degrees: how fast a target's blend weight falls with its pose distance to the driven pose
+FOLLOW = 0.15  # per frame: how fast the blend weights move to the current frame's (1 = no smoothing)
+WEIGHT_FLOOR = 0.03  # blend weights below this are dropped (the rest renormalised): fewer targets to warp
+_SHIFT = 4  # sub-pixel bits of cv2 drawing
+_UPPER_LIP = slice(0, 11)  # MESH_INNER_LIPS[0..10]: upper inner lip, corner to corner
+_LIP_GAP = (13, 14)  # mesh vertices at the middle of the upper and lower inner lip
 
-def _border_anchors(size: int, per_side: int = 4) -> np.ndarray:
+
+@functools.cache
+def face_triangles() -> np.ndarray:
+    """(T, 3) triangles of the face surface (vertices 0..467), each with a positive signed area in
+    a frontal view (so a negative one in a driven mesh faces away)."""
+    frontal = LandmarkTransformer.load(DEFAULT_PATH).reference[:MESH_IRIS_START, :2]  # (468, 2) x right, y down
+    triangles = Delaunay(frontal).simplices
+    flip = signed_areas(frontal[triangles]) < 0
+    triangles[flip] = triangles[flip][:, [0, 2, 1]]
+    return triangles.astype(np.int32)
+
+
+@functools.cache
+def _frontal_areas() -> np.ndarray:
+    """(T,) signed areas of the face triangles in the frontal mean mesh, per squared inter-ocular unit."""
+    frontal = LandmarkTransformer.load(DEFAULT_PATH).reference
+    return signed_areas(frontal[face_triangles(), :2]) / _eye_span(frontal) ** 2
+
+
+def signed_areas(corners: np.ndarray) -> np.ndarray:
+    """(..., 3, 2) triangle corners -> (...,) signed areas (positive: clockwise on screen, y down)."""
+    ab, ac = corners[..., 1, :] - corners[..., 0, :], corners[..., 2, :] - corners[..., 0, :]
+    return 0.5 * (ab[..., 0] * ac[..., 1] - ab[..., 1] * ac[..., 0])
+
+
+def _eye_span(mesh: np.ndarray) -> float:
+    """3D distance between the outer eye corners of a (478, 3) mesh: its size, whatever its pose."""
+    return float(np.linalg.norm(mesh[MESH_EYE_OPENINGS[0, 0]] - mesh[MESH_EYE_OPENINGS[1, 0]]))
+
+
+def _border_anchors(size: int, per_side: int = 8) -> np.ndarray:
     """(4·per_side, 2) fixed points along the crop border."""
     t = np.linspace(0, size - 1, per_side + 1)[:-1]
     last = size - 1
@@ -27,20 +89,147 @@ def _border_anchors(size: int, per_side: int = 4) -> np.ndarray:
                            np.stack([last - t, np.full_like(t, last)], 1), np.stack([np.zeros_like(t), last - t], 1)])
 
 
+def _affine_maps(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """(T, 3, 2) triangle corners in the output and in the source -> (T, 3, 2) maps M with
+    [x y 1]·M = the source point of output point (x, y). M = D^-1·src with D^-1 = adj(D) / det(D)
+    written out (batched LAPACK is slower for 3x3 systems); degenerate triangles get a huge det^-1
+    but cover no pixel."""
+    d = np.concatenate([dst, np.ones(dst.shape[:2] + (1,))], 2, dtype=np.float64)  # (T, 3, 3)
+    adjugate = np.stack([np.cross(d[:, 1], d[:, 2]), np.cross(d[:, 2], d[:, 0]), np.cross(d[:, 0], d[:, 1])], 2)
+    det = np.einsum("tk,tk->t", d[:, 0], adjugate[:, :, 0])  # (T,)
+    det = np.where(np.abs(det) < 1e-6, 1e-6, det)
+    return adjugate @ src / det[:, None, None]
+
+
+def _paint_index(shape: tuple[int, int], corners: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """(H, W) int32 map of which triangle covers each pixel (-1: none), triangles painted in
+    `order` (later ones cover earlier ones); corners (T, 3, 2) in pixels."""
+    index = np.full(shape, -1, np.int32)
+    fixed = np.round(corners * (1 << _SHIFT)).astype(np.int32)  # (T, 3, 2)
+    for t in order:
+        cv2.fillConvexPoly(index, fixed[t], int(t), cv2.LINE_8, _SHIFT)
+    return index
+
+
+def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
+    """(H, W) float32 anti-aliased coverage of an (N, 2) polygon in pixels."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(polygon * (1 << _SHIFT)).astype(np.int32)], 255, cv2.LINE_AA, _SHIFT)
+    return mask.astype(np.float32) / 255.0
+
+
+def _box(points: np.ndarray, pad: int, size: int) -> tuple[int, int, int, int]:
+    """Integer (x0, y0, x1, y1) around (N, 2) points plus `pad`, inside a size x size crop."""
+    x0, y0 = np.maximum(np.floor(points.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(points.max(0)).astype(int) + pad + 1, size)
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+@dataclass(frozen=True)
+class EyeTexture:
+    """One eye of a target, ready to redraw: its iris as a patch and the colour of its white."""
+
+    iris: np.ndarray  # (P, P, 3) float32 the iris centred, the parts its lids hid filled with its mean colour
+    alpha: np.ndarray  # (P, P) float32 soft disc of the iris
+    radius: float  # iris radius in the target crop, pixels
+    white: np.ndarray  # (3,) float32 colour of the eye white
+    frame: np.ndarray  # (2, 3) the target's eye frame: eye units -> crop pixels (see _eye_frame)
+    opening: np.ndarray  # (N, 2) the target's eye opening in eye units
+    gaze: np.ndarray  # (2,) the target's iris centre in eye units
+
+
 @dataclass(frozen=True)
 class WarpTarget:
-    """One target prepared for warping: its crop, mesh and triangulation."""
+    """One target prepared for warping."""
 
     image: np.ndarray  # (S, S, 3) uint8 crop
     mesh: np.ndarray  # (478, 3) crop pixels
-    triangles: np.ndarray  # (T, 3) vertex indices into mesh + border anchors
+    mirrored: np.ndarray  # (T, 3, 2) each face triangle's mirror image in the target (the other side of the face)
+    mirror_weight: np.ndarray  # (T,) how much of each triangle's texture may come from its mirror image
+    shown: np.ndarray  # (T,) each triangle's area in the target per its area seen face on
     pose: np.ndarray  # (3,) yaw, pitch, roll in degrees
-    mouth_colour: np.ndarray  # (3,) float: colour of the mouth cavity
-    teeth_colour: np.ndarray  # (3,) float: colour of teeth, as bright as the face allows
+    eyes: tuple[EyeTexture, EyeTexture]  # subject's right, left
+    mouth_gap: float  # inner-lip gap / mouth width
+    cavity: np.ndarray  # (3,) float32 colour of a mouth cavity drawn for this face
+    outline: np.ndarray  # (N, 2) its face outline on its silhouette (see _silhouette_outline)
+
+
+def _lip_gap(mesh: np.ndarray) -> float:
+    """Inner-lip gap of a (478, 2+) mesh as a share of the mouth's width."""
+    ring = mesh[MESH_INNER_LIPS, :2]
+    width = np.linalg.norm(ring[0] - ring[10])
+    return float(np.linalg.norm(mesh[_LIP_GAP[0], :2] - mesh[_LIP_GAP[1], :2]) / max(width, 1e-6))
+
+
+def _eye_frame(opening: np.ndarray, side: int) -> np.ndarray:
+    """(2, 3) affine map from eye units (outer corner at (-1/2, 0), inner at (1/2, 0), y towards the
+    chin, same scale) to pixels, for an eye opening (N, 2) that starts at its outer corner and has
+    its inner corner at N/2; `side` +1 for the subject's right eye, -1 for the left."""
+    outer, inner = opening[0].astype(np.float64), opening[len(opening) // 2].astype(np.float64)
+    axis = inner - outer
+    return np.stack([axis, side * np.array([-axis[1], axis[0]]), (outer + inner) / 2], 1)
+
+
+EYE_SIDES = (1, -1)  # _eye_frame's side of each row of MESH_EYE_OPENINGS
+
+
+def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris: np.ndarray, side: int) -> EyeTexture:
+    """Cut one eye's iris out of an (S, S, 3) crop and measure its white."""
+    centre = mesh[iris[0], :2].astype(np.float64)
+    radius = max(float(np.linalg.norm(mesh[iris[1:], :2] - centre, axis=1).mean()), 1.0)
+    half = int(np.ceil(1.5 * radius)) + 1
+    width = 2 * half + 1
+    to_patch = np.array([[1.0, 0.0, centre[0] - half], [0.0, 1.0, centre[1] - half]])  # patch -> crop
+    patch = cv2.warpAffine(image, to_patch, (width, width), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    yy, xx = np.mgrid[0:width, 0:width] - half
+    alpha = np.clip(radius + 0.5 - np.hypot(xx, yy), 0, 1).astype(np.float32)  # (P, P)
+    shown = _polygon_mask((width, width), mesh[opening, :2] - (centre - half))  # what the lids left visible
+    known = (alpha > 0.5) & (shown > 0.5)
+    colour = patch[known].mean(0) if known.sum() >= 3 else np.array([70, 55, 45], np.float32)
+    filled = patch * shown[..., None] + colour * (1 - shown[..., None])
+    # the white: the opening outside the iris, its median colour (lashes and glints left out; a
+    # brighter white made MediaPipe see nearly closed eyes as open)
+    inside = _polygon_mask(image.shape[:2], mesh[opening, :2]) > 0.5
+    ys, xs = np.nonzero(inside)
+    white_px = image[ys, xs][np.hypot(xs - centre[0], ys - centre[1]) > 1.2 * radius].astype(np.float32)
+    if len(white_px) >= 4:
+        white = np.median(white_px, 0)
+    else:
+        white = np.array([215, 205, 195], np.float32)
+    frame = _eye_frame(mesh[opening, :2], side)
+    units = np.linalg.solve(frame[:, :2], (mesh[opening, :2] - frame[:, 2]).T).T  # (N, 2) pixels -> eye units
+    gaze = np.linalg.solve(frame[:, :2], centre - frame[:, 2])
+    return EyeTexture(filled, alpha, radius, white.astype(np.float32), frame, units.astype(np.float32),
+                      gaze.astype(np.float32))
+
+
+def _silhouette_outline(mesh: np.ndarray) -> np.ndarray:
+    """(N, 2) the face-outline vertices of a (478, 3) mesh, each moved out from the face's centre
+    to the silhouette (the convex hull of the face surface) where it lies inside it: on the far side
+    of a turned face the outline is hidden behind the cheek, and what lies beside it is the cheek,
+    not the background the displacement field should carry."""
+    surface = mesh[:MESH_IRIS_START, :2].astype(np.float64)
+    hull = cv2.convexHull(surface.astype(np.float32))[:, 0].astype(np.float64)  # (H, 2)
+    centre = surface.mean(0)
+    rays = mesh[MESH_FACE_OVAL, :2] - centre  # (N, 2)
+    edges = np.roll(hull, -1, 0) - hull  # (H, 2)
+    to_edge = hull - centre  # (H, 2)
+
+    def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+        return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+
+    denominator = cross(rays[:, None], edges[None])  # (N, H)
+    safe = np.where(np.abs(denominator) < 1e-9, np.nan, denominator)
+    reach = cross(to_edge[None], edges[None]) / safe  # (N, H) ray parameter at each edge's line
+    along = cross(to_edge[None], rays[:, None]) / safe  # (N, H) edge parameter there
+    hits = np.where((reach > 0) & (along >= -1e-6) & (along <= 1 + 1e-6), reach, np.nan)
+    stretch = np.fmax(np.nanmax(np.where(np.isnan(hits), -np.inf, hits), 1), 1.0)  # (N,)
+    return (centre + stretch[:, None] * rays).astype(np.float32)
 
 
 class WarpRenderer:
-    """Piecewise-affine warp of the nearest-pose target onto the driven mesh."""
+    """Depth-ordered piecewise-affine warp of the nearest-pose targets onto the driven mesh."""
 
     name = "warp"
 
@@ -50,86 +239,234 @@ class WarpRenderer:
         self.anchors = _border_anchors(size)  # (A, 2)
         ys, xs = np.mgrid[0:size, 0:size]
         self._pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(size * size)], 0).astype(np.float32)  # (3, S·S)
+        self._cells = max(size // 16, 2)  # the displacement field is computed on a coarse grid, then resized
+        centres = (np.arange(self._cells) + 0.5) * size / self._cells - 0.5  # cv2.resize's sample positions
+        self._grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2)  # (G·G, 2)
+        self._weights: np.ndarray | None = None  # (K,) smoothed blend weights of the targets
+        inward = np.minimum(np.minimum(xs, size - 1 - xs), np.minimum(ys, size - 1 - ys)).ravel()
+        self._taper = np.clip(inward / (0.05 * size), 0, 1).astype(np.float32)  # (S·S,) 0 on the border
 
     def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
-        """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set)."""
-        self.targets = [self._prepare_one(crop, mesh) for crop, mesh in zip(crops, meshes)]
+        """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set;
+        starts a new stream: the blend weights start afresh)."""
+        self.targets = [self._prepare_one(crop, mesh.astype(np.float32)) for crop, mesh in zip(crops, meshes)]
+        self._weights = None
 
     def _prepare_one(self, image: np.ndarray, mesh: np.ndarray) -> WarpTarget:
         """Precompute what every frame needs from one (S, S, 3) target crop and its (478, 3) mesh."""
-        points = np.concatenate([mesh[:, :2], self.anchors])  # (478 + A, 2)
-        triangles = Delaunay(points).simplices.astype(np.int32)
-        lips = mesh[MESH_INNER_LIPS, :2].astype(np.int32)
-        mask = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillPoly(mask, [lips], 1)
-        inside = image[mask > 0]
-        lip_colour = inside.mean(0) if len(inside) else image.reshape(-1, 3).mean(0)
-        face = np.zeros(image.shape[:2], np.uint8)
-        cv2.fillConvexPoly(face, cv2.convexHull(mesh[:, :2].astype(np.int32)), 1)
-        brightness = float(np.clip(image[face > 0].mean() / 150.0, 0.5, 1.1))
-        return WarpTarget(image, mesh.astype(np.float32), triangles, head_pose(mesh_to_ibug68(mesh)),
-                          mouth_colour=0.3 * lip_colour.astype(np.float32),  # ours: a dark, lip-tinted cavity
-                          teeth_colour=np.array([225, 218, 205], np.float32) * brightness)
+        triangles = face_triangles()
+        frontal = _frontal_areas() * _eye_span(mesh) ** 2  # (T,) each triangle's area if seen face on
+        own = mesh[triangles, :2]  # (T, 3, 2)
+        mirrored = mesh[MESH_MIRROR[triangles], :2]  # its mirror image: a reflection, so orientation flips
+        shown, shown_mirrored = signed_areas(own) / frontal, -signed_areas(mirrored) / frontal
+        ratio = shown / np.maximum(shown_mirrored, 1e-3)
+        mirror_weight = np.clip((MIRROR_FROM - ratio) / (MIRROR_FROM - MIRROR_FULL), 0, 1) * (shown_mirrored > 0.3)
+        lips = _polygon_mask(image.shape[:2], mesh[MESH_INNER_LIPS, :2]) > 0.5
+        lip_colour = image[lips].mean(0) if lips.any() else image.reshape(-1, 3).mean(0)
+        eyes = [_eye_texture(image, mesh, opening, iris, side)
+                for opening, iris, side in zip(MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES)]
+        widths = [np.linalg.norm(mesh[opening[0], :2] - mesh[opening[8], :2]) for opening in MESH_EYE_OPENINGS]
+        for eye in (0, 1):  # an eye turned away is drawn from the other one (their eye units mirror each other)
+            if widths[eye] < MIRROR_EYE * widths[1 - eye]:
+                eyes[eye] = eyes[1 - eye]
+        return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
+                          head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), _lip_gap(mesh),
+                          cavity=(0.3 * lip_colour).astype(np.float32),  # ours: a dark, lip-tinted cavity
+                          outline=_silhouette_outline(mesh))
 
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame."""
-        pose = head_pose(mesh_to_ibug68(driven_mesh))
-        target = min(self.targets, key=lambda t: float(np.abs(t.pose[:2] - pose[:2]).sum()))
-        src = np.concatenate([target.mesh[:, :2], self.anchors]).astype(np.float32)  # (V, 2)
-        dst = np.concatenate([driven_mesh[:, :2], self.anchors]).astype(np.float32)  # (V, 2)
-        frame = cv2.remap(target.image, *self._maps(src, dst, target.triangles), cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-        return self._fill_mouth(frame, target, driven_mesh)
+        weights = self._blend_weights(head_pose(mesh_to_ibug68(driven_mesh)))
+        index = self.coverage(driven_mesh)
+        outline = _silhouette_outline(driven_mesh)
+        shown = signed_areas(driven_mesh[face_triangles(), :2]) / (_frontal_areas() * _eye_span(driven_mesh) ** 2)
+        frame = np.zeros((self.size, self.size, 3), np.float32)
+        for k in np.flatnonzero(weights):
+            frame += weights[k] * self._warp(self.targets[k], driven_mesh, index, outline, shown)
+        main = self.targets[int(np.argmax(weights))]
+        for eye, opening, iris, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES):
+            self._draw_eye(frame, main.image, eye, _eye_frame(driven_mesh[opening, :2], side),
+                           driven_mesh[opening, :2], driven_mesh[iris, :2])
+        self._draw_mouth(frame, main, driven_mesh)
+        return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
-    def _maps(self, src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-pixel source coordinates: each output pixel takes the affine map of its triangle."""
+    def _blend_weights(self, pose: np.ndarray) -> np.ndarray:
+        """(K,) weights of the targets for a frame of driven `pose`: nearest poses weigh most; the
+        weights follow each frame's only gradually (FOLLOW), so the blend never jumps."""
+        distance = np.array([float(np.abs(t.pose[:2] - pose[:2]).sum()) for t in self.targets])  # (K,) degrees
+        now = np.exp(-0.5 * ((distance - distance.min()) / POSE_SIGMA) ** 2)
+        now /= now.sum()
+        self._weights = now if self._weights is None else self._weights + FOLLOW * (now - self._weights)
+        kept = np.maximum(self._weights - WEIGHT_FLOOR, 0)  # continuous in the weights, unlike a cut-off
+        return kept / kept.sum()
+
+    def coverage(self, driven_mesh: np.ndarray) -> np.ndarray:
+        """(S, S) int32: the face triangle each pixel shows (-1: none). Triangles facing away are
+        dropped, the rest painted far to near (MediaPipe z: smaller is nearer)."""
+        triangles = face_triangles()
+        corners = driven_mesh[triangles, :2]  # (T, 3, 2)
+        facing = np.flatnonzero(signed_areas(corners) > 1e-3)
+        depth = driven_mesh[triangles[facing], 2].mean(1)  # (F,)
+        return _paint_index((self.size, self.size), corners, facing[np.argsort(-depth, kind="stable")])
+
+    def _warp(self, target: WarpTarget, driven_mesh: np.ndarray, index: np.ndarray, outline: np.ndarray,
+              shown: np.ndarray) -> np.ndarray:
+        """One target warped onto the driven mesh: (S, S, 3) float32. Triangles that take their
+        texture from their mirror image blend into it over a few pixels, not at a seam. `outline`:
+        the driven mesh's silhouette outline; `shown` (T,): its triangles' areas per frontal area. A
+        triangle takes its mirror's texture only where the driven mesh shows it more than the target."""
         size = self.size
-        index = np.full((size, size), -1, np.int32)
-        corners = np.round(dst[triangles] * 16).astype(np.int32)  # (T, 3, 2) fixed point, 4 bits
-        for t, corner in enumerate(corners):
-            cv2.fillConvexPoly(index, corner, t, cv2.LINE_8, 4)
-        # affine maps dst -> src per triangle: [x y 1]·M = src at the three corners, M = D^-1·src
-        # with D^-1 = adj(D) / det(D) written out (batched LAPACK is slower for 3x3 systems)
-        d = np.concatenate([dst[triangles], np.ones((len(triangles), 3, 1))], 2, dtype=np.float64)  # (T, 3, 3)
-        adjugate = np.stack([np.cross(d[:, 1], d[:, 2]), np.cross(d[:, 2], d[:, 0]), np.cross(d[:, 0], d[:, 1])], 2)
-        det = np.einsum("tk,tk->t", d[:, 0], adjugate[:, :, 0])  # (T,)
-        det = np.where(np.abs(det) < 1e-6, 1e-6, det)  # degenerate (collapsed) triangles cover no pixel
-        m = adjugate @ src[triangles] / det[:, None, None]  # (T, 3, 2)
+        map_x, map_y = self._field(target.outline, outline)  # (S·S,) each
+        triangles = face_triangles()
+        corners = driven_mesh[triangles, :2]
         flat = index.ravel()
-        coords = np.einsum("kp,pkc->pc", self._pixels, m[np.maximum(flat, 0)])  # (S·S, 2)
-        uncovered = flat < 0  # only where driven triangles fold over: keep the pixel in place
-        coords[uncovered] = self._pixels[:2, uncovered].T
-        return coords[:, 0].reshape(size, size).astype(np.float32), coords[:, 1].reshape(size, size).astype(np.float32)
+        face = np.flatnonzero(flat >= 0)
+        map_x[face], map_y[face] = self._affine_coords(face, _affine_maps(corners, target.mesh[triangles, :2])[flat[face]])
+        own = cv2.remap(target.image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        mirror_weight = target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)  # (T,)
+        if not mirror_weight[flat[face]].any():
+            return own
+        weight = np.zeros(size * size, np.float32)
+        weight[face] = mirror_weight[flat[face]]
+        weight = cv2.GaussianBlur(weight.reshape(size, size), (0, 0), size / 128).ravel()
+        blend = np.flatnonzero((flat >= 0) & (weight > 1e-3))  # face pixels near mirrored triangles
+        map_x[blend], map_y[blend] = self._affine_coords(blend, _affine_maps(corners, target.mirrored)[flat[blend]])
+        mirror = cv2.remap(target.image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        return own + (mirror - own) * weight.reshape(size, size, 1)
 
-    def _fill_mouth(self, frame: np.ndarray, target: WarpTarget, driven_mesh: np.ndarray) -> np.ndarray:
-        """Fill the driven mouth opening, where it is open wider than the target's own, with a dark
-        cavity and, where it is open enough, a band of teeth under the upper lip."""
-        ring = driven_mesh[MESH_INNER_LIPS, :2]  # (20, 2): upper lip 0..10 (corner to corner), lower 10..19
-        opened = cv2.contourArea(ring.astype(np.float32))
-        own = cv2.contourArea(target.mesh[MESH_INNER_LIPS, :2].astype(np.float32))
-        if opened <= own + 1.0:
-            return frame
-        # ours: the fill's weight is the share of the opening the target's own mouth cannot supply
-        weight = (opened - own) / opened
-        blur = max(self.size / 256, 0.5)
-        pad = int(4 * blur) + 2  # work in the mouth's bounding box only
-        x0, y0 = np.maximum(np.floor(ring.min(0)).astype(int) - pad, 0)
-        x1, y1 = np.minimum(np.ceil(ring.max(0)).astype(int) + pad, self.size)
-        local = ring - np.array([x0, y0], np.float32)
-        mask = np.zeros((y1 - y0, x1 - x0), np.float32)
-        cv2.fillPoly(mask, [np.round(local * 16).astype(np.int32)], weight, cv2.LINE_AA, 4)
-        mask = cv2.GaussianBlur(mask, (0, 0), blur)[..., None]
-        upper, lower = local[:11], np.concatenate([local[10:], local[:1]])
-        xs = np.arange(x1 - x0, dtype=np.float32)
-        top = np.interp(xs, *upper[np.argsort(upper[:, 0])].T)  # upper inner-lip height per column
-        bottom = np.interp(xs, *lower[np.argsort(lower[:, 0])].T)
-        rows = np.arange(y1 - y0, dtype=np.float32)[:, None]
-        depth = (rows - top) / np.maximum(bottom - top, 1.0)  # 0 at the upper lip, 1 at the lower
-        # ours: upper teeth show only where the lips are apart by a tenth of the mouth's width or more
-        gap_ok = (bottom - top) > 0.1 * (local[:, 0].max() - local[:, 0].min())
-        teeth = cv2.GaussianBlur(((depth < 0.35) & gap_ok).astype(np.float32), (0, 0), blur)[..., None]
-        fill = target.mouth_colour * (1 - teeth) + target.teeth_colour * teeth
-        out = frame.copy()
-        region = frame[y0:y1, x0:x1].astype(np.float32)
-        out[y0:y1, x0:x1] = np.clip(region + (fill - region) * mask + 0.5, 0, 255).astype(np.uint8)
-        return out
+    def _affine_coords(self, pixels: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source (x, y) of the output pixels with flat indices `pixels` (N,), each under its own
+        affine map (N, 3, 2)."""
+        x, y = self._pixels[0, pixels], self._pixels[1, pixels]
+        return ((maps[:, 0, 0] * x + maps[:, 1, 0] * y + maps[:, 2, 0]).astype(np.float32),
+                (maps[:, 0, 1] * x + maps[:, 1, 1] * y + maps[:, 2, 1]).astype(np.float32))
+
+    def _field(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Source coordinates beyond the face: the outline's displacement (N, 2 points from `dst` in
+        the output to `src` in the target), spread by inverse-distance weighting (exact at the
+        outline, so continuous with the face) and decaying to zero at the crop border."""
+        points = np.concatenate([dst, self.anchors])  # (N + A, 2)
+        moves = np.concatenate([src - dst, np.zeros_like(self.anchors)])  # (N + A, 2)
+        weights = 1.0 / (((self._grid[:, None] - points[None]) ** 2).sum(-1) + 1e-3)  # (G·G, N + A)
+        field = (weights @ moves) / weights.sum(1, keepdims=True)  # (G·G, 2)
+        field = cv2.resize(field.reshape(self._cells, self._cells, 2).astype(np.float32), (self.size, self.size),
+                           interpolation=cv2.INTER_LINEAR)  # (S, S, 2)
+        return (self._pixels[0] + self._taper * field[..., 0].ravel()).astype(np.float32), \
+            (self._pixels[1] + self._taper * field[..., 1].ravel()).astype(np.float32)
+
+    def _draw_eye(self, frame: np.ndarray, image: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray,
+                  opening: np.ndarray, iris: np.ndarray) -> None:
+        """Redraw, in place, one driven eye (opening (N, 2), iris (5, 2): centre, rim) of the target
+        crop `image`: where its lids now cover what was open in the target, the lid's skin (taken
+        from just above the target's lid); in the opening, the eye white, shaded under the lids, and
+        the target's iris at the driven iris points. `frame_eye`: the driven eye's frame."""
+        full = eye.opening @ frame_eye[:, :2].T + frame_eye[:, 2]  # the target's opening in this frame's eye
+        x0, y0, x1, y1 = _box(np.concatenate([opening, full]), 3, self.size)
+        origin = np.array([x0, y0], np.float32)
+        mask = _polygon_mask((y1 - y0, x1 - x0), opening - origin)  # (h, w)
+        # where the target's eye was open and the driven lids now cover it: the lid's skin, with a
+        # darker line of lashes along the upper lid's edge
+        lid = cv2.GaussianBlur(np.maximum(_polygon_mask(mask.shape, full - origin) - mask, 0), (0, 0),
+                               max(self.size / 512, 0.5))[..., None]
+        lashes = np.zeros(mask.shape, np.uint8)
+        edge = np.round((opening[: len(opening) // 2 + 1] - origin) * (1 << _SHIFT)).astype(np.int32)
+        cv2.polylines(lashes, [edge], False, 255, max(1, round(self.size / 256)), cv2.LINE_AA, _SHIFT)
+        lashes = (lashes.astype(np.float32) / 255)[..., None] * lid
+        # local pixels -> eye units -> the target's pixels, moved up by LID_SKIN eye widths
+        to_units = np.vstack([cv2.invertAffineTransform(frame_eye), [0, 0, 1]])
+        to_target = np.vstack([eye.frame, [0, 0, 1]]) @ to_units @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
+        to_target[:2, 2] -= LID_SKIN * eye.frame[:, 1]
+        skin = cv2.warpAffine(image, to_target[:2], (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        region = frame[y0:y1, x0:x1]
+        skin = cv2.GaussianBlur(skin, (0, 0), 1.0)
+        region += (skin - region) * lid
+        region += (0.45 * skin - region) * lashes
+        area = cv2.contourArea(opening.astype(np.float32))
+        if area < 1.0:  # closed: only the lids show
+            return
+        # ours: the warped eye is kept as it is while the driven eye looks like the target's; the
+        # redrawn one takes over as the iris moves within the lids or the opening changes size
+        gaze = np.linalg.solve(frame_eye[:, :2], iris[0] - frame_eye[:, 2])
+        opened = area / (cv2.contourArea(eye.opening) * abs(np.linalg.det(frame_eye[:, :2])) + 1e-6)
+        change = max(np.abs(gaze - eye.gaze).max() / GAZE_REDRAW, abs(np.log(opened)) / 0.3)
+        redraw = float(np.clip(1.05 * change - 0.05, 0, 1))  # none for rounding-level changes
+        if redraw == 0:
+            return
+        height = float(np.ptp(opening[:, 1]))
+        shade = cv2.GaussianBlur(mask, (0, 0), max(height / 4, 0.5))  # darker near the lids
+        layer = eye.white * (0.7 + 0.35 * shade)[..., None]
+        radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
+        scale = float(np.clip(radius / eye.radius, 0.5, 2.0))
+        half = (eye.iris.shape[0] - 1) / 2
+        to_local = np.array([[scale, 0.0, iris[0, 0] - x0 - scale * half], [0.0, scale, iris[0, 1] - y0 - scale * half]])
+        size = (x1 - x0, y1 - y0)
+        iris_px = cv2.warpAffine(eye.iris, to_local, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        alpha = cv2.warpAffine(eye.alpha, to_local, size, flags=cv2.INTER_LINEAR)[..., None]
+        layer = layer * (1 - alpha) + iris_px * alpha
+        region += (layer - region) * (redraw * mask[..., None])
+
+    def _draw_mouth(self, frame: np.ndarray, main: WarpTarget, driven_mesh: np.ndarray) -> None:
+        """Fill, in place, the opening between the driven inner lips, fading in as they part: the
+        interior of the target whose open mouth is nearest in shape, else a soft shaded cavity."""
+        gap = _lip_gap(driven_mesh)
+        strength = float(np.clip(2 * gap / MOUTH_OPEN - 1, 0, 1))  # 0 up to half of MOUTH_OPEN, 1 from it
+        if strength == 0:
+            return
+        ring = driven_mesh[MESH_INNER_LIPS, :2]  # (20, 2)
+        blur = self.size / 160  # a soft edge: no hard polygon outline
+        x0, y0, x1, y1 = _box(ring, int(4 * blur) + 2, self.size)
+        origin = np.array([x0, y0], np.float32)
+        mask = cv2.GaussianBlur(_polygon_mask((y1 - y0, x1 - x0), ring - origin), (0, 0), blur)[..., None]
+        open_ones = [t for t in self.targets if t.mouth_gap >= MOUTH_OPEN]
+        if open_ones:
+            source = min(open_ones, key=lambda t: _mouth_shape_distance(t.mesh, driven_mesh))
+            layer = self._mouth_interior(source, ring, (x0, y0, x1, y1))
+        else:
+            layer = self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0])  # teeth lit like the eyes
+        region = frame[y0:y1, x0:x1]
+        region += (layer - region) * (strength * mask)
+
+    def _mouth_interior(self, source: WarpTarget, ring: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """(h, w, 3) float32: `source`'s mouth interior warped into the driven inner-lip ring (20, 2),
+        by a fan of triangles around the ring's centre."""
+        x0, y0, x1, y1 = box
+        src_ring = source.mesh[MESH_INNER_LIPS, :2]
+        fan = np.array([[20, i, (i + 1) % 20] for i in range(20)])  # (20, 3); 20 = the centre
+        dst = np.concatenate([ring, ring.mean(0, keepdims=True)])[fan]  # (20, 3, 2)
+        src = np.concatenate([src_ring, src_ring.mean(0, keepdims=True)])[fan]
+        maps = _affine_maps(dst, src)
+        centre = ring.mean(0)
+        wide = (dst - centre) * 1.5 + centre  # painted larger, so the mask's soft edge has a source too
+        index = _paint_index((y1 - y0, x1 - x0), wide - np.array([x0, y0]), np.arange(len(fan)))
+        ys, xs = np.mgrid[y0:y1, x0:x1]
+        pixels = np.stack([xs, ys, np.ones_like(xs)], -1).astype(np.float64)  # (h, w, 3)
+        coords = np.einsum("hwk,hwkc->hwc", pixels, maps[np.maximum(index, 0)]).astype(np.float32)
+        return cv2.remap(source.image, coords[..., 0], coords[..., 1], cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+
+    def _cavity(self, colour: np.ndarray, teeth: np.ndarray, ring: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 soft mouth cavity of `colour` for a ring (20, 2) in local pixels: darker
+        towards its middle, with a blurred hint of upper teeth (of colour `teeth`) under the upper lip
+        only when the lips are far apart."""
+        gap = float(np.ptp(ring[:, 1]))
+        depth = cv2.GaussianBlur((mask > 0.5).astype(np.float32), (0, 0), max(gap / 3, 0.7))  # 1 deep inside
+        layer = colour * (1.1 - 0.7 * depth)[..., None]
+        upper = ring[_UPPER_LIP]
+        top = np.interp(np.arange(mask.shape[1], dtype=np.float32), *upper[np.argsort(upper[:, 0])].T)  # (w,)
+        rows = np.arange(mask.shape[0], dtype=np.float32)[:, None]
+        band = ((rows - top) < 0.25 * gap).astype(np.float32)
+        hint = cv2.GaussianBlur(band, (0, 0), max(gap / 6, 0.7))[..., None]
+        strength = 0.6 * float(np.clip((gap / np.ptp(ring[:, 0]) - 0.15) / 0.2, 0, 1))  # ours: only when wide open
+        return layer + (0.8 * teeth - layer) * strength * hint
+
+
+def _mouth_shape_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Difference of two meshes' inner-lip rings, each centred and scaled by its mouth's width."""
+    def shape(mesh: np.ndarray) -> np.ndarray:
+        ring = mesh[MESH_INNER_LIPS, :2]
+        return (ring - ring.mean(0)) / max(float(np.linalg.norm(ring[0] - ring[10])), 1e-6)
+
+    return float(np.abs(shape(a) - shape(b)).sum())

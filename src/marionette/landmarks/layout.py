@@ -100,3 +100,18 @@ def inter_ocular(points68: np.ndarray) -> np.ndarray:
 MESH_INNER_LIPS = np.array(
     [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95], dtype=np.int64
 )
+
+# The mesh's outline (forehead, temples, jaw), in order around the face.
+MESH_FACE_OVAL = np.array(
+    [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152, 148, 176,
+     149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109], dtype=np.int64
+)
+
+# Each eye's opening, in order around it (outer corner, upper lid, inner corner, lower lid), and its
+# iris (centre, then four points on the rim), from MediaPipe's eye contours and iris refinement.
+MESH_EYE_OPENINGS = np.array([
+    [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7],  # subject's right eye
+    [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249],  # subject's left eye
+], dtype=np.int64)
+MESH_IRISES = np.array([[468, 469, 470, 471, 472], [473, 474, 475, 476, 477]], dtype=np.int64)
+MESH_IRIS_START = 468  # vertices from here on are the iris points; the face surface is 0..467
