@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marionette.errors import InputError
 from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmark_transformer.config import MODES
 from marionette.landmarks.crop import CropBox
@@ -36,8 +35,7 @@ class DriverReference:
 class Driving:
     def __init__(self, transformer: LandmarkTransformer | None, mode: str, alpha: float, size: int) -> None:
         """`transformer` None drives with raw landmarks; `size` is the side of the target crops."""
-        if mode not in DRIVING_MODES:
-            raise InputError(f"mode {mode!r}: expected one of {', '.join(DRIVING_MODES)}")
+        assert mode in DRIVING_MODES, mode  # checked where it is set (ReenactConfig, EvalConfig)
         self.transformer, self.mode, self.alpha, self.size = transformer, mode, alpha, size
         self._first_target: np.ndarray | None = None  # (478, 3) the first target's mesh
         self._target_face: TargetFace | None = None  # identity shape and pose of all K targets

@@ -28,13 +28,12 @@ from tqdm import tqdm
 from marionette.config import MAX_SHOTS, Settings, at_least, between, off_or, one_of
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
-from marionette.inference.driving import DriverReference, Driving
+from marionette.inference.driving import DRIVING_MODES, DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.neural import NeuralRenderer
 from marionette.inference.renderers import Renderer, make_renderer
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
-from marionette.landmark_transformer.config import MODES
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
 from marionette.outputs import check_media_output
@@ -66,7 +65,7 @@ class ReenactConfig(Settings):
     torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
     overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
 
-    RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*MODES), alpha=between(0, 4),
+    RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
                  smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
                  target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15), crf=between(0, 51),
                  torch_threads=between(1, 256))
