@@ -79,7 +79,7 @@ class LossConfig(Settings):
     perceptual_weight: float = 1.0  # VGG19 L1 perceptual term (ours; NeuralHead: 1e-2 on Caffe features)
     pixel_weight: float = 0.0  # L1 on pixels (ours, off in the paper's objective; short CPU runs use it to learn fast)
     face_perceptual_weight: float = 0.2  # VGG-Face perceptual term (ours: 1/5 of perceptual_weight, NeuralHead's ratio)
-    perceptual_weights: str = "hub"  # VGG19 weights: "hub" (torch hub cache; downloads if online), a path, "random"
+    perceptual_weights: str = "shipped"  # VGG19: "shipped" (package asset, relu1_1..3_1), a full VGG19's path, "random"
     face_weights: str = "none"  # VGG-Face weights (VGG16, features.N.*): a path, "random", or "none" (term off)
 
     RULES = dict(adversarial_weight=at_least(0), feature_matching_weight=at_least(0), perceptual_weight=at_least(0),
