@@ -44,6 +44,7 @@ class EpisodeConfig(Settings):
     flip: bool = True  # mirror a whole episode with probability 1/2 (training augmentation)
     colour_jitter: float = 0.0  # strength of one random colour transform applied to a whole episode (ours; 0 = off)
     cross_identity: bool = False  # driver from a clip of another identity (evaluation; no ground truth)
+    warp: bool = False  # also draw the warp renderer's image of the driver from the targets (ours: warp-guided model)
     seed: int = 0  # seed of frame choice, flips and driver choice
 
     RULES = dict(k_min=between(1, MAX_SHOTS), k_max=between(1, MAX_SHOTS), colour_jitter=between(0, 1),

@@ -27,6 +27,7 @@ class ModelConfig(Settings):
     flow_max: float = 1.0  # bound of the tanh flow offsets, grid units (2 = image side) (ours)
     disc_channels: int = 64  # discriminator width at full resolution; doubles per halving (ours)
     disc_max_channels: int = 512  # cap on any discriminator width (ours)
+    warp_guided: bool = False  # ours: E_x also sees the warp renderer's image; Q predicts a gated residual on it
 
     RULES = dict(image_size=between(2 ** (LEVELS + 1), 1024), channels=between(1, 1024), max_channels=between(1, 4096),
                  decoder_channels=between(1, 1024), attention_blocks=between(1, 16), attention_heads=between(1, 64),
