@@ -3,7 +3,7 @@ function top to bottom: setup, build, resume, loop {batch, D step, G step, EMA, 
 validation, checkpoint}. Run it with `marionette train` (plain python or torchrun).
 
 Run folder RUN/:
-  config.json        the resolved run config (a rerun must match it, except `steps` and `decay_steps`)
+  config.json        the resolved run config (a rerun must match it, except `steps`, `decay_steps`, `max_minutes`)
   revisions.txt      git revision of the code at every (re)start
   stats.jsonl        one JSON line per log step (losses, episodes/s) and per validation
   samples/           step_N.png grids: K targets | driver landmarks | warp | output | ground truth
