@@ -77,6 +77,6 @@ def train_dataset(tmp_path_factory) -> Path:
     from marionette.data.preprocess import preprocess
 
     root = tmp_path_factory.mktemp("train64")
-    preprocess(ASSETS / "videos", root, PreprocessConfig(size=64, max_frames=12, val_fraction=0.25, test_fraction=0.0),
-               workers=1, progress=False)
+    preprocess(ASSETS / "videos", root, PreprocessConfig(size=64, max_frames=12, split="hash", val_fraction=0.25,
+                                                         test_fraction=0.0), workers=1, progress=False)
     return root

@@ -22,8 +22,8 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("episodes")
-    preprocess(ASSETS, root, PreprocessConfig(size=SIZE, max_frames=10, test_fraction=0.0, val_fraction=0.0),
-               workers=1, progress=False)
+    config = PreprocessConfig(size=SIZE, max_frames=10, split="hash", test_fraction=0.0, val_fraction=0.0)
+    preprocess(ASSETS, root, config, workers=1, progress=False)
     return root
 
 

@@ -26,7 +26,7 @@ def small(tmp_path_factory):
     from marionette.data.preprocess import preprocess
 
     root = tmp_path_factory.mktemp("evalset")
-    config = PreprocessConfig(max_frames=10, test_fraction=0.5, val_fraction=0.0)
+    config = PreprocessConfig(max_frames=10, split="hash", test_fraction=0.5, val_fraction=0.0)
     manifest, _ = preprocess(ASSETS / "videos", root, config, workers=1, progress=False)
     assert len({c.info.identity for c in manifest.split("test")}) >= 2
     return root, manifest

@@ -1,10 +1,9 @@
-"""Perceptual network weights: torchvision layout round trip, hub cache, clear errors, explicit
-random weights."""
+"""Perceptual network weights: the shipped default, loaded offline; torchvision layout round trip,
+clear errors, explicit random weights."""
 
 from __future__ import annotations
 
 import logging
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -52,28 +51,31 @@ def test_vgg19_round_trip_from_path(tmp_path: Path, suffix: str) -> None:
     assert not any(p.requires_grad for p in net.parameters())
 
 
-def test_vgg19_from_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    path = tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth"
-    assert vgg.hub_path() == path
-    path.parent.mkdir()
-    state = torchvision_style_state(VGG19_LAYOUT, seed=1)
-    torch.save(state, path)
-    assert torch.equal(load_vgg19("hub").state_dict()["features.28.weight"], state["features.28.weight"])
+def test_default_objective_uses_the_shipped_vgg19_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LossConfig's default perceptual network is the package's asset, loaded with no network
+    access: any socket or hub download fails the test."""
+    import socket
 
-
-def test_vgg19_hub_offline_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    from marionette.model import Discriminator, build_objective
+    from marionette.model.config import LossConfig, model_config
+    from marionette.model.vgg import load_vgg19_normalised
 
     def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
+        raise AssertionError("network access")
 
+    monkeypatch.setattr(socket, "socket", offline)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    with pytest.raises(InputError) as error:
-        load_vgg19("hub")
-    message = str(error.value)
-    assert "\n" not in message and str(tmp_path / "checkpoints" / "vgg19-dcbb9e9d.pth") in message
-    assert "perceptual_weights=random" in message
+    assert LossConfig().perceptual_weights == "shipped"
+    objective = build_objective(LossConfig(), Discriminator(model_config("tiny")))
+    asset = load_vgg19_normalised()
+    assert objective.perceptual.state_dict().keys() == asset.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(objective.perceptual.state_dict().values(),
+                                                  asset.state_dict().values()))
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    features = objective.perceptual(image)
+    assert [f.shape[1] for f in features] == [64, 128, 256]  # relu1_1, relu2_1, relu3_1
+    assert all(torch.equal(a, b) for a, b in zip(features, asset(image)))
+    assert features[0].abs().sum() > 0
 
 
 def test_missing_or_wrong_weights_file_errors_name_the_path(tmp_path: Path) -> None:

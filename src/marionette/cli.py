@@ -46,7 +46,7 @@ def _preprocess(args: argparse.Namespace) -> None:
 
     config = override(PreprocessConfig(), args.set)
     manifest, failures = preprocess(Path(args.src), Path(args.out), config, workers=args.workers,
-                                    retry_failed=args.retry_failed, progress=not args.quiet)
+                                    retry_failed=args.retry_failed, progress=not args.quiet, shard=args.shard)
     splits = {s: len(manifest.split(s)) for s in ("train", "val", "test")}
     frames = sum(c.info.frames for c in manifest.clips)
     print(f"{args.out}: {len(manifest.clips)} clips, {frames} frames (train {splits['train']}, "
@@ -207,6 +207,14 @@ def _count(low: int, high: int):
     return parse
 
 
+def _shard(value: str) -> tuple[int, int]:
+    """An argparse type: I/N with 0 <= I < N."""
+    index, _, count = value.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"{value}: must be I/N with integers 0 <= I < N")
+    return int(index), int(count)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     parser = _Parser(prog="marionette", description="Few-shot face reenactment (MarioNETte).",
@@ -232,6 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="dataset folder (created; a rerun resumes)")
     p.add_argument("--workers", type=_count(1, 256), default=2, help="parallel worker processes (default: 2)")
     p.add_argument("--retry-failed", action="store_true", help="retry clips listed in failures.jsonl")
+    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
+                   help="process only every N-th clip from the I-th (0-based), for job arrays; default 0/1 (all)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting listed below (repeat for more)")

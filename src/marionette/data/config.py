@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from marionette.config import MAX_SHOTS, Settings, at_least, between
+from marionette.config import MAX_SHOTS, Settings, at_least, between, text
 
 
 @dataclass(frozen=True)
@@ -20,14 +20,15 @@ class PreprocessConfig(Settings):
     max_faces: int = 2  # faces tracked per frame; the largest is kept
     jpeg_quality: int = 95  # stored crops are JPEG at this quality
     identity_level: int = 0  # path component under SRC_DIR naming the identity (VoxCeleb: id/video/clip)
-    val_fraction: float = 0.1  # identities held out for validation
-    test_fraction: float = 0.1  # identities held out for testing
-    split_seed: int = 0  # seed of the identity split
+    split: str = "shipped"  # identity split: "shipped" (the package's held-out list), a JSON file like it, or "hash"
+    val_fraction: float = 0.1  # split=hash: share of identities held out for validation
+    test_fraction: float = 0.1  # split=hash: share of identities held out for testing
+    split_seed: int = 0  # split=hash: seed of the identity split
 
     RULES = dict(size=between(32, 1024), crop_scale=between(1, 4), crop_shift=between(-1, 1),
                  smooth_sigma=between(0, 100), max_frames=at_least(1), min_face=at_least(1),
                  min_face_fraction=between(0, 1), min_decoded_fraction=between(0, 1), max_faces=between(1, 16),
-                 jpeg_quality=between(1, 100), identity_level=at_least(0), val_fraction=between(0, 1),
+                 jpeg_quality=between(1, 100), identity_level=at_least(0), split=text(), val_fraction=between(0, 1),
                  test_fraction=between(0, 1), split_seed=at_least(0))
 
     def __post_init__(self) -> None:
@@ -43,6 +44,7 @@ class EpisodeConfig(Settings):
     flip: bool = True  # mirror a whole episode with probability 1/2 (training augmentation)
     colour_jitter: float = 0.0  # strength of one random colour transform applied to a whole episode (ours; 0 = off)
     cross_identity: bool = False  # driver from a clip of another identity (evaluation; no ground truth)
+    warp: bool = False  # also draw the warp renderer's image of the driver from the targets (ours: warp-guided model)
     seed: int = 0  # seed of frame choice, flips and driver choice
 
     RULES = dict(k_min=between(1, MAX_SHOTS), k_max=between(1, MAX_SHOTS), colour_jitter=between(0, 1),

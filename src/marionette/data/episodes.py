@@ -4,7 +4,10 @@ Paper (Training): an episode takes K targets and a driver from one video, so the
 the ground truth. K is fixed within a batch (any K in [k_min, k_max]): `EpisodeBatchSampler` draws
 it per batch and hands the dataset (index, K, episode seed) keys. A cross-identity mode (targets of
 one identity, driver from another identity's clip) serves evaluation. Landmark images are rendered
-at load time from the stored 3D landmarks, after the (episode-wide) flip.
+at load time from the stored 3D landmarks, after the (episode-wide) flip. With `warp` on (ours,
+for the warp-guided model and the validation's warp baseline), the training-free warp renderer
+(inference/warp.py, through its public prepare/render) draws the driver's mesh from the K target
+crops and meshes, before the flip and colour jitter, which then apply to it like to every image.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from marionette.data.config import EpisodeConfig
 from marionette.data.manifest import ClipEntry, Manifest, clip_path
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
+from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.layout import IBUG68_MIRROR
 from marionette.landmarks.render import render_landmarks
 
@@ -37,6 +41,7 @@ class Episode(NamedTuple):
     driver_landmarks: torch.Tensor  # (68, 3) crop pixels
     target_clip: str
     driver_clip: str
+    warp_image: torch.Tensor  # (3, S, S) the warp renderer's image of the driver; empty (0,) unless config.warp
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -81,6 +86,7 @@ class EpisodeDataset(Dataset):
         if not self.clips:
             raise InputError(f"{self.root}: no clip in split {split!r} has the {need} frames an episode needs")
         self.size = manifest.config.size
+        self._warp: WarpRenderer | None = None  # made on first use, in the worker process
         if config.cross_identity and len({c.info.identity for c in self.clips}) < 2:
             raise InputError(f"{self.root}: cross-identity episodes need two identities in split {split!r}")
 
@@ -110,18 +116,34 @@ class EpisodeDataset(Dataset):
         driver_image = driver_reader.images([driver_idx])[0]  # (S, S, 3)
         target_lmk = reader.ibug68[target_idx]  # (K, 68, 3)
         driver_lmk = driver_reader.ibug68[driver_idx]  # (68, 3)
+        warp = self._warp_image(reader, target_idx, target_images, driver_reader, driver_idx)  # (S, S, 3) or (0,)
         if self.config.flip and rng.random() < 0.5:
             target_images, driver_image = target_images[:, :, ::-1], driver_image[:, ::-1]
             target_lmk, driver_lmk = flip_landmarks(target_lmk, self.size), flip_landmarks(driver_lmk, self.size)
+            warp = warp[:, ::-1] if warp.size else warp
         if self.config.colour_jitter > 0:
-            target_images, driver_image = jitter_colours(rng, self.config.colour_jitter, target_images, driver_image)
+            target_images, driver_image, jittered = jitter_colours(
+                rng, self.config.colour_jitter, target_images, driver_image, warp.reshape(-1, 3))
+            warp = jittered.reshape(warp.shape)
         target_r = np.stack([render_landmarks(p, self.size) for p in target_lmk])  # (K, S, S, 3)
         driver_r = render_landmarks(driver_lmk, self.size)  # (S, S, 3)
         return Episode(
             to_tensor(target_images), to_tensor(target_r), torch.from_numpy(np.ascontiguousarray(target_lmk)),
             to_tensor(driver_image), to_tensor(driver_r), torch.from_numpy(np.ascontiguousarray(driver_lmk)),
             target.info.clip_id, driver.info.clip_id,
+            to_tensor(warp) if warp.size else torch.empty(0),
         )
+
+    def _warp_image(self, reader: ClipReader, target_idx: np.ndarray, target_images: np.ndarray,
+                    driver_reader: ClipReader, driver_idx: int) -> np.ndarray:
+        """The warp renderer's (S, S, 3) uint8 image of the driver's mesh from the K targets, or an
+        empty array when `warp` is off."""
+        if not self.config.warp:
+            return np.zeros((0,), np.uint8)
+        if self._warp is None:
+            self._warp = WarpRenderer(self.size)
+        self._warp.prepare(target_images, reader.mesh()[target_idx])  # (K, S, S, 3), (K, 478, 3)
+        return self._warp.render(driver_reader.mesh()[driver_idx])
 
 
 class EpisodeBatchSampler(Sampler[list[tuple[int, int, int]]]):

@@ -5,6 +5,11 @@ keep up to `max_frames` evenly spaced frames with their 68- and 478-point 3D lan
 crop boxes (see store.py). Clips are processed by parallel workers; each finished clip is one
 atomic file, so a rerun skips finished clips and kill -9 loses only the clips in flight. Bad input
 is skipped and listed with its reason in `failures.jsonl`.
+
+A large tree is preprocessed as a job array: `shard=(I, N)` takes only every N-th clip (in path
+order) from the I-th on. Shards may write into one folder or into separate ones whose `clips/`
+folders are copied together afterwards; the manifest is rebuilt from the clip files each time, so
+a final run over the merged folder (nothing left to do) writes the manifest of the whole.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from marionette.data.config import PreprocessConfig
-from marionette.data.manifest import Manifest, build_manifest, clip_path
+from marionette.data.manifest import Manifest, build_manifest, clip_path, split_identities
 from marionette.data.store import ClipInfo, encode_jpeg, write_clip
 from marionette.errors import InputError
 from marionette.landmarks.crop import CropBox, crop_image, head_box, smooth_boxes
@@ -166,12 +171,18 @@ def _read_failures(path: Path) -> dict[str, str]:
     return failures
 
 
-def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2,
-               retry_failed: bool = False, progress: bool = True) -> tuple[Manifest, dict[str, str]]:
-    """Build (or resume building) a dataset; returns the manifest and the failures (clip -> reason)."""
+def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2, retry_failed: bool = False,
+               progress: bool = True, shard: tuple[int, int] = (0, 1)) -> tuple[Manifest, dict[str, str]]:
+    """Build (or resume building) a dataset from the clips of shard `shard` = (I, N) (every N-th
+    clip from the I-th; (0, 1) = all); returns the manifest of every clip in `out` and the failures
+    (clip -> reason)."""
     src, out = Path(src), Path(out)
+    index, count = shard
+    if not 0 <= index < count:
+        raise InputError(f"--shard {index}/{count}: needs 0 <= I < N")
     if not src.is_dir():
         raise InputError(f"{src}: not a folder")
+    split_identities([], config)  # a bad split file fails now, not after the clips are processed
     check_work_folder(out, [src], ("manifest.json", "clips", "failures.jsonl"), "dataset")
     if (out / "manifest.json").is_file() and Manifest.load(out).config != config:
         raise InputError(f"{out}: dataset was built with other settings (see its manifest.json); use a new folder")
@@ -186,7 +197,7 @@ def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2,
     jobs = find_clips(src, config.identity_level)
     if not jobs:
         raise InputError(f"{src}: no videos ({', '.join(VIDEO_EXTS)}) or image-sequence folders found")
-    todo = [j for j in jobs if j.clip_id not in failures and not clip_path(out, j.clip_id).is_file()]
+    todo = [j for j in jobs[index::count] if j.clip_id not in failures and not clip_path(out, j.clip_id).is_file()]
     frames, start = 0, time.perf_counter()
     bar = tqdm(total=len(todo), unit="clip", desc="preprocess", disable=not progress or not todo)
     args = [(j, src, out, config) for j in todo]

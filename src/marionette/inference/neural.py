@@ -4,6 +4,12 @@ the driven landmarks, with the K targets encoded once into a TargetCache.
 The generator sees what it saw in training: crops of `image_size` pixels and 68-point landmark
 images drawn by the same renderer. Its output is resized to the pipeline's crop and, since a
 generator's colours drift, matched in colour to the targets before it is pasted back (ours).
+
+A warp-guided generator (ours, `ModelConfig.warp_guided`) also gets the warp renderer's image of
+the driven mesh. The warp is drawn at the pipeline's crop size; the generator sees it resized to
+its own, and only its correction (output minus its input warp) is resized back and added to the
+full-size warp, so the warp's detail is kept wherever the generator leaves it alone. Its colours
+are the targets' already: no colour matching.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import torch
 from marionette.data.config import PreprocessConfig
 from marionette.data.episodes import to_tensor
 from marionette.errors import InputError
+from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.model.generator import Generator, TargetCache
@@ -48,6 +55,7 @@ class NeuralRenderer:
         self.model_size = generator.config.image_size
         self.crop_size = crop_size
         self._cache: TargetCache | None = None
+        self._warp = WarpRenderer(crop_size) if generator.config.warp_guided else None
         self._lab_mean = self._lab_std = np.zeros(3, np.float32)
 
     def _landmark_image(self, meshes: np.ndarray) -> torch.Tensor:
@@ -65,6 +73,8 @@ class NeuralRenderer:
         images = to_tensor(resized)[None].to(self.device)  # (1, K, 3, s, s)
         landmarks = self._landmark_image(meshes)[None].to(self.device)  # (1, K, 3, s, s)
         self._cache = self.generator.encode_targets(images, landmarks)
+        if self._warp is not None:
+            self._warp.prepare(crops, meshes)
         labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size)].astype(np.float32)
                 for c, m in zip(crops, meshes)]
         pixels = np.concatenate(labs)  # (N, 3) Lab of every target face pixel
@@ -75,10 +85,19 @@ class NeuralRenderer:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
         assert self._cache is not None, "prepare() the targets first"
         landmark = self._landmark_image(driven_mesh[None]).to(self.device)  # (1, 3, s, s)
-        image = self.generator.generate(landmark, self._cache).image[0]  # (3, s, s) in [-1, 1]
+        warp_full = warp = None
+        if self._warp is not None:
+            warp_full = self._warp.render(driven_mesh)  # (S, S, 3) uint8 at the crop size
+            small = cv2.resize(warp_full, (self.model_size, self.model_size), interpolation=cv2.INTER_AREA)
+            warp = to_tensor(small)[None].to(self.device)  # (1, 3, s, s)
+        image = self.generator.generate(landmark, self._cache, warp).image[0]  # (3, s, s) in [-1, 1]
         if not torch.isfinite(image).all():
             raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
                              "its weights are unusable")
+        if warp is not None:
+            correction = ((image - warp[0]).float() * 127.5).permute(1, 2, 0).cpu().numpy()  # (s, s, 3) grey levels
+            correction = cv2.resize(correction, (self.crop_size, self.crop_size), interpolation=cv2.INTER_CUBIC)
+            return np.clip(warp_full + correction + 0.5, 0, 255).astype(np.uint8)
         out = ((image.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         out = cv2.resize(out, (self.crop_size, self.crop_size), interpolation=cv2.INTER_CUBIC)
         return match_colours(out, face_mask(driven_mesh, self.crop_size), self._lab_mean, self._lab_std)

@@ -27,6 +27,7 @@ class ModelConfig(Settings):
     flow_max: float = 1.0  # bound of the tanh flow offsets, grid units (2 = image side) (ours)
     disc_channels: int = 64  # discriminator width at full resolution; doubles per halving (ours)
     disc_max_channels: int = 512  # cap on any discriminator width (ours)
+    warp_guided: bool = False  # ours: E_x also sees the warp renderer's image; Q predicts a gated residual on it
 
     RULES = dict(image_size=between(2 ** (LEVELS + 1), 1024), channels=between(1, 1024), max_channels=between(1, 4096),
                  decoder_channels=between(1, 1024), attention_blocks=between(1, 16), attention_heads=between(1, 64),
@@ -79,7 +80,7 @@ class LossConfig(Settings):
     perceptual_weight: float = 1.0  # VGG19 L1 perceptual term (ours; NeuralHead: 1e-2 on Caffe features)
     pixel_weight: float = 0.0  # L1 on pixels (ours, off in the paper's objective; short CPU runs use it to learn fast)
     face_perceptual_weight: float = 0.2  # VGG-Face perceptual term (ours: 1/5 of perceptual_weight, NeuralHead's ratio)
-    perceptual_weights: str = "hub"  # VGG19 weights: "hub" (torch hub cache; downloads if online), a path, "random"
+    perceptual_weights: str = "shipped"  # VGG19: "shipped" (package asset, relu1_1..3_1), a full VGG19's path, "random"
     face_weights: str = "none"  # VGG-Face weights (VGG16, features.N.*): a path, "random", or "none" (term off)
 
     RULES = dict(adversarial_weight=at_least(0), feature_matching_weight=at_least(0), perceptual_weight=at_least(0),

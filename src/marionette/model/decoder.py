@@ -1,6 +1,9 @@
 """Decoder Q: warp-alignment blocks (paper §Proposed method, "Decoder" and "Driver pose
 adaptation"). At each scale the current features u predict the driver flow f_u, which warps the
-targets' normalized maps Ŝ_j; their average over K joins u in a residual up block."""
+targets' normalized maps Ŝ_j; their average over K joins u in a residual up block.
+
+Ours, the warp-guided model (`ModelConfig.warp_guided`): instead of drawing the image, the last
+layer corrects the training-free warp renderer's image w of the driver (WarpCorrection)."""
 
 from __future__ import annotations
 
@@ -29,9 +32,32 @@ class WarpAlignmentBlock(nn.Module):
         return self.up(torch.cat((u, aligned), dim=1)), flow  # (B, C_out, 2h, 2w)
 
 
+class WarpCorrection(nn.Module):
+    """Ours: u (B, C, H, W) and the warp image w (B, 3, H, W) -> w + m ⊙ r (B, 3, H, W) and m.
+
+    One conv3x3 on [ReLU(norm(u)), w] gives a colour residual r = 2·tanh(.) (any pixel in [-1, 1]
+    can reach any other) and a blend mask m = sigmoid(.) (B, 1, H, W) saying where to correct. The
+    residual's filters and bias start at zero, so at initialisation the output is exactly w and
+    training only has to learn what the warp gets wrong (mouth interior, eyes, disocclusions)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.InstanceNorm2d(channels, affine=True), nn.ReLU())
+        self.head = conv(channels + 3, 4, 3)  # 3 residual channels, 1 mask logit
+        with torch.no_grad():
+            self.head.weight[:3].zero_()
+            self.head.bias[:3].zero_()
+
+    def forward(self, u: torch.Tensor, warp_image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.head(torch.cat((self.features(u), warp_image), dim=1))  # (B, 4, H, W)
+        residual, mask = 2 * torch.tanh(out[:, :3]), torch.sigmoid(out[:, 3:])  # (B, 3, H, W), (B, 1, H, W)
+        return warp_image + mask * residual, mask
+
+
 class Decoder(nn.Module):
     """Four warp-alignment blocks at H/16, H/8, H/4, H/2 (16..128 at 256 px), then norm, ReLU,
-    conv3x3 and tanh to the RGB image (B, 3, H, W) in [-1, 1] (paper)."""
+    conv3x3 and tanh to the RGB image (B, 3, H, W) in [-1, 1] (paper); in the warp-guided model
+    (ours) a WarpCorrection of the warp image instead."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -40,13 +66,17 @@ class Decoder(nn.Module):
             WarpAlignmentBlock(config.width(level) if level == LEVELS - 1 else config.decoder_width(level),
                                config.width(level), config.decoder_width(level - 1), config.flow_max)
             for level in range(LEVELS - 1, 0, -1))
-        self.to_rgb = nn.Sequential(nn.InstanceNorm2d(config.decoder_width(0), affine=True), nn.ReLU(),
-                                    conv(config.decoder_width(0), 3, 3), nn.Tanh())
+        if config.warp_guided:
+            self.correction = WarpCorrection(config.decoder_width(0))
+        else:
+            self.to_rgb = nn.Sequential(nn.InstanceNorm2d(config.decoder_width(0), affine=True), nn.ReLU(),
+                                        conv(config.decoder_width(0), 3, 3), nn.Tanh())
 
-    def forward(self, z_xy: torch.Tensor, mean_skips: tuple[torch.Tensor, ...]
-                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """z_xy (B, C_4, H/16, W/16), mean_skips = mean_k Ŝ_1..Ŝ_4, each (B, C_j, H/2^j, W/2^j).
-        Returns the image (B, 3, H, W) and the driver flows f_u at H/16..H/2."""
+    def forward(self, z_xy: torch.Tensor, mean_skips: tuple[torch.Tensor, ...], warp_image: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], torch.Tensor | None]:
+        """z_xy (B, C_4, H/16, W/16), mean_skips = mean_k Ŝ_1..Ŝ_4, each (B, C_j, H/2^j, W/2^j),
+        warp_image (B, 3, H, W) in the warp-guided model (else None). Returns the image (B, 3, H, W),
+        the driver flows f_u at H/16..H/2, and the blend mask (B, 1, H, W) (warp-guided; else None)."""
         b, size = z_xy.shape[0], self.config.image_size
         assert len(mean_skips) == LEVELS - 1
         u, flows = z_xy, []
@@ -54,6 +84,11 @@ class Decoder(nn.Module):
             assert skip.shape[0] == b and skip.shape[-2:] == u.shape[-2:], (skip.shape, u.shape)
             u, flow = block(u, skip)  # (B, C, 2h, 2w)
             flows.append(flow)
-        image = self.to_rgb(u)  # (B, 3, H, W)
+        assert (warp_image is not None) == self.config.warp_guided, "a warp image iff the model is warp-guided"
+        mask = None
+        if warp_image is None:
+            image = self.to_rgb(u)  # (B, 3, H, W)
+        else:
+            image, mask = self.correction(u, warp_image)  # (B, 3, H, W), (B, 1, H, W)
         assert image.shape == (b, 3, size, size), image.shape
-        return image, tuple(flows)
+        return image, tuple(flows), mask

@@ -1,5 +1,6 @@
 """Driver encoder E_x (paper §Proposed method, "Architecture", Fig. 2): encodes only the driver's
-landmark image r_x into z_x, the queries of the blender."""
+landmark image r_x into z_x, the queries of the blender. Ours, in the warp-guided model
+(`ModelConfig.warp_guided`): r_x and the warp renderer's image of the driver, stacked (6 channels)."""
 
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ class DriverEncoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.image_size = config.image_size
-        self.stem = conv(3, config.width(0), 3)
+        self.in_channels = 6 if config.warp_guided else 3
+        self.stem = conv(self.in_channels, config.width(0), 3)
         self.blocks = nn.Sequential(*(
             ResidualDown(config.width(level - 1), config.width(level), norm=True, spectral=False)
             for level in range(1, LEVELS)))
         self.out_channels = config.width(LEVELS - 1)
 
-    def forward(self, landmark_image: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H/16, W/16)
-        batch = landmark_image.shape[0]
-        assert landmark_image.shape == (batch, 3, self.image_size, self.image_size), landmark_image.shape
-        z = self.blocks(self.stem(landmark_image))
+    def forward(self, driver: torch.Tensor) -> torch.Tensor:  # (B, 3 or 6, H, W) -> (B, C, H/16, W/16)
+        batch = driver.shape[0]
+        assert driver.shape == (batch, self.in_channels, self.image_size, self.image_size), driver.shape
+        z = self.blocks(self.stem(driver))
         side = self.image_size // 2 ** (LEVELS - 1)
         assert z.shape == (batch, self.out_channels, side, side), z.shape
         return z

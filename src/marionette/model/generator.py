@@ -1,5 +1,11 @@
 """Generator G = (E_x, E_y, B, Q) (paper §Proposed method, Fig. 2) and its inference API: the
-targets are encoded once into a TargetCache; each driver frame then costs E_x + B + Q only (ours)."""
+targets are encoded once into a TargetCache; each driver frame then costs E_x + B + Q only (ours).
+
+Ours, the warp-guided model (`ModelConfig.warp_guided`, off in every preset): each driver frame
+also brings the training-free warp renderer's image of the driver (inference/warp.py, made from
+the same targets); E_x reads it beside r_x and Q outputs a gated residual on it, exactly the warp at
+initialisation. Image attention (B) and target feature alignment (E_y, Q's warp-alignment blocks)
+are the paper's."""
 
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ class GeneratorOutput:
     attention: tuple[torch.Tensor, ...]  # per image attention block, (B, heads, H/16·W/16, K·H/32·W/32)
     driver_flows: tuple[torch.Tensor, ...]  # f_u per warp-alignment block, (B, 2, H/16, W/16) .. (B, 2, H/2, W/2)
     target_flows: torch.Tensor  # f_y (B, K, 2, H/2, W/2)
+    mask: torch.Tensor | None  # warp-guided model: where the warp is corrected (B, 1, H, W) in [0, 1]; else None
 
 
 class Generator(nn.Module):
@@ -52,15 +59,24 @@ class Generator(nn.Module):
             flows=flows.unflatten(0, (b, k)),  # (B, K, 2, H/2, W/2)
         )
 
-    def generate(self, driver_landmark_image: torch.Tensor, cache: TargetCache) -> GeneratorOutput:
-        """driver_landmark_image (B, 3, H, W) and the cache of B target sets -> GeneratorOutput."""
+    def generate(self, driver_landmark_image: torch.Tensor, cache: TargetCache,
+                 warp_image: torch.Tensor | None = None) -> GeneratorOutput:
+        """driver_landmark_image (B, 3, H, W) and the cache of B target sets -> GeneratorOutput;
+        warp_image (B, 3, H, W) in [-1, 1], the warp renderer's image of the driver, is required by
+        (and only by) the warp-guided model."""
         assert driver_landmark_image.shape[0] == cache.z.shape[0], (driver_landmark_image.shape, cache.z.shape)
-        z_x = self.driver_encoder(driver_landmark_image)  # (B, C_4, H/16, W/16)
+        if (warp_image is not None) != self.config.warp_guided:
+            raise ValueError("a warp-guided generator needs warp_image; any other takes none")
+        driver = driver_landmark_image if warp_image is None else torch.cat((driver_landmark_image, warp_image), 1)
+        z_x = self.driver_encoder(driver)  # (B, C_4, H/16, W/16)
         z_xy, attention = self.blender(z_x, cache.z)  # (B, C_4, H/16, W/16)
-        image, driver_flows = self.decoder(z_xy, cache.mean_skips)  # (B, 3, H, W)
-        return GeneratorOutput(image=image, attention=attention, driver_flows=driver_flows, target_flows=cache.flows)
+        image, driver_flows, mask = self.decoder(z_xy, cache.mean_skips, warp_image)  # (B, 3, H, W)
+        return GeneratorOutput(image=image, attention=attention, driver_flows=driver_flows, target_flows=cache.flows,
+                               mask=mask)
 
     def forward(self, target_images: torch.Tensor, target_landmark_images: torch.Tensor,
-                driver_landmark_image: torch.Tensor) -> GeneratorOutput:
-        """target_images, target_landmark_images (B, K, 3, H, W), driver_landmark_image (B, 3, H, W)."""
-        return self.generate(driver_landmark_image, self.encode_targets(target_images, target_landmark_images))
+                driver_landmark_image: torch.Tensor, warp_image: torch.Tensor | None = None) -> GeneratorOutput:
+        """target_images, target_landmark_images (B, K, 3, H, W), driver_landmark_image (B, 3, H, W),
+        warp_image (B, 3, H, W) for the warp-guided model."""
+        return self.generate(driver_landmark_image, self.encode_targets(target_images, target_landmark_images),
+                             warp_image)

@@ -36,7 +36,7 @@ class GeneratorLosses:
     total: torch.Tensor  # weighted sum of the terms below
     adversarial: torch.Tensor  # -mean D(fake), unweighted
     feature_matching: torch.Tensor  # mean over D blocks of L1(D features of fake, of real), unweighted
-    perceptual: torch.Tensor  # mean over relu1_1..relu5_1 of L1 VGG19 features, unweighted
+    perceptual: torch.Tensor  # mean over the VGG19's taps (relu1_1..relu3_1 shipped, ..relu5_1 full) of L1, unweighted
     face_perceptual: torch.Tensor  # the same with VGG-Face; zero when the face network is off
     pixel: torch.Tensor  # mean absolute pixel difference, unweighted (ours; weight 0 by default)
 

@@ -2,9 +2,10 @@
 VGG-Face perceptual losses): a VGG conv stack in plain torch with torchvision's state-dict layout
 (`features.0.weight`, ...), cut after relu5_1, and its weight loaders.
 
-Pretrained weights are read from a file (torch.load(weights_only=True) or safetensors) or, for
-VGG19, from the torch hub cache, downloading there only when the machine is online. Running
-without them is an explicit choice ("random") that logs a warning.
+The objective's VGG19 is, by default, the one shipped with the package (below); a full ImageNet
+VGG19 (to relu5_1) is read from a file the user has (torch.load(weights_only=True) or safetensors,
+torchvision's layout). Nothing is downloaded. Running without pretrained weights is an explicit
+choice ("random") that logs a warning.
 
 Shipped with the package: the "normalised" ImageNet VGG19 of Gatys et al. 2015 up to relu3_1
 (assets/vgg19_normalised_to_relu3_1.safetensors, see assets/README.md for its source and
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 # Conv widths, "M" = 2x2 max pool (torchvision's configurations "E" and "D").
 VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # VGG-Face (Parkhi et al. 2015) takes RGB in 0..255 minus its mean image: in [0, 1] units, std 1/255.
 VGG_FACE_MEAN, VGG_FACE_STD = (129.186 / 255, 104.762 / 255, 93.594 / 255), (1 / 255, 1 / 255, 1 / 255)
@@ -100,27 +100,16 @@ def load_weights(network: VGGFeatures, path: Path) -> VGGFeatures:
     return network
 
 
-def hub_path() -> Path:
-    """Where torchvision keeps its VGG19 weights: the torch hub cache."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG19_URL).name
-
-
 def load_vgg19(source: str) -> VGGFeatures:
-    """VGG19 (ImageNet) from "hub" (cache, else download), a path, or "random" (warns)."""
+    """The objective's VGG19: "shipped" (the package's normalised VGG19, relu1_1..relu3_1), a path
+    to a full ImageNet VGG19 in torchvision's layout (relu1_1..relu5_1), or "random" (warns)."""
+    if source == "shipped":
+        return load_vgg19_normalised()
     network = VGGFeatures(VGG19_LAYOUT, IMAGENET_MEAN, IMAGENET_STD)
     if source == "random":
         log.warning("perceptual_weights=random: the VGG19 perceptual loss uses random weights, not ImageNet ones")
         return network
-    if source != "hub":
-        return load_weights(network, Path(source))
-    path = hub_path()
-    if not path.is_file():
-        try:
-            torch.hub.load_state_dict_from_url(VGG19_URL, map_location="cpu", check_hash=True, weights_only=True)
-        except OSError as error:  # offline: URLError and socket errors are OSErrors
-            raise InputError(f"VGG19 weights not found at {path} and the download from {VGG19_URL} failed "
-                             f"({error}); set perceptual_weights=PATH or perceptual_weights=random") from None
-    return load_weights(network, path)
+    return load_weights(network, Path(source))
 
 
 def load_vgg19_normalised(path: Path | None = None) -> VGGFeatures:

@@ -23,6 +23,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class TrainConfig(Settings):
     steps: int = 500_000  # optimizer steps (one D step + one G step each); a rerun with more steps continues
+    max_minutes: float = 0.0  # wall-clock budget of one sitting: then validate, checkpoint, export and stop (0 = none)
     decay_steps: int = 0  # over the last decay_steps steps both learning rates fall linearly to 0 (pix2pix; 0 = off)
     batch_size: int = 8  # episodes per step, summed over all ranks
     lr_g: float = 5e-5  # Adam learning rate of the generator (NeuralHead's TTUR)
@@ -41,7 +42,7 @@ class TrainConfig(Settings):
     workers: int = 2  # DataLoader worker processes per rank
     tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard (needs the tensorboard package)
 
-    RULES = dict(steps=at_least(0), decay_steps=at_least(0), batch_size=between(1, 65536),
+    RULES = dict(steps=at_least(0), max_minutes=at_least(0), decay_steps=at_least(0), batch_size=between(1, 65536),
                  lr_g=between(1e-9, 1), lr_d=between(1e-9, 1), betas=each(between(0, 0.9999), 2),
                  ema_decay=between(0, 1), grad_clip=at_least(0), log_every=at_least(1),
                  sample_every=at_least(1), val_every=at_least(0), val_episodes=at_least(1), val_k=between(1, MAX_SHOTS),

@@ -41,6 +41,16 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def agree(flag: bool) -> bool:
+    """Rank 0's `flag` on every rank (a decision all ranks must take together, e.g. to stop)."""
+    if not dist.is_initialized():
+        return flag
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor([int(flag)], device=device)
+    dist.broadcast(value, src=0)
+    return bool(value.item())
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

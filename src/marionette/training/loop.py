@@ -3,10 +3,10 @@ function top to bottom: setup, build, resume, loop {batch, D step, G step, EMA, 
 validation, checkpoint}. Run it with `marionette train` (plain python or torchrun).
 
 Run folder RUN/:
-  config.json        the resolved run config (a rerun must match it, except `steps` and `decay_steps`)
+  config.json        the resolved run config (a rerun must match it, except `steps`, `decay_steps`, `max_minutes`)
   revisions.txt      git revision of the code at every (re)start
   stats.jsonl        one JSON line per log step (losses, episodes/s) and per validation
-  samples/           step_N.png grids: K targets | driver landmarks | output | ground truth
+  samples/           step_N.png grids: K targets | driver landmarks | warp | output | ground truth
   checkpoints/       step_N/ folders (see checkpoint.py), the last `keep_last` kept
   export/generator.safetensors   the EMA generator for inference (`load_generator`)
   tensorboard/       only with tensorboard=true
@@ -95,10 +95,12 @@ def learning_rate_scale(step: int, t: TrainConfig) -> float:
 
 def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
     """A rerun in an existing run folder must use the same config; only the schedule's length
-    (`steps`, `decay_steps`) may change, so a run can be extended or its rates decayed from here."""
+    (`steps`, `decay_steps`) and the sitting's budget (`max_minutes`) may change, so a run can be
+    extended or its rates decayed from here."""
     old = RunConfig.from_dict(saved)
     old = dataclasses.replace(old, train=dataclasses.replace(old.train, steps=config.train.steps,
-                                                              decay_steps=config.train.decay_steps))
+                                                              decay_steps=config.train.decay_steps,
+                                                              max_minutes=config.train.max_minutes))
     if old != config:
         new_d, old_d = config.to_dict(), old.to_dict()
         diff = [f"{s}.{k}: {old_d[s][k]} -> {new_d[s][k]}" for s in ("model", "loss", "train", "episodes")
@@ -137,7 +139,8 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
     torch.manual_seed(config.episodes.seed)
 
     # ---- data: episodes with K drawn per batch in [1, k_max], each rank its own share ----------
-    dataset = EpisodeDataset(data, "train", config.episodes)
+    # a warp-guided generator reads the warp renderer's image of each episode (computed by the loader)
+    dataset = EpisodeDataset(data, "train", dataclasses.replace(config.episodes, warp=config.model.warp_guided))
     if dataset.skipped:
         log.warning("%d training clips have fewer than k_max + 1 = %d frames and are skipped",
                     dataset.skipped, config.episodes.k_max + 1)
@@ -186,6 +189,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
                disable=not (progress and distributed.is_main()))
     batches = iter(loader)
     tick, tick_step = time.perf_counter(), start
+    deadline = tick + 60 * t.max_minutes if t.max_minutes > 0 else float("inf")
     step = start
     while step < t.steps:
         batch = next(batches)
@@ -193,12 +197,13 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
         target_landmarks = batch.target_landmark_images.to(device, non_blocking=True)  # (B, K, 3, S, S)
         driver_landmarks = batch.driver_landmark_image.to(device, non_blocking=True)  # (B, 3, S, S)
         real = batch.driver_image.to(device, non_blocking=True)  # (B, 3, S, S): the ground truth
+        warp = batch.warp_image.to(device, non_blocking=True) if config.model.warp_guided else None  # (B, 3, S, S)
         lr_scale = learning_rate_scale(step, t)
         for optimizer, lr in ((nets.opt_g, t.lr_g), (nets.opt_d, t.lr_d)):
             for group in optimizer.param_groups:
                 group["lr"] = lr * lr_scale
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            fake = g_train(targets, target_landmarks, driver_landmarks).image  # (B, 3, S, S)
+            fake = g_train(targets, target_landmarks, driver_landmarks, warp).image  # (B, 3, S, S)
 
         # Discriminator step: hinge loss on real vs (detached) fake; D's gradients zeroed first.
         nets.opt_d.zero_grad(set_to_none=True)
@@ -222,8 +227,10 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
         update_ema(ema, generator, decay=min(t.ema_decay, (1 + step) / (10 + step)))
         step += 1
         bar.update(1)
+        out_of_time = distributed.agree(time.perf_counter() >= deadline)  # rank 0's clock decides
+        last = step == t.steps or out_of_time
 
-        if step % t.log_every == 0 or step == t.steps:
+        if step % t.log_every == 0 or last:
             now = time.perf_counter()
             stats = {"step": step, "K": int(targets.shape[1]), "lr_scale": lr_scale, **d_losses.as_dict(),
                      **g_losses.as_dict(), "episodes_per_s": t.batch_size * (step - tick_step) / max(now - tick, 1e-9)}
@@ -235,10 +242,10 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
                     f.write(json.dumps(stats) + "\n")
                 for key, value in stats.items() if writer else ():
                     writer.add_scalar(key, value, step)
-        if validator is not None and (step % t.sample_every == 0 or step == t.steps):
+        if validator is not None and (step % t.sample_every == 0 or last):
             save_marked_image(run / "samples" / f"step_{step:09d}.png", validator.sample_grid(ema, device),
                               f"neural, training step {step}")
-        if validator is not None and (step % t.val_every == 0 or step == t.steps):
+        if validator is not None and (step % t.val_every == 0 or last):
             scores = validator(ema, device)
             with (run / "stats.jsonl").open("a") as f:
                 f.write(json.dumps({"step": step, **scores}) + "\n")
@@ -246,12 +253,17 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
                 writer.add_scalar(key, value, step)
             plot_validation(run / "stats.jsonl", run / "val_curve.png", f"{run.name}: held-out self-reenactment")
             bar.write(f"step {step}: val L1 {scores['val/l1']:.4f} PSNR {scores['val/psnr']:.2f} "
-                      f"(copy first target: L1 {scores['copy_first/l1']:.4f} PSNR {scores['copy_first/psnr']:.2f})")
-        if step % t.checkpoint_every == 0 or step == t.steps:
+                      f"(copy first target: PSNR {scores['copy_first/psnr']:.2f}; warp: L1 {scores['warp/l1']:.4f} "
+                      f"PSNR {scores['warp/psnr']:.2f})")
+        if step % t.checkpoint_every == 0 or last:
             if distributed.is_main():
                 save_checkpoint(run, step, config, nets, keep_last=t.keep_last)
                 export_generator(run / "export" / "generator.safetensors", ema, config.model, preprocess, step)
             distributed.barrier()
+        if out_of_time:
+            log.warning("max_minutes=%g spent at step %d: stopped after its checkpoint (a rerun resumes)",
+                        t.max_minutes, step)
+            break
     bar.close()
     if writer is not None:
         writer.close()

@@ -1,7 +1,8 @@
 """Validation during training: self-reenactment on held-out identities (the val split), scored
-with the shared metric registry (evaluation/metrics.py: l1, psnr, ssim), next to two copy
-baselines on the same episodes: the first target frame, and the target whose landmarks are
-nearest the driver's (a pose-matched copy). Also the sample grids of the run folder."""
+with the shared metric registry (evaluation/metrics.py: l1, psnr, ssim), next to three baselines
+on the same episodes: the first target frame, the target whose landmarks are nearest the driver's
+(a pose-matched copy), and the training-free warp renderer (the one to beat; the warp-guided model
+starts from it). Also the sample grids of the run folder."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ class Validator:
     """A fixed list of self-reenactment episodes (K = k each) from one split, and their scores."""
 
     def __init__(self, root: Path, split: str, episodes: int, k: int, seed: int, batch_size: int) -> None:
-        self.dataset = EpisodeDataset(root, split, EpisodeConfig(k_min=k, k_max=k, flip=False, seed=seed))
+        self.dataset = EpisodeDataset(root, split, EpisodeConfig(k_min=k, k_max=k, flip=False, seed=seed, warp=True))
         self.keys = [(j % len(self.dataset), k, j) for j in range(episodes)]  # (clip index, K, episode seed)
         self.batch_size = batch_size
         self.tools = Tools()
@@ -40,37 +41,44 @@ class Validator:
         return summarize(records)
 
     def _score_baselines(self) -> dict[str, float]:
-        first, nearest, truths = [], [], []
+        first, nearest, warped, truths = [], [], [], []
         for batch in self.batches():
             offsets = batch.target_landmarks[..., :2] - batch.driver_landmarks[:, None, :, :2]  # (B, K, 68, 2)
             pick = offsets.norm(dim=-1).mean(dim=-1).argmin(dim=1)  # (B,) target nearest the driver's pose
             first += list(batch.target_images[:, 0])
             nearest += list(batch.target_images[torch.arange(len(pick)), pick])
+            warped += list(batch.warp_image)
             truths += list(batch.driver_image)
         return {**{f"copy_first/{k}": v for k, v in self._score(first, truths).items()},
-                **{f"copy_nearest/{k}": v for k, v in self._score(nearest, truths).items()}}
+                **{f"copy_nearest/{k}": v for k, v in self._score(nearest, truths).items()},
+                **{f"warp/{k}": v for k, v in self._score(warped, truths).items()}}
+
+    @staticmethod
+    def _generate(generator: torch.nn.Module, batch: Episode, device: torch.device) -> torch.Tensor:
+        """The generator's (B, 3, S, S) images of a batch (the warp images go to a warp-guided one)."""
+        warp = batch.warp_image.to(device) if generator.config.warp_guided else None
+        return generator(batch.target_images.to(device), batch.target_landmark_images.to(device),
+                         batch.driver_landmark_image.to(device), warp).image.float().cpu()
 
     @torch.no_grad()
     def __call__(self, generator: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        """{val/l1, val/psnr, val/ssim, copy_first/..., copy_nearest/...} of `generator` (eval mode)."""
+        """{val/l1, val/psnr, val/ssim, copy_first/..., copy_nearest/..., warp/...} of `generator` (eval mode)."""
         outputs, truths = [], []
         for batch in self.batches():
-            image = generator(batch.target_images.to(device), batch.target_landmark_images.to(device),
-                              batch.driver_landmark_image.to(device)).image  # (B, 3, S, S)
-            outputs += list(image.float().cpu())
+            outputs += list(self._generate(generator, batch, device))
             truths += list(batch.driver_image)
         return {**{f"val/{k}": v for k, v in self._score(outputs, truths).items()}, **self.baselines}
 
     @torch.no_grad()
     def sample_grid(self, generator: torch.nn.Module, device: torch.device, rows: int = 4) -> np.ndarray:
-        """(rows·S, (K + 3)·S, 3) uint8: per episode its K targets | driver landmarks | output | ground truth."""
+        """(rows·S, (K + 4)·S, 3) uint8: per episode its K targets | driver landmarks | warp | output | ground truth."""
         batch = default_collate([self.dataset[key] for key in self.keys[:rows]])
-        image = generator(batch.target_images.to(device), batch.target_landmark_images.to(device),
-                          batch.driver_landmark_image.to(device)).image.float().cpu()  # (B, 3, S, S)
-        row_images = [torch.cat([*targets, landmarks, output, truth], dim=2)  # (3, S, (K + 3)·S)
-                      for targets, landmarks, output, truth in zip(batch.target_images, batch.driver_landmark_image,
-                                                                   image, batch.driver_image, strict=True)]
-        return to_uint8(torch.cat(row_images, dim=1))  # (rows·S, (K + 3)·S, 3)
+        image = self._generate(generator, batch, device)  # (B, 3, S, S)
+        row_images = [torch.cat([*targets, landmarks, warp, output, truth], dim=2)  # (3, S, (K + 4)·S)
+                      for targets, landmarks, warp, output, truth in zip(
+                          batch.target_images, batch.driver_landmark_image, batch.warp_image, image,
+                          batch.driver_image, strict=True)]
+        return to_uint8(torch.cat(row_images, dim=1))  # (rows·S, (K + 4)·S, 3)
 
 
 def plot_validation(stats: Path, out: Path, title: str) -> None:
@@ -87,6 +95,8 @@ def plot_validation(stats: Path, out: Path, title: str) -> None:
         ax.plot(steps, [r[f"val/{metric}"] for r in rows], "o-", label="MarioNETte (EMA generator)")
         ax.axhline(rows[0][f"copy_first/{metric}"], color="gray", linestyle="--", label="copy first target")
         ax.axhline(rows[0][f"copy_nearest/{metric}"], color="black", linestyle=":", label="copy nearest-pose target")
+        if f"warp/{metric}" in rows[0]:  # runs validated before the warp baseline lack it
+            ax.axhline(rows[0][f"warp/{metric}"], color="tab:red", linestyle="-.", label="warp renderer")
         ax.set_xlabel("training step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
