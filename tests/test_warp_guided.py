@@ -122,7 +122,7 @@ def test_tiny_model_learns_to_correct_the_warp_on_real_clips(train_dataset: Path
 def test_training_loop_trains_validates_and_exports_a_warp_guided_model(train_dataset: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     config = run_config("tiny", ["model.warp_guided=true", "loss.perceptual_weights=random", "steps=2", "batch_size=2",
-                                 "k_max=2", "val_every=2", "val_episodes=2", "checkpoint_every=2", "workers=0"])
+                                 "episodes.k_max=2", "val_every=2", "val_episodes=2", "checkpoint_every=2", "workers=0"])
     train(train_dataset, run, config, progress=False)
     scores = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines() if "val/l1" in line][-1]
     assert {"val/psnr", "warp/psnr", "copy_first/psnr"} <= set(scores)

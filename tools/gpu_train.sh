@@ -35,8 +35,10 @@ for src in $SOURCES; do
 done
 echo "preprocessed in $(( $(date +%s) - start )) s"
 
-marionette train --config "$PRESET" --data "$DATA" --run "$OUT/run" --quiet model.image_size="$SIZE" \
-    max_minutes="$MINUTES" autocast=true workers="$LOADERS" "$@"
+settings=()
+for setting in "$@"; do settings+=(--set "$setting"); done
+marionette train --config "$PRESET" --data "$DATA" --run "$OUT/run" --quiet --set model.image_size="$SIZE" \
+    --set max_minutes="$MINUTES" --set autocast=true --set workers="$LOADERS" ${settings[@]+"${settings[@]}"}
 cp "$OUT/run/export/generator.safetensors" "$OUT/generator.safetensors"
 "$PYTHON" - "$OUT" <<'PY'
 import json, sys
