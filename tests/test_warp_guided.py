@@ -26,6 +26,15 @@ from marionette.training.loop import train
 SIZE = 64
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: on 2 busy shared cores, 2 OpenMP threads spin in barriers (10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def inputs(b: int, k: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(seed)
     return (torch.rand(b, k, 3, SIZE, SIZE, generator=gen) * 2 - 1, torch.rand(b, k, 3, SIZE, SIZE, generator=gen) * 2 - 1,
@@ -54,7 +63,7 @@ def test_warp_image_is_required_by_and_only_by_the_warp_guided_model() -> None:
     assert not model_config("paper").warp_guided  # off in the paper preset
 
 
-def test_gradients_reach_every_part_once_the_correction_moves() -> None:
+def test_gradients_reach_every_part_once_the_correction_moves(one_thread) -> None:
     torch.manual_seed(0)
     generator = Generator(model_config("tiny", ["warp_guided=true"]))
     targets, target_landmarks, driver_landmarks, warp = inputs(2, 2)
@@ -97,7 +106,7 @@ def test_episode_warp_image_is_the_warp_renderers(train_dataset: Path) -> None:
     assert EpisodeDataset(train_dataset, "train", EpisodeConfig(k_max=3))[key].warp_image.numel() == 0
 
 
-def test_tiny_model_learns_to_correct_the_warp_on_real_clips(train_dataset: Path) -> None:
+def test_tiny_model_learns_to_correct_the_warp_on_real_clips(train_dataset: Path, one_thread) -> None:
     torch.manual_seed(0)
     dataset = EpisodeDataset(train_dataset, "train", EpisodeConfig(k_max=2, flip=False, warp=True))
     batch = default_collate([dataset[(i % len(dataset), 2, i)] for i in range(6)])
