@@ -97,3 +97,17 @@ def test_mesh_five_points_stand_in_for_dlibs(net, hopper):
     with torch.no_grad():
         a, b = net(chips.float())  # (128,) each
     assert torch.linalg.norm(a - b) < 0.15  # measured 0.08; dlib: under 0.6 is the same person
+
+
+def test_a_file_that_is_not_the_network_is_a_one_line_error(tmp_path):
+    from marionette.errors import InputError
+
+    data = _model(NETWORK).read_bytes()
+    (tmp_path / "cut.dat").write_bytes(data[: len(data) // 2])
+    (tmp_path / "other.dat").write_bytes(b"\x01\x01\x01\x05hello")
+    with pytest.raises(InputError, match="cut.dat: truncated dlib network file"):
+        read_dlib_network(tmp_path / "cut.dat")
+    with pytest.raises(InputError, match="other.dat: not dlib's face-recognition network"):
+        read_dlib_network(tmp_path / "other.dat")
+    with pytest.raises(InputError, match="no such dlib network file"):
+        DlibFaceNet.load(tmp_path / "missing.dat")

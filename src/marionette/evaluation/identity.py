@@ -103,6 +103,11 @@ class _Reader:
             raise InputError(f"{self.path}: unsupported dlib alias tensor version {version}")
         return tuple(self.int() for _ in range(4))
 
+    def skip(self, read, count: int) -> None:
+        """Read and drop `count` values with `read` (e.g. self.float)."""
+        for _ in range(count):
+            read()
+
     def peek_string(self, text: str) -> bool:
         encoded = bytes([1, len(text)]) + text.encode()
         return self.data.startswith(encoded, self.pos)
@@ -114,7 +119,7 @@ def _layer(reader: _Reader, name: str) -> DlibLayer:
         keys = ("filters", "nr", "nc", "stride_y", "stride_x", "padding_y", "padding_x")
         fields = {k: reader.int() for k in keys}
         fields["filter_shape"], fields["bias_shape"] = reader.alias(), reader.alias()
-        [reader.float() for _ in range(4)]  # learning-rate and weight-decay multipliers
+        reader.skip(reader.float, 4)  # learning-rate and weight-decay multipliers
         return DlibLayer(name, params.reshape(-1), fields)
     if name == "affine_":
         params = reader.tensor()
@@ -128,9 +133,9 @@ def _layer(reader: _Reader, name: str) -> DlibLayer:
     if name == "fc_2":
         outputs, inputs = reader.int(), reader.int()
         params = reader.tensor()
-        reader.alias(), reader.alias()  # weights, biases
+        reader.skip(reader.alias, 2)  # weights, biases
         bias_mode = reader.int()
-        [reader.float() for _ in range(4)]
+        reader.skip(reader.float, 4)
         return DlibLayer(name, params.reshape(-1), {"outputs": outputs, "inputs": inputs, "bias_mode": bias_mode})
     raise InputError(f"{reader.path}: unsupported dlib layer {name!r}")
 
@@ -144,7 +149,7 @@ def read_dlib_network(path: str | Path) -> tuple[np.ndarray, list[DlibLayer]]:
     reader.int()  # the loss wrapper's version
     if (loss := reader.string()) != "loss_metric_2":
         raise InputError(f"{path}: not dlib's face-recognition network (loss {loss!r})")
-    reader.float(), reader.float()  # margin, distance threshold
+    reader.skip(reader.float, 2)  # margin, distance threshold
     for _ in range(10_000):  # the wrappers' version numbers, outermost first
         if reader.peek_string(INPUT_LAYER):
             break
@@ -153,11 +158,12 @@ def read_dlib_network(path: str | Path) -> tuple[np.ndarray, list[DlibLayer]]:
         raise InputError(f"{path}: no {INPUT_LAYER} layer found")
     reader.string()
     mean = np.array([reader.float() for _ in range(3)], np.float32)  # dlib's avg_red, avg_green, avg_blue
-    reader.int(), reader.int()  # rows, columns (150, 150)
+    reader.skip(reader.int, 2)  # rows, columns (150, 150)
     layers = []
     while reader.pos < len(reader.data):
         layers.append(_layer(reader, reader.string()))
-        [reader.bool() for _ in range(3)], [reader.tensor() for _ in range(3)]  # wrapper bookkeeping
+        reader.skip(reader.bool, 3)  # the wrapper's bookkeeping: three flags and three empty tensors
+        reader.skip(reader.tensor, 3)
         if len(layers) == 1:
             reader.int()  # the first wrapper above the input also stores its sample expansion factor
     return mean, layers
