@@ -195,3 +195,12 @@ def test_over_long_driver_and_too_many_targets_are_refused_with_one_message(
                            "warp", "crop", False, 0, api_name="/reenact")
         assert str(refused.value) == message  # one line, naming the file, not its place on the server
     assert not [p for p in _files(Path(app.temp_dir)) if p.name == RESULT_NAME]
+
+
+def test_api_refuses_an_oversize_upload(app: WebApp) -> None:
+    import httpx
+
+    before = _files(Path(app.temp_dir))
+    answer = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("big.jpg", bytes(1_200_000))})
+    assert (answer.status_code, answer.text) == (413, "File size exceeded maximum allowed size of 1048576 bytes.")
+    assert _files(Path(app.temp_dir)) == before  # nothing of it kept
