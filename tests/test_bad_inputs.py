@@ -271,9 +271,9 @@ def test_unwritable_places_are_one_line_and_leave_nothing(case: str, home: Path,
 def export_with(path: Path, change: Callable[[dict[str, torch.Tensor]], None]) -> Path:
     """A tiny generator export whose weights `change` edits."""
     from marionette.data.config import PreprocessConfig
+    from marionette.inference.export import export_generator
     from marionette.model.config import model_config
     from marionette.model.generator import Generator
-    from marionette.inference.export import export_generator
 
     torch.manual_seed(0)
     generator = Generator(model_config("tiny"))

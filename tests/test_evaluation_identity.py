@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from marionette.evaluation.identity import (DlibFaceNet, _expected_names, extract_chips, face_chip_transform,
-                                            read_dlib_network)
+from marionette.evaluation.identity import (
+    DlibFaceNet,
+    _expected_names,
+    extract_chips,
+    face_chip_transform,
+    read_dlib_network,
+)
 
 NETWORK = "dlib_face_recognition_resnet_model_v1.dat"
 

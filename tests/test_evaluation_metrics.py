@@ -8,8 +8,20 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from marionette.evaluation.expression import ExpressionConfig, indicators
-from marionette.evaluation.metrics import (REGISTRY, Sample, Tools, l1, landmark_nme, measure_sample,
-                                           paired_correlation, pose_error, psnr, root_mean_square, ssim, summarize)
+from marionette.evaluation.metrics import (
+    REGISTRY,
+    Sample,
+    Tools,
+    l1,
+    landmark_nme,
+    measure_sample,
+    paired_correlation,
+    pose_error,
+    psnr,
+    root_mean_square,
+    ssim,
+    summarize,
+)
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.pose import euler_to_rotation, face_rotation
 

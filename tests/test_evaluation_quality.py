@@ -11,8 +11,15 @@ import pytest
 
 from marionette.evaluation.calibration import FrameEmbedding, Reference, identity_score, roc_auc, separation
 from marionette.evaluation.expression import eye_ratio, gaze_offset
-from marionette.evaluation.metrics import (REGISTRY, Sample, Tools, measure_sample, paired_correlation,
-                                           region_boxes, summarize)
+from marionette.evaluation.metrics import (
+    REGISTRY,
+    Sample,
+    Tools,
+    measure_sample,
+    paired_correlation,
+    region_boxes,
+    summarize,
+)
 from marionette.landmarks.layout import MESH_TO_IBUG68
 
 SELF_IMAGE_METRICS = ["psnr", "perceptual", "psnr_mouth", "perceptual_mouth", "psnr_eyes", "perceptual_eyes"]

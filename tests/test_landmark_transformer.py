@@ -14,8 +14,8 @@ from marionette.data.manifest import clip_path
 from marionette.data.preprocess import preprocess
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
-from marionette.landmark_transformer.model import DEFAULT_PATH, LandmarkTransformer, Pose
 from marionette.landmark_transformer.fit import decompose, load_clips
+from marionette.landmark_transformer.model import DEFAULT_PATH, LandmarkTransformer, Pose
 from marionette.landmarks.pose import euler_to_rotation
 from marionette.media import load_image
 

@@ -68,9 +68,9 @@ def test_reenact_with_an_exported_generator(tmp_path) -> None:
 
     from marionette.data.config import PreprocessConfig
     from marionette.errors import InputError
+    from marionette.inference.export import export_generator
     from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
     from marionette.provenance import verify
-    from marionette.inference.export import export_generator
 
     torch.manual_seed(0)
     config = model_config("tiny")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 WORKER = '''
 import sys
 from pathlib import Path

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from marionette.errors import InputError
-from marionette.training import checkpoint as checkpoint_module
 from marionette.inference.export import load_generator
 from marionette.provenance import verify
+from marionette.training import checkpoint as checkpoint_module
 from marionette.training.checkpoint import list_checkpoints, load_checkpoint, remove_partial, save_checkpoint
 from marionette.training.config import TrainConfig, run_config
 from marionette.training.loop import learning_rate_scale, train

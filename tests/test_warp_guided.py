@@ -14,8 +14,8 @@ from torch.utils.data import default_collate
 
 from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import EpisodeDataset, to_tensor
-from marionette.data.store import ClipReader
 from marionette.data.manifest import clip_path
+from marionette.data.store import ClipReader
 from marionette.inference.export import load_generator
 from marionette.inference.warp import WarpRenderer
 from marionette.model.config import model_config

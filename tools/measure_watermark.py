@@ -28,8 +28,18 @@ import numpy as np
 from PIL import Image
 
 from marionette.media import iter_video, load_image, probe_video
-from marionette.provenance import (CELLS, PHASES, SEARCH_HYPOTHESES, SEARCH_SCALES, SEARCH_THRESHOLD, THRESHOLD,
-                                   TILE, Detection, Watermark, search_stack)
+from marionette.provenance import (
+    CELLS,
+    PHASES,
+    SEARCH_HYPOTHESES,
+    SEARCH_SCALES,
+    SEARCH_THRESHOLD,
+    THRESHOLD,
+    TILE,
+    Detection,
+    Watermark,
+    search_stack,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

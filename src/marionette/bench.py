@@ -10,23 +10,22 @@ import os
 import platform
 import tempfile
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from torch.utils.data import DataLoader
 
+from marionette import bench_model
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
-from marionette import bench_model
 from marionette.media import atomic_path, iter_video, probe_video
 from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, asset
-
 
 
 def machine() -> str:

@@ -13,13 +13,13 @@ from marionette import __version__
 from marionette.app import AppConfig
 from marionette.config import describe, override
 from marionette.data.config import EpisodeConfig, PreprocessConfig
-from marionette.inference.pipeline import ReenactConfig
 from marionette.errors import InputError, os_error
-from marionette.outputs import check_file_output
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.run import EvalConfig
+from marionette.inference.pipeline import ReenactConfig
 from marionette.landmark_transformer.config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
+from marionette.outputs import check_file_output
 from marionette.training.config import TRAIN_PRESETS, TrainConfig
 
 

@@ -93,7 +93,7 @@ class EpisodeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    @functools.lru_cache(maxsize=256)  # per worker process: small arrays of recently used clips
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (one dataset per process, alive as long as it; per worker)
     def _reader(self, clip_id: str) -> ClipReader:
         return ClipReader(clip_path(self.root, clip_id))
 

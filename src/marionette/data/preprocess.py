@@ -35,9 +35,8 @@ from marionette.landmarks.crop import CropBox, crop_image, head_box, smooth_boxe
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
-from marionette.outputs import check_work_folder
 from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_frames, list_image_sequence, probe_video, sweep_temporaries
-
+from marionette.outputs import check_work_folder
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmark_transformer.config import MODES
+from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmarks.crop import CropBox
 
 DRIVING_MODES = ("auto",) + MODES

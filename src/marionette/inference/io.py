@@ -17,8 +17,16 @@ from PIL import Image
 
 from marionette.errors import InputError
 from marionette.media import (
-    IMAGE_EXTS, VIDEO_EXTS, atomic_folder, atomic_path, decode_video, list_image_sequence, load_image, probe_video,
-    save_image, sweep_temporaries,
+    IMAGE_EXTS,
+    VIDEO_EXTS,
+    atomic_folder,
+    atomic_path,
+    decode_video,
+    list_image_sequence,
+    load_image,
+    probe_video,
+    save_image,
+    sweep_temporaries,
 )
 from marionette.outputs import output_kind
 from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info, sign_output

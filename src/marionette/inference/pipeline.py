@@ -30,16 +30,15 @@ from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.driving import DRIVING_MODES, DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
-from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.neural import NeuralRenderer
 from marionette.inference.renderers import Renderer, make_renderer
+from marionette.inference.smoothing import OneEuroFilter
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
-from marionette.outputs import check_media_output
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
+from marionette.outputs import check_media_output
 from marionette.provenance import Watermark, container_tags
-
 
 RENDERERS = ("auto", "neural", "warp", "copy")
 log = logging.getLogger(__name__)
@@ -47,10 +46,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ReenactConfig(Settings):
-    renderer: str = "auto"  # neural (a trained generator), warp (training-free), auto: neural given a checkpoint; copy: evaluation's baseline (the nearest-pose target, unmoved)
+    renderer: str = "auto"  # warp (training-free), neural (a trained generator), auto: neural given one; copy: a baseline
     size: int = 256  # side of the face crop the renderer works at, pixels
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
-    mode: str = "auto"  # relative: the driver's motion since its first frame; absolute: its pose as is; auto: absolute for a single image, else relative
+    mode: str = "auto"  # relative: the driver's motion since its first frame; absolute: its pose; auto: absolute for an image
     alpha: float = 1.0  # expression strength of the landmark transformer
     smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
     smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)

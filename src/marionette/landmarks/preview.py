@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 
 from marionette.data.config import PreprocessConfig
+from marionette.errors import InputError
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.landmarks.mesh import LARGEST, Face, detect_all, pick_face
 from marionette.landmarks.pose import head_pose
 from marionette.landmarks.render import draw_points, render_landmarks
-from marionette.errors import InputError
 from marionette.media import load_image, save_image
 
 

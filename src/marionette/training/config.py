@@ -7,15 +7,14 @@ Overrides are `key=value` for TrainConfig fields and `model.key=value` / `loss.k
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from marionette.config import MAX_SHOTS, SettingError, Settings, at_least, between, each, from_dict, override, to_dict
 from marionette.data.config import EpisodeConfig
 from marionette.model.config import PRESETS as MODEL_PRESETS
 from marionette.model.config import LossConfig, ModelConfig, model_config
-
 
 T = TypeVar("T")
 

@@ -32,14 +32,20 @@ from tqdm import tqdm
 from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset
 from marionette.data.manifest import Manifest
 from marionette.errors import InputError
+from marionette.inference.export import export_generator
 from marionette.media import atomic_path
-from marionette.outputs import check_work_folder
 from marionette.model import Discriminator, Generator, build_objective
+from marionette.outputs import check_work_folder
 from marionette.provenance import save_marked_image
 from marionette.training import distributed
-from marionette.inference.export import export_generator
-from marionette.training.checkpoint import (Networks, list_checkpoints, load_checkpoint,
-                                            read_state, remove_partial, save_checkpoint)
+from marionette.training.checkpoint import (
+    Networks,
+    list_checkpoints,
+    load_checkpoint,
+    read_state,
+    remove_partial,
+    save_checkpoint,
+)
 from marionette.training.config import RunConfig, TrainConfig
 from marionette.training.validation import Validator, plot_validation
 
