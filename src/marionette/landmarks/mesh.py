@@ -8,6 +8,7 @@ pixel scale as x, smaller z nearer the camera (MediaPipe's convention).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import sys
 from collections.abc import Iterator
@@ -53,6 +54,7 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.dup2(devnull, 2)
         yield
     finally:
+        ctypes.CDLL(None).fflush(None)  # what C++ buffered goes to /dev/null too, not to the restored stderr
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
@@ -62,7 +64,6 @@ class FaceMesh:
     """MediaPipe face mesh. `video=True` tracks across consecutive frames (faster, steadier)."""
 
     def __init__(self, video: bool = False, max_faces: int = 4, min_confidence: float = 0.5):
-        os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings (e.g. its feedback manager's)
         import mediapipe as mp  # imported here: loading it costs ~1 s and most commands need it once
 
         with _native_stderr_silenced():
@@ -73,17 +74,18 @@ class FaceMesh:
                 min_detection_confidence=min_confidence,
                 min_tracking_confidence=min_confidence,
             )
-        self._started = False
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))  # start the graph now, its threads' chatter muted
+        self._quiet = 2  # calls with a face still to come before MediaPipe has loaded every model it logs from
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an (H, W, 3) uint8 RGB image, largest first."""
         h, w = image.shape[:2]
-        if self._started:
+        if not self._quiet:
             result = self._mesh.process(np.ascontiguousarray(image))
-        else:  # calls up to the first face found load the models, which log from C++
+        else:  # the first calls with a face (detection, then tracking) load models, which log from C++
             with _native_stderr_silenced():
                 result = self._mesh.process(np.ascontiguousarray(image))
-            self._started = bool(result.multi_face_landmarks)
+            self._quiet -= bool(result.multi_face_landmarks)
         faces = []
         for landmarks in result.multi_face_landmarks or ():
             xyz = np.array([(p.x, p.y, p.z) for p in landmarks.landmark], dtype=np.float32)  # (478, 3)
