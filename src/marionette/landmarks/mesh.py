@@ -161,7 +161,11 @@ def detect_all(image: np.ndarray, max_faces: int = 16) -> list[Face]:
 def detect_face(image: np.ndarray, source: str | Path, face_index: int = LARGEST) -> Face:
     """One face of a still image: the largest, or the face_index-th from the left (0 = leftmost);
     InputError naming `source` if absent."""
-    faces = detect_all(image)
+    return choose_face(detect_all(image), source, face_index)
+
+
+def choose_face(faces: list[Face], source: str | Path, face_index: int) -> Face:
+    """`pick_face` of faces found in `source`, or an InputError naming it when there is none."""
     if not faces:
         raise InputError(f"{source}: no face found")
     face = pick_face(faces, face_index)

@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 
 from marionette.data.config import PreprocessConfig
-from marionette.errors import InputError
 from marionette.landmarks.crop import crop_image, head_box
-from marionette.landmarks.mesh import LARGEST, Face, detect_all, pick_face
+from marionette.landmarks.mesh import LARGEST, Face, choose_face, detect_all, pick_face
 from marionette.landmarks.pose import head_pose
 from marionette.landmarks.render import draw_points, render_landmarks
 from marionette.media import load_image, save_image
@@ -30,12 +29,7 @@ def landmark_report(path: Path, face_index: int = LARGEST, size: int = 256, prev
     `preview`, write the chosen crop with the points drawn beside the rendered landmark image."""
     image = load_image(path)
     faces = detect_all(image)
-    if not faces:
-        raise InputError(f"{path}: no face found")
-    face = pick_face(faces, face_index)
-    if face is None:
-        raise InputError(f"{path}: face {face_index} requested but only {len(faces)} found (numbered from 0, "
-                         "left to right)")
+    face = choose_face(faces, path, face_index)
     ordered = [pick_face(faces, i) for i in range(len(faces))]
     points = face.ibug68  # (68, 3) image pixels
     yaw, pitch, roll = head_pose(points).tolist()
