@@ -10,6 +10,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from clips import make_clip
 from PIL import Image
 
 from marionette.errors import InputError
@@ -25,37 +26,9 @@ TARGET = str(ASSETS / "faces" / "02_grace_hopper.jpg")
 DRIVER = ASSETS / "videos" / "grid_lbax4n.mp4"
 
 
-def _short_clip(path: Path, frames: int = 12, audio: bool = False, blank: set[int] = frozenset()) -> Path:
-    """The first `frames` frames of a bundled clip (frames in `blank` made black), optionally with a
-    440 Hz AAC tone."""
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=25)
-        video.width, video.height, video.pix_fmt = 360, 288, "yuv420p"
-        sound = out.add_stream("aac", rate=16000) if audio else None
-        for i, frame in enumerate(iter_video(DRIVER)):
-            if i == frames:
-                break
-            if i in blank:
-                frame = np.zeros_like(frame)
-            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
-        if sound is not None:
-            t = np.arange(16000 * frames // 25) / 16000
-            tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            samples = av.AudioFrame.from_ndarray(tone, format="fltp", layout="mono")
-            samples.sample_rate = 16000
-            for packet in sound.encode(samples):
-                out.mux(packet)
-            for packet in sound.encode():
-                out.mux(packet)
-    return path
-
-
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _short_clip(tmp_path_factory.mktemp("driver") / "driver.mp4")
+    return make_clip(tmp_path_factory.mktemp("driver") / "driver.mp4")
 
 
 def test_warp_with_the_targets_own_mesh_is_the_identity(hopper) -> None:
@@ -180,7 +153,7 @@ def test_preview_window_shows_each_frame_and_q_stops(driver: Path, tmp_path: Pat
 
 
 def test_driver_audio_is_copied(tmp_path: Path) -> None:
-    driver = _short_clip(tmp_path / "talking.mp4", audio=True)
+    driver = make_clip(tmp_path / "talking.mp4", audio="aac")
     out = tmp_path / "result.mp4"
     ReenactPipeline(ReenactConfig(size=128)).run([TARGET], str(driver), out, progress=False)
     assert has_audio(driver) and has_audio(out)
@@ -202,7 +175,7 @@ def test_gif_png_and_side_by_side_outputs(driver: Path, tmp_path: Path) -> None:
 
 
 def test_faceless_driver_frames_hold_the_last_landmarks(tmp_path: Path) -> None:
-    driver = _short_clip(tmp_path / "gaps.mp4", blank={4, 5, 6})
+    driver = make_clip(tmp_path / "gaps.mp4", blank=frozenset({4, 5, 6}))
     stats = ReenactPipeline(ReenactConfig(size=128, paste_back=False)).run([TARGET], str(driver),
                                                                           tmp_path / "r.mp4", progress=False)
     assert stats.frames == 12 and stats.faceless == 3
@@ -222,7 +195,7 @@ def test_k_targets_and_odd_image_modes(driver: Path, tmp_path: Path) -> None:
 def test_bad_inputs_give_one_line_errors_and_no_output(driver: Path, tmp_path: Path) -> None:
     blank = tmp_path / "blank.png"
     Image.new("RGB", (200, 200), (120, 120, 120)).save(blank)
-    noface = _short_clip(tmp_path / "noface.mp4", frames=5, blank=set(range(5)))
+    noface = make_clip(tmp_path / "noface.mp4", frames=5, blank=frozenset(range(5)))
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00" * 1000)
     cases = [
