@@ -16,10 +16,11 @@ from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.errors import InputError, os_error
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.run import EvalConfig
+from marionette.inference.onnx_runtime import OnnxExportConfig
 from marionette.inference.pipeline import ReenactConfig
 from marionette.landmark_transformer.config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
-from marionette.outputs import check_file_output
+from marionette.outputs import check_file_output, check_folder_output
 from marionette.training.config import TRAIN_PRESETS, TrainConfig
 
 
@@ -103,6 +104,17 @@ def _fit_landmarks(args: argparse.Namespace) -> None:
     print(f"{out} (+ .json): {stats['frames']} frames of "
           f"{stats['identities']} identities ({config.split}); {stats['components']} expression components "
           f"({100 * stats['explained_variance']:.1f}% of l_exp); fitted in {stats['seconds']:.0f} s")
+
+
+def _export_onnx(args: argparse.Namespace) -> None:
+    from marionette.inference.onnx_runtime import FILES, export_onnx
+
+    config = override(OnnxExportConfig(), args.set)
+    check_folder_output(args.out, [args.export], FILES, args.overwrite)
+    error = export_onnx(args.export, Path(args.out), config)
+    checked = f"onnxruntime within {error:.1g} of torch at K = 1 and 8" if error is not None else "not checked"
+    print(f"{args.out}: {', '.join(FILES)} (K = 1..8 targets; {checked}); reenact with "
+          f"--set renderer=onnx --checkpoint {args.out}")
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -297,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting listed below (repeat for more)")
     p.set_defaults(func=_fit_landmarks)
+
+    p = sub.add_parser("export-onnx", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       help="write a trained generator as ONNX for the onnx renderer (pip install 'marionette[onnx]')",
+                       epilog="settings (--set key=value):\n" + describe(OnnxExportConfig))
+    p.add_argument("export", help="inference export of `marionette train` (RUN/export/generator.safetensors)")
+    p.add_argument("--out", required=True, help="folder to write (new or empty): target_encoder.onnx, "
+                   "frame_generator.onnx, model.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier ONNX export in that folder")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting listed below (repeat for more)")
+    p.set_defaults(func=_export_onnx)
 
     p = sub.add_parser("verify", formatter_class=fmt,
                        help="check files for marionette's C2PA manifest, synthetic-media tag and invisible watermark")

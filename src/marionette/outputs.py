@@ -94,3 +94,21 @@ def check_work_folder(out: str | Path, inputs: list[str | Path], markers: tuple[
     if any(out.iterdir()) and not any((out / m).exists() for m in markers):
         raise InputError(f"{out}: folder holds other files and no {markers[0]}, so it is not a marionette {what}; "
                          "give a new or empty folder")
+
+
+def check_folder_output(out: str | Path, inputs: list[str | Path], names: tuple[str, ...], overwrite: bool = False) -> None:
+    """A folder a command writes whole, holding the files `names` (an ONNX export): new or empty;
+    one that holds nothing but such files (an earlier one) is replaced only with `overwrite`."""
+    out = Path(out)
+    _check_place(out, inputs)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir() or out.is_symlink():
+        raise InputError(f"{out}: exists and is not a folder; give a new folder")
+    entries = list(out.iterdir())
+    if not entries:
+        return
+    if not all(e.name in names and e.is_file() and not e.is_symlink() for e in entries):
+        raise InputError(f"{out}: folder holds files marionette did not write; give a new or empty folder")
+    if not overwrite:
+        raise InputError(f"{out}: holds an earlier export; pass --overwrite to replace it")

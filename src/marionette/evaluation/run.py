@@ -57,7 +57,7 @@ CALIBRATION = "calibration.json"
 @dataclass(frozen=True)
 class EvalConfig(Settings):
     split: str = "test"  # dataset split the episodes come from (train, val, test or all)
-    renderers: tuple[str, ...] = ("copy", "warp")  # renderers compared (copy, warp, neural)
+    renderers: tuple[str, ...] = ("copy", "warp")  # renderers compared (copy, warp, neural, onnx)
     shots: tuple[int, ...] = (1, 8)  # K values, each in 1..8
     modes: tuple[str, ...] = ("self", "cross")  # self: driver from the targets' clip; cross: another identity
     episodes: int = 20  # episodes per (mode, shots)
@@ -66,7 +66,7 @@ class EvalConfig(Settings):
     alpha: float = 1.0  # expression strength of the landmark transformer in cross episodes
     samples: int = 4  # episodes per (mode, shots) kept as images for the sample grids
     arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
-    checkpoint: str | None = None  # trained generator checkpoint for the neural renderer
+    checkpoint: str | None = None  # trained generator checkpoint for the neural renderer (its ONNX export folder for onnx)
     landmark_transformer: str | None = None  # fitted landmark transformer driving cross episodes (None: the shipped one)
     videos: bool = False  # also render each episode's whole driver clip: temporal metrics and video walls
 
@@ -166,7 +166,7 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
             drive = dict(transform=False, mode="absolute") if mode == "self" else dict(mode=config.cross_mode,
                                                                                          alpha=config.alpha)
             pipeline = ReenactPipeline(ReenactConfig(renderer=name, size=crops.size, paste_back=False, **drive),
-                                       checkpoint=config.checkpoint if name == "neural" else None,
+                                       checkpoint=config.checkpoint if name in ("neural", "onnx") else None,
                                        landmark_transformer=config.landmark_transformer)
             trained = (pipeline.crop.crop_scale, pipeline.crop.crop_shift)
             if trained != (crops.crop_scale, crops.crop_shift):

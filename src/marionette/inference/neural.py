@@ -14,6 +14,8 @@ are the targets' already: no colour matching.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 import torch
@@ -25,6 +27,9 @@ from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.model.generator import Generator, TargetCache
+
+if TYPE_CHECKING:
+    from marionette.inference.onnx_runtime import OnnxGenerator
 
 
 def face_mask(mesh: np.ndarray, size: int) -> np.ndarray:
@@ -46,9 +51,9 @@ def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np
 class NeuralRenderer:
     name = "neural"
 
-    def __init__(self, generator: Generator, crop_size: int, device: torch.device | str = "cpu",
+    def __init__(self, generator: Generator | OnnxGenerator, crop_size: int, device: torch.device | str = "cpu",
                  source: str = "the generator", preprocess: PreprocessConfig = PreprocessConfig()):
-        self.generator = generator.eval().to(device)
+        self.generator = generator.eval().to(device) if isinstance(generator, torch.nn.Module) else generator  # ONNX: as it is
         self.preprocess = preprocess  # how its training crops were made: inference crops must match
         self.source = source  # names the weights in errors
         self.device = torch.device(device)

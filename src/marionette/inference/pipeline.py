@@ -40,13 +40,13 @@ from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.outputs import check_media_output
 from marionette.provenance import Watermark, container_tags
 
-RENDERERS = ("auto", "neural", "warp", "copy")
+RENDERERS = ("auto", "neural", "onnx", "warp", "copy")
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ReenactConfig(Settings):
-    renderer: str = "auto"  # warp (training-free), neural (a trained generator), auto: neural given one; copy: a baseline
+    renderer: str = "auto"  # warp (training-free), neural (a trained generator), onnx (its ONNX export), auto: either given one; copy: a baseline
     size: int = 256  # side of the face crop the renderer works at, pixels
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
     mode: str = "auto"  # relative: the driver's motion since its first frame; absolute: its pose; auto: absolute for an image
@@ -139,10 +139,11 @@ class ReenactPipeline:
                 os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("preview=true needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
         self.config = config
-        name = config.renderer if config.renderer != "auto" else "neural" if checkpoint is not None else "warp"
+        name = config.renderer if config.renderer != "auto" else (
+            "warp" if checkpoint is None else "onnx" if Path(checkpoint).is_dir() else "neural")
         if config.renderer == "auto" and name == "warp":
             log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
-        if name == "neural":
+        if name in ("neural", "onnx"):  # onnxruntime's sessions take torch's thread count
             # measured (tiny preset, 2 cores): 17 ms per frame with 1 thread, 1.4 s with 2, as torch's
             # worker threads fight MediaPipe's and the decoder's for the same cores
             torch.set_num_threads(config.torch_threads)

@@ -3,6 +3,7 @@ renderer the same way, through ReenactPipeline:
 
   warp    the training-free piecewise-affine warp of the target photo (inference/warp.py)
   neural  the MarioNETte generator of an inference export (inference/neural.py)
+  onnx    the same generator exported by `export-onnx`, run by onnxruntime (inference/onnx_runtime.py)
   copy    evaluation's baseline: the target frame whose head pose is nearest the driven pose,
           unchanged (a result must beat it: it has the target's identity and texture, not the motion)
 """
@@ -18,7 +19,7 @@ from marionette.errors import InputError
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
 
-RENDERERS = ("warp", "neural", "copy")
+RENDERERS = ("warp", "neural", "onnx", "copy")
 
 
 class Renderer(Protocol):
@@ -48,7 +49,8 @@ class CopyRenderer:
 
 
 def make_renderer(name: str, size: int, checkpoint: str | Path | None = None) -> Renderer:
-    """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint`."""
+    """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint`,
+    `onnx` the ONNX export folder there."""
     if name == "warp":
         from marionette.inference.warp import WarpRenderer
 
@@ -61,6 +63,12 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None) ->
 
         export = load_generator(checkpoint)
         return NeuralRenderer(export.generator, size, source=str(checkpoint), preprocess=export.preprocess)
+    if name == "onnx":
+        if checkpoint is None:
+            raise InputError("renderer onnx needs an ONNX export folder (--checkpoint DIR, from `marionette export-onnx`)")
+        from marionette.inference.onnx_runtime import OnnxRenderer
+
+        return OnnxRenderer.load(checkpoint, size)
     if name == "copy":
         return CopyRenderer()
     raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
