@@ -14,7 +14,7 @@ from marionette.media import load_image
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
-@pytest.mark.parametrize("command", ["landmarks", "preprocess", "fit-landmarks", "bench"])
+@pytest.mark.parametrize("command", ["landmarks", "preprocess", "fit-landmarks", "bench", "export-onnx"])
 def test_help_documents_every_option(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main([command, "--help"])
@@ -26,6 +26,8 @@ def test_help_documents_every_option(command: str, capsys: pytest.CaptureFixture
         assert action.help, f"{command}: option {action.dest} has no help"
     if command == "preprocess":  # every dataset setting, with its default
         assert "max_frames = 32" in text and "identity_level = 0" in text
+    if command == "export-onnx":
+        assert "opset = 17" in text and "tolerance = 0.001" in text
 
 
 def test_landmarks_json_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

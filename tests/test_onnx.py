@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +186,17 @@ def test_bad_onnx_folders_are_one_line(exported: tuple[Path, Path], case: str, s
     with pytest.raises(InputError, match=says) as error:
         make_renderer("onnx", 96, checkpoint)
     assert str(checkpoint) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_missing_runtime_or_exporter_says_what_to_install(exported: tuple[Path, Path], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from marionette.inference.renderers import make_renderer
+
+    source, folder = exported
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: importing it fails
+    with pytest.raises(InputError, match=r"needs onnxruntime: pip install 'marionette\[onnx\]'$"):
+        make_renderer("onnx", 96, folder)
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(InputError, match=r"needs the onnx package: pip install 'marionette\[onnx\]'$"):
+        export_onnx(source, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
