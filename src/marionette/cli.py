@@ -268,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True,
                    help="output: .mp4/.mov/.mkv (H.264, the driver's audio copied), .gif, or a folder for PNG frames")
     p.add_argument("--checkpoint", default=None,
-                   help="trained generator (inference export of `marionette train`) for the neural renderer "
-                        "(default: none, so the training-free warp renderer is used)")
+                   help="trained generator (inference export of `marionette train`) for the neural renderer, or "
+                        "its `export-onnx` folder for the onnx renderer (default: none, so the training-free warp "
+                        "renderer is used)")
     p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer FILE.safetensors "
                    "(from `marionette fit-landmarks`; default: the one shipped with marionette)")
     p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
