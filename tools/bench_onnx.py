@@ -28,11 +28,12 @@ from marionette.model.config import model_config
 from marionette.model.generator import Generator
 
 
-def _time(call, calls: int) -> list[float]:
+def _time(call, args: tuple, calls: int) -> list[float]:
+    """Seconds of each of `calls` calls of call(*args)."""
     times = []
     for _ in range(calls):
         start = time.perf_counter()
-        call()
+        call(*args)
         times.append(time.perf_counter() - start)
     return times
 
@@ -67,8 +68,8 @@ def main() -> None:
                 caches = (generator.encode_targets(*targets), runtime.encode_targets(*targets))
                 times: tuple[list[float], list[float]] = ([], [])
                 for _ in range(args.rounds):
-                    times[0].extend(_time(lambda: generator.generate(driver, caches[0]), args.calls))
-                    times[1].extend(_time(lambda: runtime.generate(driver, caches[1]), args.calls))
+                    times[0].extend(_time(generator.generate, (driver, caches[0]), args.calls))
+                    times[1].extend(_time(runtime.generate, (driver, caches[1]), args.calls))
                 ms = [1000 * statistics.median(t) for t in times]
                 print(f"| {threads} | {k} | {ms[0]:.1f} | {ms[1]:.1f} | {ms[1] / ms[0]:.2f} |", flush=True)
 

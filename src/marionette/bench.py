@@ -139,9 +139,10 @@ class _LoopedDriver(DriverSource):
 
 
 def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str:
-    """Per-stage cost of `marionette reenact` (warp renderer, or the neural one given a checkpoint;
-    pasted into the bundled portrait, H.264 output) and resident memory early and late in a long driver."""
-    pipeline = ReenactPipeline(ReenactConfig(renderer="neural" if checkpoint else "warp"), checkpoint=checkpoint)
+    """Per-stage cost of `marionette reenact` (warp renderer, or given a checkpoint the neural one, or
+    the onnx one for an ONNX export folder; pasted into the bundled portrait, H.264 output) and
+    resident memory early and late in a long driver."""
+    pipeline = ReenactPipeline(ReenactConfig(renderer="auto" if checkpoint else "warp"), checkpoint=checkpoint)
     pipeline.set_targets([str(asset(SAMPLE_TARGET))])
     source = open_driver(str(video))
     driver = _LoopedDriver(source.spec, source.rate, None, loops=loops)
