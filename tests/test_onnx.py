@@ -70,6 +70,14 @@ def test_flattened_cache_round_trips() -> None:
     assert list(flatten_cache(again)) == list(flat)
 
 
+def test_dynamic_axes_are_the_dimensions_that_grow_with_k() -> None:
+    from marionette.inference.onnx_runtime import _k_axes
+
+    at = {2: {"z": torch.zeros(1, 2, 32, 2, 2), "keys": torch.zeros(1, 24, 32), "mean": torch.zeros(1, 16)},
+          3: {"z": torch.zeros(1, 3, 32, 2, 2), "keys": torch.zeros(1, 36, 32), "mean": torch.zeros(1, 16)}}
+    assert _k_axes(at[2], at[3], (2, 3)) == {"z": {1: "K"}, "keys": {1: "12K"}}
+
+
 @pytest.mark.parametrize("k", [1, 3])
 def test_onnx_export_matches_torch_at_any_k(exported: tuple[Path, Path], k: int) -> None:
     source, folder = exported

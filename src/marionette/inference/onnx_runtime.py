@@ -111,9 +111,11 @@ def _k_axes(small: Mapping[str, torch.Tensor], large: Mapping[str, torch.Tensor]
     axes: dict[str, dict[int, str]] = {}
     for name, a in small.items():
         for dim, (m, n) in enumerate(zip(a.shape, large[name].shape)):
-            if m != n:
-                per, rest = divmod(m, k[0])
-                axes.setdefault(name, {})[dim] = "K" if (m, n) == k else f"{per}K" if not rest and per * k[1] == n else f"{name}:{dim}"
+            if m == n:
+                continue
+            per, rest = divmod(m, k[0])
+            multiple = not rest and per * k[1] == n  # n positions per target: named nK
+            axes.setdefault(name, {})[dim] = ("K" if per == 1 else f"{per}K") if multiple else f"{name}:{dim}"
     return axes
 
 
@@ -189,7 +191,7 @@ def export_onnx(source: str | Path, out: Path, config: OnnxExportConfig = OnnxEx
 @torch.no_grad()
 def _check(generator: Generator, encoder: bytes, frame: bytes, tolerance: float, source: str | Path) -> float:
     """Largest |onnxruntime - torch| of a frame at K = 1 and K = MAX_SHOTS; refused above tolerance."""
-    onnx_generator = OnnxGenerator(generator.config, _session(encoder, source), _session(frame, source), source)
+    onnx_generator = OnnxGenerator(generator.config, _session(encoder, source), _session(frame, source))
     error = 0.0
     for k in (1, MAX_SHOTS):
         targets, frame_inputs = _targets(generator.config, k, seed=k), _frame_inputs(generator.config, seed=k)
@@ -231,8 +233,8 @@ class OnnxGenerator:
     """The two ONNX graphs behind the Generator's inference API (config, encode_targets,
     generate), run by onnxruntime on the CPU; tensors in and out are torch's."""
 
-    def __init__(self, config: ModelConfig, encoder: Any, frame: Any, source: str | Path) -> None:
-        self.config, self._encoder, self._frame, self.source = config, encoder, frame, source
+    def __init__(self, config: ModelConfig, encoder: Any, frame: Any) -> None:
+        self.config, self._encoder, self._frame = config, encoder, frame
         self._cache_names = [o.name for o in encoder.get_outputs()]
         self._frame_names = [i.name for i in frame.get_inputs()]
 
@@ -264,7 +266,7 @@ class OnnxGenerator:
             if [manifest.get(graph, {}).get(key) for key in ("inputs", "outputs")] != list(names):
                 raise InputError(f"{folder / file}: its inputs and outputs are not those {MANIFEST_FILE} lists; "
                                  "export it again with `marionette export-onnx`")
-        return OnnxGenerator(model, *sessions, folder), preprocess
+        return OnnxGenerator(model, *sessions), preprocess
 
     def encode_targets(self, images: torch.Tensor, landmark_images: torch.Tensor) -> TargetCache:
         """images, landmark_images (1, K, 3, s, s) -> the cache of this target set."""
