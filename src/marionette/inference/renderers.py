@@ -47,8 +47,10 @@ class CopyRenderer:
         return self.crops[int(np.abs(self.poses - pose).sum(-1).argmin())]
 
 
-def make_renderer(name: str, size: int, checkpoint: str | Path | None = None) -> Renderer:
-    """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint`."""
+def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, device: str = "auto",
+                  precision: str = "auto") -> Renderer:
+    """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint` on
+    `device` in `precision` (settings of marionette.devices). Warp and copy run on the CPU."""
     if name == "warp":
         from marionette.inference.warp import WarpRenderer
 
@@ -56,11 +58,14 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None) ->
     if name == "neural":
         if checkpoint is None:
             raise InputError("renderer neural needs a trained generator (--checkpoint)")
+        from marionette.devices import placement
         from marionette.inference.export import load_generator
         from marionette.inference.neural import NeuralRenderer
 
         export = load_generator(checkpoint)
-        return NeuralRenderer(export.generator, size, source=str(checkpoint), preprocess=export.preprocess)
+        where = placement(device, precision)
+        return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
+                              preprocess=export.preprocess, precision=where.precision)
     if name == "copy":
         return CopyRenderer()
     raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
