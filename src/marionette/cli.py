@@ -156,10 +156,11 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
+    reenact = override(ReenactConfig(renderer="neural" if args.checkpoint else "warp"), args.set)  # checked first
     bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats,
               checkpoint=args.checkpoint, presets=_comma_list(args.presets), ks=[int(k) for k in _comma_list(args.ks)],
               bf16_presets=set(_comma_list(args.bf16_presets)), out=Path(args.out) if args.out else None,
-              settings=args.set)
+              reenact=reenact)
 
 
 def _train(args: argparse.Namespace) -> None:
