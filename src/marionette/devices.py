@@ -3,13 +3,14 @@
 `device`: auto (cuda if there is one, else mps, else cpu), cpu, cuda, cuda:N or mps. A device
 asked for but absent falls back to the CPU with one warning line, so that one settings file works
 on every machine. `precision`: auto, fp32, bf16 or fp16, run as `torch.autocast` (weights stay
-fp32; norms and softmax stay in fp32 where autocast keeps them there), which was measured to be
-numerically safer than casting the weights (bf16 on the `cpu` preset: mean error 0.018 vs 0.048
-in [-1, 1]). A precision the device cannot run well falls back with one warning line too.
+fp32; only the ops autocast lists, such as convolutions and matrix products, run in half
+precision), measured to be numerically safer than casting the weights, though slower (bf16 on the
+`cpu` preset: mean error 0.018 vs 0.048 in [-1, 1], 0.81-0.84x vs 0.71-0.72x fp32's time). A precision the device cannot run well falls back with one warning line too.
 
-Measured on an AMD EPYC with AVX512-BF16, 1 thread, K = 1, interleaved medians (ms/frame):
-`cpu` preset fp32 43.8, bf16 35.6 (0.81x), fp16 1454 (33x: no fast fp16 kernels on CPUs),
-channels_last 47.0 (1.07x); `paper` preset fp32 958, bf16 545 (0.57x), channels_last 1149 (1.20x).
+Measured on an AMD EPYC with AVX512-BF16, 1 thread, K = 1, random weights, interleaved medians of
+two runs (tools/measure_precision.py): the `cpu` preset's generator in bf16 takes 0.81-0.84x fp32's
+time, its whole render stage 0.87-0.92x; the `paper` preset's 0.53-0.57x and 0.61-0.65x; fp16 takes
+33-34x (no fast fp16 kernels on this CPU); channels-last 1.04-1.20x.
 """
 
 from __future__ import annotations
@@ -99,8 +100,7 @@ def resolve_precision(setting: str, device: torch.device) -> str:
     if setting == "auto":
         if device.type == "cuda":
             return "bf16" if bf16_ok else "fp16"
-        # the CPU stays fp32: bf16 autocast takes 0.81x the time of the `cpu` preset here (0.57x the
-        # `paper` preset's) for 0.005..0.018 mean error, and is emulated, so much slower, without AVX512-BF16
+        # CPU: fp32; bf16 saves little on the shipped `cpu` preset (render stage 0.87-0.92x, 2.3 grey levels off)
         return "fp16" if device.type == "mps" else "fp32"
     if setting == "fp16" and device.type == "cpu":
         log.warning("precision=fp16: slow on CPUs (33x fp32's time, measured on an AVX-512 EPYC); running in fp32 "
