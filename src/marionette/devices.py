@@ -5,7 +5,8 @@ asked for but absent falls back to the CPU with one warning line, so that one se
 on every machine. `precision`: auto, fp32, bf16 or fp16, run as `torch.autocast` (weights stay
 fp32; only the ops autocast lists, such as convolutions and matrix products, run in half
 precision), measured to be numerically safer than casting the weights, though slower (bf16 on the
-`cpu` preset: mean error 0.018 vs 0.048 in [-1, 1], 0.81-0.84x vs 0.71-0.72x fp32's time). A precision the device cannot run well falls back with one warning line too.
+`cpu` preset: mean error 0.018 vs 0.048 in [-1, 1], 0.81-0.84x vs 0.71-0.72x fp32's time). A
+precision the device cannot run well falls back with one warning line too.
 
 Measured on an AMD EPYC with AVX512-BF16, 1 thread, K = 1, random weights, interleaved medians of
 two runs (tools/measure_precision.py): the `cpu` preset's generator in bf16 takes 0.81-0.84x fp32's
