@@ -94,23 +94,33 @@ def resolve_device(setting: str) -> torch.device:
     return torch.device(setting)
 
 
+MPS_AUTOCAST = {"fp16": "2.5", "bf16": "2.6"}  # the first torch with MPS autocast in each precision
+
+
+def _fallback(precision: str, device: torch.device) -> tuple[str, str] | None:
+    """(the precision to run instead, why) where `device` cannot run `precision` well; else None."""
+    if device.type == "cpu" and precision == "fp16":
+        return "fp32", "slow on CPUs (33x fp32's time, measured on an AVX-512 EPYC; bf16 is the fast one there)"
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        return "fp16", f"{torch.cuda.get_device_name(device)} has no bf16"
+    if device.type == "mps" and precision in MPS_AUTOCAST and torch.__version__ < MPS_AUTOCAST[precision]:
+        return "fp32", f"MPS autocast in {precision} needs torch >= {MPS_AUTOCAST[precision]} (this is {torch.__version__})"
+    return None
+
+
 def resolve_precision(setting: str, device: torch.device) -> str:
     """fp32, bf16 or fp16 for a `precision` setting on `device`; a precision the device cannot
-    run well falls back (one warning)."""
-    bf16_ok = device.type != "cuda" or torch.cuda.is_bf16_supported()
+    run well falls back (one warning; `auto` picks one it can run, silently)."""
     if setting == "auto":
-        if device.type == "cuda":
-            return "bf16" if bf16_ok else "fp16"
         # CPU: fp32; bf16 saves little on the shipped `cpu` preset (render stage 0.87-0.92x, 2.3 grey levels off)
-        return "fp16" if device.type == "mps" else "fp32"
-    if setting == "fp16" and device.type == "cpu":
-        log.warning("precision=fp16: slow on CPUs (33x fp32's time, measured on an AVX-512 EPYC); running in fp32 "
-                    "(bf16 is the CPU's fast half precision)")
-        return "fp32"
-    if setting == "bf16" and not bf16_ok:
-        log.warning(f"precision=bf16: {torch.cuda.get_device_name(device)} has no bf16; running in fp16")
-        return "fp16"
-    return setting
+        wanted = {"cuda": "bf16", "mps": "fp16"}.get(device.type, "fp32")
+        instead = _fallback(wanted, device)
+        return instead[0] if instead else wanted
+    instead = _fallback(setting, device)
+    if instead is None:
+        return setting
+    log.warning(f"precision={setting}: {instead[1]}; running in {instead[0]}")
+    return instead[0]
 
 
 def placement(device: str = "auto", precision: str = "auto") -> Placement:
