@@ -46,7 +46,7 @@ class Placement:
     @property
     def channels_last(self) -> bool:
         """Channels-last convolutions: the known good layout on CUDA; on the CPU measured slower
-        (1.07x the `cpu` preset's time, 1.20x the `paper` preset's)."""
+        (1.04-1.07x the `cpu` preset's time, 1.13-1.20x the `paper` preset's)."""
         return self.device.type == "cuda"
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
