@@ -175,3 +175,29 @@ def test_evaluate_scores_what_reenact_runs(small, report):
         output = pipeline.render(pipeline.driving(mesh[episode.driver_frame], start))
         truth = reader.images([episode.driver_frame])[0]
         assert np.isclose(psnr(output, truth), records[episode.shots, episode.episode], atol=1e-6)
+
+
+def test_neural_device_is_resolved_once_and_half_precision_is_not_mixed(small, tmp_path, monkeypatch, caplog):
+    """device=cuda on a machine without one: one warning for the whole run (not one per pipeline);
+    a report made in bf16 is not resumed in fp32."""
+    import dataclasses
+    import logging
+
+    import torch
+
+    from marionette.inference.export import export_generator
+    from marionette.model import Generator, model_config
+
+    root, _ = small
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    torch.manual_seed(0)
+    export = tmp_path / "g.safetensors"
+    export_generator(export, Generator(model_config("tiny")), model_config("tiny"), PreprocessConfig(), step=0)
+    config = EvalConfig(renderers=("neural",), shots=(1,), modes=("self", "cross"), episodes=1, samples=0,
+                        checkpoint=str(export), device="cuda", precision="bf16")
+    evaluate(root, tmp_path / "r", config, progress=False)
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "device=" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("device=cuda: no CUDA device here"), said
+    assert json.loads((tmp_path / "r" / "settings.json").read_text())["precision"] == "bf16"
+    with pytest.raises(InputError, match=r"other settings \(precision\)"):
+        evaluate(root, tmp_path / "r", dataclasses.replace(config, precision="fp32"), progress=False)

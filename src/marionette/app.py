@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from marionette.config import MAX_SHOTS, Rule, Settings, between, text
+from marionette.devices import DEVICE_RULE, PRECISION_RULE, placement
 from marionette.errors import InputError
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.media import IMAGE_EXTS, load_image, probe_video
@@ -49,12 +50,15 @@ class AppConfig(Settings):
     keep_minutes: float = 30.0  # uploads and results are deleted this long after they were made
     temp_dir: str = ""  # where the app's folder of uploads, results and job files is made ("": the system temp folder); removed at exit
     checkpoint: str = ""  # a trained generator export: the page offers the neural renderer too ("": warp only)
+    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
+    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
 
     RULES = dict(host=text(), port=between(0, 65535), max_upload_mb=between(0.01, 100_000),
                  max_seconds=between(0.1, 86_400), max_targets=between(1, MAX_SHOTS), concurrency=between(1, 64),
                  queue_size=between(1, 10_000), keep_minutes=between(0, 100_000),
                  temp_dir=Rule(lambda v: isinstance(v, str), "a folder, or empty for the system's"),
-                 checkpoint=Rule(lambda v: isinstance(v, str), "an export file, or empty for none"))
+                 checkpoint=Rule(lambda v: isinstance(v, str), "an export file, or empty for none"),
+                 device=DEVICE_RULE, precision=PRECISION_RULE)
 
 
 def _video_seconds(path: str) -> tuple[int, float]:
@@ -98,6 +102,8 @@ class WebApp:
         # a folder of its own, removed whole at exit (with what Gradio leaves in it, such as its upload staging files)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="marionette-app-", dir=config.temp_dir or None)).resolve()
         self.renderers = ["warp"] + (["neural"] if config.checkpoint else [])
+        # the neural renderer's device, resolved once: an absent one is said at start, not in every job
+        self.device_settings = placement(config.device, config.precision).settings() if config.checkpoint else {}
         # Gradio reads its cache folder from GRADIO_TEMP_DIR, when making components and when
         # checking that a request's files were uploaded: it holds for the app's life
         self._env_before = os.environ.get("GRADIO_TEMP_DIR")
@@ -142,7 +148,7 @@ class WebApp:
                 frames = min(frames, int(max_frames))
             config = ReenactConfig(renderer=renderer, mode=mode, alpha=float(alpha), face=int(face),
                                    paste_back=output == "paste back", side_by_side=bool(side_by_side),
-                                   max_frames=max(int(max_frames), 0))
+                                   max_frames=max(int(max_frames), 0), **self.device_settings)
             pipeline = ReenactPipeline(config, checkpoint=self.config.checkpoint or None)
             job = Path(tempfile.mkdtemp(dir=self.temp_dir, prefix="job-"))
             try:

@@ -22,6 +22,7 @@ from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
+from marionette.inference.neural import NeuralRenderer
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, iter_video, probe_video
@@ -138,11 +139,11 @@ class _LoopedDriver(DriverSource):
                 yield frame, None
 
 
-def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str:
-    """Per-stage cost of `marionette reenact` (warp renderer, or given a checkpoint the neural one, or
-    the onnx one for an ONNX export folder; pasted into the bundled portrait, H.264 output) and
-    resident memory early and late in a long driver."""
-    pipeline = ReenactPipeline(ReenactConfig(renderer="auto" if checkpoint else "warp"), checkpoint=checkpoint)
+def bench_reenact(video: Path, loops: int, checkpoint: str | None = None, config: ReenactConfig | None = None) -> str:
+    """Per-stage cost of `marionette reenact` (warp renderer; given a checkpoint, the neural one, or
+    the onnx one for an ONNX export folder; pasted into the bundled portrait, H.264 output; `config`: reenact's settings) and resident
+    memory early and late in a long driver."""
+    pipeline = ReenactPipeline(config or ReenactConfig(renderer="auto" if checkpoint else "warp"), checkpoint=checkpoint)
     pipeline.set_targets([str(asset(SAMPLE_TARGET))])
     source = open_driver(str(video))
     driver = _LoopedDriver(source.spec, source.rate, None, loops=loops)
@@ -155,23 +156,24 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str
             writer.write(marked)
             stats.seconds["mark"] += marked_at - start
             stats.seconds["encode"] += time.perf_counter() - marked_at
-            if stats.frames in (100, stats.frames):
-                rss[stats.frames] = _rss_mb()
+            rss[stats.frames] = _rss_mb()
     info = probe_video(video)
     photo = pipeline.targets[0].image
-    head = (f"{pipeline.renderer_name} renderer, {info.width}x{info.height} driver played {loops}x "
+    where = f" ({pipeline.renderer.placement})" if isinstance(pipeline.renderer, NeuralRenderer) else ""
+    head = (f"{pipeline.renderer_name} renderer{where}, {info.width}x{info.height} driver played {loops}x "
             f"({stats.frames} frames), output {photo.shape[1]}x{photo.shape[0]} H.264")
-    memory = f"resident memory: {rss[100]:.0f} MB after 100 frames, {rss[stats.frames]:.0f} MB after {stats.frames}"
+    early = min(100, stats.frames)  # fewer with --set max_frames
+    memory = f"resident memory: {rss[early]:.0f} MB after {early} frames, {rss[stats.frames]:.0f} MB after {stats.frames}"
     return f"{head}\n\n{stats.table()}\n\n{memory}"
 
 
 def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200,
         repeats: int = 3, checkpoint: str | None = None, presets: list[str] = ("tiny", "cpu", "paper"),
         ks: list[int] = (1, 2, 4, 8), bf16_presets: set[str] = frozenset({"tiny", "cpu"}),
-        out: Path | None = None) -> None:
+        out: Path | None = None, reenact: ReenactConfig | None = None) -> None:
     """Print the benchmark `what` (preprocess, episodes, reenact, model or all but model) as markdown
     tables; `video`: the driver or source video (None: the demo's sample clip); `out`: also write
-    the model report there."""
+    the model report there; `reenact`: the reenact benchmark's settings (None: the defaults)."""
     if what == "model":
         report = bench_model.report(list(presets), list(ks), set(bf16_presets))
         print(report)
@@ -191,4 +193,4 @@ def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episod
         for name, rate, unit in rows:
             print(f"| {name} | {rate} | {unit} |")
     if what in ("reenact", "all"):
-        print("\n" + bench_reenact(path, loops=5, checkpoint=checkpoint))
+        print("\n" + bench_reenact(path, loops=5, checkpoint=checkpoint, config=reenact))

@@ -168,9 +168,11 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
+    reenact = override(ReenactConfig(renderer="neural" if args.checkpoint else "warp"), args.set)  # checked first
     bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats,
               checkpoint=args.checkpoint, presets=_comma_list(args.presets), ks=[int(k) for k in _comma_list(args.ks)],
-              bf16_presets=set(_comma_list(args.bf16_presets)), out=Path(args.out) if args.out else None)
+              bf16_presets=set(_comma_list(args.bf16_presets)), out=Path(args.out) if args.out else None,
+              reenact=reenact)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -362,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16-presets", default="tiny,cpu", help="model: presets also timed in bf16 autocast (on CPUs "
                    "without native bf16 a paper-preset frame takes minutes)")
     p.add_argument("--out", default=None, help="model: also write the report to this markdown file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="reenact: override one "
+                   "`marionette reenact` setting (repeat for more), e.g. precision=bf16 or device=cuda")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -33,12 +33,14 @@ from marionette.config import MAX_SHOTS, Settings, at_least, between, each, one_
 from marionette.data.config import PreprocessConfig
 from marionette.data.manifest import SPLITS, Manifest, clip_path
 from marionette.data.store import ClipInfo, ClipReader, read_info
+from marionette.devices import DEVICE_RULE, PRECISION_RULE, placement
 from marionette.errors import InputError
 from marionette.evaluation.calibration import FRAMES_PER_CLIP, Reference, embed_dataset, references, separation
 from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.metrics import MODES, REGISTRY, TEMPORAL, Sample, Tools, measure_sample, metrics_for
 from marionette.evaluation.report import write_report, write_video_wall
+from marionette.inference.neural import NeuralRenderer
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.renderers import RENDERERS
 from marionette.landmark_transformer.config import MODES as DRIVE_MODES
@@ -69,11 +71,14 @@ class EvalConfig(Settings):
     checkpoint: str | None = None  # trained generator checkpoint for the neural renderer (its ONNX export folder for onnx)
     landmark_transformer: str | None = None  # fitted landmark transformer driving cross episodes (None: the shipped one)
     videos: bool = False  # also render each episode's whole driver clip: temporal metrics and video walls
+    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
+    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
 
     RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
                  modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0),
                  cross_mode=one_of(*DRIVE_MODES), alpha=between(0, 4), samples=at_least(0), arcface=text(optional=True),
-                 checkpoint=text(optional=True), landmark_transformer=text(optional=True))
+                 checkpoint=text(optional=True), landmark_transformer=text(optional=True), device=DEVICE_RULE,
+                 precision=PRECISION_RULE)
 
 
 class EpisodeData:
@@ -161,11 +166,13 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
     mesh is the ground truth's geometry); cross episodes with the landmark transformer in
     `cross_mode`. A generator is scored only on crops made as its training crops were."""
     pipelines = {}
+    # resolved once: an absent device is said once, not once per pipeline
+    place = placement(config.device, config.precision).settings() if "neural" in config.renderers else {}
     for name in config.renderers:
         for mode in config.modes:
             drive = dict(transform=False, mode="absolute") if mode == "self" else dict(mode=config.cross_mode,
                                                                                          alpha=config.alpha)
-            pipeline = ReenactPipeline(ReenactConfig(renderer=name, size=crops.size, paste_back=False, **drive),
+            pipeline = ReenactPipeline(ReenactConfig(renderer=name, size=crops.size, paste_back=False, **drive, **place),
                                        checkpoint=config.checkpoint if name in ("neural", "onnx") else None,
                                        landmark_transformer=config.landmark_transformer)
             trained = (pipeline.crop.crop_scale, pipeline.crop.crop_shift)
@@ -190,6 +197,10 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
     settings = {"dataset": str(Path(data).resolve()), "split": config.split, "seed": config.seed,
                 "cross_mode": config.cross_mode, "alpha": config.alpha, "expression": to_dict(expression),
                 "judge": tools.judge.name, **({"videos": True} if config.videos else {})}
+    precision = next((p.renderer.placement.precision for p in pipelines.values() if isinstance(p.renderer, NeuralRenderer)),
+                     "fp32")
+    if precision != "fp32":  # half precision changes the neural renderer's pixels: no mixing in one report
+        settings["precision"] = precision
     _check_settings(out, settings)
     episodes = _episodes(out, manifest, config, episodes_csv)
     identity_references = _calibration(out, Path(data), manifest, tools)

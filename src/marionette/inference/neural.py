@@ -22,6 +22,7 @@ import torch
 
 from marionette.data.config import PreprocessConfig
 from marionette.data.episodes import to_tensor
+from marionette.devices import Placement
 from marionette.errors import InputError
 from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.layout import mesh_to_ibug68
@@ -52,11 +53,16 @@ class NeuralRenderer:
     name = "neural"
 
     def __init__(self, generator: Generator | OnnxGenerator, crop_size: int, device: torch.device | str = "cpu",
-                 source: str = "the generator", preprocess: PreprocessConfig = PreprocessConfig()):
+                 source: str = "the generator", preprocess: PreprocessConfig = PreprocessConfig(),
+                 precision: str = "fp32"):
+        """`device` and `precision` (fp32, bf16, fp16: autocast) as resolved by marionette.devices."""
         self.generator = generator.eval().to(device) if isinstance(generator, torch.nn.Module) else generator  # ONNX: as it is
         self.preprocess = preprocess  # how its training crops were made: inference crops must match
         self.source = source  # names the weights in errors
         self.device = torch.device(device)
+        self.placement = Placement(self.device, precision)
+        if self.placement.channels_last:
+            self.generator.to(memory_format=torch.channels_last)
         self.model_size = generator.config.image_size
         self.crop_size = crop_size
         self._cache: TargetCache | None = None
@@ -77,7 +83,8 @@ class NeuralRenderer:
                             for c in crops])  # (K, s, s, 3)
         images = to_tensor(resized)[None].to(self.device)  # (1, K, 3, s, s)
         landmarks = self._landmark_image(meshes)[None].to(self.device)  # (1, K, 3, s, s)
-        self._cache = self.generator.encode_targets(images, landmarks)
+        with self.placement.autocast():
+            self._cache = self.generator.encode_targets(images, landmarks)
         if self._warp is not None:
             self._warp.prepare(crops, meshes)
         labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size)].astype(np.float32)
@@ -95,7 +102,8 @@ class NeuralRenderer:
             warp_full = self._warp.render(driven_mesh)  # (S, S, 3) uint8 at the crop size
             small = cv2.resize(warp_full, (self.model_size, self.model_size), interpolation=cv2.INTER_AREA)
             warp = to_tensor(small)[None].to(self.device)  # (1, 3, s, s)
-        image = self.generator.generate(landmark, self._cache, warp).image[0]  # (3, s, s) in [-1, 1]
+        with self.placement.autocast():
+            image = self.generator.generate(landmark, self._cache, warp).image[0]  # (3, s, s) in [-1, 1]
         if not torch.isfinite(image).all():
             raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
                              "its weights are unusable")

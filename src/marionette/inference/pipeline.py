@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from marionette.config import MAX_SHOTS, Settings, at_least, between, off_or, one_of
 from marionette.data.config import PreprocessConfig
+from marionette.devices import DEVICE_RULE, PRECISION_RULE
 from marionette.errors import InputError
 from marionette.inference.driving import DRIVING_MODES, DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
@@ -62,12 +63,14 @@ class ReenactConfig(Settings):
     face: int = -1  # which face of the targets and driver: -1 the largest, else numbered from 0 left to right
     crf: int = 18  # H.264 quality of video outputs (lower = better)
     torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
+    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
+    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
     overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
 
     RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
                  smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
                  target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15), crf=between(0, 51),
-                 torch_threads=between(1, 256))
+                 torch_threads=between(1, 256), device=DEVICE_RULE, precision=PRECISION_RULE)
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,7 @@ class ReenactPipeline:
             # measured (tiny preset, 2 cores): 17 ms per frame with 1 thread, 1.4 s with 2, as torch's
             # worker threads fight MediaPipe's and the decoder's for the same cores
             torch.set_num_threads(config.torch_threads)
-        self.renderer: Renderer = make_renderer(name, config.size, checkpoint)
+        self.renderer: Renderer = make_renderer(name, config.size, checkpoint, config.device, config.precision)
         # crops as the renderer needs them: a generator's are those it was trained on
         self.crop = self.renderer.preprocess if isinstance(self.renderer, NeuralRenderer) else PreprocessConfig()
         transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None

@@ -48,9 +48,11 @@ class CopyRenderer:
         return self.crops[int(np.abs(self.poses - pose).sum(-1).argmin())]
 
 
-def make_renderer(name: str, size: int, checkpoint: str | Path | None = None) -> Renderer:
-    """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint`,
-    `onnx` the ONNX export folder there."""
+def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, device: str = "auto",
+                  precision: str = "auto") -> Renderer:
+    """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint` on
+    `device` in `precision` (settings of marionette.devices). `onnx` runs the ONNX export folder
+    at `checkpoint` with onnxruntime on the CPU, as do warp and copy."""
     if name == "warp":
         from marionette.inference.warp import WarpRenderer
 
@@ -58,11 +60,14 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None) ->
     if name == "neural":
         if checkpoint is None:
             raise InputError("renderer neural needs a trained generator (--checkpoint)")
+        from marionette.devices import placement
         from marionette.inference.export import load_generator
         from marionette.inference.neural import NeuralRenderer
 
         export = load_generator(checkpoint)
-        return NeuralRenderer(export.generator, size, source=str(checkpoint), preprocess=export.preprocess)
+        where = placement(device, precision)
+        return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
+                              preprocess=export.preprocess, precision=where.precision)
     if name == "onnx":
         if checkpoint is None:
             raise InputError("renderer onnx needs an ONNX export folder (--checkpoint DIR, from `marionette export-onnx`)")

@@ -1,0 +1,129 @@
+"""Where the neural renderer's generator runs and in what precision (ours).
+
+`device`: auto (cuda if there is one, else mps, else cpu), cpu, cuda, cuda:N or mps. A device
+asked for but absent falls back to the CPU with one warning line, so that one settings file works
+on every machine. `precision`: auto, fp32, bf16 or fp16, run as `torch.autocast` (weights stay
+fp32; only the ops autocast lists, such as convolutions and matrix products, run in half
+precision), measured to be numerically safer than casting the weights, though slower (bf16 on the
+`cpu` preset: mean error 0.018 vs 0.048 in [-1, 1], 0.81-0.84x vs 0.71-0.72x fp32's time). A
+precision the device cannot run well falls back with one warning line too.
+
+Measured on an AMD EPYC with AVX512-BF16, 1 thread, K = 1, random weights, interleaved medians of
+two runs (tools/measure_precision.py): the `cpu` preset's generator in bf16 takes 0.81-0.84x fp32's
+time, its whole render stage 0.87-0.92x; the `paper` preset's 0.53-0.57x and 0.61-0.65x; fp16 takes
+33-34x (no fast fp16 kernels on this CPU); channels-last 1.04-1.20x.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from dataclasses import dataclass
+
+import torch
+
+from marionette.config import Rule
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+DEVICE_RULE = Rule(lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
+                   "one of " + ", ".join(DEVICES))
+PRECISION_RULE = Rule(lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS))
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A resolved device and precision: what the generator runs on."""
+
+    device: torch.device
+    precision: str  # fp32, bf16 or fp16 (autocast dtype; fp32: autocast off)
+
+    @property
+    def channels_last(self) -> bool:
+        """Channels-last convolutions: the known good layout on CUDA; on the CPU measured slower
+        (1.04-1.07x the `cpu` preset's time, 1.13-1.20x the `paper` preset's)."""
+        return self.device.type == "cuda"
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        """The context the generator's calls run in."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[self.precision])
+
+    def settings(self) -> dict[str, str]:
+        """`device` and `precision` settings that resolve to this placement, without a warning:
+        a command that builds several pipelines resolves once and passes these on."""
+        return {"device": str(self.device), "precision": self.precision}
+
+    def __str__(self) -> str:
+        return f"{self.device}, {self.precision}"
+
+
+def _cpu_build() -> str:
+    return f"torch {torch.__version__} is a CPU build" if torch.version.cuda is None else \
+        f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no GPU or driver"
+
+
+def resolve_device(setting: str) -> torch.device:
+    """The torch.device for a `device` setting; an absent device falls back to the CPU (one warning)."""
+    if setting == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    if setting.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(setting.partition(":")[2] or 0)
+        if count == 0:
+            log.warning(f"device={setting}: no CUDA device here ({_cpu_build()}); running on the CPU")
+            return torch.device("cpu")
+        if index >= count:
+            log.warning(f"device={setting}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}; "
+                        "running on the CPU")
+            return torch.device("cpu")
+        return torch.device(setting)
+    if setting == "mps" and not torch.backends.mps.is_available():
+        why = "needs Apple silicon and macOS 12.3+" if torch.backends.mps.is_built() else \
+            f"torch {torch.__version__} is built without MPS"
+        log.warning(f"device=mps: no MPS device here ({why}); running on the CPU")
+        return torch.device("cpu")
+    return torch.device(setting)
+
+
+MPS_AUTOCAST = {"fp16": "2.5", "bf16": "2.6"}  # the first torch with MPS autocast in each precision
+
+
+def _fallback(precision: str, device: torch.device) -> tuple[str, str] | None:
+    """(the precision to run instead, why) where `device` cannot run `precision` well; else None."""
+    if device.type == "cpu" and precision == "fp16":
+        return "fp32", "slow on CPUs (33x fp32's time, measured on an AVX-512 EPYC; bf16 is the fast one there)"
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        return "fp16", f"{torch.cuda.get_device_name(device)} has no bf16"
+    if device.type == "mps" and precision in MPS_AUTOCAST and torch.__version__ < MPS_AUTOCAST[precision]:
+        return "fp32", f"MPS autocast in {precision} needs torch >= {MPS_AUTOCAST[precision]} (this is {torch.__version__})"
+    return None
+
+
+def resolve_precision(setting: str, device: torch.device) -> str:
+    """fp32, bf16 or fp16 for a `precision` setting on `device`; a precision the device cannot
+    run well falls back (one warning; `auto` picks one it can run, silently)."""
+    if setting == "auto":
+        # CPU: fp32; bf16 saves little on the shipped `cpu` preset (render stage 0.87-0.92x, 2.3 grey levels off)
+        wanted = {"cuda": "bf16", "mps": "fp16"}.get(device.type, "fp32")
+        instead = _fallback(wanted, device)
+        return instead[0] if instead else wanted
+    instead = _fallback(setting, device)
+    if instead is None:
+        return setting
+    log.warning(f"precision={setting}: {instead[1]}; running in {instead[0]}")
+    return instead[0]
+
+
+def placement(device: str = "auto", precision: str = "auto") -> Placement:
+    """Resolve `device` and `precision` settings (values checked by DEVICE_RULE and PRECISION_RULE)."""
+    resolved = resolve_device(device)
+    return Placement(resolved, resolve_precision(precision, resolved))

@@ -1,0 +1,152 @@
+"""Measure the neural renderer's precision and memory-layout choices on this machine's CPU, the
+figures behind marionette.devices' CPU defaults (README, Measured).
+
+1. The generator alone (targets cached, K = 1, random weights): ms per frame in fp32, bf16 and
+   fp16 autocast, channels-last (fp32, bf16) and weights cast to bf16 (no autocast), and each
+   variant's largest and mean difference from fp32's image in [-1, 1].
+2. The neural renderer's render stage (landmark image, generator, colour matching) on real driven
+   meshes (the bundled portrait driven by a video), fp32 vs bf16 through ReenactPipeline, and how
+   far the bf16 frames are from the fp32 ones in grey levels.
+
+Variants are interleaved (one call of each in turn, the order reversed every round) in one
+process and the medians reported, so that other load on the machine hits all of them alike.
+
+    .venv/bin/python tools/measure_precision.py --presets cpu,paper --rounds 30,9 \\
+        --driver ../shared/data/videos/lp_d3.mp4       # about 5 minutes on 2 shared cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from marionette.bench_model import machine
+from marionette.data.config import PreprocessConfig
+from marionette.devices import Placement
+from marionette.inference.export import export_generator
+from marionette.inference.io import open_driver
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.model import Generator, model_config
+from marionette.resources import SAMPLE_TARGET, asset
+
+CPU = torch.device("cpu")
+
+
+def interleaved(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds per call of each, measured in turn (order reversed every other round)."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for r in range(rounds):
+        for name in list(calls) if r % 2 == 0 else list(calls)[::-1]:
+            start = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def generator_variants(preset: str, fp16: bool) -> dict[str, Callable[[], torch.Tensor]]:
+    """name -> a call generating one frame (targets cached) in that variant."""
+    torch.manual_seed(0)
+    generator = Generator(model_config(preset)).eval()
+    s = generator.config.image_size
+    images, landmarks = torch.rand(1, 1, 3, s, s) * 2 - 1, torch.rand(1, 1, 3, s, s) * 2 - 1  # (B, K, 3, H, W)
+    driver = torch.rand(1, 3, s, s) * 2 - 1  # (B, 3, H, W)
+    variants = [("fp32", "fp32", False), ("bf16", "bf16", False), ("channels_last fp32", "fp32", True),
+                ("channels_last bf16", "bf16", True)] + ([("fp16", "fp16", False)] if fp16 else [])
+    calls = {}
+    for name, precision, channels_last in variants:
+        model, where = copy.deepcopy(generator), Placement(CPU, precision)
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        model.to(memory_format=layout)
+        with torch.inference_mode(), where.autocast():
+            cache = model.encode_targets(images, landmarks)
+
+        def call(model: Generator = model, where: Placement = where, cache=cache,
+                 frame: torch.Tensor = driver.contiguous(memory_format=layout)) -> torch.Tensor:
+            with torch.inference_mode(), where.autocast():
+                return model.generate(frame, cache).image.float()  # (1, 3, s, s)
+        calls[name] = call
+    cast = copy.deepcopy(generator).to(torch.bfloat16)
+    with torch.inference_mode():
+        cast_cache = cast.encode_targets(images.bfloat16(), landmarks.bfloat16())
+
+    def cast_call() -> torch.Tensor:
+        with torch.inference_mode():
+            return cast.generate(driver.bfloat16(), cast_cache).image.float()
+    calls["bf16 weights"] = cast_call
+    return calls
+
+
+def measure_generator(preset: str, rounds: int, fp16: bool) -> None:
+    calls = generator_variants(preset, fp16)
+    reference = calls["fp32"]()
+    errors = {name: (call() - reference).abs() for name, call in calls.items()}
+    medians = interleaved(calls, rounds)
+    print(f"\n{preset} preset, K = 1, generator only ({rounds} rounds)\n\n"
+          "| variant | ms/frame | x fp32 | max abs diff | mean abs diff |\n|---|---:|---:|---:|---:|")
+    for name, seconds in medians.items():
+        print(f"| {name} | {1000 * seconds:.1f} | {seconds / medians['fp32']:.2f} | "
+              f"{errors[name].max():.3f} | {errors[name].mean():.4f} |")
+
+
+def measure_render(preset: str, driver: str, frames: int) -> None:
+    """fp32 vs bf16 render stage on `frames` driven meshes of `driver`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        export = Path(tmp) / "generator.safetensors"
+        torch.manual_seed(0)
+        config = model_config(preset)
+        export_generator(export, Generator(config), config, PreprocessConfig(), step=0)
+        pipelines = {p: ReenactPipeline(ReenactConfig(device="cpu", precision=p), checkpoint=export)
+                     for p in ("fp32", "bf16")}
+    for pipeline in pipelines.values():
+        pipeline.set_targets([str(asset(SAMPLE_TARGET))])
+    meshes = []  # the driven meshes of the first pipeline's run
+    first = pipelines["fp32"]
+    first.render = lambda mesh: (meshes.append(mesh), first.renderer.render(mesh))[1]
+    for done, _ in enumerate(first.frames(open_driver(driver), RunStats()), 1):
+        if done >= frames:
+            break
+    times: dict[str, list[float]] = {p: [] for p in pipelines}
+    errors = []
+    for i, mesh in enumerate(meshes):
+        out = {}
+        for p in list(pipelines) if i % 2 == 0 else list(pipelines)[::-1]:
+            start = time.perf_counter()
+            out[p] = pipelines[p].renderer.render(mesh).astype(int)  # (S, S, 3)
+            times[p].append(time.perf_counter() - start)
+        errors.append(np.abs(out["bf16"] - out["fp32"]))
+    error = np.stack(errors)
+    fp32, bf16 = (statistics.median(times[p]) for p in ("fp32", "bf16"))
+    print(f"\n{preset} preset, render stage of the neural renderer, {len(meshes)} frames of {Path(driver).name}: "
+          f"fp32 {1000 * fp32:.1f} ms/frame, bf16 {1000 * bf16:.1f} ({bf16 / fp32:.2f}x); bf16 frames differ "
+          f"from fp32's by {error.mean():.2f} grey levels on average, 99th percentile {np.percentile(error, 99):.0f}, "
+          f"max {error.max()}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="cpu,paper", help="comma list of model presets")
+    parser.add_argument("--rounds", default="30,9", help="comma list: interleaved rounds per preset")
+    parser.add_argument("--fp16-presets", default="cpu", help="presets also timed in fp16 (slow on CPUs)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (reenact's torch_threads default: 1)")
+    parser.add_argument("--driver", default=None, help="driver video for the render stage (default: skip it)")
+    parser.add_argument("--frames", default="150,30", help="comma list: driven frames per preset (render stage)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"machine: {machine()}")
+    presets = args.presets.split(",")
+    for preset, rounds, frames in zip(presets, map(int, args.rounds.split(",")), map(int, args.frames.split(","))):
+        measure_generator(preset, rounds, preset in args.fp16_presets.split(","))
+        if args.driver:
+            measure_render(preset, args.driver, frames)
+
+
+if __name__ == "__main__":
+    main()
