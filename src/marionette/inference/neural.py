@@ -28,19 +28,21 @@ from marionette.model.generator import Generator, TargetCache
 
 
 def face_mask(mesh: np.ndarray, size: int) -> np.ndarray:
-    """(size, size) bool: inside the convex hull of a (478, 2+) mesh in pixels."""
+    """(size, size) uint8, 1 inside the convex hull of a (478, 2+) mesh in pixels, else 0."""
     mask = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(mesh[:, :2]).astype(np.int32)), 1)
-    return mask.astype(bool)
+    return mask
 
 
 def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Shift and scale each Lab channel of an (H, W, 3) uint8 RGB image so that its pixels under
-    `mask` have the given (3,) Lab mean and std (Reinhard-style transfer, ours)."""
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
-    own_mean, own_std = lab[mask].mean(0), lab[mask].std(0) + 1e-3
-    lab = (lab - own_mean) * (std / own_std) + mean
-    return cv2.cvtColor(np.clip(lab + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    `mask` (H, W) have the given (3,) Lab mean and std (Reinhard-style transfer, ours). The
+    per-channel affine map of the 256 Lab levels is tabulated once, then applied as a lookup."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    own_mean, own_std = (m[:, 0].astype(np.float32) for m in cv2.meanStdDev(lab, mask=mask.astype(np.uint8)))
+    levels = np.arange(256, dtype=np.float32)[:, None]  # (256, 1)
+    table = np.clip((levels - own_mean) * (std / (own_std + 1e-3)) + mean + 0.5, 0, 255).astype(np.uint8)  # (256, 3)
+    return cv2.cvtColor(cv2.LUT(lab, table[None]), cv2.COLOR_LAB2RGB)
 
 
 class NeuralRenderer:
@@ -75,7 +77,7 @@ class NeuralRenderer:
         self._cache = self.generator.encode_targets(images, landmarks)
         if self._warp is not None:
             self._warp.prepare(crops, meshes)
-        labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size)].astype(np.float32)
+        labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size).astype(bool)].astype(np.float32)
                 for c, m in zip(crops, meshes)]
         pixels = np.concatenate(labs)  # (N, 3) Lab of every target face pixel
         self._lab_mean, self._lab_std = pixels.mean(0), pixels.std(0)
