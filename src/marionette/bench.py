@@ -15,16 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from marionette import bench_model
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
+from marionette.inference.export import export_generator
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, iter_video, probe_video
+from marionette.model import Generator, model_config
 from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, asset
 
 
@@ -138,30 +141,56 @@ class _LoopedDriver(DriverSource):
                 yield frame, None
 
 
-def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str:
-    """Per-stage cost of `marionette reenact` (warp renderer, or the neural one given a checkpoint;
-    pasted into the bundled portrait, H.264 output) and resident memory early and late in a long driver."""
-    pipeline = ReenactPipeline(ReenactConfig(renderer="neural" if checkpoint else "warp"), checkpoint=checkpoint)
+REENACT_RENDERERS = ("warp", "neural")  # the rows of the reenact table, in order
+
+
+def _untrained_export(path: Path) -> Path:
+    """A `cpu`-preset generator export with random weights: it costs what a trained one does."""
+    config = model_config("cpu")
+    torch.manual_seed(0)
+    export_generator(path, Generator(config).eval(), config, PreprocessConfig(), step=0)
+    return path
+
+
+def _reenact_row(renderer: str, video: Path, loops: int, checkpoint: Path, tmp: str) -> tuple[RunStats, dict[int, float]]:
+    """One run of `reenact` with `renderer` (pasted into the bundled portrait, H.264 output): its
+    stats and resident memory (MB) after 100 frames and at the end."""
+    pipeline = ReenactPipeline(ReenactConfig(renderer=renderer), checkpoint=checkpoint)
     pipeline.set_targets([str(asset(SAMPLE_TARGET))])
     source = open_driver(str(video))
     driver = _LoopedDriver(source.spec, source.rate, None, loops=loops)
     stats, rss = RunStats(), {}
-    with tempfile.TemporaryDirectory() as tmp, FrameWriter(Path(tmp) / "out.mp4", source.rate, {}) as writer:
-        for _, frame, _ in pipeline.frames(driver, stats):
-            start = time.perf_counter()
-            marked = pipeline.watermark.embed(frame)
-            marked_at = time.perf_counter()
-            writer.write(marked)
-            stats.seconds["mark"] += marked_at - start
-            stats.seconds["encode"] += time.perf_counter() - marked_at
-            if stats.frames in (100, stats.frames):
-                rss[stats.frames] = _rss_mb()
+
+    def written(_: np.ndarray) -> None:
+        if stats.frames == 100:
+            rss[100] = _rss_mb()
+
+    with FrameWriter(Path(tempfile.mkdtemp(dir=tmp)) / "out.mp4", source.rate, {}) as writer:
+        pipeline.record(driver, writer, stats, written)
+    rss[stats.frames] = _rss_mb()
+    return stats, rss
+
+
+def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str:
+    """End-to-end frames/s (wall clock) of `marionette reenact` with each renderer in
+    REENACT_RENDERERS, with each stage's busy time (stages overlap, so these add up to more than
+    the wall clock) and resident memory early and late in a long driver. The neural renderers run
+    `checkpoint`, or, without one, an untrained `cpu`-preset export."""
     info = probe_video(video)
-    photo = pipeline.targets[0].image
-    head = (f"{pipeline.renderer_name} renderer, {info.width}x{info.height} driver played {loops}x "
-            f"({stats.frames} frames), output {photo.shape[1]}x{photo.shape[0]} H.264")
-    memory = f"resident memory: {rss[100]:.0f} MB after 100 frames, {rss[stats.frames]:.0f} MB after {stats.frames}"
-    return f"{head}\n\n{stats.table()}\n\n{memory}"
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(checkpoint) if checkpoint else _untrained_export(Path(tmp) / "cpu.safetensors")
+        runs = {name: _reenact_row(name, video, loops, weights, tmp) for name in REENACT_RENDERERS}
+    about = f"`{weights.name}`" if checkpoint else "untrained `cpu` preset"
+    head = (f"reenact: {info.width}x{info.height} driver played {loops}x, pasted into the bundled portrait, "
+            f"H.264; busy ms/frame per stage, then the wall clock")
+    rows = [f"| {name if name == 'warp' else f'{name} ({about})'} | "
+            + " | ".join(f"{stats.per_frame(stats.seconds[stage]):.1f}" for stage in STAGES)
+            + f" | {stats.per_frame(stats.wall):.1f} | **{stats.frames / stats.wall:.1f}** | "
+            + f"{rss.get(100, rss[stats.frames]):.0f} / {rss[stats.frames]:.0f} ({stats.frames}) |"
+            for name, (stats, rss) in runs.items()]
+    columns = ["renderer", *STAGES, "wall ms/frame", "frames/s (wall clock)", "memory MB: at frame 100 / at the end (frames)"]
+    return (f"{head}\n\n| " + " | ".join(columns) + " |\n|---|" + "---:|" * (len(columns) - 1) + "\n"
+            + "\n".join(rows))
 
 
 def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200,
