@@ -63,13 +63,14 @@ class ReenactConfig(Settings):
     preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
     face: int = -1  # which face of the targets and driver: -1 the largest, else numbered from 0 left to right
     crf: int = 18  # H.264 quality of video outputs (lower = better)
+    batch: int = 2  # frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)
     torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
     overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
 
     RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
                  smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
                  target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15), crf=between(0, 51),
-                 torch_threads=between(1, 256))
+                 batch=between(1, 64), torch_threads=between(1, 256))
 
 
 @dataclass(frozen=True)
@@ -262,20 +263,24 @@ class ReenactPipeline:
     def _render(self, tracked: Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]], driver: DriverSource,
                 stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
         """Stage 3: (frame, rendered (S, S, 3) crop, time): the driver's motion moved onto the
-        target's face, then drawn."""
+        target's face, then drawn. The neural renderer draws a file driver's frames `batch` at a
+        time (one generator call); a webcam's go one by one, adding no delay."""
+        batch = self.config.batch if isinstance(self.renderer, NeuralRenderer) and not driver.live else 1
         reference: DriverReference | None = None
-        for frame, mesh, at in tracked:
+        while group := list(itertools.islice(tracked, batch)):
             start = time.perf_counter()
             if reference is None:
+                first = group[0][1]
                 still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
-                reference = self.driving.reference(mesh, head_box(mesh, self.crop.crop_scale, self.crop.crop_shift),
+                reference = self.driving.reference(first, head_box(first, self.crop.crop_scale, self.crop.crop_shift),
                                                    still)
-            driven = self.driving(mesh, reference)
+            driven = np.stack([self.driving(mesh, reference) for _, mesh, _ in group])  # (B, 478, 3)
             rendered_at = time.perf_counter()
-            crop = self.render(driven)
+            crops = self.renderer.render_batch(driven) if batch > 1 else [self.render(driven[0])]
             stats.seconds["transform"] += rendered_at - start
             stats.seconds["render"] += time.perf_counter() - rendered_at
-            yield frame, crop, at
+            for (frame, _, at), crop in zip(group, crops):
+                yield frame, crop, at
 
     def _side_by_side(self, driver: np.ndarray, target: np.ndarray, result: np.ndarray) -> np.ndarray:
         """driver | target | result, each scaled to the result's height."""
