@@ -152,7 +152,8 @@ def _untrained_export(path: Path) -> Path:
     return path
 
 
-def _reenact_row(renderer: str, video: Path, loops: int, checkpoint: Path, tmp: str) -> tuple[RunStats, dict[int, float]]:
+def _reenact_row(renderer: str, video: Path, loops: int, checkpoint: Path,
+                 tmp: str) -> tuple[RunStats, dict[int, float]]:
     """One run of `reenact` with `renderer` (pasted into the bundled portrait, H.264 output): its
     stats and resident memory (MB) after 100 frames and at the end."""
     pipeline = ReenactPipeline(ReenactConfig(renderer=renderer), checkpoint=checkpoint)
@@ -188,7 +189,8 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str
             + f" | {stats.per_frame(stats.wall):.1f} | **{stats.frames / stats.wall:.1f}** | "
             + f"{rss.get(100, rss[stats.frames]):.0f} / {rss[stats.frames]:.0f} ({stats.frames}) |"
             for name, (stats, rss) in runs.items()]
-    columns = ["renderer", *STAGES, "wall ms/frame", "frames/s (wall clock)", "memory MB: at frame 100 / at the end (frames)"]
+    columns = ["renderer", *STAGES, "wall ms/frame", "frames/s (wall clock)",
+               "memory MB: at frame 100 / at the end (frames)"]
     return (f"{head}\n\n| " + " | ".join(columns) + " |\n|---|" + "---:|" * (len(columns) - 1) + "\n"
             + "\n".join(rows))
 

@@ -10,6 +10,9 @@ the driven mesh. The warp is drawn at the pipeline's crop size; the generator se
 its own, and only its correction (output minus its input warp) is resized back and added to the
 full-size warp, so the warp's detail is kept wherever the generator leaves it alone. Its colours
 are the targets' already: no colour matching.
+
+A file driver's frames are drawn a few per generator call (`render_batch`, ours): the targets'
+cache is shared by every frame of the batch, and one call costs less per frame than several.
 """
 
 from __future__ import annotations
@@ -107,10 +110,11 @@ class NeuralRenderer:
             raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
                              "its weights are unusable")
         if warps is not None:
-            corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) grey levels
+            corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) levels
             return np.stack([np.clip(w + cv2.resize(c, (crop, crop), interpolation=cv2.INTER_CUBIC) + 0.5, 0, 255)
                              .astype(np.uint8) for w, c in zip(warps_full, corrections)])
-        outs = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3)
+        levels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte()  # (B, 3, s, s) uint8
+        outs = levels.permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3)
         return np.stack([match_colours(cv2.resize(o, (crop, crop), interpolation=cv2.INTER_CUBIC),
                                        face_mask(mesh, crop), self._lab_mean, self._lab_std)
                          for o, mesh in zip(outs, driven_meshes)])

@@ -156,8 +156,8 @@ class ReenactPipeline:
         if config.renderer == "auto" and name == "warp":
             log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
         if name == "neural":
-            # measured (tiny preset, 2 cores): 17 ms per frame with 1 thread, 1.4 s with 2, as torch's
-            # worker threads fight MediaPipe's and the decoder's for the same cores
+            # measured (cpu preset, 2 shared cores, stages overlapped): 20.4 frames/s with 1 thread, 3.5 with 2,
+            # as torch's threads wait on each other whenever the tracker, the decoder or another process holds a core
             torch.set_num_threads(config.torch_threads)
         self.renderer: Renderer = make_renderer(name, config.size, checkpoint)
         # crops as the renderer needs them: a generator's are those it was trained on
