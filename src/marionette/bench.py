@@ -175,7 +175,8 @@ def _reenact_row(renderer: str, video: Path, loops: int, checkpoint: Path,
 def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str:
     """End-to-end frames/s (wall clock) of `marionette reenact` with each renderer in
     REENACT_RENDERERS, with each stage's busy time (stages overlap, so these add up to more than
-    the wall clock) and resident memory early and late in a long driver. The neural renderers run
+    the wall clock), the CPU time of every thread (what a shared machine's other jobs compete
+    for) and resident memory early and late in a long driver. The neural renderers run
     `checkpoint`, or, without one, an untrained `cpu`-preset export."""
     info = probe_video(video)
     with tempfile.TemporaryDirectory() as tmp:
@@ -183,16 +184,18 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None) -> str
         runs = {name: _reenact_row(name, video, loops, weights, tmp) for name in REENACT_RENDERERS}
     about = f"`{weights.name}`" if checkpoint else "untrained `cpu` preset"
     head = (f"reenact: {info.width}x{info.height} driver played {loops}x, pasted into the bundled portrait, "
-            f"H.264; busy ms/frame per stage, then the wall clock")
-    rows = [f"| {name if name == 'warp' else f'{name} ({about})'} | "
-            + " | ".join(f"{stats.per_frame(stats.seconds[stage]):.1f}" for stage in STAGES)
-            + f" | {stats.per_frame(stats.wall):.1f} | **{stats.frames / stats.wall:.1f}** | "
-            + f"{rss.get(100, rss[stats.frames]):.0f} / {rss[stats.frames]:.0f} ({stats.frames}) |"
-            for name, (stats, rss) in runs.items()]
-    columns = ["renderer", *STAGES, "wall ms/frame", "frames/s (wall clock)",
+            f"H.264; busy ms/frame per stage, the CPU time of every thread, then the wall clock")
+    columns = ["renderer", *STAGES, "CPU ms/frame", "wall ms/frame", "frames/s (wall clock)",
                "memory MB: at frame 100 / at the end (frames)"]
-    return (f"{head}\n\n| " + " | ".join(columns) + " |\n|---|" + "---:|" * (len(columns) - 1) + "\n"
-            + "\n".join(rows))
+
+    def cells(name: str, stats: RunStats, rss: dict[int, float]) -> list[str]:
+        ms = [stats.seconds[stage] for stage in STAGES] + [stats.cpu, stats.wall]
+        return [name if name == "warp" else f"{name} ({about})", *(f"{stats.per_frame(s):.1f}" for s in ms),
+                f"**{stats.frames / stats.wall:.1f}**", f"{rss.get(100, rss[stats.frames]):.0f} / "
+                f"{rss[stats.frames]:.0f} ({stats.frames})"]
+
+    rows = [columns, ["---"] + ["---:"] * (len(columns) - 1)] + [cells(name, *run) for name, run in runs.items()]
+    return f"{head}\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200,
