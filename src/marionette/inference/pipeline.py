@@ -3,8 +3,9 @@
 Targets (1..K images, or frames sampled from a target video) are prepared once; the driver is
 streamed frame by frame: track its face mesh, smooth it, move its motion onto the target's face
 (landmark transformer or raw landmarks), render, paste back into the target photo, mark as
-synthetic, write. Preprocessing (face mesh, crop) is the one the dataset builder uses, so crops
-match between training and use.
+synthetic, write. Decoding, tracking, rendering and writing overlap, each in a thread of its own
+(a frame is tracked while the one before it is rendered). Preprocessing (face mesh, crop) is the
+one the dataset builder uses, so crops match between training and use.
 """
 
 from __future__ import annotations
