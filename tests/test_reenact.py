@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from PIL import Image
 
 from marionette.errors import InputError
 from marionette.inference.io import FrameWriter, has_audio
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline
 from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.media import iter_video
@@ -50,7 +51,9 @@ def test_warp_with_the_targets_own_mesh_is_the_identity(hopper) -> None:
 def test_mp4_output_is_tagged_playable_and_complete(driver: Path, tmp_path: Path) -> None:
     out = tmp_path / "result.mp4"
     stats = ReenactPipeline(ReenactConfig(size=128)).run([TARGET], str(driver), out, progress=False)
-    assert stats.frames == 12
+    assert stats.frames == 12 and stats.decoded == 12 and 0 < stats.wall and 0 < stats.cpu
+    assert all(stats.seconds[stage] > 0 for stage in STAGES)  # every stage timed, in whichever thread it ran
+    assert f"{12 / stats.wall:.1f} frames/s" in stats.table()
     with av.open(str(out)) as container:
         assert "synthetic media: made by marionette" in container.metadata.get("comment", "")
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -126,6 +129,7 @@ def test_webcam_session_ends_with_ctrl_c_or_max_frames_and_keeps_the_output(
     except KeyboardInterrupt:  # (re-raised, it would stop the whole pytest session)
         pytest.fail("Ctrl-C ended the webcam session by losing its recording")
     assert stats.frames == (7 if how == "ctrl-c" else 5) and FakeWebcam.last.released
+    assert not [t for t in threading.enumerate() if t.name.startswith("marionette-")]
     assert len(list(iter_video(out))) == stats.frames and verify(out).watermark.present
     with av.open(str(out)) as container:  # written at the pace the frames came, not at 25 frames/s
         assert np.diff([float(f.time) for f in container.decode(video=0)]).min() >= FakeWebcam.pace - 0.002
@@ -210,4 +214,5 @@ def test_bad_inputs_give_one_line_errors_and_no_output(driver: Path, tmp_path: P
         with pytest.raises(InputError, match=reason):
             ReenactPipeline(ReenactConfig(size=128)).run(targets, drv, out, progress=False)
         assert not out.exists()
+        assert not [t for t in threading.enumerate() if t.name.startswith("marionette-")]  # no stage left running
     assert not list(tmp_path.glob(".*"))  # no half-written file under any name

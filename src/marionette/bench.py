@@ -5,6 +5,7 @@ Timings belong here, not in tests. Figures depend on the machine; the table name
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import platform
@@ -15,17 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 
 from marionette import bench_model
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
+from marionette.errors import InputError
+from marionette.inference.export import export_generator
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.neural import NeuralRenderer
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, iter_video, probe_video
+from marionette.model import Generator, model_config
 from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, asset
 
 
@@ -139,32 +144,81 @@ class _LoopedDriver(DriverSource):
                 yield frame, None
 
 
-def bench_reenact(video: Path, loops: int, checkpoint: str | None = None, config: ReenactConfig | None = None) -> str:
-    """Per-stage cost of `marionette reenact` (warp renderer; given a checkpoint, the neural one, or
-    the onnx one for an ONNX export folder; pasted into the bundled portrait, H.264 output; `config`: reenact's settings) and resident
-    memory early and late in a long driver."""
-    pipeline = ReenactPipeline(config or ReenactConfig(renderer="auto" if checkpoint else "warp"), checkpoint=checkpoint)
+REENACT_RENDERERS = ("warp", "neural", "onnx")  # the rows of the reenact table, in order
+
+
+def _untrained_export(path: Path) -> Path:
+    """A `cpu`-preset generator export with random weights: it costs what a trained one does."""
+    config = model_config("cpu")
+    torch.manual_seed(0)
+    export_generator(path, Generator(config).eval(), config, PreprocessConfig(), step=0)
+    return path
+
+
+def _reenact_row(config: ReenactConfig, video: Path, loops: int, checkpoint: Path,
+                 tmp: str) -> tuple[RunStats, dict[int, float], str]:
+    """One run of `reenact` with `config` (pasted into the bundled portrait, H.264 output): its
+    stats, resident memory (MB) after 100 frames and at the end, and where a generator ran."""
+    pipeline = ReenactPipeline(config, checkpoint=checkpoint)
     pipeline.set_targets([str(asset(SAMPLE_TARGET))])
     source = open_driver(str(video))
     driver = _LoopedDriver(source.spec, source.rate, None, loops=loops)
     stats, rss = RunStats(), {}
-    with tempfile.TemporaryDirectory() as tmp, FrameWriter(Path(tmp) / "out.mp4", source.rate, {}) as writer:
-        for _, frame, _ in pipeline.frames(driver, stats):
-            start = time.perf_counter()
-            marked = pipeline.watermark.embed(frame)
-            marked_at = time.perf_counter()
-            writer.write(marked)
-            stats.seconds["mark"] += marked_at - start
-            stats.seconds["encode"] += time.perf_counter() - marked_at
-            rss[stats.frames] = _rss_mb()
+
+    def written(_: np.ndarray) -> None:
+        if stats.frames == 100:
+            rss[100] = _rss_mb()
+
+    with FrameWriter(Path(tempfile.mkdtemp(dir=tmp)) / "out.mp4", source.rate, {}) as writer:
+        pipeline.record(driver, writer, stats, written)
+    rss[stats.frames] = _rss_mb()
+    where = f", {pipeline.renderer.placement}" if isinstance(pipeline.renderer, NeuralRenderer) else ""
+    return stats, rss, where
+
+
+def _onnx_export(weights: Path, tmp: str) -> Path | None:
+    """`weights` exported to ONNX in `tmp` for the onnx row; None (the row is left out, saying
+    why) without the `onnx` extra."""
+    from marionette.inference.onnx_runtime import export_onnx
+
+    folder = Path(tmp) / "onnx"
+    try:
+        export_onnx(weights, folder)
+    except InputError as e:
+        print(f"no onnx row: {e}")
+        return None
+    return folder
+
+
+def bench_reenact(video: Path, loops: int, checkpoint: str | None = None, config: ReenactConfig | None = None) -> str:
+    """End-to-end frames/s (wall clock) of `marionette reenact` with each renderer in
+    REENACT_RENDERERS, with each stage's busy time (stages overlap, so these add up to more than
+    the wall clock), the CPU time of every thread (what a shared machine's other jobs compete
+    for) and resident memory early and late in a long driver. The neural renderers run
+    `checkpoint` (the onnx one its ONNX export), or, without one, an untrained `cpu`-preset
+    export; `config`: reenact's settings (its renderer is replaced by each row's)."""
     info = probe_video(video)
-    photo = pipeline.targets[0].image
-    where = f" ({pipeline.renderer.placement})" if isinstance(pipeline.renderer, NeuralRenderer) else ""
-    head = (f"{pipeline.renderer_name} renderer{where}, {info.width}x{info.height} driver played {loops}x "
-            f"({stats.frames} frames), output {photo.shape[1]}x{photo.shape[0]} H.264")
-    early = min(100, stats.frames)  # fewer with --set max_frames
-    memory = f"resident memory: {rss[early]:.0f} MB after {early} frames, {rss[stats.frames]:.0f} MB after {stats.frames}"
-    return f"{head}\n\n{stats.table()}\n\n{memory}"
+    config = config or ReenactConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(checkpoint) if checkpoint else _untrained_export(Path(tmp) / "cpu.safetensors")
+        sources = {"warp": None, "neural": weights, "onnx": _onnx_export(weights, tmp)}
+        runs = {name: _reenact_row(dataclasses.replace(config, renderer=name), video, loops, sources[name], tmp)
+                for name in REENACT_RENDERERS if name == "warp" or sources[name] is not None}
+    about = f"`{weights.name}`" if checkpoint else "untrained `cpu` preset"
+    head = (f"reenact: {info.width}x{info.height} driver played {loops}x, pasted into the bundled portrait, "
+            f"H.264; busy ms/frame per stage, the CPU time of every thread, then the wall clock")
+    columns = ["renderer", *STAGES, "CPU ms/frame", "wall ms/frame", "frames/s (wall clock)",
+               "memory MB: at frame 100 / at the end (frames)"]
+
+    def cells(name: str, stats: RunStats, rss: dict[int, float], where: str) -> list[str]:
+        ms = [stats.seconds[stage] for stage in STAGES] + [stats.cpu, stats.wall]
+        label = name if name == "warp" else f"{name} ({about}{where})"
+        return [label, *(f"{stats.per_frame(s):.1f}" for s in ms),
+                f"**{stats.frames / stats.wall:.1f}**", f"{rss.get(100, rss[stats.frames]):.0f} / "
+                f"{rss[stats.frames]:.0f} ({stats.frames})"]
+
+    rows = [columns, ["---"] + ["---:"] * (len(columns) - 1)] + [cells(name, *run) for name, run in runs.items()]
+    return f"{head}\n\n" + "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
 def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200,

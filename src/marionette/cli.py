@@ -357,8 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_count(0, 256), nargs="+", default=[0, 2], help="DataLoader workers to measure")
     p.add_argument("--episodes", type=_count(1, 1_000_000), default=200, help="episodes timed per setting")
     p.add_argument("--repeats", type=_count(1, 1000), default=3, help="runs per measurement; the best is reported")
-    p.add_argument("--checkpoint", default=None, help="reenact: time the neural renderer of this generator export, "
-                   "or the onnx renderer of this ONNX export folder (None: the warp renderer)")
+    p.add_argument("--checkpoint", default=None, help="reenact: the generator export the neural and onnx renderers run "
+                   "(None: an untrained `cpu`-preset one, which costs the same)")
     p.add_argument("--presets", default="tiny,cpu,paper", help="model: comma list of presets")
     p.add_argument("--ks", default="1,2,4,8", help="model: comma list of numbers of targets")
     p.add_argument("--bf16-presets", default="tiny,cpu", help="model: presets also timed in bf16 autocast (on CPUs "

@@ -10,10 +10,14 @@ the driven mesh. The warp is drawn at the pipeline's crop size; the generator se
 its own, and only its correction (output minus its input warp) is resized back and added to the
 full-size warp, so the warp's detail is kept wherever the generator leaves it alone. Its colours
 are the targets' already: no colour matching.
+
+A file driver's frames are drawn a few per generator call (`render_batch`, ours): the targets'
+cache is shared by every frame of the batch, and one call costs less per frame than several.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import cv2
@@ -34,19 +38,21 @@ if TYPE_CHECKING:
 
 
 def face_mask(mesh: np.ndarray, size: int) -> np.ndarray:
-    """(size, size) bool: inside the convex hull of a (478, 2+) mesh in pixels."""
+    """(size, size) uint8, 1 inside the convex hull of a (478, 2+) mesh in pixels, else 0."""
     mask = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(mesh[:, :2]).astype(np.int32)), 1)
-    return mask.astype(bool)
+    return mask
 
 
 def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Shift and scale each Lab channel of an (H, W, 3) uint8 RGB image so that its pixels under
-    `mask` have the given (3,) Lab mean and std (Reinhard-style transfer, ours)."""
-    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
-    own_mean, own_std = lab[mask].mean(0), lab[mask].std(0) + 1e-3
-    lab = (lab - own_mean) * (std / own_std) + mean
-    return cv2.cvtColor(np.clip(lab + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+    `mask` (H, W) have the given (3,) Lab mean and std (Reinhard-style transfer, ours). The
+    per-channel affine map of the 256 Lab levels is tabulated once, then applied as a lookup."""
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+    own_mean, own_std = (m[:, 0].astype(np.float32) for m in cv2.meanStdDev(lab, mask=mask.astype(np.uint8)))
+    levels = np.arange(256, dtype=np.float32)[:, None]  # (256, 1)
+    table = np.clip((levels - own_mean) * (std / (own_std + 1e-3)) + mean + 0.5, 0, 255).astype(np.uint8)  # (256, 3)
+    return cv2.cvtColor(cv2.LUT(lab, table[None]), cv2.COLOR_LAB2RGB)
 
 
 class NeuralRenderer:
@@ -87,7 +93,7 @@ class NeuralRenderer:
             self._cache = self.generator.encode_targets(images, landmarks)
         if self._warp is not None:
             self._warp.prepare(crops, meshes)
-        labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size)].astype(np.float32)
+        labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size).astype(bool)].astype(np.float32)
                 for c, m in zip(crops, meshes)]
         pixels = np.concatenate(labs)  # (N, 3) Lab of every target face pixel
         self._lab_mean, self._lab_std = pixels.mean(0), pixels.std(0)
@@ -95,22 +101,43 @@ class NeuralRenderer:
     @torch.no_grad()
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
+        return self.render_batch(driven_mesh[None])[0]
+
+    @torch.no_grad()
+    def render_batch(self, driven_meshes: np.ndarray) -> np.ndarray:
+        """(B, 478, 3) driven meshes in crop pixels -> (B, S, S, 3) uint8, drawn in one generator call
+        (cheaper per frame than B calls)."""
         assert self._cache is not None, "prepare() the targets first"
-        landmark = self._landmark_image(driven_mesh[None]).to(self.device)  # (1, 3, s, s)
-        warp_full = warp = None
+        s, crop = self.model_size, self.crop_size
+        landmarks = self._landmark_image(driven_meshes).to(self.device)  # (B, 3, s, s)
+        warps_full = warps = None
         if self._warp is not None:
-            warp_full = self._warp.render(driven_mesh)  # (S, S, 3) uint8 at the crop size
-            small = cv2.resize(warp_full, (self.model_size, self.model_size), interpolation=cv2.INTER_AREA)
-            warp = to_tensor(small)[None].to(self.device)  # (1, 3, s, s)
+            warps_full = [self._warp.render(mesh) for mesh in driven_meshes]  # B x (S, S, 3) uint8 at the crop size
+            small = np.stack([cv2.resize(w, (s, s), interpolation=cv2.INTER_AREA) for w in warps_full])
+            warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
+        cache = self._cache if len(driven_meshes) == 1 else _repeat(self._cache, len(driven_meshes))
         with self.placement.autocast():
-            image = self.generator.generate(landmark, self._cache, warp).image[0]  # (3, s, s) in [-1, 1]
-        if not torch.isfinite(image).all():
+            images = self.generator.generate(landmarks, cache, warps).image  # (B, 3, s, s) in [-1, 1]
+        if not torch.isfinite(images).all():
             raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
                              "its weights are unusable")
-        if warp is not None:
-            correction = ((image - warp[0]).float() * 127.5).permute(1, 2, 0).cpu().numpy()  # (s, s, 3) grey levels
-            correction = cv2.resize(correction, (self.crop_size, self.crop_size), interpolation=cv2.INTER_CUBIC)
-            return np.clip(warp_full + correction + 0.5, 0, 255).astype(np.uint8)
-        out = ((image.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-        out = cv2.resize(out, (self.crop_size, self.crop_size), interpolation=cv2.INTER_CUBIC)
-        return match_colours(out, face_mask(driven_mesh, self.crop_size), self._lab_mean, self._lab_std)
+        if warps is not None:
+            corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) levels
+            return np.stack([np.clip(w + cv2.resize(c, (crop, crop), interpolation=cv2.INTER_CUBIC) + 0.5, 0, 255)
+                             .astype(np.uint8) for w, c in zip(warps_full, corrections)])
+        levels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte()  # (B, 3, s, s) uint8
+        outs = levels.permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3)
+        return np.stack([match_colours(cv2.resize(o, (crop, crop), interpolation=cv2.INTER_CUBIC),
+                                       face_mask(mesh, crop), self._lab_mean, self._lab_std)
+                         for o, mesh in zip(outs, driven_meshes)])
+
+
+def _repeat(cache: TargetCache, b: int) -> TargetCache:
+    """The cache of one target set as the cache of `b` (views of it, no copy): one per frame of a batch."""
+
+    def repeat(value: torch.Tensor | tuple | None) -> torch.Tensor | tuple | None:
+        if isinstance(value, torch.Tensor):
+            return value.expand(b, *value.shape[1:])
+        return tuple(repeat(v) for v in value) if isinstance(value, tuple) else value
+
+    return TargetCache(**{f.name: repeat(getattr(cache, f.name)) for f in dataclasses.fields(cache)})

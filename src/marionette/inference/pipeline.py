@@ -3,12 +3,14 @@
 Targets (1..K images, or frames sampled from a target video) are prepared once; the driver is
 streamed frame by frame: track its face mesh, smooth it, move its motion onto the target's face
 (landmark transformer or raw landmarks), render, paste back into the target photo, mark as
-synthetic, write. Preprocessing (face mesh, crop) is the one the dataset builder uses, so crops
-match between training and use.
+synthetic, write. Decoding, tracking, rendering and writing overlap, each in a thread of its own
+(a frame is tracked while the one before it is rendered). Preprocessing (face mesh, crop) is the
+one the dataset builder uses, so crops match between training and use.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -34,6 +36,7 @@ from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open
 from marionette.inference.neural import NeuralRenderer
 from marionette.inference.renderers import Renderer, make_renderer
 from marionette.inference.smoothing import OneEuroFilter
+from marionette.inference.stages import Stages
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
@@ -62,6 +65,7 @@ class ReenactConfig(Settings):
     preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
     face: int = -1  # which face of the targets and driver: -1 the largest, else numbered from 0 left to right
     crf: int = 18  # H.264 quality of video outputs (lower = better)
+    batch: int = 2  # frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)
     torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
     device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
     precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
@@ -70,7 +74,7 @@ class ReenactConfig(Settings):
     RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
                  smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
                  target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15), crf=between(0, 51),
-                 torch_threads=between(1, 256), device=DEVICE_RULE, precision=PRECISION_RULE)
+                 batch=between(1, 64), torch_threads=between(1, 256), device=DEVICE_RULE, precision=PRECISION_RULE)
 
 
 @dataclass(frozen=True)
@@ -84,20 +88,32 @@ class Target:
     paste: PasteBack  # puts a rendered crop back into `image`
 
 
+STAGES = ("decode", "landmarks", "transform", "render", "paste", "mark", "encode")  # in a frame's order
+
+
 @dataclass
 class RunStats:
     frames: int = 0  # frames written
     decoded: int = 0  # driver frames read
     faceless: int = 0  # driver frames without a face (the last good landmarks were held)
     truncated: int = 0  # frames the driver announced when fewer could be decoded (0: all were)
-    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # per stage
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # busy time per stage (STAGES)
+    wall: float = 0.0  # wall-clock seconds from the first frame asked for to the last written
+    cpu: float = 0.0  # CPU seconds of the whole process (every thread) over the same span
+
+    def per_frame(self, seconds: float) -> float:
+        """Milliseconds per written frame."""
+        return 1000 * seconds / max(self.frames, 1)
 
     def table(self) -> str:
-        total = sum(self.seconds.values())
-        rows = [f"| {stage} | {1000 * s / max(self.frames, 1):.1f} | {self.frames / s if s else float('inf'):.0f} |"
-                for stage, s in self.seconds.items()]
-        rows.append(f"| total | {1000 * total / max(self.frames, 1):.1f} | {self.frames / total if total else 0:.1f} |")
-        return "| stage | ms/frame | frames/s |\n|---|---:|---:|\n" + "\n".join(rows)
+        """Each stage's busy time per frame (the stages overlap, so they add up to more than the
+        wall clock), then the wall clock: what the frames/s of a run is."""
+        rows = [f"| {stage} (busy) | {self.per_frame(self.seconds[stage]):.1f} |" for stage in STAGES]
+        rows.append(f"| sum of the stages | {self.per_frame(sum(self.seconds.values())):.1f} |")
+        rows.append(f"| CPU time, every thread | {self.per_frame(self.cpu):.1f} |")
+        rows.append(f"| **wall clock** (stages overlapped): {self.frames / self.wall if self.wall else 0:.1f} "
+                    f"frames/s | {self.per_frame(self.wall):.1f} |")
+        return "| stage | ms/frame |\n|---|---:|\n" + "\n".join(rows)
 
 
 def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
@@ -147,8 +163,8 @@ class ReenactPipeline:
         if config.renderer == "auto" and name == "warp":
             log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
         if name in ("neural", "onnx"):  # onnxruntime's sessions take torch's thread count
-            # measured (tiny preset, 2 cores): 17 ms per frame with 1 thread, 1.4 s with 2, as torch's
-            # worker threads fight MediaPipe's and the decoder's for the same cores
+            # measured (cpu preset, 2 shared cores, stages overlapped): 20.4 frames/s with 1 thread, 3.5 with 2,
+            # as torch's threads wait on each other whenever the tracker, the decoder or another process holds a core
             torch.set_num_threads(config.torch_threads)
         self.renderer: Renderer = make_renderer(name, config.size, checkpoint, config.device, config.precision)
         # crops as the renderer needs them: a generator's are those it was trained on
@@ -197,51 +213,82 @@ class ReenactPipeline:
         return self.renderer.render(driven_mesh)
 
     def frames(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
-        """Stream (driver frame, output frame, its time in seconds or None) triples."""
+        """Stream (driver frame, output frame, its time in seconds or None) triples. Decoding,
+        tracking and rendering overlap, each in a thread of its own (inference/stages.py); pasting
+        runs in the caller's thread, between the frames it takes."""
         if not self.targets:
             raise InputError("set_targets() first")
-        smooth = OneEuroFilter(driver.fps, self.config.smooth_min_cutoff, self.config.smooth_beta)
-        reference: DriverReference | None = None
-        last: np.ndarray | None = None
         target = self.targets[0]
-        clock = time.perf_counter()
-
-        def lap(stage: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            stats.seconds[stage] += now - clock
-            clock = now
-
-        with FaceMesh(video=True, max_faces=max(2, self.config.face + 1)) as tracker:
-            for frame, at in itertools.islice(driver.frames(), self.config.max_frames or None):
-                stats.decoded += 1
-                lap("decode")
-                face = pick_face(tracker.detect(frame), self.config.face)
-                if face is not None:
-                    last = smooth(face.mesh)
-                else:
-                    stats.faceless += 1
-                lap("landmarks")
-                if last is None:  # no face yet: nothing to hold
-                    continue
-                if reference is None:
-                    still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
-                    reference = self.driving.reference(last, head_box(last, self.crop.crop_scale,
-                                                                      self.crop.crop_shift), still)
-                driven = self.driving(last, reference)
-                lap("transform")
-                result = self.render(driven)
-                lap("render")
-                if self.config.paste_back:
-                    result = target.paste(target.image, result)
-                if self.config.side_by_side:
-                    result = self._side_by_side(frame, target.crop, result)
-                lap("paste")
-                stats.frames += 1
-                yield frame, result, at
-                clock = time.perf_counter()
+        with FaceMesh(video=True, max_faces=max(2, self.config.face + 1)) as tracker, Stages() as stages:
+            started, cpu = time.perf_counter(), time.process_time()
+            try:
+                decoded = stages.start(self._decode(driver, stats))
+                tracked = stages.start(self._track(decoded, tracker, driver.fps, stats))
+                for frame, crop, at in stages.start(self._render(tracked, driver, stats)):
+                    start = time.perf_counter()
+                    result = target.paste(target.image, crop) if self.config.paste_back else crop
+                    if self.config.side_by_side:
+                        result = self._side_by_side(frame, target.crop, result)
+                    stats.seconds["paste"] += time.perf_counter() - start
+                    stats.frames += 1
+                    yield frame, result, at
+            finally:
+                stats.wall += time.perf_counter() - started
+                stats.cpu += time.process_time() - cpu
         if stats.frames == 0:
             raise InputError(f"{driver.spec}: no face found in any driver frame")
+
+    def _decode(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, Fraction | None]]:
+        """Stage 1: the driver's (frame, time) pairs, at most max_frames."""
+        with contextlib.closing(driver.frames()) as source:
+            frames = itertools.islice(source, self.config.max_frames or None)
+            while True:
+                start = time.perf_counter()
+                item = next(frames, None)
+                stats.seconds["decode"] += time.perf_counter() - start
+                if item is None:
+                    return
+                stats.decoded += 1
+                yield item
+
+    def _track(self, decoded: Iterator[tuple[np.ndarray, Fraction | None]], tracker: FaceMesh, fps: float,
+               stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
+        """Stage 2: (frame, smoothed (478, 3) driver mesh, time); a frame without a face holds the
+        last mesh; frames before the first face are dropped."""
+        smooth = OneEuroFilter(fps, self.config.smooth_min_cutoff, self.config.smooth_beta)
+        last: np.ndarray | None = None
+        for frame, at in decoded:
+            start = time.perf_counter()
+            face = pick_face(tracker.detect(frame), self.config.face)
+            if face is not None:
+                last = smooth(face.mesh)
+            else:
+                stats.faceless += 1
+            stats.seconds["landmarks"] += time.perf_counter() - start
+            if last is not None:
+                yield frame, last, at
+
+    def _render(self, tracked: Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]], driver: DriverSource,
+                stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
+        """Stage 3: (frame, rendered (S, S, 3) crop, time): the driver's motion moved onto the
+        target's face, then drawn. The neural renderer draws a file driver's frames `batch` at a
+        time (one generator call); a webcam's go one by one, adding no delay."""
+        batch = self.config.batch if isinstance(self.renderer, NeuralRenderer) and not driver.live else 1
+        reference: DriverReference | None = None
+        while group := list(itertools.islice(tracked, batch)):
+            start = time.perf_counter()
+            if reference is None:
+                first = group[0][1]
+                still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
+                reference = self.driving.reference(first, head_box(first, self.crop.crop_scale, self.crop.crop_shift),
+                                                   still)
+            driven = np.stack([self.driving(mesh, reference) for _, mesh, _ in group])  # (B, 478, 3)
+            rendered_at = time.perf_counter()
+            crops = self.renderer.render_batch(driven) if batch > 1 else [self.render(driven[0])]
+            stats.seconds["transform"] += rendered_at - start
+            stats.seconds["render"] += time.perf_counter() - rendered_at
+            for (frame, _, at), crop in zip(group, crops):
+                yield frame, crop, at
 
     def _side_by_side(self, driver: np.ndarray, target: np.ndarray, result: np.ndarray) -> np.ndarray:
         """driver | target | result, each scaled to the result's height."""
@@ -264,23 +311,16 @@ class ReenactPipeline:
         tags = container_tags(self.renderer_name, targets=targets, driver=driver)  # inputs hashed for C2PA
         total = min(source.announced or 0, self.config.max_frames or source.announced or 0) or None
         bar = tqdm(total=total, unit="frame", desc="reenact", disable=not progress)
+
+        def written(marked: np.ndarray) -> None:
+            bar.update()
+            if on_frame is not None:
+                on_frame(marked)
+
         with FrameWriter(Path(out), source.rate, tags, audio=source.audio, crf=self.config.crf,
                          time_base=source.time_base or MILLISECOND) as writer:
             try:
-                for _, result, at in self.frames(source, stats):
-                    start = time.perf_counter()
-                    marked = self.watermark.embed(result)  # every output frame says it is synthetic
-                    marked_at = time.perf_counter()
-                    writer.write(marked, at=at)  # a video's or webcam's own timestamps, if it has them
-                    stats.seconds["mark"] += marked_at - start
-                    stats.seconds["encode"] += time.perf_counter() - marked_at
-                    bar.update()
-                    if on_frame is not None:
-                        on_frame(marked)
-                    if self.config.preview and not _show(marked):
-                        break
-                else:  # the driver ran out: did it give all it announced?
-                    self._check_complete(source, stats)
+                self.record(source, writer, stats, written)
             except KeyboardInterrupt:  # how a webcam session ends: keep what was recorded
                 if not (source.live and stats.frames):
                     raise
@@ -289,6 +329,24 @@ class ReenactPipeline:
                     cv2.destroyAllWindows()
         bar.close()
         return stats
+
+    def record(self, source: DriverSource, writer: FrameWriter, stats: RunStats,
+               on_frame: Callable[[np.ndarray], None] | None = None) -> None:
+        """Stream `source` through the pipeline into `writer`, every frame marked as synthetic, until
+        the driver ends (or the preview window is closed). `on_frame` gets each frame once written."""
+        with contextlib.closing(self.frames(source, stats)) as frames:  # closed: its threads stop here
+            for _, result, at in frames:
+                start = time.perf_counter()
+                marked = self.watermark.embed(result)  # every output frame says it is synthetic
+                marked_at = time.perf_counter()
+                writer.write(marked, at=at)  # a video's or webcam's own timestamps, if it has them
+                stats.seconds["mark"] += marked_at - start
+                stats.seconds["encode"] += time.perf_counter() - marked_at
+                if on_frame is not None:
+                    on_frame(marked)
+                if self.config.preview and not _show(marked):
+                    return
+        self._check_complete(source, stats)  # the driver ran out: did it give all it announced?
 
     def _check_complete(self, source: DriverSource, stats: RunStats) -> None:
         """Say so (one line) when a driver gave fewer frames than its container announced."""
