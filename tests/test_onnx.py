@@ -17,6 +17,7 @@ from test_bad_inputs import refused, snapshot
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.export import export_generator, load_generator
+from marionette.inference.neural import repeat_cache
 from marionette.inference.onnx_runtime import (
     FILES,
     MANIFEST_FILE,
@@ -78,24 +79,24 @@ def test_dynamic_axes_are_the_dimensions_that_grow_with_k() -> None:
     assert _k_axes(at[2], at[3], (2, 3)) == {"z": {1: "K"}, "keys": {1: "12K"}}
 
 
-@pytest.mark.parametrize("k", [1, 3])
-def test_onnx_export_matches_torch_at_any_k(exported: tuple[Path, Path], k: int) -> None:
+@pytest.mark.parametrize("k,batch", [(1, 1), (3, 2)])
+def test_onnx_export_matches_torch_at_any_k_and_batch(exported: tuple[Path, Path], k: int, batch: int) -> None:
     source, folder = exported
     generator = load_generator(source).generator
     onnx_generator, preprocess = OnnxGenerator.load(folder)
     assert preprocess.crop_scale == 1.7 and onnx_generator.config == generator.config
     torch.manual_seed(k)
     images, landmarks = torch.rand(2, 1, k, 3, 64, 64) * 2 - 1  # (1, K, 3, s, s) each
-    driver = torch.rand(1, 3, 64, 64) * 2 - 1
-    warp = torch.rand(1, 3, 64, 64) * 2 - 1 if generator.config.warp_guided else None
+    driver = torch.rand(batch, 3, 64, 64) * 2 - 1  # a file driver's frames are drawn `batch` per call
+    warp = torch.rand(batch, 3, 64, 64) * 2 - 1 if generator.config.warp_guided else None
     with torch.no_grad():
         want_cache = generator.encode_targets(images, landmarks)
-        want = generator.generate(driver, want_cache, warp).image
+        want = generator.generate(driver, repeat_cache(want_cache, batch), warp).image
     got_cache = onnx_generator.encode_targets(images, landmarks)
     for name, tensor in flatten_cache(want_cache).items():
         assert (flatten_cache(got_cache)[name] - tensor).abs().max() < 1e-3, name
-    got = onnx_generator.generate(driver, got_cache, warp).image
-    assert got.shape == want.shape == (1, 3, 64, 64) and want.std() > 0.01  # the output is not a constant
+    got = onnx_generator.generate(driver, repeat_cache(got_cache, batch), warp).image
+    assert got.shape == want.shape == (batch, 3, 64, 64) and want.std() > 0.01  # the output is not a constant
     assert (got - want).abs().max() < 1e-3
 
 

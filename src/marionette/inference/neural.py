@@ -115,7 +115,7 @@ class NeuralRenderer:
             warps_full = [self._warp.render(mesh) for mesh in driven_meshes]  # B x (S, S, 3) uint8 at the crop size
             small = np.stack([cv2.resize(w, (s, s), interpolation=cv2.INTER_AREA) for w in warps_full])
             warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
-        cache = self._cache if len(driven_meshes) == 1 else _repeat(self._cache, len(driven_meshes))
+        cache = self._cache if len(driven_meshes) == 1 else repeat_cache(self._cache, len(driven_meshes))
         with self.placement.autocast():
             images = self.generator.generate(landmarks, cache, warps).image  # (B, 3, s, s) in [-1, 1]
         if not torch.isfinite(images).all():
@@ -132,7 +132,7 @@ class NeuralRenderer:
                          for o, mesh in zip(outs, driven_meshes)])
 
 
-def _repeat(cache: TargetCache, b: int) -> TargetCache:
+def repeat_cache(cache: TargetCache, b: int) -> TargetCache:
     """The cache of one target set as the cache of `b` (views of it, no copy): one per frame of a batch."""
 
     def repeat(value: torch.Tensor | tuple | None) -> torch.Tensor | tuple | None:

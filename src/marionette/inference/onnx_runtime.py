@@ -2,8 +2,9 @@
 manifest, and the `onnx` renderer runs them with ONNX Runtime instead of torch.
 
   target_encoder.onnx   images, landmark_images (1, K, 3, s, s) -> the TargetCache's tensors (K dynamic)
-  frame_generator.onnx  driver_landmark_image (1, 3, s, s) [, warp_image (1, 3, s, s)] and the
-                        cache tensors it reads -> image (1, 3, s, s) in [-1, 1]
+  frame_generator.onnx  driver_landmark_image (B, 3, s, s) [, warp_image (B, 3, s, s)] and the
+                        cache tensors it reads, repeated B times -> image (B, 3, s, s) in [-1, 1]
+                        (B dynamic: a file driver's frames are drawn several per call)
   model.json            format tag, model and preprocess configs, the graphs' input and output
                         names in order, the source export's SHA-256
 
@@ -35,7 +36,7 @@ from torch import nn
 from marionette.config import MAX_SHOTS, Settings, between, from_dict, to_dict
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
-from marionette.inference.neural import NeuralRenderer
+from marionette.inference.neural import NeuralRenderer, repeat_cache
 from marionette.model.config import ModelConfig
 from marionette.model.generator import Generator, TargetCache
 
@@ -91,8 +92,8 @@ class _TargetEncoderGraph(nn.Module):
 
 
 class _FrameGraph(nn.Module):
-    """What frame_generator.onnx computes: driver landmark image (1, 3, s, s) [, warp image], then
-    the flat cache's tensors in `names` order -> image (1, 3, s, s)."""
+    """What frame_generator.onnx computes: driver landmark images (B, 3, s, s) [, warp images], then
+    the flat cache's tensors in `names` order (batch B) -> images (B, 3, s, s)."""
 
     def __init__(self, generator: Generator, names: list[str]) -> None:
         super().__init__()
@@ -126,12 +127,17 @@ def _targets(config: ModelConfig, k: int, seed: int = 0) -> tuple[torch.Tensor, 
     return tuple(torch.rand(2, 1, k, 3, s, s, generator=rng) * 2 - 1)  # type: ignore[return-value]
 
 
-def _frame_inputs(config: ModelConfig, seed: int = 1) -> dict[str, torch.Tensor]:
-    """A random driver landmark image (and warp image for a warp-guided model) (1, 3, s, s)."""
+def _frame_inputs(config: ModelConfig, seed: int = 1, batch: int = 1) -> dict[str, torch.Tensor]:
+    """Random driver landmark images (and warp images for a warp-guided model) (B, 3, s, s)."""
     rng = torch.Generator().manual_seed(seed)
     s = config.image_size
     names = ["driver_landmark_image"] + ["warp_image"] * config.warp_guided
-    return {name: torch.rand(1, 3, s, s, generator=rng) * 2 - 1 for name in names}
+    return {name: torch.rand(batch, 3, s, s, generator=rng) * 2 - 1 for name in names}
+
+
+def _batched(cache: Mapping[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
+    """One target set's flat cache repeated for `batch` frames (as NeuralRenderer.render_batch does)."""
+    return {name: t.expand(batch, *t.shape[1:]).contiguous() for name, t in cache.items()}
 
 
 def _to_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[str], axes: dict[str, dict[int, str]],
@@ -170,10 +176,12 @@ def export_onnx(source: str | Path, out: Path, config: OnnxExportConfig = OnnxEx
         caches = {k: flatten_cache(generator.encode_targets(*_targets(exported.model, k))) for k in (2, 3)}
     names = list(caches[2])
     cache_axes = _k_axes(caches[2], caches[3], (2, 3))
-    frame_inputs = _frame_inputs(exported.model)
+    frame_inputs = _frame_inputs(exported.model, batch=2)  # traced at B = 2 so that no size-1 batch is baked in
+    frame_axes = {name: {0: "B", **cache_axes.get(name, {})} for name in [*frame_inputs, *names]}
     encoder = _to_onnx(_TargetEncoderGraph(generator), dict(zip(("images", "landmark_images"), _targets(exported.model, 2))),
                        names, {"images": {1: "K"}, "landmark_images": {1: "K"}, **cache_axes}, config.opset)
-    frame = _to_onnx(_FrameGraph(generator, names), {**frame_inputs, **caches[2]}, ["image"], cache_axes, config.opset)
+    frame = _to_onnx(_FrameGraph(generator, names), {**frame_inputs, **_batched(caches[2], 2)}, ["image"],
+                     {**frame_axes, "image": {0: "B"}}, config.opset)
     graphs = {"target_encoder": _graph_names(encoder), "frame_generator": _graph_names(frame)}
     manifest = {"format": ONNX_FORMAT, "model": to_dict(exported.model), "preprocess": to_dict(exported.preprocess),
                 "source": {"name": Path(source).name, "sha256": Ingredient.of("generator", source).sha256,
@@ -190,14 +198,16 @@ def export_onnx(source: str | Path, out: Path, config: OnnxExportConfig = OnnxEx
 
 @torch.no_grad()
 def _check(generator: Generator, encoder: bytes, frame: bytes, tolerance: float, source: str | Path) -> float:
-    """Largest |onnxruntime - torch| of a frame at K = 1 and K = MAX_SHOTS; refused above tolerance."""
+    """Largest |onnxruntime - torch| of frames at K = 1 (one frame) and K = MAX_SHOTS (a batch of
+    two frames); refused above tolerance."""
     onnx_generator = OnnxGenerator(generator.config, _session(encoder, source), _session(frame, source))
     error = 0.0
-    for k in (1, MAX_SHOTS):
-        targets, frame_inputs = _targets(generator.config, k, seed=k), _frame_inputs(generator.config, seed=k)
+    for k, batch in ((1, 1), (MAX_SHOTS, 2)):
+        targets, frame_inputs = _targets(generator.config, k, seed=k), _frame_inputs(generator.config, k, batch)
         args = (frame_inputs["driver_landmark_image"], frame_inputs.get("warp_image"))
-        want = generator.generate(args[0], generator.encode_targets(*targets), args[1]).image
-        got = onnx_generator.generate(args[0], onnx_generator.encode_targets(*targets), args[1]).image
+        want_cache, got_cache = generator.encode_targets(*targets), onnx_generator.encode_targets(*targets)
+        want = generator.generate(args[0], repeat_cache(want_cache, batch), args[1]).image
+        got = onnx_generator.generate(args[0], repeat_cache(got_cache, batch), args[1]).image
         error = max(error, (got - want).abs().max().item())
     if not error <= tolerance:
         raise InputError(f"{source}: its ONNX graphs differ from torch by up to {error:.2g} (tolerance {tolerance:g}); "
@@ -226,7 +236,7 @@ def _session(model: str | Path | bytes, name: str | Path, threads: int = 1) -> A
 
 @dataclass(frozen=True)
 class OnnxOutput:
-    image: torch.Tensor  # (1, 3, s, s) in [-1, 1]
+    image: torch.Tensor  # (B, 3, s, s) in [-1, 1]
 
 
 class OnnxGenerator:
@@ -275,8 +285,8 @@ class OnnxGenerator:
 
     def generate(self, driver_landmark_image: torch.Tensor, cache: TargetCache,
                  warp_image: torch.Tensor | None = None) -> OnnxOutput:
-        """driver_landmark_image (1, 3, s, s), the cache, warp_image (1, 3, s, s) for (and only
-        for) a warp-guided model -> the image (1, 3, s, s)."""
+        """driver_landmark_image (B, 3, s, s), the cache of B target sets, warp_image (B, 3, s, s)
+        for (and only for) a warp-guided model -> the image (B, 3, s, s)."""
         if (warp_image is not None) != self.config.warp_guided:
             raise ValueError("a warp-guided generator needs warp_image; any other takes none")
         given = {"driver_landmark_image": driver_landmark_image, "warp_image": warp_image, **flatten_cache(cache)}
