@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from marionette.model.config import LEVELS, ModelConfig
-from marionette.model.layers import conv, positional_encoding
+from marionette.model.layers import InstanceNorm, conv, positional_encoding
 
 
 class ImageAttentionBlock(nn.Module):
@@ -30,9 +30,9 @@ class ImageAttentionBlock(nn.Module):
         self.key = nn.Linear(target_channels, channels)
         self.value = nn.Linear(target_channels, channels)
         self.out = nn.Linear(channels, channels)
-        self.norm_attention = nn.InstanceNorm2d(channels, affine=True)
+        self.norm_attention = InstanceNorm(channels)
         self.feed_forward = nn.Sequential(conv(channels, channels, 3), nn.ReLU(), conv(channels, channels, 3))
-        self.norm_feed_forward = nn.InstanceNorm2d(channels, affine=True)
+        self.norm_feed_forward = InstanceNorm(channels)
 
     def keys_values(self, targets: torch.Tensor, pe_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """targets (B, K, Cy, Hy, Wy), their positional encoding pe_y (Cy, Hy, Wy) -> keys and

@@ -1,7 +1,8 @@
-"""The blender's keys and values held in the target cache and the fused attention product
-(scaled_dot_product_attention) give the image of the reference computation (keys and values
-projected from z_y in every frame, explicit softmax), and a frame's cost grows with K only by the
-attention product itself."""
+"""The generator's faster computations give the reference's results: the blender's keys and values
+held in the target cache and the fused attention product (scaled_dot_product_attention) against
+keys and values projected from z_y in every frame with an explicit softmax; instance norm as a
+group norm; the residual up block's norm before its upsampling; average pooling by strided views.
+A frame's cost grows with K only by the attention product itself."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 from marionette.bench_model import count_gflops
 from marionette.model import Generator, model_config
 from marionette.model.config import LEVELS
-from marionette.model.layers import positional_encoding
+from marionette.model.layers import AvgPool2, InstanceNorm, ResidualUp, positional_encoding
 
 SIZE = 64
 
@@ -106,3 +107,17 @@ def test_a_frame_grows_with_k_only_by_the_attention_product(generator: Generator
     c, cy = config.width(LEVELS - 1), config.width(LEVELS)
     projections = 2 * 2 * 2 * side_y**2 * cy * c * config.attention_blocks / 1e9
     assert (frame[8] - frame[1]) / 7 / frame[1] < (product + projections) / (frame[1] + projections) / 2
+
+
+@torch.no_grad()
+def test_layers_equal_their_reference_computations() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 8, 8) * 3 + 1  # (B, C, H, W)
+    norm = InstanceNorm(6)
+    torch.nn.init.normal_(norm.weight), torch.nn.init.normal_(norm.bias)
+    assert (norm(x) - torch.nn.functional.instance_norm(x, weight=norm.weight, bias=norm.bias)).abs().max() <= 1e-5
+    assert (AvgPool2()(x) - torch.nn.functional.avg_pool2d(x, 2)).abs().max() <= 1e-6
+    up = ResidualUp(6, 4)
+    for layer in (up.main[0], up.main[4]):
+        torch.nn.init.normal_(layer.weight), torch.nn.init.normal_(layer.bias)
+    assert (up(x) - (up.main(x) + up.skip(x))).abs().max() <= 1e-5  # main as written: upsample, then norm
