@@ -99,8 +99,8 @@ def test_a_frame_grows_with_k_only_by_the_attention_product(generator: Generator
     for k in (1, 8):
         images, landmarks, driver = batch(k)
         cache = generator.encode_targets(images, landmarks)
-        frame[k], _ = count_gflops(lambda: generator.generate(driver, cache))
-        explicit, _ = count_gflops(lambda: generator.generate(driver, cache, return_attention=True))
+        frame[k], _ = count_gflops(lambda d=driver, c=cache: generator.generate(d, c))
+        explicit, _ = count_gflops(lambda d=driver, c=cache: generator.generate(d, c, return_attention=True))
         assert explicit == pytest.approx(frame[k], rel=1e-9)  # the fused product is counted too
     assert (frame[8] - frame[1]) / 7 == pytest.approx(product, rel=1e-9)
     # before the cache held them, each extra target also cost the key and value projections

@@ -139,23 +139,14 @@ def _peak_mb(run: Callable[[], object], device: torch.device) -> float:
     return (_rss_kib("VmHWM") - before) / 1024
 
 
-def _rate(fn: Callable[[], object], gflops: float, device: torch.device, calls: int) -> float:
-    """GFLOP/s of `fn` (`gflops` per call): median of `calls` timed calls after two warm-up calls."""
-    fn(), fn()
-    return gflops / statistics.median(_seconds(fn, device) for _ in range(calls))
-
-
-@torch.inference_mode()
-def ceiling(precision: str, device: torch.device) -> Ceiling:
-    """This run's GFLOP/s of an n x n matrix product (n = 2048 on CPU, 8192 on a GPU) and of a
-    3x3 convolution, 256 to 256 channels at 64x64 (batch 1 on CPU, 16 on a GPU)."""
+def _ceiling_calls(precision: str, device: torch.device) -> list[tuple[Callable[[], object], float]]:
+    """The ceilings' calls and their GFLOPs: an n x n matrix product (n = 2048 on CPU, 8192 on a
+    GPU) and a 3x3 convolution, 256 to 256 channels at 64x64 (batch 1 on CPU, 16 on a GPU)."""
     dtype, gpu = DTYPES[precision], device.type != "cpu"
     n, b, c, s = (8192, 16, 256, 64) if gpu else (2048, 1, 256, 64)
     a = torch.randn(n, n, device=device, dtype=dtype)
     x, w = torch.randn(b, c, s, s, device=device, dtype=dtype), torch.randn(c, c, 3, 3, device=device, dtype=dtype)
-    matmul = _rate(lambda: a @ a, 2 * n**3 / 1e9, device, 5)
-    conv = _rate(lambda: F.conv2d(x, w, padding=1), 2 * b * c * c * 9 * s * s / 1e9, device, 10)
-    return Ceiling(precision, matmul, conv)
+    return [(lambda: a @ a, 2 * n**3 / 1e9), (lambda: F.conv2d(x, w, padding=1), 2 * b * c * c * 9 * s * s / 1e9)]
 
 
 @dataclass
@@ -178,6 +169,9 @@ class _Setup:
     def frame(self) -> object:
         return self.generator.generate(self.driver, self.cache)
 
+    def encode_and_frame(self) -> object:
+        return self.generator.generate(self.driver, _expand(self.encode(), self.batch))
+
 
 def _expand(cache: TargetCache, batch: int) -> TargetCache:
     """The cache of one target set, shared by `batch` frames (views, no copies)."""
@@ -193,9 +187,9 @@ def _setups(presets: list[str], ks: list[int], batches: list[int], precisions: l
         config = model_config(preset)
         for precision in precisions:
             torch.manual_seed(0)
-            generator = Generator(config).eval().to(device=device, dtype=DTYPES[precision])
-            s = config.image_size
-            rand = lambda *shape: (torch.rand(*shape) * 2 - 1).to(device=device, dtype=DTYPES[precision])  # noqa: E731
+            s, dtype = config.image_size, DTYPES[precision]
+            generator = Generator(config).eval().to(device=device, dtype=dtype)
+            rand = lambda *shape, dtype=dtype: (torch.rand(*shape) * 2 - 1).to(device=device, dtype=dtype)  # noqa: E731
             for k in ks:
                 images, landmarks = rand(1, k, 3, s, s), rand(1, k, 3, s, s)  # (1, K, 3, H, W)
                 setups += [_Setup(preset, k, b, precision, generator, images, landmarks, rand(b, 3, s, s))
@@ -205,27 +199,35 @@ def _setups(presets: list[str], ks: list[int], batches: list[int], precisions: l
 
 @torch.inference_mode()
 def measure(presets: list[str], ks: list[int], batches: list[int], precisions: list[str], device: torch.device,
-            rounds: int, encodes: int) -> list[Row]:
-    """Rows for every (preset, precision, K, batch): FLOPs and peak memory first (the warm-up),
-    then encode timings, then `rounds` shuffled rounds of one timed call per configuration."""
+            rounds: int, encodes: int) -> tuple[list[Row], list[Ceiling]]:
+    """Rows for every (preset, precision, K, batch) and the ceilings of fp32 and `precisions`:
+    FLOPs and peak memory first (the warm-up), then encode timings, then `rounds` shuffled rounds
+    of one timed call of each configuration and each ceiling's operation (so that the machine's
+    other load weighs on both alike)."""
     setups = _setups(presets, ks, batches, precisions, device)
+    ceiling_calls = {p: _ceiling_calls(p, device) for p in dict.fromkeys(["fp32", *precisions])}
+    calls = [s.frame for s in setups] + [fn for pair in ceiling_calls.values() for fn, _ in pair]
     peaks, gflops, ms_encode = [], [], []
     for setup in setups:
-        peaks.append(_peak_mb(lambda: setup.generator.generate(setup.driver, _expand(setup.encode(), setup.batch)),
-                              device))
+        peaks.append(_peak_mb(setup.encode_and_frame, device))
         setup.cache = _expand(setup.encode(), setup.batch)
         gflops.append(count_gflops(setup.frame)[0] / setup.batch)
         setup.frame()
         ms_encode.append(statistics.median(_seconds(setup.encode, device) for _ in range(encodes)) * 1000)
-    times: list[list[float]] = [[] for _ in setups]
-    order = list(range(len(setups)))
+    for fn in calls[len(setups):]:
+        fn(), fn()  # warm-up
+    times: list[list[float]] = [[] for _ in calls]
+    order = list(range(len(calls)))
     shuffle = random.Random(0).shuffle
     for _ in range(rounds):
         shuffle(order)
         for i in order:
-            times[i].append(_seconds(setups[i].frame, device))
-    return [Row(s.preset, s.k, s.batch, s.precision, g, e, statistics.median(t) * 1000 / s.batch, p)
-            for s, g, e, t, p in zip(setups, gflops, ms_encode, times, peaks, strict=True)]
+            times[i].append(_seconds(calls[i], device))
+    seconds = [statistics.median(t) for t in times]
+    rows = [Row(s.preset, s.k, s.batch, s.precision, g, e, t * 1000 / s.batch, p)
+            for s, g, e, t, p in zip(setups, gflops, ms_encode, seconds[:len(setups)], peaks, strict=True)]
+    ceiling_seconds = iter(seconds[len(setups):])
+    return rows, [Ceiling(p, *(g / next(ceiling_seconds) for _, g in pair)) for p, pair in ceiling_calls.items()]
 
 
 def parameters(preset: str) -> tuple[float, float]:
@@ -314,8 +316,7 @@ def report(presets: list[str], ks: list[int], batches: list[int] = (1,), precisi
             raise InputError(f"bench model: unknown {what} {unknown[0]!r} (known: {', '.join(known)})")
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # the fastest convolution algorithms for these fixed shapes
-    ceilings = [ceiling(p, dev) for p in dict.fromkeys(["fp32", *precisions])]
-    rows = measure(list(presets), list(ks), list(batches), list(precisions), dev, rounds, encodes)
+    rows, ceilings = measure(list(presets), list(ks), list(batches), list(precisions), dev, rounds, encodes)
     params = "\n".join(f"| {p} | {model_config(p).image_size} | {g:.2f} | {d:.2f} |"
                        for p in presets for g, d in [parameters(p)])
     ceiling_rows = "\n".join(f"| {c.precision} | {c.matmul:.0f} | {c.conv:.0f} |" for c in ceilings)
@@ -323,8 +324,9 @@ def report(presets: list[str], ks: list[int], batches: list[int] = (1,), precisi
         "# Model cost benchmark",
         f"Machine: {machine(dev)}; device {dev.type}.",
         "| preset | px | G params (M) | D params (M) |\n|---|---:|---:|---:|\n" + params,
-        "Ceilings, measured in this run (GFLOP/s): a large square matrix product and a 3x3 convolution "
-        "(256 to 256 channels, 64x64).\n\n| precision | matmul | 3x3 conv |\n|---|---:|---:|\n" + ceiling_rows,
+        "Ceilings, measured in this run, in the same interleaved rounds as the frames (GFLOP/s): a large "
+        "square matrix product and a 3x3 convolution (256 to 256 channels, 64x64).\n\n"
+        "| precision | matmul | 3x3 conv |\n|---|---:|---:|\n" + ceiling_rows,
         f"Frames: median of {rounds} interleaved rounds; encode: median of {encodes} calls. "
         f"÷ conv ceiling: achieved GFLOP/s over this run's 3x3 conv ceiling at the row's precision. "
         f"÷ FOMM time: ms/frame over FOMM's {FOMM_MS:.0f} ms ({FOMM_GFLOPS:.0f} GFLOPs, fp32, batch 1, on an "
