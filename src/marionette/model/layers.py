@@ -39,7 +39,8 @@ def _norm(channels: int, enabled: bool) -> nn.Module:
 
 class AvgPool2(nn.Module):
     """2x2 average pooling, stride 2 (B, C, H, W) -> (B, C, H/2, W/2), H and W even: the same as
-    nn.AvgPool2d(2) as the mean of four strided views, about 2x faster on CPU (measured, fp32)."""
+    nn.AvgPool2d(2) as the mean of four strided views, 1.3-1.9x faster on CPU (measured on the generator's
+    shapes, fp32, 1 thread)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x[..., 0::2, 0::2] + x[..., 1::2, 0::2] + x[..., 0::2, 1::2] + x[..., 1::2, 1::2]) * 0.25
