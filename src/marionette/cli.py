@@ -345,8 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="reenact: time the neural renderer of this generator export "
                    "(None: the warp renderer)")
     p.add_argument("--presets", default="tiny,cpu,paper", help="model: comma list of presets")
-    p.add_argument("--ks", type=_counts(1, 64), default=[1, 2, 4, 8], help="model: comma list of numbers of targets")
-    p.add_argument("--batch", type=_counts(1, 1024), default=[1], help="model: comma list of batch sizes (frames per call, one target set)")
+    p.add_argument("--ks", type=_counts(1, 64), default="1,2,4,8", help="model: comma list of numbers of targets")
+    p.add_argument("--batch", type=_counts(1, 1024), default="1", help="model: comma list of batch sizes (frames per call, one target set)")
     p.add_argument("--precision", default="fp32", help="model: comma list of fp32, bf16, fp16 (weights and inputs "
                    "cast; on CPUs without native bf16 a paper-preset frame takes minutes)")
     p.add_argument("--device", choices=["cpu", "cuda", "mps"], default="cpu", help="model: where to run")
