@@ -58,7 +58,7 @@ def test_two_copies_of_one_target_equal_one(generator: Generator) -> None:
 @torch.no_grad()
 def test_attention_rows_sum_to_one_over_all_targets_and_positions(generator: Generator) -> None:
     images, landmarks, driver = batch(k=3)
-    out = generator(images, landmarks, driver)
+    out = generator(images, landmarks, driver, return_attention=True)
     for weights in out.attention:
         assert weights.shape == (2, 2, 16, 3 * 4)  # (B, heads, 4·4 queries, K·2·2 keys)
         assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 16), atol=1e-6)

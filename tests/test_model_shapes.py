@@ -15,7 +15,7 @@ def expected_shapes(name: str, k: int) -> dict[str, tuple[int, ...]]:
     s, heads = c.image_size, c.attention_heads
     return {
         "image": (1, 3, s, s),
-        "z": (1, k, c.width(5), s // 32, s // 32),
+        "keys": (1, heads, k * (s // 32) ** 2, c.width(4) // heads),
         "attention": (1, heads, (s // 16) ** 2, k * (s // 32) ** 2),
         "target_flows": (1, k, 2, s // 2, s // 2),
     }
@@ -25,7 +25,7 @@ def check(name: str, k: int, cache: TargetCache, out: GeneratorOutput) -> None:
     c, want = model_config(name), expected_shapes(name, k)
     s = c.image_size
     assert out.image.shape == want["image"]
-    assert cache.z.shape == want["z"]
+    assert [t.shape for t in cache.keys + cache.values] == [want["keys"]] * (2 * c.attention_blocks)
     assert [m.shape for m in cache.mean_skips] == [(1, c.width(j), s >> j, s >> j) for j in range(1, 5)]
     assert [a.shape for a in out.attention] == [want["attention"]] * c.attention_blocks
     assert [f.shape for f in out.driver_flows] == [(1, 2, s >> j, s >> j) for j in (4, 3, 2, 1)]
@@ -42,8 +42,9 @@ def test_generator_shapes(name: str, k: int) -> None:
     s = c.image_size
     with torch.no_grad():
         cache = g.encode_targets(torch.rand(1, k, 3, s, s) * 2 - 1, torch.rand(1, k, 3, s, s) * 2 - 1)
-        out = g.generate(torch.rand(1, 3, s, s) * 2 - 1, cache)
+        out = g.generate(torch.rand(1, 3, s, s) * 2 - 1, cache, return_attention=True)
     check(name, k, cache, out)
+    assert g.generate(torch.rand(1, 3, s, s) * 2 - 1, cache).attention is None  # weights only when asked
 
 
 def test_paper_shapes() -> None:
@@ -54,12 +55,14 @@ def test_paper_shapes() -> None:
     g = Generator(c)
     with torch.no_grad():
         one = g.encode_targets(torch.rand(1, 1, 3, 256, 256) * 2 - 1, torch.rand(1, 1, 3, 256, 256) * 2 - 1)
-        assert one.z.shape == (1, 1, 512, 8, 8)  # method.md: z_y (B·K, 512, 8, 8)
+        assert g.target_encoder(torch.zeros(1, 3, 256, 256), torch.zeros(1, 3, 256, 256))[0].shape == (
+            1, 512, 8, 8)  # method.md: z_y (B·K, 512, 8, 8)
         assert g.driver_encoder(torch.zeros(1, 3, 256, 256)).shape == (1, 512, 16, 16)  # z_x
         for k in (1, 2, 8):
-            cache = dataclasses.replace(one, z=one.z.expand(-1, k, -1, -1, -1),
+            cache = dataclasses.replace(one, keys=tuple(t.repeat(1, 1, k, 1) for t in one.keys),
+                                        values=tuple(t.repeat(1, 1, k, 1) for t in one.values),
                                         flows=one.flows.expand(-1, k, -1, -1, -1))
-            check("paper", k, cache, g.generate(torch.rand(1, 3, 256, 256) * 2 - 1, cache))
+            check("paper", k, cache, g.generate(torch.rand(1, 3, 256, 256) * 2 - 1, cache, return_attention=True))
 
 
 @pytest.mark.parametrize("name", ["tiny", "cpu", "paper"])

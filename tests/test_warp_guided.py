@@ -46,7 +46,7 @@ def test_output_is_the_warp_at_initialisation(k: int) -> None:
     torch.manual_seed(0)
     generator = Generator(model_config("tiny", ["warp_guided=true"]))
     targets, target_landmarks, driver_landmarks, warp = inputs(2, k)
-    out = generator(targets, target_landmarks, driver_landmarks, warp)
+    out = generator(targets, target_landmarks, driver_landmarks, warp, return_attention=True)
     assert out.image.shape == (2, 3, SIZE, SIZE) and out.mask.shape == (2, 1, SIZE, SIZE)
     assert (out.image - warp).abs().max() <= 1e-5
     assert 0 < out.mask.min() and out.mask.max() < 1

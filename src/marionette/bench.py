@@ -223,13 +223,14 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None, config
 
 def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episodes: int = 200,
         repeats: int = 3, checkpoint: str | None = None, presets: list[str] = ("tiny", "cpu", "paper"),
-        ks: list[int] = (1, 2, 4, 8), bf16_presets: set[str] = frozenset({"tiny", "cpu"}),
-        out: Path | None = None, reenact: ReenactConfig | None = None) -> None:
+        ks: list[int] = (1, 2, 4, 8), batches: list[int] = (1,), precisions: list[str] = ("fp32",),
+        device: str = "cpu", rounds: int = 15, out: Path | None = None,
+        reenact: ReenactConfig | None = None) -> None:
     """Print the benchmark `what` (preprocess, episodes, reenact, model or all but model) as markdown
     tables; `video`: the driver or source video (None: the demo's sample clip); `out`: also write
     the model report there; `reenact`: the reenact benchmark's settings (None: the defaults)."""
     if what == "model":
-        report = bench_model.report(list(presets), list(ks), set(bf16_presets))
+        report = bench_model.report(list(presets), list(ks), list(batches), list(precisions), device, rounds)
         print(report)
         if out:
             with atomic_path(out) as tmp:

@@ -168,10 +168,11 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
-    reenact = override(ReenactConfig(renderer="neural" if args.checkpoint else "warp"), args.set)  # checked first
+    reenact = override(ReenactConfig(), args.set)  # checked first; each row sets its renderer
     bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats,
-              checkpoint=args.checkpoint, presets=_comma_list(args.presets), ks=[int(k) for k in _comma_list(args.ks)],
-              bf16_presets=set(_comma_list(args.bf16_presets)), out=Path(args.out) if args.out else None,
+              checkpoint=args.checkpoint, presets=_comma_list(args.presets), ks=args.ks,
+              batches=args.batch, precisions=_comma_list(args.precision),
+              device=args.device, rounds=args.rounds, out=Path(args.out) if args.out else None,
               reenact=reenact)
 
 
@@ -218,6 +219,16 @@ def _count(low: int, high: int):
         if not low <= number <= high:
             raise argparse.ArgumentTypeError(f"{value}: must be an integer in {low}..{high}")
         return number
+    return parse
+
+
+def _counts(low: int, high: int):
+    """An argparse type: a comma list of integers in low..high."""
+    def parse(value: str) -> list[int]:
+        items = _comma_list(value)
+        if not items:
+            raise argparse.ArgumentTypeError(f"{value!r}: must be a comma list of integers in {low}..{high}")
+        return [_count(low, high)(item) for item in items]
     return parse
 
 
@@ -360,9 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="reenact: the generator export the neural and onnx renderers run "
                    "(None: an untrained `cpu`-preset one, which costs the same)")
     p.add_argument("--presets", default="tiny,cpu,paper", help="model: comma list of presets")
-    p.add_argument("--ks", default="1,2,4,8", help="model: comma list of numbers of targets")
-    p.add_argument("--bf16-presets", default="tiny,cpu", help="model: presets also timed in bf16 autocast (on CPUs "
-                   "without native bf16 a paper-preset frame takes minutes)")
+    p.add_argument("--ks", type=_counts(1, 64), default="1,2,4,8", help="model: comma list of numbers of targets")
+    p.add_argument("--batch", type=_counts(1, 1024), default="1", help="model: comma list of batch sizes (frames per call, one target set)")
+    p.add_argument("--precision", default="fp32", help="model: comma list of fp32, bf16, fp16 (weights and inputs "
+                   "cast; on CPUs without native bf16 a paper-preset frame takes minutes)")
+    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default="cpu", help="model: where to run")
+    p.add_argument("--rounds", type=_count(1, 10000), default=15, help="model: interleaved timing rounds (median)")
     p.add_argument("--out", default=None, help="model: also write the report to this markdown file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="reenact: override one "
                    "`marionette reenact` setting (repeat for more), e.g. precision=bf16 or device=cuda")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from marionette.model.config import LEVELS, ModelConfig
-from marionette.model.layers import FlowHead, ResidualUp, conv, warp
+from marionette.model.layers import FlowHead, InstanceNorm, ResidualUp, conv, warp
 
 
 class WarpAlignmentBlock(nn.Module):
@@ -42,7 +42,7 @@ class WarpCorrection(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.InstanceNorm2d(channels, affine=True), nn.ReLU())
+        self.features = nn.Sequential(InstanceNorm(channels), nn.ReLU())
         self.head = conv(channels + 3, 4, 3)  # 3 residual channels, 1 mask logit
         with torch.no_grad():
             self.head.weight[:3].zero_()
@@ -69,7 +69,7 @@ class Decoder(nn.Module):
         if config.warp_guided:
             self.correction = WarpCorrection(config.decoder_width(0))
         else:
-            self.to_rgb = nn.Sequential(nn.InstanceNorm2d(config.decoder_width(0), affine=True), nn.ReLU(),
+            self.to_rgb = nn.Sequential(InstanceNorm(config.decoder_width(0)), nn.ReLU(),
                                         conv(config.decoder_width(0), 3, 3), nn.Tanh())
 
     def forward(self, z_xy: torch.Tensor, mean_skips: tuple[torch.Tensor, ...], warp_image: torch.Tensor | None = None

@@ -1,5 +1,6 @@
 """Generator G = (E_x, E_y, B, Q) (paper §Proposed method, Fig. 2) and its inference API: the
-targets are encoded once into a TargetCache; each driver frame then costs E_x + B + Q only (ours).
+targets are encoded once into a TargetCache (with the blender's keys and values); each driver
+frame then costs E_x, B's queries and attention, and Q (ours).
 
 Ours, the warp-guided model (`ModelConfig.warp_guided`, off in every preset): each driver frame
 also brings the training-free warp renderer's image of the driver (inference/warp.py, made from
@@ -23,9 +24,11 @@ from marionette.model.target_encoder import TargetEncoder
 
 @dataclass(frozen=True)
 class TargetCache:
-    """Everything a frame needs from one target set (B sets of K targets each)."""
+    """Everything a frame needs from one target set (B sets of K targets each). Every field is a
+    tensor or a tuple of tensors (exporters flatten it generically)."""
 
-    z: torch.Tensor  # z_y (B, K, C_5, H/32, W/32): keys and values of the blender
+    keys: tuple[torch.Tensor, ...]  # per image attention block, from z_y: (B, heads, K·H/32·W/32, C_4/heads)
+    values: tuple[torch.Tensor, ...]  # per image attention block, from z_y: (B, heads, K·H/32·W/32, C_4/heads)
     mean_skips: tuple[torch.Tensor, ...]  # mean over K of Ŝ_1..Ŝ_4, each (B, C_j, H/2^j, W/2^j)
     flows: torch.Tensor  # target pose normalization flows f_y (B, K, 2, H/2, W/2)
 
@@ -33,7 +36,7 @@ class TargetCache:
 @dataclass(frozen=True)
 class GeneratorOutput:
     image: torch.Tensor  # (B, 3, H, W) in [-1, 1]
-    attention: tuple[torch.Tensor, ...]  # per image attention block, (B, heads, H/16·W/16, K·H/32·W/32)
+    attention: tuple[torch.Tensor, ...] | None  # if asked, per attention block (B, heads, H/16·W/16, K·H/32·W/32)
     driver_flows: tuple[torch.Tensor, ...]  # f_u per warp-alignment block, (B, 2, H/16, W/16) .. (B, 2, H/2, W/2)
     target_flows: torch.Tensor  # f_y (B, K, 2, H/2, W/2)
     mask: torch.Tensor | None  # warp-guided model: where the warp is corrected (B, 1, H, W) in [0, 1]; else None
@@ -53,30 +56,34 @@ class Generator(nn.Module):
         b, k = images.shape[:2]
         assert images.ndim == 5 and images.shape == landmark_images.shape, (images.shape, landmark_images.shape)
         z, normalized, flows = self.target_encoder(images.flatten(0, 1), landmark_images.flatten(0, 1))  # (B·K, ...)
+        keys, values = self.blender.keys_values(z.unflatten(0, (b, k)))  # from z_y (B, K, C_5, H/32, W/32)
         return TargetCache(
-            z=z.unflatten(0, (b, k)),  # (B, K, C_5, H/32, W/32)
+            keys=keys,
+            values=values,
             mean_skips=tuple(s.unflatten(0, (b, k)).mean(dim=1) for s in normalized),  # (B, C_j, H/2^j, W/2^j)
             flows=flows.unflatten(0, (b, k)),  # (B, K, 2, H/2, W/2)
         )
 
     def generate(self, driver_landmark_image: torch.Tensor, cache: TargetCache,
-                 warp_image: torch.Tensor | None = None) -> GeneratorOutput:
+                 warp_image: torch.Tensor | None = None, return_attention: bool = False) -> GeneratorOutput:
         """driver_landmark_image (B, 3, H, W) and the cache of B target sets -> GeneratorOutput;
         warp_image (B, 3, H, W) in [-1, 1], the warp renderer's image of the driver, is required by
-        (and only by) the warp-guided model."""
-        assert driver_landmark_image.shape[0] == cache.z.shape[0], (driver_landmark_image.shape, cache.z.shape)
+        (and only by) the warp-guided model; return_attention: also return the attention weights
+        (slower: they are otherwise never materialised)."""
+        assert driver_landmark_image.shape[0] == cache.flows.shape[0], (driver_landmark_image.shape, cache.flows.shape)
         if (warp_image is not None) != self.config.warp_guided:
             raise ValueError("a warp-guided generator needs warp_image; any other takes none")
         driver = driver_landmark_image if warp_image is None else torch.cat((driver_landmark_image, warp_image), 1)
         z_x = self.driver_encoder(driver)  # (B, C_4, H/16, W/16)
-        z_xy, attention = self.blender(z_x, cache.z)  # (B, C_4, H/16, W/16)
+        z_xy, attention = self.blender(z_x, cache.keys, cache.values, return_attention)  # (B, C_4, H/16, W/16)
         image, driver_flows, mask = self.decoder(z_xy, cache.mean_skips, warp_image)  # (B, 3, H, W)
         return GeneratorOutput(image=image, attention=attention, driver_flows=driver_flows, target_flows=cache.flows,
                                mask=mask)
 
     def forward(self, target_images: torch.Tensor, target_landmark_images: torch.Tensor,
-                driver_landmark_image: torch.Tensor, warp_image: torch.Tensor | None = None) -> GeneratorOutput:
+                driver_landmark_image: torch.Tensor, warp_image: torch.Tensor | None = None,
+                return_attention: bool = False) -> GeneratorOutput:
         """target_images, target_landmark_images (B, K, 3, H, W), driver_landmark_image (B, 3, H, W),
-        warp_image (B, 3, H, W) for the warp-guided model."""
+        warp_image (B, 3, H, W) for the warp-guided model; return_attention as in `generate`."""
         return self.generate(driver_landmark_image, self.encode_targets(target_images, target_landmark_images),
-                             warp_image)
+                             warp_image, return_attention)

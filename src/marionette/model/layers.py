@@ -21,8 +21,29 @@ def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
     return spectral_norm(layer) if spectral else layer
 
 
+class InstanceNorm(nn.InstanceNorm2d):
+    """Affine instance norm (B, C, H, W) -> (B, C, H, W), computed as a group norm with one channel
+    per group: the same statistics and parameters, but torch's CPU kernel for it is 3-4x faster
+    than instance_norm's (measured on the generator's shapes, fp32, 2-core AMD EPYC)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.num_features, self.weight, self.bias, self.eps)
+
+
 def _norm(channels: int, enabled: bool) -> nn.Module:
-    return nn.InstanceNorm2d(channels, affine=True) if enabled else nn.Identity()
+    return InstanceNorm(channels) if enabled else nn.Identity()
+
+
+class AvgPool2(nn.Module):
+    """2x2 average pooling, stride 2 (B, C, H, W) -> (B, C, H/2, W/2), H and W even: the same as
+    nn.AvgPool2d(2) as the mean of four strided views, 1.3-1.9x faster on CPU (measured on the generator's
+    shapes, fp32, 1 thread)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[..., 0::2, 0::2] + x[..., 1::2, 0::2] + x[..., 0::2, 1::2] + x[..., 1::2, 1::2]) * 0.25
 
 
 class ResidualDown(nn.Module):
@@ -35,7 +56,7 @@ class ResidualDown(nn.Module):
             _norm(in_channels, norm), nn.ReLU(), conv(in_channels, out_channels, 3, stride=2, spectral=spectral),
             _norm(out_channels, norm), nn.ReLU(), conv(out_channels, out_channels, 3, spectral=spectral),
         )
-        self.skip = nn.Sequential(nn.AvgPool2d(2), conv(in_channels, out_channels, 1, spectral=spectral)
+        self.skip = nn.Sequential(AvgPool2(), conv(in_channels, out_channels, 1, spectral=spectral)
                                   if in_channels != out_channels else nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> (B, C_out, H/2, W/2)
@@ -49,14 +70,19 @@ class ResidualUp(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.main = nn.Sequential(
-            nn.InstanceNorm2d(in_channels, affine=True), nn.ReLU(), conv(in_channels, out_channels, 3),
+            InstanceNorm(in_channels), nn.ReLU(), conv(in_channels, out_channels, 3),
             nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.InstanceNorm2d(out_channels, affine=True), nn.ReLU(), conv(out_channels, out_channels, 3),
+            InstanceNorm(out_channels), nn.ReLU(), conv(out_channels, out_channels, 3),
         )
         self.skip = nn.Sequential(conv(in_channels, out_channels, 1), nn.Upsample(scale_factor=2, mode="nearest"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, H, W) -> (B, C_out, 2H, 2W)
-        return self.main(x) + self.skip(x)
+        norm_in, relu_in, conv_in, up, norm_out, relu_out, conv_out = self.main
+        # main's order, but norm and ReLU before upsampling, at a quarter of the pixels: a nearest
+        # upsampling repeats each pixel 4 times, which changes no channel's mean or variance (the
+        # same result; ~3% of a paper-preset frame with AvgPool2, measured interleaved, fp32)
+        h = relu_out(norm_out(conv_in(relu_in(norm_in(x)))))  # (B, C_out, H, W)
+        return conv_out(up(h)) + self.skip(x)
 
 
 class FlowHead(nn.Module):
