@@ -133,8 +133,9 @@ def test_onnx_renderer_draws_what_the_neural_renderer_draws(exported: tuple[Path
         pipeline.set_target_crops(crops, meshes)
         frames[renderer] = pipeline.render(moved).astype(int)
     difference = np.abs(frames["onnx"] - frames["neural"])
-    # a 64 px pixel rounded the other way moves a few 96 px pixels (cubic resize, Lab colour matching) by up to 3
-    assert difference.max() <= 3 and difference.mean() < 0.01
+    # a 64 px pixel rounded the other way moves a few 96 px pixels by up to 4 (cubic resize, then the colour
+    # matching's gain on an untrained generator's flat output); the generator's own parity is 1e-3 (above)
+    assert difference.max() <= 4 and difference.mean() < 0.01
     assert np.array_equal(frames["onnx"], frames["auto"])
 
 

@@ -37,11 +37,12 @@ class ImageAttentionBlock(nn.Module):
     def keys_values(self, targets: torch.Tensor, pe_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """targets (B, K, Cy, Hy, Wy), their positional encoding pe_y (Cy, Hy, Wy) -> keys and
         values (B, heads, K·Hy·Wy, C/heads) over every position of every target."""
-        b, k, cy, hy, wy = targets.shape
-        keys = (targets + pe_y.to(targets.dtype)).permute(0, 1, 3, 4, 2).reshape(b, k * hy * wy, cy)  # (B, K·Hy·Wy, Cy)
-        values = targets.permute(0, 1, 3, 4, 2).reshape(b, k * hy * wy, cy)  # (B, K·Hy·Wy, Cy)
-        k_h = self.key(keys).view(b, k * hy * wy, self.heads, -1).transpose(1, 2)  # (B, heads, K·Hy·Wy, d)
-        v_h = self.value(values).view(b, k * hy * wy, self.heads, -1).transpose(1, 2)  # (B, heads, K·Hy·Wy, d)
+        b, cy, d = targets.shape[0], targets.shape[2], self.key.out_features // self.heads
+        # -1 for K·Hy·Wy: an exporter's trace then keeps K dynamic (ONNX: one file for any K)
+        keys = (targets + pe_y.to(targets.dtype)).permute(0, 1, 3, 4, 2).reshape(b, -1, cy)  # (B, K·Hy·Wy, Cy)
+        values = targets.permute(0, 1, 3, 4, 2).reshape(b, -1, cy)  # (B, K·Hy·Wy, Cy)
+        k_h = self.key(keys).view(b, -1, self.heads, d).transpose(1, 2)  # (B, heads, K·Hy·Wy, d)
+        v_h = self.value(values).view(b, -1, self.heads, d).transpose(1, 2)  # (B, heads, K·Hy·Wy, d)
         return k_h, v_h
 
     def forward(self, x: torch.Tensor, pe_x: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
