@@ -52,6 +52,17 @@ def test_defaults_bind_loopback_only() -> None:
     assert AppConfig().host == "127.0.0.1"
 
 
+@pytest.mark.parametrize("kind,offered", [("file", "neural"), ("folder", "onnx")])
+def test_a_checkpoint_adds_its_renderer(tmp_path: Path, kind: str, offered: str) -> None:
+    checkpoint = tmp_path / "generator"  # a generator export (a file) or its ONNX export (a folder)
+    checkpoint.mkdir() if kind == "folder" else checkpoint.write_bytes(b"")
+    app = WebApp(AppConfig(checkpoint=str(checkpoint), temp_dir=str(tmp_path / "app")))
+    try:
+        assert app.renderers == ["warp", offered]
+    finally:
+        app.close()
+
+
 def test_command_line_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from marionette.cli import main
 

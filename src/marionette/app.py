@@ -49,7 +49,7 @@ class AppConfig(Settings):
     queue_size: int = 8  # jobs that may wait for a turn; a job beyond them is refused ("Queue is full")
     keep_minutes: float = 30.0  # uploads and results are deleted this long after they were made
     temp_dir: str = ""  # where the app's folder of uploads, results and job files is made ("": the system temp folder); removed at exit
-    checkpoint: str = ""  # a trained generator export: the page offers the neural renderer too ("": warp only)
+    checkpoint: str = ""  # a trained generator export (or its ONNX export folder): the page offers the neural (onnx) renderer too ("": warp only)
     device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
     precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
 
@@ -101,7 +101,7 @@ class WebApp:
             Path(config.temp_dir).mkdir(parents=True, exist_ok=True)
         # a folder of its own, removed whole at exit (with what Gradio leaves in it, such as its upload staging files)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="marionette-app-", dir=config.temp_dir or None)).resolve()
-        self.renderers = ["warp"] + (["neural"] if config.checkpoint else [])
+        self.renderers = ["warp"] + (["onnx" if Path(config.checkpoint).is_dir() else "neural"] if config.checkpoint else [])
         # the neural renderer's device, resolved once: an absent one is said at start, not in every job
         self.device_settings = placement(config.device, config.precision).settings() if config.checkpoint else {}
         # Gradio reads its cache folder from GRADIO_TEMP_DIR, when making components and when
