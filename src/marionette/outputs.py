@@ -6,6 +6,7 @@ reverse), a path under a file, and an existing output without overwrite."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -64,22 +65,10 @@ def check_file_output(out: str | Path, inputs: list[str | Path], overwrite: bool
 def check_media_output(out: str | Path, inputs: list[str | Path], overwrite: bool = False) -> None:
     """A reenactment output: a video or GIF file, or a folder of PNG frames, which may replace an
     existing one only with `overwrite` and only when it holds nothing but marionette's frames."""
-    out = Path(out)
-    if output_kind(out) != "png":
+    if output_kind(Path(out)) != "png":
         check_file_output(out, inputs, overwrite)
         return
-    _check_place(out, inputs)
-    if not out.exists() and not out.is_symlink():
-        return
-    if not out.is_dir() or out.is_symlink():
-        raise InputError(f"{out}: exists and is not a folder; give a new folder for the frames")
-    entries = list(out.iterdir())
-    if not entries:
-        return
-    if not all(_is_marionette_frame(e) for e in entries):
-        raise InputError(f"{out}: folder holds files marionette did not write; give a new or empty folder")
-    if not overwrite:
-        raise InputError(f"{out}: holds marionette frames from an earlier run; set overwrite=true to replace them")
+    _check_whole_folder(Path(out), inputs, _is_marionette_frame, "marionette frames from an earlier run", overwrite)
 
 
 def check_work_folder(out: str | Path, inputs: list[str | Path], markers: tuple[str, ...], what: str) -> None:
@@ -99,7 +88,14 @@ def check_work_folder(out: str | Path, inputs: list[str | Path], markers: tuple[
 def check_folder_output(out: str | Path, inputs: list[str | Path], names: tuple[str, ...], overwrite: bool = False) -> None:
     """A folder a command writes whole, holding the files `names` (an ONNX export): new or empty;
     one that holds nothing but such files (an earlier one) is replaced only with `overwrite`."""
-    out = Path(out)
+    _check_whole_folder(Path(out), inputs, lambda e: e.name in names and e.is_file() and not e.is_symlink(),
+                        "an earlier export", overwrite)
+
+
+def _check_whole_folder(out: Path, inputs: list[str | Path], ours: Callable[[Path], bool], earlier: str,
+                        overwrite: bool) -> None:
+    """An output folder written whole: new or empty, or replaced (with `overwrite` only) when every
+    entry in it is `ours`; never an input, never a folder of other files."""
     _check_place(out, inputs)
     if not out.exists() and not out.is_symlink():
         return
@@ -108,7 +104,7 @@ def check_folder_output(out: str | Path, inputs: list[str | Path], names: tuple[
     entries = list(out.iterdir())
     if not entries:
         return
-    if not all(e.name in names and e.is_file() and not e.is_symlink() for e in entries):
+    if not all(ours(e) for e in entries):
         raise InputError(f"{out}: folder holds files marionette did not write; give a new or empty folder")
     if not overwrite:
-        raise InputError(f"{out}: holds an earlier export; pass --overwrite to replace it")
+        raise InputError(f"{out}: holds {earlier}; pass --overwrite (--set overwrite=true) to replace it")
