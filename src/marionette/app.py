@@ -31,6 +31,7 @@ from marionette.config import MAX_SHOTS, Rule, Settings, between, text
 from marionette.devices import DEVICE_RULE, PRECISION_RULE, placement
 from marionette.errors import InputError
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.inference.renderers import generator_renderer
 from marionette.media import IMAGE_EXTS, load_image, probe_video
 from marionette.provenance import format_report, verify
 
@@ -101,7 +102,7 @@ class WebApp:
             Path(config.temp_dir).mkdir(parents=True, exist_ok=True)
         # a folder of its own, removed whole at exit (with what Gradio leaves in it, such as its upload staging files)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="marionette-app-", dir=config.temp_dir or None)).resolve()
-        self.renderers = ["warp"] + (["onnx" if Path(config.checkpoint).is_dir() else "neural"] if config.checkpoint else [])
+        self.renderers = ["warp"] + ([generator_renderer(config.checkpoint)] if config.checkpoint else [])
         # the neural renderer's device, resolved once: an absent one is said at start, not in every job
         self.device_settings = placement(config.device, config.precision).settings() if config.checkpoint else {}
         # Gradio reads its cache folder from GRADIO_TEMP_DIR, when making components and when

@@ -197,10 +197,9 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
     settings = {"dataset": str(Path(data).resolve()), "split": config.split, "seed": config.seed,
                 "cross_mode": config.cross_mode, "alpha": config.alpha, "expression": to_dict(expression),
                 "judge": tools.judge.name, **({"videos": True} if config.videos else {})}
-    precision = next((p.renderer.placement.precision for p in pipelines.values() if isinstance(p.renderer, NeuralRenderer)),
-                     "fp32")
-    if precision != "fp32":  # half precision changes the neural renderer's pixels: no mixing in one report
-        settings["precision"] = precision
+    half = {p.renderer.placement.precision for p in pipelines.values() if isinstance(p.renderer, NeuralRenderer)} - {"fp32"}
+    if half:  # half precision changes the neural renderer's pixels: no mixing in one report
+        settings["precision"] = half.pop()
     _check_settings(out, settings)
     episodes = _episodes(out, manifest, config, episodes_csv)
     identity_references = _calibration(out, Path(data), manifest, tools)

@@ -34,7 +34,7 @@ from marionette.errors import InputError
 from marionette.inference.driving import DRIVING_MODES, DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
 from marionette.inference.neural import NeuralRenderer
-from marionette.inference.renderers import Renderer, make_renderer
+from marionette.inference.renderers import Renderer, generator_renderer, make_renderer
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.stages import Stages
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
@@ -159,7 +159,7 @@ class ReenactPipeline:
             raise InputError("preview=true needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
         self.config = config
         name = config.renderer if config.renderer != "auto" else (
-            "warp" if checkpoint is None else "onnx" if Path(checkpoint).is_dir() else "neural")
+            "warp" if checkpoint is None else generator_renderer(checkpoint))
         if config.renderer == "auto" and name == "warp":
             log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
         if name in ("neural", "onnx"):  # onnxruntime's sessions take torch's thread count

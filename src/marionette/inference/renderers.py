@@ -48,6 +48,11 @@ class CopyRenderer:
         return self.crops[int(np.abs(self.poses - pose).sum(-1).argmin())]
 
 
+def generator_renderer(checkpoint: str | Path) -> str:
+    """The renderer that runs `checkpoint`: onnx for an ONNX export folder, else neural."""
+    return "onnx" if Path(checkpoint).is_dir() else "neural"
+
+
 def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, device: str = "auto",
                   precision: str = "auto") -> Renderer:
     """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint` on
