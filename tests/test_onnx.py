@@ -17,7 +17,6 @@ from test_bad_inputs import refused, snapshot
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.export import export_generator, load_generator
-from marionette.inference.neural import repeat_cache
 from marionette.inference.onnx_runtime import (
     FILES,
     MANIFEST_FILE,
@@ -91,11 +90,11 @@ def test_onnx_export_matches_torch_at_any_k_and_batch(exported: tuple[Path, Path
     warp = torch.rand(batch, 3, 64, 64) * 2 - 1 if generator.config.warp_guided else None
     with torch.no_grad():
         want_cache = generator.encode_targets(images, landmarks)
-        want = generator.generate(driver, repeat_cache(want_cache, batch), warp).image
+        want = generator.generate(driver, want_cache.repeat(batch), warp).image
     got_cache = onnx_generator.encode_targets(images, landmarks)
     for name, tensor in flatten_cache(want_cache).items():
         assert (flatten_cache(got_cache)[name] - tensor).abs().max() < 1e-3, name
-    got = onnx_generator.generate(driver, repeat_cache(got_cache, batch), warp).image
+    got = onnx_generator.generate(driver, got_cache.repeat(batch), warp).image
     assert got.shape == want.shape == (batch, 3, 64, 64) and want.std() > 0.01  # the output is not a constant
     assert (got - want).abs().max() < 1e-3
 

@@ -17,7 +17,6 @@ cache is shared by every frame of the batch, and one call costs less per frame t
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING
 
 import cv2
@@ -115,7 +114,7 @@ class NeuralRenderer:
             warps_full = [self._warp.render(mesh) for mesh in driven_meshes]  # B x (S, S, 3) uint8 at the crop size
             small = np.stack([cv2.resize(w, (s, s), interpolation=cv2.INTER_AREA) for w in warps_full])
             warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
-        cache = self._cache if len(driven_meshes) == 1 else repeat_cache(self._cache, len(driven_meshes))
+        cache = self._cache if len(driven_meshes) == 1 else self._cache.repeat(len(driven_meshes))
         with self.placement.autocast():
             images = self.generator.generate(landmarks, cache, warps).image  # (B, 3, s, s) in [-1, 1]
         if not torch.isfinite(images).all():
@@ -131,13 +130,3 @@ class NeuralRenderer:
                                        face_mask(mesh, crop), self._lab_mean, self._lab_std)
                          for o, mesh in zip(outs, driven_meshes)])
 
-
-def repeat_cache(cache: TargetCache, b: int) -> TargetCache:
-    """The cache of one target set as the cache of `b` (views of it, no copy): one per frame of a batch."""
-
-    def repeat(value: torch.Tensor | tuple | None) -> torch.Tensor | tuple | None:
-        if isinstance(value, torch.Tensor):
-            return value.expand(b, *value.shape[1:])
-        return tuple(repeat(v) for v in value) if isinstance(value, tuple) else value
-
-    return TargetCache(**{f.name: repeat(getattr(cache, f.name)) for f in dataclasses.fields(cache)})

@@ -36,7 +36,7 @@ from torch import nn
 from marionette.config import MAX_SHOTS, Settings, between, from_dict, to_dict
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
-from marionette.inference.neural import NeuralRenderer, repeat_cache
+from marionette.inference.neural import NeuralRenderer
 from marionette.model.config import ModelConfig
 from marionette.model.generator import Generator, TargetCache
 
@@ -135,11 +135,6 @@ def _frame_inputs(config: ModelConfig, seed: int = 1, batch: int = 1) -> dict[st
     return {name: torch.rand(batch, 3, s, s, generator=rng) * 2 - 1 for name in names}
 
 
-def _batched(cache: Mapping[str, torch.Tensor], batch: int) -> dict[str, torch.Tensor]:
-    """One target set's flat cache repeated for `batch` frames (as NeuralRenderer.render_batch does)."""
-    return {name: t.expand(batch, *t.shape[1:]).contiguous() for name, t in cache.items()}
-
-
 def _to_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[str], axes: dict[str, dict[int, str]],
              opset: int) -> bytes:
     buffer = io.BytesIO()
@@ -173,14 +168,16 @@ def export_onnx(source: str | Path, out: Path, config: OnnxExportConfig = OnnxEx
     exported = load_generator(source)
     generator = exported.generator.float().eval()
     with torch.no_grad():
-        caches = {k: flatten_cache(generator.encode_targets(*_targets(exported.model, k))) for k in (2, 3)}
+        encoded = {k: generator.encode_targets(*_targets(exported.model, k)) for k in (2, 3)}
+    caches = {k: flatten_cache(cache) for k, cache in encoded.items()}
     names = list(caches[2])
     cache_axes = _k_axes(caches[2], caches[3], (2, 3))
     frame_inputs = _frame_inputs(exported.model, batch=2)  # traced at B = 2 so that no size-1 batch is baked in
+    two_frames = {name: t.contiguous() for name, t in flatten_cache(encoded[2].repeat(2)).items()}  # the cache, B = 2
     frame_axes = {name: {0: "B", **cache_axes.get(name, {})} for name in [*frame_inputs, *names]}
     encoder = _to_onnx(_TargetEncoderGraph(generator), dict(zip(("images", "landmark_images"), _targets(exported.model, 2))),
                        names, {"images": {1: "K"}, "landmark_images": {1: "K"}, **cache_axes}, config.opset)
-    frame = _to_onnx(_FrameGraph(generator, names), {**frame_inputs, **_batched(caches[2], 2)}, ["image"],
+    frame = _to_onnx(_FrameGraph(generator, names), {**frame_inputs, **two_frames}, ["image"],
                      {**frame_axes, "image": {0: "B"}}, config.opset)
     graphs = {"target_encoder": _graph_names(encoder), "frame_generator": _graph_names(frame)}
     manifest = {"format": ONNX_FORMAT, "model": to_dict(exported.model), "preprocess": to_dict(exported.preprocess),
@@ -206,8 +203,8 @@ def _check(generator: Generator, encoder: bytes, frame: bytes, tolerance: float,
         targets, frame_inputs = _targets(generator.config, k, seed=k), _frame_inputs(generator.config, k, batch)
         args = (frame_inputs["driver_landmark_image"], frame_inputs.get("warp_image"))
         want_cache, got_cache = generator.encode_targets(*targets), onnx_generator.encode_targets(*targets)
-        want = generator.generate(args[0], repeat_cache(want_cache, batch), args[1]).image
-        got = onnx_generator.generate(args[0], repeat_cache(got_cache, batch), args[1]).image
+        want = generator.generate(args[0], want_cache.repeat(batch), args[1]).image
+        got = onnx_generator.generate(args[0], got_cache.repeat(batch), args[1]).image
         error = max(error, (got - want).abs().max().item())
     if not error <= tolerance:
         raise InputError(f"{source}: its ONNX graphs differ from torch by up to {error:.2g} (tolerance {tolerance:g}); "

@@ -10,6 +10,7 @@ are the paper's."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,14 @@ class TargetCache:
     values: tuple[torch.Tensor, ...]  # per image attention block, from z_y: (B, heads, K·H/32·W/32, C_4/heads)
     mean_skips: tuple[torch.Tensor, ...]  # mean over K of Ŝ_1..Ŝ_4, each (B, C_j, H/2^j, W/2^j)
     flows: torch.Tensor  # target pose normalization flows f_y (B, K, 2, H/2, W/2)
+
+    def repeat(self, b: int) -> TargetCache:
+        """The cache of one target set (B = 1) as the cache of `b` sets, views of it (no copy): one
+        per frame of a batch of driver frames."""
+        def expand(value: torch.Tensor | tuple[torch.Tensor, ...]) -> torch.Tensor | tuple[torch.Tensor, ...]:
+            return value.expand(b, *value.shape[1:]) if isinstance(value, torch.Tensor) else tuple(map(expand, value))
+
+        return TargetCache(**{f.name: expand(getattr(self, f.name)) for f in dataclasses.fields(self)})
 
 
 @dataclass(frozen=True)
