@@ -19,7 +19,6 @@ while encoding the targets and generating one batch, weights excluded.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import gc
 import os
 import platform
@@ -36,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from marionette.devices import DTYPES
 from marionette.errors import InputError
 from marionette.model import PRESETS, Discriminator, Generator, TargetCache, model_config
 
@@ -47,7 +47,6 @@ PAPER_GFLOPS_AIM, PAPER_FOMM_AIM, CPU_MS_AIM, EXTRA_TARGET_AIM, GPU_MS_AIM = 55.
 # FOMM (keypoint detector + generator) as measured in issue 18 on an AVX-512 AMD EPYC with 2 cores
 # (fp32, batch 1): ms per frame, GFLOPs per frame, and that machine's 3x3 convolution ceiling.
 FOMM_MS, FOMM_GFLOPS, FOMM_CONV_CEILING = 395.0, 110.0, 470.0
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -170,14 +169,7 @@ class _Setup:
         return self.generator.generate(self.driver, self.cache)
 
     def encode_and_frame(self) -> object:
-        return self.generator.generate(self.driver, _expand(self.encode(), self.batch))
-
-
-def _expand(cache: TargetCache, batch: int) -> TargetCache:
-    """The cache of one target set, shared by `batch` frames (views, no copies)."""
-    grow = lambda t: t.expand(batch, *t.shape[1:])  # noqa: E731
-    return TargetCache(**{f.name: tuple(map(grow, v)) if isinstance(v := getattr(cache, f.name), tuple) else grow(v)
-                          for f in dataclasses.fields(cache)})
+        return self.generator.generate(self.driver, self.encode().repeat(self.batch))
 
 
 def _setups(presets: list[str], ks: list[int], batches: list[int], precisions: list[str],
@@ -210,7 +202,7 @@ def measure(presets: list[str], ks: list[int], batches: list[int], precisions: l
     peaks, gflops, ms_encode = [], [], []
     for setup in setups:
         peaks.append(_peak_mb(setup.encode_and_frame, device))
-        setup.cache = _expand(setup.encode(), setup.batch)
+        setup.cache = setup.encode().repeat(setup.batch)
         gflops.append(count_gflops(setup.frame)[0] / setup.batch)
         setup.frame()
         ms_encode.append(statistics.median(_seconds(setup.encode, device) for _ in range(encodes)) * 1000)
