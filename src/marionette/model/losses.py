@@ -26,9 +26,12 @@ class DiscriminatorLosses:
     total: torch.Tensor  # real + fake, scaled by adversarial_weight
     real: torch.Tensor  # mean relu(1 - D(real))
     fake: torch.Tensor  # mean relu(1 + D(fake))
+    real_score: torch.Tensor  # (B,) D(real), detached: for the training's diagnostics, not a loss
+    fake_score: torch.Tensor  # (B,) D(fake), detached
 
     def as_dict(self) -> dict[str, float]:
-        return {f"D/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
+        """The losses by name (not the scores)."""
+        return {f"D/{name}": float(getattr(self, name).detach()) for name in ("total", "real", "fake")}
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ class Objective:
         fake_score = self.discriminator(fake.detach(), landmark_image).score  # (B,)
         loss_real, loss_fake = hinge_discriminator(real_score, fake_score)
         return DiscriminatorLosses(total=self.config.adversarial_weight * (loss_real + loss_fake),
-                                   real=loss_real, fake=loss_fake)
+                                   real=loss_real, fake=loss_fake, real_score=real_score.detach(),
+                                   fake_score=fake_score.detach())
 
     def generator_step(self, fake: torch.Tensor, real: torch.Tensor, landmark_image: torch.Tensor) -> GeneratorLosses:
         """fake (B, 3, H, W) from G, real (B, 3, H, W) the driver frame (ground truth), landmark_image its r_x."""

@@ -1,11 +1,11 @@
 """The training loop (paper §Training: meta-learning on episodes of talking-head videos), one
-function top to bottom: setup, build, resume, loop {batch, D step, G step, EMA, log, samples,
-validation, checkpoint}. Run it with `marionette train` (plain python or torchrun).
+function top to bottom: setup, build, resume, loop {batch, step (training/step.py: D step, G step,
+EMA), log, samples, validation, checkpoint}. Run it with `marionette train` (plain python or torchrun).
 
 Run folder RUN/:
   config.json        the resolved run config (a rerun must match it, except `steps`, `decay_steps`, `max_minutes`)
   revisions.txt      git revision of the code at every (re)start
-  stats.jsonl        one JSON line per log step (losses, episodes/s) and per validation
+  stats.jsonl        one JSON line per log step (losses, diagnostics, episodes/s) and per validation
   samples/           step_N.png grids: K targets | driver landmarks | warp | output | ground truth
   checkpoints/       step_N/ folders (see checkpoint.py), the last `keep_last` kept
   export/generator.safetensors   the EMA generator for inference (`load_generator`)
@@ -47,6 +47,7 @@ from marionette.training.checkpoint import (
     save_checkpoint,
 )
 from marionette.training.config import RunConfig, TrainConfig
+from marionette.training.step import TrainStep
 from marionette.training.validation import Validator, plot_validation
 
 log = logging.getLogger(__name__)
@@ -83,14 +84,6 @@ def git_revision() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-@torch.no_grad()
-def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-        e.lerp_(p.detach(), 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers(), strict=True):
-        e.copy_(b)
 
 
 def learning_rate_scale(step: int, t: TrainConfig) -> float:
@@ -142,7 +135,6 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
             tmp.write_text(json.dumps({"data": str(data), "config": config.to_dict()}, indent=2))
         with (run / "revisions.txt").open("a") as f:
             f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {git_revision()} world_size={world}\n")
-    torch.manual_seed(config.episodes.seed)
 
     # ---- data: episodes with K drawn per batch in [1, k_max], each rank its own share ----------
     # a warp-guided generator reads the warp renderer's image of each episode (computed by the loader)
@@ -156,6 +148,8 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
                  if distributed.is_main() and t.val_every > 0 else None)
 
     # ---- build: networks, objective (losses live outside the networks), optimizers, EMA ---------
+    # seeded here, after the data and the validator, whose first use in a process may draw numbers
+    torch.manual_seed(config.episodes.seed)
     generator = Generator(config.model).to(device)
     discriminator = Discriminator(config.model).to(device)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
@@ -171,6 +165,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
     objective.perceptual.to(device)
     if objective.face_perceptual is not None:
         objective.face_perceptual.to(device)
+    train_step = TrainStep(nets, g_train, objective, t, device, autocast=use_autocast)
 
     # ---- resume from the last checkpoint, if any (weights are loaded in place, on every rank) ----
     start = load_checkpoint(checkpoints[-1], nets) if checkpoints else 0
@@ -198,48 +193,20 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
     deadline = tick + 60 * t.max_minutes if t.max_minutes > 0 else float("inf")
     step = start
     while step < t.steps:
-        batch = next(batches)
-        targets = batch.target_images.to(device, non_blocking=True)  # (B, K, 3, S, S)
-        target_landmarks = batch.target_landmark_images.to(device, non_blocking=True)  # (B, K, 3, S, S)
-        driver_landmarks = batch.driver_landmark_image.to(device, non_blocking=True)  # (B, 3, S, S)
-        real = batch.driver_image.to(device, non_blocking=True)  # (B, 3, S, S): the ground truth
-        warp = batch.warp_image.to(device, non_blocking=True) if config.model.warp_guided else None  # (B, 3, S, S)
+        # rank 0's clock decides: the step that starts past the budget is the sitting's last
+        out_of_time = distributed.agree(time.perf_counter() >= deadline)
+        last = step + 1 == t.steps or out_of_time
+        logged = (step + 1) % t.log_every == 0 or last
         lr_scale = learning_rate_scale(step, t)
-        for optimizer, lr in ((nets.opt_g, t.lr_g), (nets.opt_d, t.lr_d)):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * lr_scale
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            fake = g_train(targets, target_landmarks, driver_landmarks, warp).image  # (B, 3, S, S)
-
-        # Discriminator step: hinge loss on real vs (detached) fake; D's gradients zeroed first.
-        nets.opt_d.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            d_losses = objective.discriminator_step(real, fake, driver_landmarks)
-        d_losses.total.backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(discriminator.parameters(), t.grad_clip)
-        nets.opt_d.step()
-
-        # Generator step: adversarial + feature matching + perceptual terms through the updated D
-        # (its weights frozen for this pass: no D gradients computed or synchronised).
-        nets.opt_g.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_autocast):
-            g_losses = objective.generator_step(fake, real, driver_landmarks)
-        g_losses.total.backward()
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(generator.parameters(), t.grad_clip)
-        nets.opt_g.step()
-
-        update_ema(ema, generator, decay=min(t.ema_decay, (1 + step) / (10 + step)))
+        result = train_step(next(batches), step, lr_scale, diagnose=logged)
         step += 1
         bar.update(1)
-        out_of_time = distributed.agree(time.perf_counter() >= deadline)  # rank 0's clock decides
-        last = step == t.steps or out_of_time
 
-        if step % t.log_every == 0 or last:
+        if logged:
             now = time.perf_counter()
-            stats = {"step": step, "K": int(targets.shape[1]), "lr_scale": lr_scale, **d_losses.as_dict(),
-                     **g_losses.as_dict(), "episodes_per_s": t.batch_size * (step - tick_step) / max(now - tick, 1e-9)}
+            stats = {"step": step, "K": result.k, "lr_scale": lr_scale, **result.d_losses.as_dict(),
+                     **result.g_losses.as_dict(), **result.diagnostics,
+                     "episodes_per_s": t.batch_size * (step - tick_step) / max(now - tick, 1e-9)}
             tick, tick_step = now, step
             bar.set_postfix({"D": f"{stats['D/total']:.3f}", "G": f"{stats['G/total']:.3f}",
                              "fm": f"{stats['G/feature_matching']:.3f}", "ep/s": f"{stats['episodes_per_s']:.2f}"})

@@ -1,0 +1,87 @@
+"""Diagnostics of a training step (ours), computed on log steps only and written to stats.jsonl
+beside the losses, to see why a recipe stands still:
+
+- `grad/<part>`: L2 norm of each part's gradient before any clipping: the generator's parts
+  (`driver_encoder`, `target_encoder`, `blender`, `decoder`) after the G step's backward and the
+  discriminator (`grad/D`) after the D step's. In the warp-guided model the correction's output
+  layer is split into its residual rows (`grad/correction_residual`) and its mask row
+  (`grad/correction_mask`); the rest of the correction counts as `decoder`. A part that gets no
+  gradient (frozen, or cut off, as everything upstream of the zero residual at step 0) reads 0.
+- `grad_output/<term>`: L2 norm of the gradient of each weighted term of G's objective (weight x
+  term) with respect to the generated images (B, 3, H, W): which term drives G's update, on one
+  scale. 0 for a term with weight 0.
+- `D/real_acc`, `D/fake_acc`: the share of real frames D scores above 0 and of generated frames
+  it scores below 0, in the D step (before its update); `D/real_logit`, `D/fake_logit`: their mean
+  scores. A D that separates nothing reads 0.5 and equal logits.
+- warp-guided only: `correction/change`, the mean |output - warp| in [-1, 1] units, and
+  `correction/mask`, the mean blend mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from marionette.model import GeneratorLosses, GeneratorOutput, LossConfig
+from marionette.model.losses import DiscriminatorLosses
+
+# WarpCorrection.head: one conv whose output channels are the colour residual (0..2) and the mask logit (3)
+CORRECTION_HEAD = "decoder.correction.head."
+CORRECTION_ROWS = {"correction_residual": slice(0, 3), "correction_mask": slice(3, 4)}
+
+
+def _norm(grads: list[torch.Tensor]) -> float:
+    return float(torch.sqrt(sum((g.detach().float().square().sum() for g in grads), torch.zeros(())))) if grads else 0.0
+
+
+def generator_gradient_norms(generator: nn.Module) -> dict[str, float]:
+    """`grad/<part>` for each top-level part of the (raw) generator, the correction's residual and
+    mask rows apart, from the gradients its parameters hold now."""
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name, _ in generator.named_children()}
+    if generator.config.warp_guided:
+        parts.update({name: [] for name in CORRECTION_ROWS})
+    for name, parameter in generator.named_parameters():
+        if parameter.grad is None:
+            continue
+        if name.startswith(CORRECTION_HEAD):
+            for part, rows in CORRECTION_ROWS.items():
+                parts[part].append(parameter.grad[rows])
+        else:
+            parts[name.split(".", 1)[0]].append(parameter.grad)
+    return {f"grad/{part}": _norm(grads) for part, grads in parts.items()}
+
+
+def gradient_norm(module: nn.Module) -> float:
+    """L2 norm of all the gradients `module`'s parameters hold (0 if none)."""
+    return _norm([p.grad for p in module.parameters() if p.grad is not None])
+
+
+def output_gradient_norms(losses: GeneratorLosses, weights: LossConfig, image: torch.Tensor) -> dict[str, float]:
+    """`grad_output/<term>` of each weighted term of `losses` with respect to `image`, the
+    generated (B, 3, H, W) the terms were computed from; the graph is kept for the step's backward."""
+    norms = {}
+    for field in dataclasses.fields(losses):
+        if field.name == "total":
+            continue
+        weight, term = getattr(weights, f"{field.name}_weight"), getattr(losses, field.name)
+        if weight == 0 or not term.requires_grad:
+            norms[f"grad_output/{field.name}"] = 0.0
+            continue
+        (grad,) = torch.autograd.grad(weight * term, image, retain_graph=True)  # (B, 3, H, W)
+        norms[f"grad_output/{field.name}"] = float(grad.float().norm())
+    return norms
+
+
+def discriminator_scores(losses: DiscriminatorLosses) -> dict[str, float]:
+    """D's accuracy on real and generated frames and its mean scores, from the D step's scores (B,)."""
+    real, fake = losses.real_score.float(), losses.fake_score.float()
+    return {"D/real_acc": float((real > 0).float().mean()), "D/fake_acc": float((fake < 0).float().mean()),
+            "D/real_logit": float(real.mean()), "D/fake_logit": float(fake.mean())}
+
+
+def correction_stats(output: GeneratorOutput, warp: torch.Tensor) -> dict[str, float]:
+    """How much the warp-guided generator changes its warp image (B, 3, H, W), and its mean mask."""
+    return {"correction/change": float((output.image.detach().float() - warp.float()).abs().mean()),
+            "correction/mask": float(output.mask.detach().float().mean())}

@@ -1,0 +1,101 @@
+"""The training diagnostics in stats.jsonl: gradient norms per part of G (the warp-guided
+correction's residual and mask apart) and of D, each weighted term's gradient at the output, D's
+accuracy and mean scores on real and generated frames; finite, on log steps only, and 0 for a
+part that gets no gradient."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from marionette.config import override
+from marionette.model import Discriminator, Generator, LossConfig, build_objective, model_config
+from marionette.model.losses import DiscriminatorLosses
+from marionette.training.config import run_config
+from marionette.training.diagnostics import (
+    discriminator_scores,
+    generator_gradient_norms,
+    output_gradient_norms,
+)
+from marionette.training.loop import train
+
+PARTS = ("driver_encoder", "target_encoder", "blender", "decoder")
+CORRECTION = ("correction_residual", "correction_mask")
+
+
+@pytest.fixture(scope="module")
+def warp_guided_stats(train_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    run = tmp_path_factory.mktemp("diagnostics") / "run"
+    config = run_config("tiny", ["model.warp_guided=true", "loss.perceptual_weights=random", "loss.pixel_weight=10",
+                                 "steps=4", "batch_size=2", "episodes.k_max=2", "log_every=2", "val_every=0",
+                                 "checkpoint_every=100", "workers=0"])
+    train(train_dataset, run, config, progress=False)
+    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+
+
+def test_diagnostics_are_logged_on_log_steps_and_finite(warp_guided_stats: list[dict]) -> None:
+    assert [s["step"] for s in warp_guided_stats] == [2, 4]  # log steps only
+    for stats in warp_guided_stats:
+        keys = ({f"grad/{p}" for p in (*PARTS, *CORRECTION, "D")}
+                | {f"grad_output/{t}" for t in ("adversarial", "feature_matching", "perceptual", "face_perceptual",
+                                                "pixel")}
+                | {"D/real_acc", "D/fake_acc", "D/real_logit", "D/fake_logit", "correction/change", "correction/mask"})
+        assert keys <= set(stats), keys - set(stats)
+        assert all(math.isfinite(stats[k]) for k in keys)
+        assert 0 <= stats["D/real_acc"] <= 1 and 0 <= stats["D/fake_acc"] <= 1
+        assert 0 < stats["correction/mask"] < 1
+        # past the first update every part learns; D too; each weighted term pulls on the output
+        assert all(stats[f"grad/{p}"] > 0 for p in (*PARTS, *CORRECTION, "D")), stats
+        assert all(stats[f"grad_output/{t}"] > 0 for t in ("adversarial", "feature_matching", "perceptual", "pixel"))
+        assert stats["grad_output/face_perceptual"] == 0  # the face term is off
+
+
+def test_parts_cut_off_from_the_gradient_read_zero(train_dataset: Path, tmp_path: Path) -> None:
+    # at step 1 the correction's residual is zero: only its own filters get a gradient, nothing upstream
+    config = run_config("tiny", ["model.warp_guided=true", "loss.perceptual_weights=random", "steps=1",
+                                 "batch_size=2", "episodes.k_max=2", "log_every=1", "val_every=0", "workers=0"])
+    train(train_dataset, tmp_path / "run", config, progress=False)
+    first = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
+    assert first["grad/correction_residual"] > 0
+    assert all(first[f"grad/{p}"] == 0 for p in (*PARTS, "correction_mask")), first
+    assert first["correction/change"] == 0  # the output was exactly the warp
+
+
+def test_a_frozen_part_reads_zero_and_the_others_do_not() -> None:
+    torch.manual_seed(0)
+    generator = Generator(model_config("tiny"))
+    generator.blender.requires_grad_(False)
+    images = torch.rand(1, 2, 3, 64, 64) * 2 - 1
+    generator(images, images, images[:, 0]).image.square().mean().backward()
+    norms = generator_gradient_norms(generator)
+    assert set(norms) == {f"grad/{p}" for p in PARTS}  # no correction in the faithful model
+    assert norms["grad/blender"] == 0 and all(norms[f"grad/{p}"] > 0 for p in PARTS if p != "blender")
+    expected = torch.cat([p.grad.flatten() for p in generator.driver_encoder.parameters()]).norm()
+    assert norms["grad/driver_encoder"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_output_gradient_of_a_term_is_its_weighted_derivative() -> None:
+    torch.manual_seed(0)
+    config = model_config("tiny")
+    objective = build_objective(override(LossConfig(), ["perceptual_weights=random", "pixel_weight=10",
+                                                        "adversarial_weight=0"]), Discriminator(config))
+    real = torch.rand(2, 3, 64, 64) * 2 - 1
+    fake = (torch.rand(2, 3, 64, 64) * 2 - 1).requires_grad_(True)
+    losses = objective.generator_step(fake, real, real)
+    norms = output_gradient_norms(losses, objective.config, fake)
+    # d(10 · mean|fake - real|)/d fake = 10 · sign / N everywhere: norm 10 / sqrt(N)
+    assert norms["grad_output/pixel"] == pytest.approx(10 / math.sqrt(fake.numel()), rel=1e-5)
+    assert norms["grad_output/adversarial"] == 0 and norms["grad_output/perceptual"] > 0
+    losses.total.backward()  # the graph was kept for the step's own backward
+
+
+def test_discriminator_accuracy_and_mean_scores() -> None:
+    zero = torch.zeros(())
+    losses = DiscriminatorLosses(zero, zero, zero, real_score=torch.tensor([1.0, -1.0, 2.0, 3.0]),
+                                 fake_score=torch.tensor([0.5, -0.5, -2.0, 1.0]))
+    assert discriminator_scores(losses) == {"D/real_acc": 0.75, "D/fake_acc": 0.5, "D/real_logit": 1.25,
+                                            "D/fake_logit": -0.25}
