@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from marionette import bench_model
+from marionette import bench_model, bench_train
+from marionette.bench_train import BenchTrainConfig
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
@@ -225,12 +226,15 @@ def run(what: str, video: str | None = None, workers: list[int] = (0, 2), episod
         repeats: int = 3, checkpoint: str | None = None, presets: list[str] = ("tiny", "cpu", "paper"),
         ks: list[int] = (1, 2, 4, 8), batches: list[int] = (1,), precisions: list[str] = ("fp32",),
         device: str = "cpu", rounds: int = 15, out: Path | None = None,
-        reenact: ReenactConfig | None = None) -> None:
-    """Print the benchmark `what` (preprocess, episodes, reenact, model or all but model) as markdown
-    tables; `video`: the driver or source video (None: the demo's sample clip); `out`: also write
-    the model report there; `reenact`: the reenact benchmark's settings (None: the defaults)."""
-    if what == "model":
-        report = bench_model.report(list(presets), list(ks), list(batches), list(precisions), device, rounds)
+        reenact: ReenactConfig | None = None, train: BenchTrainConfig | None = None, data: str | None = None) -> None:
+    """Print the benchmark `what` (preprocess, episodes, reenact, model, train or all but model and
+    train) as markdown tables; `video`: the driver or source video (None: the demo's sample clip);
+    `out`: also write the model or train report there; `reenact`: the reenact benchmark's settings
+    (None: the defaults); `train`, `data`: the train benchmark's settings and dataset (None:
+    the defaults, synthetic clips)."""
+    if what in ("model", "train"):
+        report = (bench_model.report(list(presets), list(ks), list(batches), list(precisions), device, rounds)
+                  if what == "model" else bench_train.report(train or BenchTrainConfig(), Path(data) if data else None))
         print(report)
         if out:
             with atomic_path(out) as tmp:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from marionette import __version__
 from marionette.app import AppConfig
+from marionette.bench_train import BenchTrainConfig
 from marionette.config import describe, override
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.errors import InputError, os_error
@@ -168,12 +170,14 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from marionette import bench
 
-    reenact = override(ReenactConfig(), args.set)  # checked first; each row sets its renderer
+    # checked first: the train benchmark's settings, or reenact's (each of its rows sets its renderer)
+    train = override(BenchTrainConfig(), args.set) if args.what == "train" else None
+    reenact = override(ReenactConfig(), args.set) if args.what != "train" else None
     bench.run(args.what, video=args.video, workers=args.workers, episodes=args.episodes, repeats=args.repeats,
               checkpoint=args.checkpoint, presets=_comma_list(args.presets), ks=args.ks,
               batches=args.batch, precisions=_comma_list(args.precision),
               device=args.device, rounds=args.rounds, out=Path(args.out) if args.out else None,
-              reenact=reenact)
+              reenact=reenact, train=train, data=args.data)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -360,9 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading, reenactment "
-                       "throughput and the networks' cost (model)")
-    p.add_argument("what", choices=["preprocess", "episodes", "reenact", "model", "all"],
-                   help="which benchmark (all: every one but model)")
+                       "throughput, the networks' cost (model) and a training step's phases (train)")
+    p.add_argument("what", choices=["preprocess", "episodes", "reenact", "model", "train", "all"],
+                   help="which benchmark (all: every one but model and train)")
     p.add_argument("--video", default=None, help="video to use (None: the demo's sample clip); the README's figures "
                    "use ../shared/data/videos/lp_d0.mp4 (preprocess, episodes) and lp_d3.mp4 (reenact)")
     p.add_argument("--workers", type=_count(0, 256), nargs="+", default=[0, 2], help="DataLoader workers to measure")
@@ -377,9 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "cast; on CPUs without native bf16 a paper-preset frame takes minutes)")
     p.add_argument("--device", choices=["cpu", "cuda", "mps"], default="cpu", help="model: where to run")
     p.add_argument("--rounds", type=_count(1, 10000), default=15, help="model: interleaved timing rounds (median)")
-    p.add_argument("--out", default=None, help="model: also write the report to this markdown file")
+    p.add_argument("--out", default=None, help="model, train: also write the report to this markdown file")
+    p.add_argument("--data", default=None, help="train: dataset made by `marionette preprocess` at one of the sizes "
+                   "(None: synthetic clips)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="reenact: override one "
-                   "`marionette reenact` setting (repeat for more), e.g. precision=bf16 or device=cuda")
+                   "`marionette reenact` setting (repeat for more), e.g. precision=bf16 or device=cuda; train: one "
+                   "of " + " ".join(f"{f.name}={','.join(map(str, f.default)) if isinstance(f.default, tuple) else f.default}"
+                                    for f in dataclasses.fields(BenchTrainConfig)))
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter,
