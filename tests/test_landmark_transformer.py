@@ -83,10 +83,47 @@ def test_alpha_zero_gives_target_shape_in_driver_pose(fitted: Fitted) -> None:
     out = lt.drive(driver, target, alpha=0.0, mode="absolute")
     expected = Pose(driver_pose.rotation, np.full(4, target.pose.scale), np.tile(target.pose.translation, (4, 1)))
     np.testing.assert_allclose(out.mesh, expected.apply(lt.mean_shape + target.identity), atol=1e-3)
-    # relative: the targets' own (mean) shape, moved only by the driver's pose change
-    relative = lt.drive(driver, target, alpha=0.0, mode="relative")
+    # relative, the target's expression: the targets' own (mean) shape, moved only by the driver's pose change
+    relative = lt.drive(driver, target, alpha=0.0, mode="relative", expression="target")
     np.testing.assert_allclose(relative.shapes, np.broadcast_to(lt.normalize(targets)[0].mean(0), (4, 478, 3)),
                                atol=1e-5)
+    # relative, the driver's expression: the target's identity with the driver's reference expression
+    start = lt.prepare_start(driver[0])
+    relative = lt.drive(driver, target, alpha=0.0, mode="relative", start=start)
+    expected = lt.mean_shape + target.identity + lt.project(start.coefficients)
+    np.testing.assert_allclose(relative.shapes, np.broadcast_to(expected, (4, 478, 3)), atol=1e-5)
+
+
+@pytest.mark.parametrize("expression", ["driver", "target"])
+def test_relative_mode_carries_the_drivers_change_unshrunk(fitted: Fitted, expression: str) -> None:
+    """The output's shape moves exactly as the driver's normalised shape does since its reference
+    (a single frame's λ̂ would regress to the mean: half a wide mouth, no blinks)."""
+    lt = fitted.lt
+    driver, target = fitted.meshes[0][:8], lt.prepare_targets(fitted.meshes[2][:2])
+    shapes, _ = lt.normalize(driver)
+    out = lt.drive(driver, target, alpha=0.5, mode="relative", expression=expression).shapes
+    np.testing.assert_allclose(out - out[0], 0.5 * (shapes - shapes[0]), atol=1e-5)
+    assert np.abs(shapes - shapes[0]).max() > 0.01  # the clip does move
+
+
+def test_reference_from_many_frames(fitted: Fitted) -> None:
+    """A reference from several frames: the mean of their expressions and shapes, their mean pose."""
+    lt, clip = fitted.lt, fitted.meshes[1][:6]
+    one = lt.prepare_start(clip[2])
+    same = lt.prepare_reference(clip[2:3], clip[2:3])
+    np.testing.assert_allclose(same.shape, one.shape, atol=1e-12)
+    np.testing.assert_allclose(same.pose.rotation, one.pose.rotation, atol=1e-9)
+    many = lt.prepare_reference(clip[:4], clip[4:6])
+    np.testing.assert_allclose(many.shape, lt.normalize(clip[:4])[0].mean(0), atol=1e-9)
+    np.testing.assert_allclose(many.coefficients, lt.expression(lt.normalize(clip[:4])[0]).mean(0), atol=1e-9)
+    np.testing.assert_allclose(many.pose.scale, lt.normalize(clip[4:6])[1].scale.mean(), atol=1e-9)
+    assert np.allclose(many.pose.rotation @ many.pose.rotation.T, np.eye(3), atol=1e-9)
+
+
+def test_unknown_expression_is_an_input_error(fitted: Fitted) -> None:
+    target = fitted.lt.prepare_targets(fitted.meshes[2][:1])
+    with pytest.raises(InputError, match="expression 'smile'"):
+        fitted.lt.drive(fitted.meshes[0][:2], target, alpha=1.0, mode="relative", expression="smile")
 
 
 def test_streamed_frames_with_a_prepared_start_equal_the_whole_clip(fitted: Fitted) -> None:

@@ -7,6 +7,12 @@ included): relative mode adds the driver's displacement since its first frame, m
 first-frame crop, to the first target's mesh; absolute mode takes the driver's mesh in that crop.
 Mode auto (ours): relative for a moving driver, absolute for a single still image (relative to its
 only frame, a still would drive no motion at all).
+
+Relative mode's reference (ours): motion is measured from the driver's *neutral* face, not from
+whatever its first frame shows (most clips start mid-word or turned). Over a window of its frames
+(a file's first seconds, a webcam's so far), the neutral expression is the mean of the frames with
+open eyes and the most closed mouth, and the neutral pose the mean of the frames nearest to frontal.
+`reference=first` keeps the first frame, as before.
 """
 
 from __future__ import annotations
@@ -18,25 +24,53 @@ import numpy as np
 from marionette.landmark_transformer.config import MODES
 from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmarks.crop import CropBox
+from marionette.landmarks.layout import MESH_EYE_OPENINGS, mesh_to_ibug68
+from marionette.landmarks.measures import eye_openness, eye_ratios, lip_gap
+from marionette.landmarks.pose import head_pose
 
 DRIVING_MODES = ("auto",) + MODES
+REFERENCES = ("neutral", "first")  # what relative mode measures the driver's motion from
+NEUTRAL_SHARE = 0.1  # share of a window's frames averaged into its neutral expression and into its neutral pose
+NEUTRAL_MOST = 12  # at most this many frames each
+OPEN_EYES = 0.75  # frames whose eyes are open at least this share of the window's open eyes (90th percentile)
+# ours: a face mesh reads a shut eye at 0.03-0.06 eye openness, not 0, so the driven lids of an eye
+# that the driver closes to under SHUT_FROM of its open value come closer than its mesh says, and meet
+# from SHUT_AT on (a lid drawn where the driver's mesh says reads as still open: 0.14-0.22)
+SHUT_FROM, SHUT_AT = 0.5, 0.2
+LID_MEET = 0.2  # where closing lids meet, from the lower lid to the upper (the upper lid moves most)
+
+
+def neutral_frames(meshes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 478, 3) driver meshes -> indices of its neutral-expression frames (eyes open, the most
+    closed mouths) and of its neutral-pose frames (nearest to frontal: the smallest yaw, pitch, roll)."""
+    count = int(np.clip(round(NEUTRAL_SHARE * len(meshes)), 1, NEUTRAL_MOST))
+    eyes = eye_openness(meshes)  # (N,)
+    awake = np.flatnonzero(eyes >= OPEN_EYES * np.percentile(eyes, 90))
+    expression = awake[np.argsort(lip_gap(meshes[awake]), kind="stable")[:count]]
+    angles = np.array([np.linalg.norm(head_pose(mesh_to_ibug68(m))) for m in meshes])  # (N,) degrees
+    return expression, np.argsort(angles, kind="stable")[:count]
 
 
 @dataclass(frozen=True)
 class DriverReference:
-    """The driver's first face, which relative mode measures motion from."""
+    """The driver's face that relative mode measures motion from."""
 
-    mesh: np.ndarray  # (478, 3) in driver pixels
+    mesh: np.ndarray  # (478, 3) in driver pixels: raw landmarks' reference (the most frontal neutral frame)
     box: CropBox  # its crop
     start: DriverStart | None  # its expression and pose for the landmark transformer (None without one)
     mode: str  # relative or absolute: how this stream is driven
+    eyes_open: np.ndarray  # (2,) the driver's eye openness, right and left, at its reference (its open eyes)
 
 
 class Driving:
-    def __init__(self, transformer: LandmarkTransformer | None, mode: str, alpha: float, size: int) -> None:
-        """`transformer` None drives with raw landmarks; `size` is the side of the target crops."""
-        assert mode in DRIVING_MODES, mode  # checked where it is set (ReenactConfig, EvalConfig)
+    def __init__(self, transformer: LandmarkTransformer | None, mode: str, alpha: float, size: int,
+                 reference: str = "neutral", expression: str = "driver") -> None:
+        """`transformer` None drives with raw landmarks; `size` is the side of the target crops;
+        `reference`: neutral or first (REFERENCES); `expression`: relative mode's, the driver's or
+        the target's (the landmark transformer's EXPRESSIONS; raw landmarks keep the target's)."""
+        assert mode in DRIVING_MODES and reference in REFERENCES, (mode, reference)  # checked where set
         self.transformer, self.mode, self.alpha, self.size = transformer, mode, alpha, size
+        self.neutral, self.expression = reference == "neutral", expression
         self._first_target: np.ndarray | None = None  # (478, 3) the first target's mesh
         self._target_face: TargetFace | None = None  # identity shape and pose of all K targets
 
@@ -46,20 +80,43 @@ class Driving:
         if self.transformer is not None:
             self._target_face = self.transformer.prepare_targets(meshes)
 
-    def reference(self, first_mesh: np.ndarray, box: CropBox, still: bool = False) -> DriverReference:
-        """The driver's first face (478, 3) in driver pixels and its crop, prepared once per stream;
-        `still`: the driver is a single image (mode auto then drives in absolute mode)."""
-        start = self.transformer.prepare_start(first_mesh) if self.transformer is not None else None
+    def reference(self, meshes: np.ndarray, box: CropBox, still: bool = False) -> DriverReference:
+        """What relative mode measures from, prepared once per stream (or as a webcam's window
+        grows) from (N, 478, 3) driver meshes in driver pixels, the first N of the stream (its
+        neutral face, or its first frame with reference=first); `box` is the driver's crop; `still`:
+        the driver is a single image (mode auto then drives in absolute mode)."""
         mode = self.mode if self.mode != "auto" else ("absolute" if still else "relative")
-        return DriverReference(first_mesh, box, start, mode)
+        if not self.neutral or len(meshes) == 1:
+            expression = pose = np.zeros(1, np.int64)
+        else:
+            expression, pose = neutral_frames(meshes)
+        start = None if self.transformer is None else self.transformer.prepare_reference(meshes[expression], meshes[pose])
+        raw = pose[0] if pose[0] in expression else expression[0]  # raw landmarks: one frame, the expression's first
+        return DriverReference(meshes[raw], box, start, mode, np.median(eye_ratios(meshes[expression]), 0))
 
     def __call__(self, driver_mesh: np.ndarray, reference: DriverReference) -> np.ndarray:
         """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the targets' crop pixels."""
         assert self._first_target is not None, "set_targets() first"
         if self.transformer is not None:
-            return self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.alpha,
-                                          mode=reference.mode, start=reference.start).mesh[0]
-        now = reference.box.to_crop(driver_mesh, self.size)
-        if reference.mode == "absolute":
-            return now
-        return self._first_target + (now - reference.box.to_crop(reference.mesh, self.size))
+            driven = self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.alpha,
+                                            mode=reference.mode, start=reference.start,
+                                            expression=self.expression).mesh[0]
+        else:
+            driven = reference.box.to_crop(driver_mesh, self.size)
+            if reference.mode == "relative":
+                driven = self._first_target + (driven - reference.box.to_crop(reference.mesh, self.size))
+        return shut_lids(driven, driver_mesh, reference.eyes_open)
+
+def shut_lids(driven: np.ndarray, driver: np.ndarray, eyes_open: np.ndarray) -> np.ndarray:
+    """(478, 3) driven mesh with the lids of each eye the (478, 3) driver mesh nearly closes brought
+    together (SHUT_FROM, SHUT_AT), given the driver's (2,) open-eye openness."""
+    keep = np.clip((eye_ratios(driver) / np.maximum(eyes_open, 1e-6) - SHUT_AT) / (SHUT_FROM - SHUT_AT), 0, 1)  # (2,)
+    if keep.min() >= 1:
+        return driven
+    out = driven.copy()
+    for opening, share in zip(MESH_EYE_OPENINGS, keep):
+        upper, lower = opening[1:8], opening[15:8:-1]  # (7,) each: lid pairs from the outer corner in
+        line = out[lower] + LID_MEET * (out[upper] - out[lower])  # (7, 3) where the lids meet
+        out[upper] = line + share * (out[upper] - line)
+        out[lower] = line + share * (out[lower] - line)
+    return out

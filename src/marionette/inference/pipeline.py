@@ -15,12 +15,14 @@ import itertools
 import logging
 import os
 import sys
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -31,20 +33,23 @@ from marionette.config import MAX_SHOTS, Settings, at_least, between, off_or, on
 from marionette.data.config import PreprocessConfig
 from marionette.devices import DEVICE_RULE, PRECISION_RULE
 from marionette.errors import InputError
-from marionette.inference.driving import DRIVING_MODES, DriverReference, Driving
+from marionette.inference.driving import DRIVING_MODES, REFERENCES, DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
 from marionette.inference.neural import NeuralRenderer
 from marionette.inference.renderers import Renderer, generator_renderer, make_renderer
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.stages import Stages
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
+from marionette.landmark_transformer.config import EXPRESSIONS
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
+from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
 from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.outputs import check_media_output
 from marionette.provenance import Watermark, container_tags
 
 RENDERERS = ("auto", "neural", "onnx", "warp", "copy")
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -53,7 +58,10 @@ class ReenactConfig(Settings):
     renderer: str = "auto"  # warp (training-free), neural (a trained generator), onnx (its ONNX export), auto: either given one; copy: a baseline
     size: int = 256  # side of the face crop the renderer works at, pixels
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
-    mode: str = "auto"  # relative: the driver's motion since its first frame; absolute: its pose; auto: absolute for an image
+    mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image
+    reference: str = "neutral"  # relative mode's reference: neutral (the driver's most neutral face in its first neutral_seconds; a webcam's so far, n in the preview resets it to now) or first (its first frame)
+    expression: str = "driver"  # relative mode's expression: the driver's (on the target's face) or the target's own, moved by the driver's change (transform=true)
+    neutral_seconds: float = 4.0  # seconds of a driver searched for its neutral face (a file's are tracked before its first frame is drawn)
     alpha: float = 1.0  # expression strength of the landmark transformer
     smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
     smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)
@@ -72,6 +80,7 @@ class ReenactConfig(Settings):
     overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
 
     RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
+                 reference=one_of(*REFERENCES), expression=one_of(*EXPRESSIONS), neutral_seconds=between(0, 60),
                  smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
                  target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15), crf=between(0, 51),
                  batch=between(1, 64), torch_threads=between(1, 256), device=DEVICE_RULE, precision=PRECISION_RULE)
@@ -88,6 +97,8 @@ class Target:
     paste: PasteBack  # puts a rendered crop back into `image`
 
 
+FAST_PARTS = np.ones((478, 1))  # the One-Euro cut-off's factor per mesh vertex: lids and inner lips move fast
+FAST_PARTS[np.concatenate([MESH_EYE_OPENINGS.ravel(), MESH_INNER_LIPS])] = 10.0  # ours: a 2-frame blink keeps its depth
 STAGES = ("decode", "landmarks", "transform", "render", "paste", "mark", "encode")  # in a frame's order
 
 
@@ -125,13 +136,21 @@ def _fit(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def _show(frame: np.ndarray) -> bool:
-    """Show an RGB frame in the preview window; False once the user pressed q or Esc."""
+def _show(frame: np.ndarray) -> int:
+    """Show an RGB frame in the preview window; the key the user pressed (-1: none)."""
     try:
-        cv2.imshow("marionette (q: stop)", frame[..., ::-1])
-        return cv2.waitKey(1) & 0xFF not in (ord("q"), 27)
+        cv2.imshow("marionette (q: stop, n: neutral face now)", frame[..., ::-1])
+        key = cv2.waitKey(1)
+        return key & 0xFF if key >= 0 else -1
     except cv2.error:
         raise InputError("preview=true needs a display (OpenCV could not open a window)") from None
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Consecutive lists of `size` items (the last may be shorter)."""
+    items = iter(items)
+    while chunk := list(itertools.islice(items, size)):
+        yield chunk
 
 
 def _target_images(paths: list[str], count: int) -> list[tuple[str, np.ndarray]]:
@@ -170,9 +189,11 @@ class ReenactPipeline:
         # crops as the renderer needs them: a generator's are those it was trained on
         self.crop = self.renderer.preprocess if isinstance(self.renderer, NeuralRenderer) else PreprocessConfig()
         transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None
-        self.driving = Driving(transformer, config.mode, config.alpha, config.size)
+        self.driving = Driving(transformer, config.mode, config.alpha, config.size, config.reference,
+                               config.expression)
         self.targets: list[Target] = []
         self.watermark = Watermark()
+        self._neutral_now = threading.Event()  # set_neutral() was called
 
     @property
     def renderer_name(self) -> str:
@@ -255,7 +276,7 @@ class ReenactPipeline:
                stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
         """Stage 2: (frame, smoothed (478, 3) driver mesh, time); a frame without a face holds the
         last mesh; frames before the first face are dropped."""
-        smooth = OneEuroFilter(fps, self.config.smooth_min_cutoff, self.config.smooth_beta)
+        smooth = OneEuroFilter(fps, self.config.smooth_min_cutoff, self.config.smooth_beta, boost=FAST_PARTS)
         last: np.ndarray | None = None
         for frame, at in decoded:
             start = time.perf_counter()
@@ -271,17 +292,28 @@ class ReenactPipeline:
     def _render(self, tracked: Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]], driver: DriverSource,
                 stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
         """Stage 3: (frame, rendered (S, S, 3) crop, time): the driver's motion moved onto the
-        target's face, then drawn. The neural renderer draws a file driver's frames `batch` at a
-        time (one generator call); a webcam's go one by one, adding no delay."""
+        target's face, then drawn. A file driver's first neutral_seconds are tracked before its
+        first frame is drawn, so relative mode measures from its neutral face; a webcam's reference
+        is re-estimated from the frames so far for as long (or reset to the current frame by
+        `set_neutral`). The neural renderer draws a file driver's frames `batch` at a time (one
+        generator call); a webcam's go one by one, adding no delay."""
         batch = self.config.batch if isinstance(self.renderer, NeuralRenderer) and not driver.live else 1
+        window = max(1, round(self.config.neutral_seconds * driver.fps)) if self.config.reference == "neutral" else 1
+        still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
+        ahead = [] if driver.live else list(itertools.islice(tracked, window))  # a file's window, tracked first
+        seen = [mesh for _, mesh, _ in ahead]  # (478, 3) driver meshes the reference is estimated from
         reference: DriverReference | None = None
-        while group := list(itertools.islice(tracked, batch)):
+        for group in itertools.chain(_chunks(ahead, batch), _chunks(tracked, batch)):
             start = time.perf_counter()
+            if self._neutral_now.is_set():  # the user says: this face is neutral
+                self._neutral_now.clear()
+                seen, window, reference = [group[0][1]], 1, None
+            if driver.live and len(seen) < window:  # a webcam's window grows frame by frame
+                seen.append(group[0][1])
+                reference = None
             if reference is None:
-                first = group[0][1]
-                still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
-                reference = self.driving.reference(first, head_box(first, self.crop.crop_scale, self.crop.crop_shift),
-                                                   still)
+                box = head_box(seen[0], self.crop.crop_scale, self.crop.crop_shift)
+                reference = self.driving.reference(np.stack(seen), box, still)
             driven = np.stack([self.driving(mesh, reference) for _, mesh, _ in group])  # (B, 478, 3)
             rendered_at = time.perf_counter()
             crops = self.renderer.render_batch(driven) if batch > 1 else [self.render(driven[0])]
@@ -289,6 +321,10 @@ class ReenactPipeline:
             stats.seconds["render"] += time.perf_counter() - rendered_at
             for (frame, _, at), crop in zip(group, crops):
                 yield frame, crop, at
+
+    def set_neutral(self) -> None:
+        """Take the driver's face at the next frame drawn as its neutral face (relative mode)."""
+        self._neutral_now.set()
 
     def _side_by_side(self, driver: np.ndarray, target: np.ndarray, result: np.ndarray) -> np.ndarray:
         """driver | target | result, each scaled to the result's height."""
@@ -344,8 +380,11 @@ class ReenactPipeline:
                 stats.seconds["encode"] += time.perf_counter() - marked_at
                 if on_frame is not None:
                     on_frame(marked)
-                if self.config.preview and not _show(marked):
+                key = _show(marked) if self.config.preview else -1
+                if key in (ord("q"), 27):  # q or Esc: stop, keeping the output
                     return
+                if key == ord("n"):
+                    self.set_neutral()
         self._check_complete(source, stats)  # the driver ran out: did it give all it announced?
 
     def _check_complete(self, source: DriverSource, stats: RunStats) -> None:

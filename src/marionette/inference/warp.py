@@ -36,20 +36,20 @@ from marionette.landmarks.layout import (
     MESH_MIRROR,
     mesh_to_ibug68,
 )
+from marionette.landmarks.measures import lip_gap
 from marionette.landmarks.pose import head_pose
 
 MIRROR_FROM, MIRROR_FULL = 0.7, 0.25  # a face triangle the target shows at under MIRROR_FROM times its mirror
 # image's area takes texture from that mirror image, fully at MIRROR_FULL, blended in between
 MIRROR_EYE = 0.6  # an eye the target shows under this share of the other's width is drawn from the other
-LID_SKIN = 0.25  # eye widths above the target's eye: where the skin of a closing lid is taken from
 GAZE_REDRAW = 0.04  # eye widths the iris moves within the lids before the eye is fully redrawn
 MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
 POSE_SIGMA = 4.0  # degrees: how fast a target's blend weight falls with its pose distance to the driven pose
 FOLLOW = 0.15  # per frame: how fast the blend weights move to the current frame's (1 = no smoothing)
 WEIGHT_FLOOR = 0.03  # blend weights below this are dropped (the rest renormalised): fewer targets to warp
+FOLDED = 0.15  # a face triangle the target shows under this share of its frontal area is folded or edge-on there
 _SHIFT = 4  # sub-pixel bits of cv2 drawing
 _UPPER_LIP = slice(0, 11)  # MESH_INNER_LIPS[0..10]: upper inner lip, corner to corner
-_LIP_GAP = (13, 14)  # mesh vertices at the middle of the upper and lower inner lip
 
 
 @functools.cache
@@ -152,13 +152,6 @@ class WarpTarget:
     mouth_gap: float  # inner-lip gap / mouth width
     cavity: np.ndarray  # (3,) float32 colour of a mouth cavity drawn for this face
     outline: np.ndarray  # (N, 2) its face outline on its silhouette (see _silhouette_outline)
-
-
-def _lip_gap(mesh: np.ndarray) -> float:
-    """Inner-lip gap of a (478, 2+) mesh as a share of the mouth's width."""
-    ring = mesh[MESH_INNER_LIPS, :2]
-    width = np.linalg.norm(ring[0] - ring[10])
-    return float(np.linalg.norm(mesh[_LIP_GAP[0], :2] - mesh[_LIP_GAP[1], :2]) / max(width, 1e-6))
 
 
 def _eye_frame(opening: np.ndarray, side: int) -> np.ndarray:
@@ -270,7 +263,7 @@ class WarpRenderer:
             if widths[eye] < MIRROR_EYE * widths[1 - eye]:
                 eyes[eye] = eyes[1 - eye]
         return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
-                          head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), _lip_gap(mesh),
+                          head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), float(lip_gap(mesh)),
                           cavity=(0.3 * lip_colour).astype(np.float32),  # ours: a dark, lip-tinted cavity
                           outline=_silhouette_outline(mesh))
 
@@ -285,10 +278,25 @@ class WarpRenderer:
             frame += weights[k] * self._warp(self.targets[k], driven_mesh, index, outline, shown)
         main = self.targets[int(np.argmax(weights))]
         for eye, opening, iris, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES):
-            self._draw_eye(frame, main.image, eye, _eye_frame(driven_mesh[opening, :2], side),
+            self._draw_eye(frame, eye, _eye_frame(driven_mesh[opening, :2], side),
                            driven_mesh[opening, :2], driven_mesh[iris, :2])
         self._draw_mouth(frame, main, driven_mesh)
         return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+
+    def folded_share(self, driven_mesh: np.ndarray) -> float:
+        """Share of the face's pixels in the driven mesh (478, 3) whose texture comes from a part of
+        the main target that it shows folded or edge-on (under FOLDED of its frontal area) and that
+        the driven mesh shows more: stretched from a sliver or taken through a fold, they tear."""
+        weights = self._weights if self._weights is not None else np.ones(len(self.targets))
+        target = self.targets[int(np.argmax(weights))]
+        index = self.coverage(driven_mesh).ravel()
+        face = index[index >= 0]
+        if not len(face):
+            return 0.0
+        shown = signed_areas(driven_mesh[face_triangles(), :2]) / (_frontal_areas() * _eye_span(driven_mesh) ** 2)
+        mirrored = target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)
+        torn = (target.shown < FOLDED) & (shown > target.shown + 0.1) & (mirrored < 0.5)  # (T,)
+        return float(torn[face].mean())
 
     def _blend_weights(self, pose: np.ndarray) -> np.ndarray:
         """(K,) weights of the targets for a frame of driven `pose`: nearest poses weigh most; the
@@ -356,34 +364,17 @@ class WarpRenderer:
         return (self._pixels[0] + self._taper * field[..., 0].ravel()).astype(np.float32), \
             (self._pixels[1] + self._taper * field[..., 1].ravel()).astype(np.float32)
 
-    def _draw_eye(self, frame: np.ndarray, image: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray,
-                  opening: np.ndarray, iris: np.ndarray) -> None:
-        """Redraw, in place, one driven eye (opening (N, 2), iris (5, 2): centre, rim) of the target
-        crop `image`: where its lids now cover what was open in the target, the lid's skin (taken
-        from just above the target's lid); in the opening, the eye white, shaded under the lids, and
-        the target's iris at the driven iris points. `frame_eye`: the driven eye's frame."""
-        full = eye.opening @ frame_eye[:, :2].T + frame_eye[:, 2]  # the target's opening in this frame's eye
-        x0, y0, x1, y1 = _box(np.concatenate([opening, full]), 3, self.size)
-        origin = np.array([x0, y0], np.float32)
-        mask = _polygon_mask((y1 - y0, x1 - x0), opening - origin)  # (h, w)
-        # where the target's eye was open and the driven lids now cover it: the lid's skin, with a
-        # darker line of lashes along the upper lid's edge
-        lid = cv2.GaussianBlur(np.maximum(_polygon_mask(mask.shape, full - origin) - mask, 0), (0, 0),
-                               max(self.size / 512, 0.5))[..., None]
-        lashes = np.zeros(mask.shape, np.uint8)
-        edge = np.round((opening[: len(opening) // 2 + 1] - origin) * (1 << _SHIFT)).astype(np.int32)
-        cv2.polylines(lashes, [edge], False, 255, max(1, round(self.size / 256)), cv2.LINE_AA, _SHIFT)
-        lashes = (lashes.astype(np.float32) / 255)[..., None] * lid
-        # local pixels -> eye units -> the target's pixels, moved up by LID_SKIN eye widths
-        to_units = np.vstack([cv2.invertAffineTransform(frame_eye), [0, 0, 1]])
-        to_target = np.vstack([eye.frame, [0, 0, 1]]) @ to_units @ np.array([[1, 0, x0], [0, 1, y0], [0, 0, 1.0]])
-        to_target[:2, 2] -= LID_SKIN * eye.frame[:, 1]
-        skin = cv2.warpAffine(image, to_target[:2], (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                              borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    def _draw_eye(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
+                  iris: np.ndarray) -> None:
+        """Redraw, in place, one driven eye (opening (N, 2), iris (5, 2): centre, rim) of a target
+        (`eye`): in the opening, the eye white, shaded under the lids, and the target's iris at
+        the driven iris points. `frame_eye`: the driven eye's frame. A closing lid is the warp's own:
+        the target's lid skin and lashes stretched over the eye (measured: a repainted lid of skin
+        from above or around the eye read as an open eye to a face mesh, 0.22-0.26 eye openness
+        where the warp's own reads 0.14)."""
+        x0, y0, x1, y1 = _box(opening, 3, self.size)
         region = frame[y0:y1, x0:x1]
-        skin = cv2.GaussianBlur(skin, (0, 0), 1.0)
-        region += (skin - region) * lid
-        region += (0.45 * skin - region) * lashes
+        mask = _polygon_mask((y1 - y0, x1 - x0), opening - np.array([x0, y0], np.float32))  # (h, w)
         area = cv2.contourArea(opening.astype(np.float32))
         if area < 1.0:  # closed: only the lids show
             return
@@ -411,7 +402,7 @@ class WarpRenderer:
     def _draw_mouth(self, frame: np.ndarray, main: WarpTarget, driven_mesh: np.ndarray) -> None:
         """Fill, in place, the opening between the driven inner lips, fading in as they part: the
         interior of the target whose open mouth is nearest in shape, else a soft shaded cavity."""
-        gap = _lip_gap(driven_mesh)
+        gap = float(lip_gap(driven_mesh))
         strength = float(np.clip(2 * gap / MOUTH_OPEN - 1, 0, 1))  # 0 up to half of MOUTH_OPEN, 1 from it
         if strength == 0:
             return

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from marionette.config import Settings, at_least, between, one_of
 
 MODES = ("relative", "absolute")
+EXPRESSIONS = ("driver", "target")  # relative mode: whose expression the driver's change is added to
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ the driver's shape. The transformer keeps only the driver's expression and pose:
   3. Disentangler M (paper; ours: an MLP on the normalised landmarks) predicts a single frame's
      expression coefficients λ̂; l̂_exp = b_exp·λ̂ and l̂_id = n - l_mean - l̂_exp.
   4. Reenactment (paper): l_{x→y} = l_mean + mean_i l̂_id(y^i) + α·l̂_exp(x), re-posed with the
-     driver's rotation and the target's scale and position.
+     driver's rotation and the target's scale and position (mode absolute). Ours, mode relative:
+     the driver's change since its reference face (its normalised shape now minus then: exact,
+     where one frame's λ̂ regresses to the mean) on the target with that face's expression (or the
+     target's own), turned by the driver's rotation since then.
 Ours: everything runs on the dense 478-point MediaPipe mesh (the warp renderer uses it); the
 68-point layout the landmark renderer draws is its subset (`Reenacted.ibug68`). The normalised
 frame is the Procrustes reference's: centred, frontal, eyes level, inter-ocular distance 1.
@@ -32,7 +35,7 @@ from torch import nn
 
 from marionette.config import from_dict, to_dict
 from marionette.errors import InputError, check_finite
-from marionette.landmark_transformer.config import MODES, LandmarkTransformerConfig
+from marionette.landmark_transformer.config import EXPRESSIONS, MODES, LandmarkTransformerConfig
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.media import atomic_path
 from marionette.resources import asset
@@ -112,9 +115,10 @@ class TargetFace:
 
 @dataclass(frozen=True)
 class DriverStart:
-    """The driver frame relative mode measures motion from, prepared once per stream."""
+    """The driver's face relative mode measures motion from, prepared once per stream."""
 
     coefficients: np.ndarray  # (C,) its expression λ̂
+    shape: np.ndarray  # (L, 3) its normalised shape
     pose: Pose  # its rotation, scale and position
 
 
@@ -171,31 +175,43 @@ class LandmarkTransformer:
 
     def prepare_start(self, first_frame: np.ndarray) -> DriverStart:
         """(L, 3) the driver frame relative mode measures motion from -> its expression and pose."""
-        shape, pose = self.normalize(first_frame)  # (L, 3)
-        return DriverStart(self.expression(shape[None])[0], pose)
+        return self.prepare_reference(first_frame[None], first_frame[None])
+
+    def prepare_reference(self, expression_frames: np.ndarray, pose_frames: np.ndarray) -> DriverStart:
+        """What relative mode measures motion from: the mean expression λ̂ of (E, L, 3) driver frames
+        and the mean pose (rotation projected to a rotation) of (P, L, 3) driver frames."""
+        shapes = self.normalize(expression_frames)[0]  # (E, L, 3)
+        _, poses = self.normalize(pose_frames)
+        pose = Pose(nearest_rotation(poses.rotation.mean(0)), poses.scale.mean(0), poses.translation.mean(0))
+        return DriverStart(self.expression(shapes).mean(0), shapes.mean(0), pose)
 
     def drive(self, driver: np.ndarray, target: TargetFace, *, alpha: float, mode: str,
-              start: DriverStart | None = None) -> Reenacted:
+              start: DriverStart | None = None, expression: str = "driver") -> Reenacted:
         """(T, L, 3) driver landmarks -> (T, L, 3) on the target, with expression strength α, in
-        `mode` (relative or absolute). `start` is the driver frame relative mode measures motion from
-        (default driver[0]; a stream prepares its own first frame once)."""
+        `mode` (relative or absolute). `start` is the driver's face relative mode measures motion
+        from (default driver[0]; a stream prepares its own once). `expression` (relative mode): the
+        driver's own (on the target's identity, as the paper's transformer does) or the target's
+        (kept, and moved by the driver's change)."""
         if mode not in MODES:
             raise InputError(f"landmark transformer mode {mode!r}: expected one of {', '.join(MODES)}")
+        if expression not in EXPRESSIONS:
+            raise InputError(f"landmark transformer expression {expression!r}: expected one of {', '.join(EXPRESSIONS)}")
         shapes, pose = self.normalize(driver)  # (T, L, 3)
-        coefficients = self.expression(shapes)  # (T, C)
         if mode == "absolute":  # paper: α·l̂_exp(x), the driver's rotation, the target's scale and position
-            expression = alpha * coefficients
+            out_shapes = self.mean_shape + target.identity + self.project(alpha * self.expression(shapes))  # l_{x→y}
             t = len(driver)
             out_pose = Pose(pose.rotation, np.full(t, target.pose.scale), np.tile(target.pose.translation, (t, 1)))
-        else:  # ours: the target as it is, moved by the driver's change since its first frame
+        else:  # ours: the target moved by the driver's change since its reference face
             start = self.prepare_start(driver[0]) if start is None else start
             ref_pose = start.pose
-            expression = target.coefficients + alpha * (coefficients - start.coefficients)  # (T, C)
-            turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its first frame
+            # the change of the driver's own normalised shape is its expression's, identity-free and
+            # unshrunk (a single frame's λ̂ regresses to the mean: half a wide mouth, no blinks)
+            rest = target.coefficients if expression == "target" else start.coefficients  # (C,)
+            out_shapes = self.mean_shape + target.identity + self.project(rest) + alpha * (shapes - start.shape)
+            turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its reference
             zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel
             out_pose = Pose(turn @ target.pose.rotation, zoom * pose.scale,
                             target.pose.translation + zoom * (pose.translation - ref_pose.translation))
-        out_shapes = self.mean_shape + target.identity + self.project(expression)  # (T, L, 3) l_{x→y}
         return Reenacted(out_pose.apply(out_shapes).astype(np.float32), out_shapes.astype(np.float32))
 
     def __call__(self, driver: np.ndarray, targets: np.ndarray, *, alpha: float, mode: str) -> Reenacted:

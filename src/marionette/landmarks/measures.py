@@ -1,0 +1,39 @@
+"""How open a face's mouth and eyes are, measured on its 478-point face mesh (x, y only).
+
+ours: the two scale-free measures the renderers, the driving and the hard-case checks share:
+- `lip_gap`: the inner-lip gap (vertices 13, 14) over the inner-lip corners' distance (78, 308);
+  closed < 0.03, fully open from about 0.08;
+- `eye_openness`: the 6-point eye aspect ratio (Soukupová & Čech 2016), (|p2-p6| + |p3-p5|) /
+  (2 |p1-p4|), averaged over both eyes; MediaPipe reads 0.2-0.45 for open eyes and rarely below
+  0.03 for shut ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+LIP_GAP = (13, 14, 78, 308)  # middle of the upper and lower inner lip, the inner-lip corners
+EYES = ((33, 160, 158, 133, 153, 144), (263, 387, 385, 362, 380, 373))  # p1..p6 of the subject's right, left eye
+CLOSED_EYE = 0.1  # eye openness below which an eye counts as closed (a blink)
+CLOSED_MOUTH = 0.03  # lip gap below which a mouth counts as closed
+
+
+def _dist(mesh: np.ndarray, a: int, b: int) -> np.ndarray:
+    return np.linalg.norm(mesh[..., a, :2].astype(np.float64) - mesh[..., b, :2], axis=-1)
+
+
+def lip_gap(mesh: np.ndarray) -> np.ndarray:
+    """(..., 478, 2+) meshes -> (...,) inner-lip gap as a share of the mouth's inner width."""
+    upper, lower, left, right = LIP_GAP
+    return _dist(mesh, upper, lower) / np.maximum(_dist(mesh, left, right), 1e-6)
+
+
+def eye_ratios(mesh: np.ndarray) -> np.ndarray:
+    """(..., 478, 2+) meshes -> (..., 2) eye aspect ratio of the subject's right and left eye."""
+    return np.stack([(_dist(mesh, p2, p6) + _dist(mesh, p3, p5)) / np.maximum(2 * _dist(mesh, p1, p4), 1e-6)
+                     for p1, p2, p3, p4, p5, p6 in EYES], -1)
+
+
+def eye_openness(mesh: np.ndarray) -> np.ndarray:
+    """(..., 478, 2+) meshes -> (...,) eye aspect ratio, the mean of both eyes."""
+    return eye_ratios(mesh).mean(-1)

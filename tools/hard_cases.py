@@ -1,0 +1,231 @@
+"""Render the hard real cases (../shared/data/hard/cases.json), re-detect each output's face with the
+same face mesh, and score it against the driver and the driven landmarks; compare two runs.
+
+    PYTHONPATH=src python tools/hard_cases.py run OUT/LABEL [--cases ID,ID] [--demo] [--set KEY=VALUE ...]
+    PYTHONPATH=src python tools/hard_cases.py compare BEFORE AFTER --out docs/hard_cases
+
+`run` writes LABEL/CASE.npz (per frame: the driver's, the driven and the output's meshes, NaN where no
+face was found; the renderer's folded-pixel share) and LABEL/CASE_frames.npz (driver and output crops
+at the sheet frames), then LABEL/summary.json. `--demo` adds the bundled demo (Grace Hopper with the
+GRID clip). `compare` writes OUT/README.md (a table of both runs' figures against the bars) and
+OUT/CASE.png contact sheets: driver | target | before | after at the sheet frames (frame 0, the
+driver's widest mouth, its most closed eyes, its largest turn).
+
+Figures (every mesh is MediaPipe's, tracked through the clip; the measures are
+marionette.landmarks.measures): `mouth_r` Pearson r of the output's lip gap with the driver's;
+`mouth_flips` frames whose mouth is closed (< 0.03) in one and open (> 0.15) in the other;
+`eye_recall` share of the driver's closed-eye frames (openness < 0.1) where the output's eyes are
+closed too (with n); `eye_vs_driven` median |output - driven openness| at those frames; `found`
+share of output frames with a face; `folded` mean share of the face's pixels drawn from a part of the
+target it shows folded or edge-on (the warp's tearing, see WarpRenderer.folded_share); `yaw_err`
+median |output yaw - driven yaw|, degrees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from marionette.config import override
+from marionette.inference import demo
+from marionette.inference.io import open_driver
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.landmarks.layout import mesh_to_ibug68
+from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, eye_openness, lip_gap
+from marionette.landmarks.mesh import FaceMesh
+from marionette.landmarks.pose import head_pose
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+CASES = SHARED / "data" / "hard" / "cases.json"
+DEMO = {"id": "0_demo_hopper_grid", "target": [str(demo.TARGET)], "driver": str(demo.DRIVER)}
+OPEN_MOUTH = 0.15  # lip gap above which a mouth counts as clearly open
+ROW = 160  # pixels per row of a contact sheet
+NAN = np.full((478, 3), np.nan, np.float32)
+
+
+def _cases(ids: str | None, demo: bool) -> list[dict]:
+    cases = json.loads(CASES.read_text())
+    for case in cases:
+        case["target"] = [str(SHARED / t) for t in case["target"]]
+        case["driver"] = str(SHARED / case["driver"])
+    if ids:
+        wanted = ids.split(",")
+        cases = [c for c in cases if any(c["id"].startswith(w) for w in wanted)]
+    return ([DEMO] if demo else []) + cases
+
+
+def _mesh(tracker: FaceMesh, image: np.ndarray) -> np.ndarray:
+    faces = tracker.detect(image)
+    return faces[0].mesh if faces else NAN
+
+
+def render_case(case: dict, settings: list[str]) -> dict[str, np.ndarray]:
+    """Render one case as a crop (paste_back off: the face at the renderer's size) and measure it."""
+    config = override(ReenactConfig(paste_back=False, renderer="warp"), settings)
+    pipeline = ReenactPipeline(config)
+    pipeline.set_targets(case["target"])
+    driven: list[np.ndarray] = []
+    folded: list[float] = []
+    render = pipeline.renderer.render
+
+    def recording(mesh: np.ndarray) -> np.ndarray:
+        driven.append(mesh)
+        share = getattr(pipeline.renderer, "folded_share", None)
+        folded.append(share(mesh) if share else np.nan)
+        return render(mesh)
+
+    pipeline.renderer.render = recording  # type: ignore[method-assign]
+    drivers, outputs, frames = [], [], []
+    with FaceMesh(video=True, max_faces=1) as on_driver, FaceMesh(video=True, max_faces=1) as on_output:
+        for frame, output, _ in pipeline.frames(open_driver(case["driver"]), RunStats()):
+            drivers.append(_mesh(on_driver, frame))
+            outputs.append(_mesh(on_output, output))
+            frames.append((frame, output))
+    driver, out = np.stack(drivers), np.stack(outputs)
+    picks = _picks(driver)
+    return {"driver": driver, "driven": np.stack(driven), "output": out, "folded": np.array(folded),
+            "picks": np.array(picks), "driver_frames": np.stack([_fit(frames[i][0]) for i in picks]),
+            "output_frames": np.stack([_fit(frames[i][1]) for i in picks]),
+            "target": _fit(pipeline.targets[0].crop)}
+
+
+def _fit(image: np.ndarray) -> np.ndarray:
+    """An image scaled to a ROW x ROW square (letterboxed)."""
+    h, w = image.shape[:2]
+    k = ROW / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+    out = np.zeros((ROW, ROW, 3), np.uint8)
+    y, x = (ROW - small.shape[0]) // 2, (ROW - small.shape[1]) // 2
+    out[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return out
+
+
+def _picks(driver: np.ndarray) -> list[int]:
+    """Sheet frames: 0, the driver's widest mouth, its most closed eyes, its largest turn."""
+    ok = ~np.isnan(driver[:, 0, 0])
+    gap = np.where(ok, lip_gap(np.nan_to_num(driver)), -1)
+    eyes = np.where(ok, eye_openness(np.nan_to_num(driver)), 9)
+    yaw = np.array([abs(head_pose(mesh_to_ibug68(m))[0]) if k else -1 for m, k in zip(driver, ok)])
+    picks = [0, int(gap.argmax()), int(eyes.argmin()), int(yaw.argmax())]
+    return list(dict.fromkeys(picks))
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
+        return float("nan")
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def score(m: dict[str, np.ndarray]) -> dict[str, float]:
+    driver, driven, out = m["driver"], m["driven"], m["output"]
+    found = ~np.isnan(out[:, 0, 0])
+    both = found & ~np.isnan(driver[:, 0, 0])
+    gap_d, gap_o = lip_gap(driver[both]), lip_gap(out[both])
+    eye_d, eye_o, eye_v = eye_openness(driver[both]), eye_openness(out[both]), eye_openness(driven[both])
+    closed = eye_d < CLOSED_EYE
+    flips = ((gap_d < CLOSED_MOUTH) & (gap_o > OPEN_MOUTH)) | ((gap_d > OPEN_MOUTH) & (gap_o < CLOSED_MOUTH))
+    yaw_o = np.array([head_pose(mesh_to_ibug68(x))[0] for x in out[found]])
+    yaw_v = np.array([head_pose(mesh_to_ibug68(x))[0] for x in driven[found]])
+    return {
+        "frames": int(len(out)), "found": float(found.mean()),
+        "mouth_r": _pearson(gap_o, gap_d), "mouth_flips": int(flips.sum()),
+        "mouth_open_ratio": float(np.median(gap_o[gap_d > 0.3]) / np.median(gap_d[gap_d > 0.3]))
+        if (gap_d > 0.3).sum() >= 3 else float("nan"),
+        "eye_closed_n": int(closed.sum()),
+        "eye_recall": float((eye_o[closed] < CLOSED_EYE).mean()) if closed.any() else float("nan"),
+        "eye_vs_driven": float(np.median(np.abs(eye_o[closed] - eye_v[closed]))) if closed.any() else float("nan"),
+        "driven_eye_recall": float((eye_v[closed] < CLOSED_EYE).mean()) if closed.any() else float("nan"),
+        "folded": float(np.nanmean(m["folded"])) if np.isfinite(m["folded"]).any() else float("nan"),
+        "folded_max": float(np.nanmax(m["folded"])) if np.isfinite(m["folded"]).any() else float("nan"),
+        "yaw_err": float(np.median(np.abs(yaw_o - yaw_v))) if found.any() else float("nan"),
+    }
+
+
+def run(out: Path, ids: str | None, demo: bool, settings: list[str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    for case in _cases(ids, demo):
+        start = time.perf_counter()
+        measured = render_case(case, settings)
+        np.savez_compressed(out / f"{case['id']}.npz", **measured)
+        summary[case["id"]] = score(measured) | {"seconds": round(time.perf_counter() - start, 1)}
+        summary_path.write_text(json.dumps({"settings": settings} | summary, indent=1) + "\n")
+        print(case["id"], json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                      for k, v in summary[case["id"]].items()}), flush=True)
+
+
+COLUMNS = (("found", "≥ 0.98"), ("mouth_r", "≥ 0.8"), ("mouth_flips", "0"), ("mouth_open_ratio", "≈ 1"),
+           ("eye_recall", "≥ 0.8"), ("eye_vs_driven", "≤ 0.05"), ("folded", "0"), ("yaw_err", "small"))
+
+
+def _cell(value: float | int | None) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    return str(value) if isinstance(value, int) else f"{value:.2f}"
+
+
+def compare(before: Path, after: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    a, b = json.loads((before / "summary.json").read_text()), json.loads((after / "summary.json").read_text())
+    lines = ["| case | " + " | ".join(f"{name} ({bar})" for name, bar in COLUMNS) + " |",
+             "|---|" + "---:|" * len(COLUMNS)]
+    for case in [k for k in b if k != "settings"]:
+        if case not in a:
+            continue
+        cells = []
+        for name, _ in COLUMNS:
+            x, y = a[case].get(name), b[case].get(name)
+            extra = f" (n={b[case]['eye_closed_n']})" if name == "eye_recall" and b[case]["eye_closed_n"] else ""
+            cells.append(f"{_cell(x)} → **{_cell(y)}**{extra}")
+        lines.append(f"| {case} | " + " | ".join(cells) + " |")
+        _sheet(before / f"{case}.npz", after / f"{case}.npz", out / f"{case}.png")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    out = image.copy()
+    for colour, width in (((0, 0, 0), 3), ((255, 255, 255), 1)):
+        cv2.putText(out, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, width, cv2.LINE_AA)
+    return out
+
+
+def _sheet(before: Path, after: Path, path: Path) -> None:
+    a, b = np.load(before), np.load(after)
+    rows = []
+    for i, pick in enumerate(b["picks"]):
+        j = list(a["picks"]).index(pick) if pick in a["picks"] else None
+        old = a["output_frames"][j] if j is not None else np.zeros((ROW, ROW, 3), np.uint8)
+        rows.append(np.concatenate([_label(b["driver_frames"][i], f"driver f{pick}"), _label(b["target"], "target"),
+                                    _label(old, "before"), _label(b["output_frames"][i], "after")], 1))
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("out", type=Path)
+    r.add_argument("--cases")
+    r.add_argument("--demo", action="store_true")
+    r.add_argument("--set", action="append", default=[], dest="settings")
+    c = sub.add_parser("compare")
+    c.add_argument("before", type=Path)
+    c.add_argument("after", type=Path)
+    c.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.out, args.cases, args.demo, args.settings)
+    else:
+        compare(args.before, args.after, args.out)
+
+
+if __name__ == "__main__":
+    main()
