@@ -59,8 +59,8 @@ class ReenactConfig(Settings):
     size: int = 256  # side of the face crop the renderer works at, pixels
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
     mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image
-    reference: str = "neutral"  # relative mode's reference: neutral (the driver's most neutral face in its first neutral_seconds; a webcam's so far, n in the preview resets it to now) or first (its first frame)
-    expression: str = "driver"  # relative mode's expression: the driver's (on the target's face) or the target's own, moved by the driver's change (transform=true)
+    reference: str = "neutral"  # relative mode measures from: neutral (the driver's neutral face in its first neutral_seconds) or first (frame)
+    expression: str = "driver"  # relative mode: the driver's expression on the target, or the target's own moved by the driver's change
     neutral_seconds: float = 4.0  # seconds of a driver searched for its neutral face (a file's are tracked before its first frame is drawn)
     alpha: float = 1.0  # expression strength of the landmark transformer
     smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
