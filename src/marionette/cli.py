@@ -194,7 +194,8 @@ def _train(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.INFO, format="marionette: %(message)s")
     try:
-        result = train(Path(args.data), Path(args.run), config, progress=not args.quiet)
+        result = train(Path(args.data), Path(args.run), config, progress=not args.quiet,
+                       init=Path(args.init) if args.init else None)
     except BaseException:
         distributed.shutdown(wait=False)
         raise
@@ -407,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="preset: paper (256 px), cpu (128 px, trains on a CPU), tiny (64 px, tests) (default: cpu)")
     p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess` (crops of the preset's size)")
     p.add_argument("--run", required=True, help="run folder (created; rerunning the same command resumes from its last checkpoint)")
+    p.add_argument("--init", default=None, metavar="EXPORT", help="start a new run's generator and its EMA from this "
+                   "generator export (RUN/export/generator.safetensors, or a shipped one; its model config must be the "
+                   "run's); the discriminator and optimizers start fresh; a run folder that resumes ignores it")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)

@@ -3,7 +3,8 @@ function top to bottom: setup, build, resume, loop {batch, step (training/step.p
 EMA), log, samples, validation, checkpoint}. Run it with `marionette train` (plain python or torchrun).
 
 Run folder RUN/:
-  config.json        the resolved run config (a rerun must match it, except `steps`, `decay_steps`, `max_minutes`)
+  config.json        the resolved run config (a rerun must match it, except `steps`, `decay_steps`, `max_minutes`),
+                     the dataset and the generator export the run started from (`init`), if any
   revisions.txt      git revision of the code at every (re)start
   stats.jsonl        one JSON line per log step (losses, diagnostics, episodes/s) and per validation
   samples/           step_N.png grids: K targets | driver landmarks | warp | output | ground truth
@@ -29,10 +30,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 from tqdm import tqdm
 
+from marionette.config import to_dict
 from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset
 from marionette.data.manifest import Manifest
 from marionette.errors import InputError
-from marionette.inference.export import export_generator
+from marionette.inference.export import ExportedGenerator, export_generator, load_generator
 from marionette.media import atomic_path
 from marionette.model import Discriminator, Generator, build_objective
 from marionette.outputs import check_work_folder
@@ -107,8 +109,22 @@ def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
         raise InputError(f"{run}: the run folder holds a different config ({'; '.join(diff)}); use a new --run")
 
 
-def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> TrainResult:
-    """Train (or resume training) on dataset `data`, writing the run folder `run`."""
+def load_init(init: Path, config: RunConfig) -> ExportedGenerator:
+    """The generator export a new run starts from; one line when it is not an export or its model
+    config differs from the run's."""
+    exported = load_generator(init)
+    if exported.model != config.model:
+        theirs, ours = to_dict(exported.model), to_dict(config.model)
+        diff = "; ".join(f"{k}: {theirs[k]} in the export, {ours[k]} in the run" for k in ours if theirs[k] != ours[k])
+        raise InputError(f"{init}: the export's model config differs from the run's ({diff}); set the run's "
+                         "model.KEY=VALUE to the export's")
+    return exported
+
+
+def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init: Path | None = None) -> TrainResult:
+    """Train (or resume training) on dataset `data`, writing the run folder `run`. `init`: a
+    generator export that a new run's generator and its EMA start from (the discriminator and the
+    optimizers start fresh); a run that resumes from its checkpoints ignores it."""
     t = config.train
     # ---- setup: process group, device, run folder ----------------------------------------------
     device = distributed.init()
@@ -122,19 +138,30 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
         raise InputError(f"{data}: crops are {preprocess.size} px but the model needs {config.model.image_size} px "
                          f"(preprocess with --set size={config.model.image_size}, or model.image_size={preprocess.size})")
     checkpoints = list_checkpoints(run)
-    if (run / "config.json").is_file():
-        check_same_run(json.loads((run / "config.json").read_text())["config"], config, run)
+    saved = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+    if saved:
+        check_same_run(saved["config"], config, run)
     if checkpoints:
         check_same_run(read_state(checkpoints[-1])["config"], config, run)
+    started_from = saved.get("init")  # the export this run started from, kept across reruns
+    exported = None
+    if init is not None and checkpoints:
+        log.warning("%s resumes from its checkpoint %s: --init %s is ignored (it only starts a new run)",
+                    run, checkpoints[-1].name, init)
+    elif init is not None:
+        exported = load_init(init, config)
+        started_from = {"export": str(init), "step": exported.step}
     distributed.barrier()  # every rank has checked the run folder before rank 0 writes in it
     if distributed.is_main():
         run.mkdir(parents=True, exist_ok=True)
         for path in remove_partial(run):
             log.warning("removed %s, left by an interrupted save", path)
         with atomic_path(run / "config.json") as tmp:
-            tmp.write_text(json.dumps({"data": str(data), "config": config.to_dict()}, indent=2))
+            tmp.write_text(json.dumps({"data": str(data), "config": config.to_dict(),
+                                       **({"init": started_from} if started_from else {})}, indent=2))
         with (run / "revisions.txt").open("a") as f:
-            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {git_revision()} world_size={world}\n")
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {git_revision()} world_size={world}"
+                    + (f" init={init} (its step {exported.step})" if exported else "") + "\n")
 
     # ---- data: episodes with K drawn per batch in [1, k_max], each rank its own share ----------
     # a warp-guided generator reads the warp renderer's image of each episode (computed by the loader)
@@ -150,7 +177,10 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True) -> Tr
     # ---- build: networks, objective (losses live outside the networks), optimizers, EMA ---------
     # seeded here, after the data and the validator, whose first use in a process may draw numbers
     torch.manual_seed(config.episodes.seed)
-    generator = Generator(config.model).to(device)
+    generator = Generator(config.model)
+    if exported is not None:  # a new run started from an export: G (and so its EMA) from its weights
+        generator.load_state_dict(exported.generator.state_dict())
+    generator = generator.to(device)
     discriminator = Discriminator(config.model).to(device)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
     nets = Networks(generator=generator, discriminator=discriminator, ema=ema,

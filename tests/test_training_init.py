@@ -1,0 +1,88 @@
+"""`train --init EXPORT`: a new run's generator and EMA start from a generator export; an export of
+another model config, or a file that is no export, is a one-line error that leaves no run folder;
+a run folder that resumes ignores --init (saying so) and stays exact."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+
+from marionette.cli import main
+from marionette.errors import InputError
+from marionette.inference.export import load_generator
+from marionette.training.checkpoint import list_checkpoints
+from marionette.training.config import run_config
+from marionette.training.loop import train
+
+BASE = ["loss.perceptual_weights=random", "batch_size=2", "episodes.k_max=2", "log_every=1", "val_every=0",
+        "checkpoint_every=2", "workers=0"]
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_generator(path).generator.state_dict()
+
+
+def export(run: Path) -> Path:
+    return run / "export" / "generator.safetensors"
+
+
+@pytest.fixture(scope="module")
+def source(train_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The export of a 2-step run, stored in half precision as a shipped one would be."""
+    run = tmp_path_factory.mktemp("init") / "source"
+    train(train_dataset, run, run_config("tiny", [*BASE, "steps=2", "lr_g=1e-2"]), progress=False)
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(export(run)), framework="pt") as f:
+        half = {k: f.get_tensor(k).half() for k in f.keys()}
+        metadata = f.metadata()
+    save_file(half, str(run / "half.safetensors"), metadata=metadata)
+    return run / "half.safetensors"
+
+
+def test_a_new_run_starts_from_the_export(train_dataset: Path, source: Path, tmp_path: Path) -> None:
+    # a learning rate too small to move anything: after one step the EMA export is the initial weights
+    config = run_config("tiny", [*BASE, "steps=1", "lr_g=1e-9"])
+    train(train_dataset, tmp_path / "init", config, progress=False, init=source)
+    train(train_dataset, tmp_path / "fresh", config, progress=False)
+    start, init, fresh = weights(source), weights(export(tmp_path / "init")), weights(export(tmp_path / "fresh"))
+    assert all(torch.allclose(init[k], start[k], atol=1e-5) for k in start)
+    assert not all(torch.allclose(fresh[k], start[k], atol=1e-3) for k in start)
+    saved = json.loads((tmp_path / "init" / "config.json").read_text())
+    assert saved["init"] == {"export": str(source), "step": 2}
+    assert f"init={source} (its step 2)" in (tmp_path / "init" / "revisions.txt").read_text()
+
+
+def test_an_export_of_another_model_or_no_export_is_a_one_line_error(train_dataset: Path, source: Path,
+                                                                      tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=r"model config differs.*channels: 8 in the export, 16 in the run") as error:
+        train(train_dataset, tmp_path / "wider", run_config("tiny", [*BASE, "steps=1", "model.channels=16"]),
+              progress=False, init=source)
+    assert "\n" not in str(error.value) and not (tmp_path / "wider").exists()
+    with pytest.raises(InputError, match=r"model config differs.*warp_guided"):
+        train(train_dataset, tmp_path / "warp", run_config("tiny", [*BASE, "steps=1", "model.warp_guided=true"]),
+              progress=False, init=source)
+    checkpoint = list_checkpoints(source.parent)[-1] / "weights.safetensors"
+    with pytest.raises(InputError, match="not a generator export"):
+        train(train_dataset, tmp_path / "ckpt", run_config("tiny", [*BASE, "steps=1"]), progress=False, init=checkpoint)
+    assert main(["train", "--config", "tiny", "--data", str(train_dataset), "--run", str(tmp_path / "cli"),
+                 "--init", str(tmp_path / "missing.safetensors"), "--quiet"]) == 2
+    assert not (tmp_path / "cli").exists()
+
+
+def test_a_resumed_run_ignores_init_and_stays_exact(train_dataset: Path, source: Path, tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    config = lambda steps: run_config("tiny", [*BASE, f"steps={steps}"])  # noqa: E731
+    train(train_dataset, tmp_path / "whole", config(4), progress=False, init=source)
+    train(train_dataset, tmp_path / "parts", config(2), progress=False, init=source)
+    with caplog.at_level(logging.WARNING):  # resumed with another export given: it is not used
+        train(train_dataset, tmp_path / "parts", config(4), progress=False, init=export(tmp_path / "whole"))
+    assert "--init" in caplog.text and "is ignored" in caplog.text
+    whole, parts = weights(export(tmp_path / "whole")), weights(export(tmp_path / "parts"))
+    assert all(torch.allclose(whole[k], parts[k], atol=1e-6) for k in whole)
+    assert json.loads((tmp_path / "parts" / "config.json").read_text())["init"]["export"] == str(source)
