@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 OUT ?= out/demo
 
-.PHONY: install demo test bench clean
+MINUTES ?= 120
+
+.PHONY: install demo test bench train-more clean
 
 install: $(VENV)/.installed
 
@@ -26,6 +28,10 @@ test: install
 
 bench: install
 	$(VENV)/bin/marionette bench all
+
+# one training sitting of MINUTES that replaces the shipped generator only if it beats it (tools/train_more.sh)
+train-more: install
+	MINUTES=$(MINUTES) PYTHON=$(PY) tools/train_more.sh
 
 clean:
 	rm -rf $(VENV) out

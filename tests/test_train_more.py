@@ -1,0 +1,80 @@
+"""tools/train_more.sh on CPU with the tiny preset and a budget of seconds: with nothing shipped the
+bar is the warp renderer; a sitting better than the shipped generator replaces it (fp16, the
+sitting recorded in its header) and renders its model card; a sitting that ties it (a learning
+rate too small to move anything) replaces nothing, and warm-starts from the shipped weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from marionette.data.config import PreprocessConfig
+from marionette.inference.export import export_generator, load_generator
+from marionette.model import Generator, model_config
+from marionette.training.promote import decide, sittings
+
+REPO = Path(__file__).resolve().parents[1]
+# the tiny warp-guided model; lr_g=1e-9: a sitting that moves nothing, so the verdicts do not depend on luck
+SETTINGS = ["loss.perceptual_weights=random", "batch_size=2", "episodes.k_max=2", "lr_g=1e-9", "val_episodes=2",
+            "val_every=100000", "sample_every=100000", "checkpoint_every=100000"]
+
+
+def train_more(tmp_path: Path, data: Path, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "DATA": str(data), "PRESET": "tiny", "MINUTES": "0.03",
+           "ASSET": str(tmp_path / "assets" / "generator.safetensors"), "OUT": str(tmp_path / "runs"),
+           "VAL_KS": "2", "VAL_EPISODES": "4", "LOADERS": "0", "OMP_NUM_THREADS": "1", **env}
+    done = subprocess.run([str(REPO / "tools" / "train_more.sh"), *SETTINGS], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_train_more_replaces_the_shipped_generator_only_when_better(train_dataset: Path, tmp_path: Path) -> None:
+    asset, card = tmp_path / "assets" / "generator.safetensors", tmp_path / "assets" / "generator.md"
+    # nothing shipped: the new weights (the warp, give or take nothing) must beat the warp renderer: they tie
+    done = train_more(tmp_path, train_dataset)
+    assert "kept" in done.stdout and "warp renderer" in done.stdout and "tie or worse" in done.stdout
+    assert not asset.exists() and not card.exists()
+
+    # a shipped generator worse than the warp (a uniform colour cast); a sitting from scratch beats it
+    torch.manual_seed(0)
+    config = model_config("tiny", ["warp_guided=true"])
+    bad = Generator(config)
+    with torch.no_grad():
+        bad.decoder.correction.head.bias[:3] = 0.5
+    export_generator(asset, bad, config, PreprocessConfig(size=64), step=7)
+    done = train_more(tmp_path, train_dataset, INIT="scratch")
+    assert "replaced" in done.stdout, done.stdout
+    with safe_open(str(asset), framework="pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    record = sittings(asset)
+    assert [s["from"] for s in record] == ["unknown", "scratch"]  # the file shipped before had no record
+    assert record[-1]["val"]["psnr"] > record[-1]["before"]["psnr"] and record[-1]["minutes"] > 0
+    exported = load_generator(asset)
+    assert exported.model == config and exported.step == record[-1]["steps"] > 0
+    text = card.read_text()
+    assert "2 sitting(s)" in text and "research use only" in text and f"{record[-1]['val']['psnr']:.4f}" in text
+
+    # a sitting warm-started from it that moves nothing ties it: both files stay as they were
+    before = asset.read_bytes(), card.read_text()
+    done = train_more(tmp_path, train_dataset)
+    assert "kept" in done.stdout and "shipped export" in done.stdout, done.stdout
+    assert (asset.read_bytes(), card.read_text()) == before
+    run = sorted((tmp_path / "runs").iterdir())[-1]
+    assert json.loads((run / "config.json").read_text())["init"]["export"] == str(asset)
+    assert json.loads((run / "sitting.json").read_text())["replaced"] is False
+
+
+@pytest.mark.parametrize("candidate, replaced", [((30.02, 0.0299), True), ((30.005, 0.0299), False),
+                                                 ((30.0, 0.0299), False), ((30.5, 0.0300), False),
+                                                 ((29.0, 0.0200), False)])
+def test_decide_needs_a_psnr_gain_and_a_lower_l1(candidate: tuple[float, float], replaced: bool) -> None:
+    psnr, l1 = candidate
+    assert decide({"psnr": psnr, "l1": l1}, {"psnr": 30.0, "l1": 0.0300}, min_gain_db=0.01)[0] is replaced
