@@ -15,6 +15,7 @@ from marionette.evaluation.metrics import (
     REGISTRY,
     Sample,
     Tools,
+    kernel_distance,
     measure_sample,
     paired_correlation,
     region_boxes,
@@ -196,10 +197,43 @@ def test_pose_and_expression_against_the_driven_landmarks(face, tools):
     assert agreement <= 3 / 5
 
 
+def test_kid_is_zero_for_one_distribution_and_positive_for_two():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(200, 32)), rng.normal(size=(200, 32))
+    same, shifted, wider = kernel_distance(x, y), kernel_distance(x, y + 0.5), kernel_distance(x, 1.5 * y)
+    assert abs(same) < 0.05 * min(shifted, wider) and shifted > 1.0 and wider > 0.1
+    assert kernel_distance(x[:100], x[100:]) < 0.05
+
+
+def test_kid_on_vgg_features_tells_a_blurred_set_from_a_sharp_one(hopper):
+    """Results drawn from the ground truth's distribution (the same portrait, other small shifts)
+    score about 0; the same results blurred score far above."""
+    image, _ = hopper
+    scale = 64 / max(image.shape[:2])
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+    def moved(seed: int) -> np.ndarray:
+        dx, dy = np.random.default_rng(seed).uniform(-6, 6, 2)
+        return cv2.warpAffine(small, np.float32([[1, 0, dx], [0, 1, dy]]), small.shape[1::-1],
+                              borderMode=cv2.BORDER_REFLECT)
+
+    tools = Tools()
+    figures = {}
+    for name, output in (("sharp", moved), ("blurred", lambda i: cv2.GaussianBlur(moved(i), (0, 0), 2.0))):
+        records = [measure_sample(Sample(mode="self", output=output(100 + i), truth=moved(i), truth_key=str(i)),
+                                  ["kid"], tools) for i in range(6)]
+        figures[name] = summarize(records)["kid"]
+    assert figures["blurred"] > 10.0 and abs(figures["sharp"]) < 0.05 * figures["blurred"]  # measured: -0.7, 192
+
+
 def test_one_registry_names_every_metric():
     assert set(REGISTRY) >= {"l1", "psnr", "ssim", "lpips", "perceptual", "psnr_mouth", "perceptual_mouth",
-                             "psnr_eyes", "perceptual_eyes", "csim", "identity_score", "prmse", "prmse_driven",
+                             "psnr_eyes", "perceptual_eyes", "kid", "csim", "identity_score", "prmse", "prmse_driven",
                              "expression_agreement", "expression_agreement_driven", "expression_correlation",
                              "blink_correlation", "closed_eye_recall", "gaze_correlation", "gaze_error", "nme",
+                             "motion_correlation", "motion_error", "landmark_jitter", "flicker", "jumps",
                              "face_found"}
+    # motion fidelity against the driven landmarks is measured in both modes, beside identity
+    assert all(REGISTRY[name].modes == ("self", "cross") for name in ("csim", "identity_score", "prmse_driven",
+                                                                      "expression_agreement_driven", "nme"))
     assert paired_correlation([[1.0, 2.0], [2.0, 4.0], [3.0, 7.0]]) == pytest.approx(0.9934, abs=1e-3)

@@ -1,18 +1,23 @@
 """`evaluate` end to end on the bundled GRID clips: deterministic episode lists, every renderer
-through one pipeline, a report, resuming, and the CLI's one-line errors."""
+through one pipeline, a report with intervals, resuming, motion fidelity of videos, the inputs
+written for other tools and their videos scored beside ours, and one-line errors that leave
+nothing behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from marionette.cli import main
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.evaluation.episodes import load_episodes, make_episodes, save_episodes
+from marionette.evaluation.report import write_report
 from marionette.evaluation.run import EvalConfig, evaluate
 from marionette.provenance import verify
 
@@ -72,11 +77,18 @@ def test_report_has_every_cell_and_sane_values(report):
     assert "prmse" not in self_mode and "jumps" not in self_mode  # no video: temporal metrics not measured
     assert set(cross) >= {"csim", "identity_score", "prmse", "prmse_driven", "expression_agreement",
                           "expression_agreement_driven", "nme"} and "psnr" not in cross
+    assert {"kid", "prmse_driven", "nme", "expression_agreement_driven"} <= set(self_mode)  # motion beside identity
     for renderer in ("copy", "warp"):
         for k in ("1", "2"):
             assert 0.3 < self_mode["ssim"][renderer][k] < 1.0
             assert 15 < self_mode["psnr"][renderer][k] < 50
-            assert 0.0 <= cross["expression_agreement"][renderer][k] <= 1.0
+            assert np.isfinite(self_mode["kid"][renderer][k])  # two episodes: a kernel distance exists
+    # every difference between the renderers, with its interval, over the 2 paired episodes
+    gain, low, high, n = table["differences"]["self"]["psnr"]["warp - copy"]["2"]
+    assert gain == pytest.approx(self_mode["psnr"]["warp"]["2"] - self_mode["psnr"]["copy"]["2"]) and n == 2
+    assert low <= high and set(table["differences"]["cross"]["nme"]["warp - copy"]) == {"1", "2"}
+    write_report(report, table["omitted"])  # rebuilt from the same results: the same intervals
+    assert json.loads((report / "report.json").read_text())["differences"] == table["differences"]
     # the copy baseline at K=1 outputs the target itself: identity to the target is perfect
     assert cross["csim"]["copy"]["1"] == pytest.approx(1.0, abs=1e-5)
     assert cross["identity_score"]["copy"]["1"] == 1.0
@@ -86,28 +98,35 @@ def test_report_has_every_cell_and_sane_values(report):
     assert cross["nme"]["warp"]["2"] < cross["nme"]["copy"]["2"]
     md = (report / "report.md").read_text()
     assert "| metric | copy K=1 | copy K=2 | warp K=1 | warp K=2 |" in md and "dlib" in md
-    assert (report / "plots" / "self_ssim.png").is_file() and (report / "plots" / "cross_prmse.png").is_file()
+    assert "### cross: identity beside motion fidelity" in md and "resolution: with n = 2 episodes" in md
+    for plot in ("self_ssim", "cross_prmse", "self_identity_vs_motion", "cross_identity_vs_motion"):
+        assert (report / "plots" / f"{plot}.png").is_file(), plot
     grid = verify(report / "samples" / "grid_cross_k2.jpg")  # synthetic samples carry both marks
     assert grid.tag is not None and grid.watermark.present, grid
     assert verify(report / "samples" / "cross_k2_e0_warp.jpg").watermark.present
 
 
-def test_videos_give_temporal_metrics_and_a_marked_video_wall(small, tmp_path):
+def test_videos_rank_a_frozen_copy_last_on_motion_and_give_a_marked_video_wall(small, tmp_path):
     import av
 
     from marionette.provenance import read_container_tag, verify
 
     root, manifest = small
-    config = EvalConfig(renderers=("copy", "warp"), shots=(2,), episodes=1, samples=1, videos=True)
+    config = EvalConfig(renderers=("copy", "warp"), shots=(1,), episodes=1, samples=1, videos=True)
     evaluate(root, tmp_path, config, progress=False)
-    records = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    records = {(r["renderer"], r["mode"]): r["metrics"]
+               for r in map(json.loads, (tmp_path / "results.jsonl").read_text().splitlines())}
     assert len(records) == 4
-    for r in records:
-        values = r["metrics"]
-        assert values["jumps"] >= 0 and values["flicker"] >= 0 and values["landmark_jitter"] is not None
+    for mode in ("self", "cross"):
+        copy, warp = records["copy", mode], records["warp", mode]
+        # copying one target holds one frame: perfectly still, and no motion followed at all
+        assert (copy["motion_correlation"], copy["motion_error"]) == (0.0, 1.0)
+        assert copy["landmark_jitter"] == copy["flicker"] == copy["jumps"] == 0.0
+        # the warp follows the driven landmarks (measured: r 0.91 / 0.96, error 0.41 / 0.28) and moves
+        assert warp["motion_correlation"] > 0.7 and warp["motion_error"] < 0.7 and warp["flicker"] > 0
     frames = manifest.clips[0].info.frames
     for mode in ("self", "cross"):
-        wall = tmp_path / "samples" / f"{mode}_k2_e0_wall.mp4"
+        wall = tmp_path / "samples" / f"{mode}_k1_e0_wall.mp4"
         assert "marionette" in read_container_tag(wall) and verify(wall).watermark.present
         with av.open(str(wall)) as container:
             decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
@@ -147,8 +166,6 @@ def test_arcface_without_onnxruntime_is_a_one_line_error(tmp_path, monkeypatch):
 def test_evaluate_scores_what_reenact_runs(small, report):
     """Each recorded self-reenactment PSNR equals that of the output the reenact pipeline gives,
     configured as `reenact` is, for the same stored targets and driver."""
-    import numpy as np
-
     from marionette.data.manifest import clip_path
     from marionette.data.store import ClipReader
     from marionette.evaluation.metrics import psnr
@@ -171,7 +188,7 @@ def test_evaluate_scores_what_reenact_runs(small, report):
         mesh = reader.mesh()  # (F, 478, 3) in crop pixels
         frames = list(episode.target_frames)
         pipeline.set_target_crops(reader.images(frames), mesh[frames])
-        start = pipeline.driving.reference(mesh[0], CropBox((size - 1) / 2, (size - 1) / 2, float(size)))
+        start = pipeline.driving.reference(mesh, CropBox((size - 1) / 2, (size - 1) / 2, float(size)))
         output = pipeline.render(pipeline.driving(mesh[episode.driver_frame], start))
         truth = reader.images([episode.driver_frame])[0]
         assert np.isclose(psnr(output, truth), records[episode.shots, episode.episode], atol=1e-6)
@@ -180,7 +197,6 @@ def test_evaluate_scores_what_reenact_runs(small, report):
 def test_neural_device_is_resolved_once_and_half_precision_is_not_mixed(small, tmp_path, monkeypatch, caplog):
     """device=cuda on a machine without one: one warning for the whole run (not one per pipeline);
     a report made in bf16 is not resumed in fp32."""
-    import dataclasses
     import logging
 
     import torch
@@ -201,3 +217,119 @@ def test_neural_device_is_resolved_once_and_half_precision_is_not_mixed(small, t
     assert json.loads((tmp_path / "r" / "settings.json").read_text())["precision"] == "bf16"
     with pytest.raises(InputError, match=r"other settings \(precision\)"):
         evaluate(root, tmp_path / "r", dataclasses.replace(config, precision="fp32"), progress=False)
+
+
+def _resplit(small, tmp_path: Path, split: str) -> Path:
+    """The small dataset with every clip moved to `split` (its clips shared, its manifest rewritten)."""
+    root, _ = small
+    data = json.loads((root / "manifest.json").read_text())
+    for clip in data["clips"]:
+        clip["split"] = split
+    folder = tmp_path / f"all_{split}"
+    folder.mkdir()
+    (folder / "clips").symlink_to(root / "clips")
+    (folder / "manifest.json").write_text(json.dumps(data))
+    return folder
+
+
+def test_an_empty_split_is_named_and_a_failed_run_leaves_nothing(small, tmp_path, capsys, monkeypatch):
+    import marionette.evaluation.run as run
+
+    data = _resplit(small, tmp_path, "train")
+    out = tmp_path / "report"
+    assert main(["evaluate", "--data", str(data), "--out", str(out), "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == ("marionette: error: split 'test' has no clips: this dataset's "
+                                               "identities are all in train; use split=all")
+    assert not out.exists()
+    out.mkdir()  # an empty folder the user made stays, empty
+    with pytest.raises(InputError, match="split 'val' has no clips"):
+        evaluate(data, out, EvalConfig(split="val"), progress=False)
+    assert out.is_dir() and not any(out.iterdir())
+
+    def broken(*args, **kwargs):
+        raise InputError("no identity references")
+
+    monkeypatch.setattr(run, "_calibration", broken)  # a failure once the folder is begun, before any result
+    root, _ = small
+    with pytest.raises(InputError, match="no identity references"):
+        evaluate(root, tmp_path / "new", CONFIG, progress=False)
+    assert not (tmp_path / "new").exists()  # no settings.json, no samples/, nothing
+
+
+def _render_episode(root: Path, episode: dict, size: int) -> np.ndarray:
+    """The warp renderer's video of an episode described by its inputs' episode.json, driven from
+    the dataset's stored meshes as evaluate drives it: (F, S, S, 3)."""
+    from marionette.data.manifest import clip_path
+    from marionette.data.store import ClipReader
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+    from marionette.landmarks.crop import CropBox
+
+    drive = dict(transform=False, mode="absolute") if episode["mode"] == "self" else dict(mode="relative")
+    pipeline = ReenactPipeline(ReenactConfig(renderer="warp", size=size, paste_back=False, **drive))
+    target, driver = ClipReader(clip_path(root, episode["target_clip"])), ClipReader(clip_path(root, episode["driver_clip"]))
+    frames = episode["target_frames"]
+    pipeline.set_target_crops(target.images(frames), target.mesh()[frames])
+    meshes = driver.mesh()  # (F, 478, 3)
+    start = pipeline.driving.reference(meshes, CropBox((size - 1) / 2, (size - 1) / 2, float(size)))
+    return np.stack([pipeline.render(pipeline.driving(m, start)) for m in meshes])
+
+
+def test_inputs_for_other_tools_and_their_videos_scored_beside_ours(small, tmp_path, capsys):
+    """Videos made by our warp renderer from the written inputs, saved under another name, score
+    as the warp does: exactly as PNG frames, within the codec's loss as mp4."""
+    from marionette.data.manifest import clip_path
+    from marionette.data.store import ClipReader
+    from marionette.inference.io import FrameWriter
+    from marionette.media import iter_video, load_image
+
+    root, manifest = small
+    size = manifest.config.size
+    out = tmp_path / "report"
+    config = EvalConfig(renderers=("warp",), shots=(2,), episodes=1, samples=0, videos=True, inputs=True)
+    evaluate(root, out, config, progress=False)
+    made = tmp_path / "theirs"
+    for folder in sorted((out / "inputs").iterdir()):
+        episode = json.loads((folder / "episode.json").read_text())
+        assert folder.name == f"{episode['mode']}_k{episode['shots']}_e{episode['episode']}"
+        stored = ClipReader(clip_path(root, episode["target_clip"])).images(episode["target_frames"])
+        assert all((load_image(folder / f"target_{j}.png") == stored[j]).all() for j in range(episode["shots"]))
+        driver = list(iter_video(folder / "driver.mp4"))
+        assert len(driver) == episode["frames"] == len(ClipReader(clip_path(root, episode["driver_clip"])))
+        assert (load_image(folder / "driver.png")
+                == ClipReader(clip_path(root, episode["driver_clip"])).images([episode["driver_frame"]])[0]).all()
+        video = _render_episode(root, episode, size)
+        # self as a folder of PNG frames (lossless), cross as an mp4
+        with FrameWriter(made / (folder.name if episode["mode"] == "self" else f"{folder.name}.mp4"), 5, {}) as writer:
+            for frame in video:
+                writer.write(frame)
+    lines = (out / "results.jsonl").read_text()
+    missing = tmp_path / "empty"
+    missing.mkdir()
+    assert main(["evaluate", "--data", str(root), "--out", str(out), "--quiet", "--set", "renderers=warp",
+                 "--set", "shots=2", "--set", "episodes=1", "--set", "videos=true", "--set", f"external=mine:{made}",
+                 "--set", f"external=other:{missing}"]) == 2  # repeated: both kept, the second has no video
+    assert capsys.readouterr().err.strip() == (f"marionette: error: {missing}: no video for episode self_k2_e0 "
+                                               "(expected self_k2_e0.mp4 or a folder self_k2_e0/ of PNG frames)")
+    assert (out / "results.jsonl").read_text() == lines  # refused before anything was written
+    evaluate(root, out, dataclasses.replace(config, external=(f"mine:{made}",)), progress=False)
+    records = {(r["renderer"], r["mode"]): r["metrics"] for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    ours, theirs = records["warp", "self"], records["mine", "self"]
+    assert theirs.keys() == ours.keys() and all(
+        theirs[k] == pytest.approx(ours[k], abs=1e-9) for k in ours if ours[k] is not None)
+    ours, theirs = records["warp", "cross"], records["mine", "cross"]
+    for name, tolerance in (("identity_score", 0.05), ("nme", 0.01), ("prmse_driven", 1.0), ("motion_correlation", 0.05),
+                            ("motion_error", 0.1), ("flicker", 0.01)):
+        assert theirs[name] == pytest.approx(ours[name], abs=tolerance), name
+    table = json.loads((out / "report.json").read_text())["results"]
+    assert table["self"]["psnr"]["mine"]["2"] == pytest.approx(table["self"]["psnr"]["warp"]["2"])
+    assert "| metric | warp K=2 | mine K=2 |" in (out / "report.md").read_text()
+
+
+def test_external_settings_are_checked_in_one_line(small, tmp_path, capsys):
+    root, _ = small
+    base = ["evaluate", "--data", str(root), "--out", str(tmp_path / "r"), "--quiet", "--set"]
+    assert main(base + ["external=warp:" + str(tmp_path)]) == 2
+    assert "external=warp:" in capsys.readouterr().err  # a name of ours
+    assert main(base + [f"external=mine:{tmp_path / 'nowhere'}"]) == 2
+    assert capsys.readouterr().err.strip() == f"marionette: error: external=mine:{tmp_path / 'nowhere'}: no such folder"
+    assert not (tmp_path / "r").exists()

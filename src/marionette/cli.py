@@ -160,8 +160,11 @@ def _evaluate(args: argparse.Namespace) -> None:
     thresholds = [s.removeprefix("expression.") for s in args.set if s.startswith("expression.")]
     expression = override(ExpressionConfig(), thresholds)
     files = {"arcface": args.arcface, "checkpoint": args.checkpoint, "landmark_transformer": args.landmark_transformer}
-    config = override(override(EvalConfig(), [s for s in args.set if not s.startswith("expression.")]),
-                      {k: v for k, v in files.items() if v is not None})
+    settings = [s for s in args.set if not s.startswith("expression.")]
+    external = [s.partition("=")[2] for s in settings if "=" in s and s.partition("=")[0].strip() == "external"]
+    if external:  # repeatable: every --set external=NAME:FOLDER adds one
+        settings = [s for s in settings if s.partition("=")[0].strip() != "external"] + ["external=" + ",".join(external)]
+    config = override(override(EvalConfig(), settings), {k: v for k, v in files.items() if v is not None})
     report = evaluate(Path(args.data), Path(args.out), config, expression,
                       episodes_csv=Path(args.episode_list) if args.episode_list else None, progress=not args.quiet)
     print(f"wrote {report} (+ report.json, plots/, samples/)")
@@ -349,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
                        help="score renderers on self- and cross-identity episodes of a dataset split (resumable)",
-                       epilog="settings (--set KEY=VALUE; comma lists for renderers, shots, modes):\n"
+                       epilog="settings (--set KEY=VALUE; comma lists for renderers, shots, modes, external; "
+                              "external may also be repeated):\n"
                               + describe(EvalConfig, skip=("arcface", "checkpoint", "landmark_transformer"))
                               + "\n\nexpression thresholds (--set expression.KEY=VALUE):\n" + describe(ExpressionConfig))
     p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess`")

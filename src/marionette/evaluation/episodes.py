@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from marionette.data.manifest import Manifest
+from marionette.data.manifest import SPLITS, Manifest
 from marionette.errors import InputError
+from marionette.media import atomic_path
 
 MAX_SHOTS = 8
 FIELDS = ("mode", "shots", "episode", "target_clip", "target_frames", "driver_clip", "driver_frame")
@@ -34,15 +35,28 @@ class EvalEpisode:
     driver_clip: str
     driver_frame: int  # frame position in the driver clip (the ground truth in self mode)
 
+    @property
+    def name(self) -> str:
+        """How files of this episode are named: <mode>_k<K>_e<i>."""
+        return f"{self.mode}_k{self.shots}_e{self.episode}"
+
 
 def make_episodes(manifest: Manifest, split: str, modes: tuple[str, ...], shots: tuple[int, ...],
                   count: int, seed: int) -> list[EvalEpisode]:
     """`count` episodes per (mode, shots) from the clips of `split`."""
     if any(not 1 <= k <= MAX_SHOTS for k in shots):
         raise InputError(f"shots {shots}: each must be in 1..{MAX_SHOTS}")
-    clips = sorted((c for c in manifest.split(split) if c.info.frames > MAX_SHOTS), key=lambda c: c.info.clip_id)
+    held = manifest.split(split)
+    if not held:
+        where = [s for s in SPLITS if manifest.split(s)]
+        if not where:
+            raise InputError("the dataset has no clips")
+        raise InputError(f"split {split!r} has no clips: this dataset's identities are {'all ' * (len(where) == 1)}in "
+                         f"{' and '.join(where)}; use split=all" + "".join(f" or split={s}" for s in where if s != "train"))
+    clips = sorted((c for c in held if c.info.frames > MAX_SHOTS), key=lambda c: c.info.clip_id)
     if not clips:
-        raise InputError(f"split {split!r} has no clip with more than {MAX_SHOTS} frames")
+        raise InputError(f"split {split!r}: no clip has more than {MAX_SHOTS} frames (an episode takes {MAX_SHOTS} "
+                         f"targets and a driver frame); preprocess with max_frames above {MAX_SHOTS}")
     episodes = []
     for mode in modes:
         if mode == "cross" and len({c.info.identity for c in clips}) < 2:
@@ -65,7 +79,7 @@ def make_episodes(manifest: Manifest, split: str, modes: tuple[str, ...], shots:
 
 
 def save_episodes(path: Path, episodes: list[EvalEpisode]) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(FIELDS)
         for e in episodes:

@@ -7,9 +7,11 @@ landmark-based expression agreement (expression.py) plus the correlation of the 
 transformer's expression coefficients; landmark NME and the rate of results with a detectable
 face are added. Also ours: a calibrated identity score (calibration.py); an LPIPS-style
 perceptual distance without learned weights on the shipped VGG19; PSNR and perceptual distance in
-the mouth and eye boxes of the ground truth; blink and gaze agreement with the driver; pose and
-expression measured against the driven landmarks (what the renderer was asked for) beside the
-driver's. Each metric measures one `Sample` (one reenacted frame and what it is compared
+the mouth and eye boxes of the ground truth; a kernel distance (KID) between the results and the
+ground-truth frames as sets, on the same VGG's features; blink and gaze agreement with the
+driver; pose and expression measured against the driven landmarks (what the renderer was asked
+for) beside the driver's; the motion fidelity and stillness of rendered videos (temporal.py).
+Each metric measures one `Sample` (one reenacted frame and what it is compared
 with) and reduces a list of per-sample values to one figure.
 
 Training validation: build `Sample(mode="self", output=..., truth=...)` from a batch (`to_uint8`
@@ -32,13 +34,14 @@ import torch
 from marionette.evaluation.calibration import Reference, identity_score
 from marionette.evaluation.expression import ExpressionConfig, eye_ratio, gaze_offset, indicators
 from marionette.evaluation.judges import IdentityJudge, cosine, make_judge
-from marionette.evaluation.temporal import flicker, jumps, landmark_jitter
+from marionette.evaluation.temporal import flicker, jumps, landmark_jitter, motion_correlation, motion_error
 from marionette.landmarks.layout import LEFT_EYE, MOUTH, RIGHT_EYE, inter_ocular, mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
 from marionette.model.vgg import load_vgg19_normalised
 
 MODES = ("self", "cross")
-TEMPORAL = ("landmark_jitter", "flicker", "jumps")  # metrics of the result's video (measured with --videos)
+# metrics of the result's video (measured with videos=true): motion fidelity, then stillness
+TEMPORAL = ("motion_correlation", "motion_error", "landmark_jitter", "flicker", "jumps")
 Value = float | list[float] | None  # one sample's measurement (None: not measurable, e.g. no face)
 
 
@@ -63,6 +66,7 @@ class Sample:
     # video evaluation (`evaluate --videos`): the result over the whole driver clip, frame by frame
     output_frames: np.ndarray | None = None  # (F, S, S, 3), one per frame of driver_clip_meshes
     output_frame_meshes: tuple[np.ndarray | None, ...] = ()  # F face meshes measured on them (None: no face)
+    driven_frame_meshes: np.ndarray | None = None  # (F, 478, 3) the driven landmarks of each frame
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -82,6 +86,7 @@ class Tools:
         self._lpips = None
         self._vgg = None
         self._embeddings: dict[str, np.ndarray | None] = {}
+        self._features: dict[str, np.ndarray] = {}
 
     @property
     def judge(self) -> IdentityJudge:
@@ -105,10 +110,26 @@ class Tools:
             self._embeddings[key] = self.judge.embed(image, mesh)
         return self._embeddings[key]
 
-    def perceptual(self, a: np.ndarray, b: np.ndarray) -> float:
+    @property
+    def vgg(self) -> torch.nn.Module:
         if self._vgg is None:
             self._vgg = load_vgg19_normalised()
-        return perceptual_distance(self._vgg, a, b)
+        return self._vgg
+
+    def perceptual(self, a: np.ndarray, b: np.ndarray) -> float:
+        return perceptual_distance(self.vgg, a, b)
+
+    def features(self, image: np.ndarray, key: str | None = None) -> np.ndarray:
+        """(S, S, 3) uint8 -> (256,) the shipped VGG19's relu3_1 features averaged over positions
+        (its deepest layer, standing in for KID's Inception pool features); cached by `key` if given."""
+        if key is None or key not in self._features:
+            x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 127.5 - 1  # (1, 3, S, S)
+            with torch.no_grad():
+                found = self.vgg(x)[-1].mean((2, 3))[0].double().numpy()  # (256,)
+            if key is None:
+                return found
+            self._features[key] = found
+        return self._features[key]
 
     @staticmethod
     def lpips_missing() -> str | None:
@@ -136,27 +157,106 @@ class Tools:
 
 # ---- reductions: a list of per-sample values -> one figure ----------------------------------------
 
-def mean(values: Sequence[Value]) -> float:
-    kept = [v for v in values if v is not None]
-    return float(np.mean(kept)) if kept else float("nan")
+def values_array(values: Sequence[Value]) -> np.ndarray:
+    """Per-sample values -> (N, D) float64, one row each (D = 1 for numbers), NaN rows where not measured."""
+    width = next((len(v) if isinstance(v, list) else 1 for v in values if v is not None), 1)
+    out = np.full((len(values), width), np.nan)
+    for i, v in enumerate(values):
+        if v is not None:
+            out[i] = v
+    return out
 
 
-def root_mean_square(values: Sequence[Value]) -> float:
-    kept = [v for v in values if v is not None]
-    return float(np.sqrt(np.mean(np.square(kept)))) if kept else float("nan")
+@dataclass(frozen=True)
+class Reduction:
+    """Per-sample values -> one figure. `of(x, picks)` takes the (N, D) values_array and (B, N)
+    sample indices and gives the figure of each row of picks at once, (B,): the bootstrap's
+    resamples (report.py) and the plain figure (picks = every sample once) are one computation."""
+
+    over: Callable[[np.ndarray, np.ndarray], np.ndarray]  # `of` once some sample was measured
+
+    def of(self, x: np.ndarray, picks: np.ndarray) -> np.ndarray:
+        if np.isnan(x[:, 0]).all():  # nothing measured (or no sample): no figure
+            return np.full(len(picks), np.nan)
+        return self.over(x, picks)
+
+    def __call__(self, values: Sequence[Value]) -> float:
+        x = values_array(values)
+        return float(self.of(x, np.arange(len(x))[None])[0])
 
 
-def paired_correlation(values: Sequence[Value]) -> float:
-    """Values are [a_1..a_C, b_1..b_C] pairs of coefficient vectors: the mean over components c
-    of Pearson's r between a_c and b_c across samples (components with no spread are skipped)."""
-    kept = np.array([v for v in values if v is not None], np.float64)  # (N, 2C)
-    if len(kept) < 3:
-        return float("nan")
-    a, b = np.split(kept, 2, axis=1)  # (N, C) each
-    a, b = a - a.mean(0), b - b.mean(0)
-    norm = np.sqrt((a**2).sum(0) * (b**2).sum(0))  # (C,)
-    ok = norm > 1e-12
-    return float(((a * b).sum(0)[ok] / norm[ok]).mean()) if ok.any() else float("nan")
+def _masked_mean(v: np.ndarray) -> np.ndarray:
+    """(B, N) with NaN where not measured -> (B,) mean of the measured ones (NaN: none)."""
+    ok = ~np.isnan(v)
+    n = ok.sum(-1)
+    total = np.where(ok, v, 0.0).sum(-1)
+    return np.where(n > 0, total / np.maximum(n, 1), np.nan)
+
+
+def _mean_over(x: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    return _masked_mean(x[picks, 0])
+
+
+def _root_mean_square_over(x: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    return np.sqrt(_masked_mean(x[picks, 0] ** 2))
+
+
+def _correlation_over(x: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Rows are [a_1..a_C, b_1..b_C]: per row of picks, the mean over components c of Pearson's r
+    between a_c and b_c across the picked samples (components with no spread are skipped; NaN
+    with fewer than 3 samples)."""
+    v = x[picks]  # (B, N, 2C)
+    ok = ~np.isnan(v[..., 0])  # (B, N)
+    n = ok.sum(-1)  # (B,)
+    a, b = np.split(np.where(ok[..., None], v, 0.0), 2, axis=-1)  # (B, N, C) each
+    weight = ok[..., None].astype(np.float64)
+    a = (a - a.sum(1, keepdims=True) / np.maximum(n, 1)[:, None, None]) * weight
+    b = (b - b.sum(1, keepdims=True) / np.maximum(n, 1)[:, None, None]) * weight
+    norm = np.sqrt((a**2).sum(1) * (b**2).sum(1))  # (B, C)
+    spread = norm > 1e-12
+    r = np.where(spread, (a * b).sum(1) / np.where(spread, norm, 1.0), 0.0)  # (B, C)
+    figure = r.sum(-1) / np.maximum(spread.sum(-1), 1)
+    return np.where((n >= 3) & spread.any(-1), figure, np.nan)
+
+
+def _kernels(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """KID's polynomial kernel k(a, b) = (a . b / D + 1)^3 within and between (M, D) and (N, D)
+    feature sets: (M, M), (N, N), (M, N)."""
+    dims = x.shape[1]
+    return tuple((a @ b.T / dims + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))  # type: ignore[return-value]
+
+
+def _unbiased_mmd(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    """The unbiased squared MMD from the kernel matrices (pairs of a sample with itself left out)."""
+    m, n = len(kxx), len(kyy)
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2 * kxy.mean())
+
+
+def kernel_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """KID (Bińkowski et al. 2018): the unbiased estimate of the squared MMD between (M, D) and
+    (N, D) feature sets with the polynomial kernel; 0 in expectation for one distribution (a single
+    estimate may be slightly negative), > 0 for two. M, N >= 2."""
+    return _unbiased_mmd(*_kernels(x, y))
+
+
+def _kid_over(x: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """Rows are [output's D features, real frame's D features]: per row of picks, KID between the
+    picked outputs and the picked real frames (NaN with fewer than 2)."""
+    ok = ~np.isnan(x[:, 0])  # (N,)
+    kernels = _kernels(*np.split(np.where(ok[:, None], x, 0.0), 2, axis=1))  # 3 x (N, N), once
+    out = np.full(len(picks), np.nan)
+    for i, pick in enumerate(picks):
+        kept = pick[ok[pick]]  # (M,) the measured samples of this resample, repeats included
+        if len(kept) >= 2:
+            out[i] = _unbiased_mmd(*(k[np.ix_(kept, kept)] for k in kernels))
+    return out
+
+
+mean = Reduction(_mean_over)
+root_mean_square = Reduction(_root_mean_square_over)
+paired_correlation = Reduction(_correlation_over)
+feature_kid = Reduction(_kid_over)
 
 
 # ---- image measures -------------------------------------------------------------------------------
@@ -271,7 +371,7 @@ class Metric:
     higher_is_better: bool
     description: str  # one line for reports
     measure: Callable[[Sample, Tools], Value]
-    reduce: Callable[[Sequence[Value]], float] = mean
+    reduce: Reduction = mean
     missing: Callable[[], str | None] = field(default=lambda: None)  # why it cannot run here (None: it can)
 
 
@@ -356,6 +456,11 @@ def _gaze_error(s: Sample, t: Tools) -> Value:
     return float(np.linalg.norm(gaze_offset(s.output_mesh) - gaze_offset(s.driver_mesh)))
 
 
+def _kid_features(s: Sample, t: Tools) -> Value:
+    both = np.concatenate([t.features(s.output), t.features(s.truth, s.truth_key)])  # (512,) [output's, truth's]
+    return np.round(both, 5).tolist()
+
+
 def _temporal(fn: Callable[[Sample], float | None]) -> Callable[[Sample, Tools], Value]:
     """A measure of the result's video, for samples that have one."""
     return lambda s, t: None if s.output_frames is None else fn(s)
@@ -385,6 +490,10 @@ for _metric in (
            lambda s, t: region_psnr(s, "eyes")),
     Metric("perceptual_eyes", ("self",), False, "perceptual distance in the ground truth's eye boxes, averaged",
            lambda s, t: region_perceptual(s, t, "eyes")),
+    Metric("kid", ("self",), False, "kernel distance between the results and the ground-truth frames as two "
+           "sets (KID: unbiased squared MMD, polynomial kernel) on the shipped VGG19's relu3_1 features "
+           "averaged over positions [ours: VGG, not Inception]; 0 = indistinguishable sets", _kid_features,
+           reduce=feature_kid),
     Metric("csim", MODES, True, "identity cosine similarity: to the ground truth (self), mean to the K targets (cross)",
            _csim),
     Metric("identity_score", MODES, True, "calibrated identity [ours]: where CSIM falls between the target "
@@ -393,13 +502,13 @@ for _metric in (
     Metric("prmse", ("cross",), False, "head-pose RMSE vs the driver, degrees (RMS over samples of the "
            "(yaw, pitch, roll) error norm; poses from 3D landmarks)", _when_face(pose_error, "driver_mesh"),
            reduce=root_mean_square),
-    Metric("prmse_driven", ("cross",), False, "head-pose RMSE vs the driven landmarks (what the renderer was "
-           "asked for: relative mode = the targets' pose plus the driver's motion), degrees",
+    Metric("prmse_driven", MODES, False, "head-pose RMSE vs the driven landmarks (what the renderer was "
+           "asked for: relative mode = the targets' pose plus the driver's motion; self = the driver's own), degrees",
            _when_face(pose_error, "driven_mesh"), reduce=root_mean_square),
     Metric("expression_agreement", ("cross",), True, "fraction of 5 binarized landmark expression indicators "
            "(mouth open, smile, each eye closed, brows raised) equal to the driver's (AUCON stand-in)",
            _expression_agreement),
-    Metric("expression_agreement_driven", ("cross",), True, "the same indicators vs the driven landmarks' "
+    Metric("expression_agreement_driven", MODES, True, "the same indicators vs the driven landmarks' "
            "(baseline: the targets)", _expression_agreement_driven),
     Metric("blink_correlation", MODES, True, "Pearson r of the eye aspect ratio (both eyes' mean), result vs "
            "driver, over the episode set", _blink, reduce=paired_correlation),
@@ -413,12 +522,20 @@ for _metric in (
     Metric("expression_correlation", ("cross",), True, "mean per-component Pearson r of the landmark "
            "transformer's expression coefficients, result vs driver, over the episode set",
            _expression_coefficients, reduce=paired_correlation),
-    Metric("nme", ("cross",), False, "68-point landmark error of the result vs the transformed driver "
-           "landmarks, / inter-ocular distance", _when_face(landmark_nme, "driven_mesh")),
-    Metric("landmark_jitter", MODES, False, "video: mean landmark acceleration of the result minus the "
-           "driver's, inter-ocular units per frame^2 (0 = as smooth as the driver, < 0 = stiller)",
-           _temporal(lambda s: landmark_jitter(s.output_frame_meshes, s.driver_clip_meshes))),
-    Metric("flicker", MODES, False, "video: mean absolute frame-to-frame change outside the face, [0, 1] units",
+    Metric("nme", MODES, False, "68-point landmark error of the result vs the driven landmarks, / "
+           "inter-ocular distance", _when_face(landmark_nme, "driven_mesh")),
+    Metric("motion_correlation", MODES, True, "video: correlation of the result's landmark motion with the "
+           "driven landmarks' motion (68-point trajectories centred over the video; 1 = moves as asked, "
+           "0 = a frozen face)", _temporal(lambda s: motion_correlation(s.output_frame_meshes, s.driven_frame_meshes))),
+    Metric("motion_error", MODES, False, "video: |result's landmark motion - driven motion| / |driven motion| "
+           "(0 = exact, 1 = as far as a frozen face, > 1 = wrong motion)",
+           _temporal(lambda s: motion_error(s.output_frame_meshes, s.driven_frame_meshes))),
+    Metric("landmark_jitter", MODES, False, "video: RMS landmark acceleration the result adds to the driven "
+           "trajectory's own, inter-ocular units per frame^2 (0 = no added shake; a frozen face is 0 too: "
+           "read it beside motion fidelity)",
+           _temporal(lambda s: landmark_jitter(s.output_frame_meshes, s.driven_frame_meshes))),
+    Metric("flicker", MODES, False, "video: mean absolute frame-to-frame change outside the face, [0, 1] "
+           "units (a frozen face is 0: read it beside motion fidelity)",
            _temporal(lambda s: flicker(s.output_frames, s.output_frame_meshes))),
     Metric("jumps", MODES, False, "video: frames whose change from the previous one exceeds 4x the video's "
            "median change (cuts, e.g. a switch to another target frame), per video",

@@ -9,20 +9,28 @@ REPORT_DIR/results.jsonl as soon as it is done, so a rerun skips finished ones; 
 (markdown, JSON, plots, sample grids) is rebuilt from that file at the end of every run.
 
 Videos (`videos`, ours): every episode is also rendered over its whole driver clip, frame by
-frame in order (the same driving, from the clip's first frame), for the temporal metrics; the
+frame in order (the same driving, from the clip's reference face), for the temporal metrics; the
+frame metrics then score the video's frame at the driver frame (the frame a viewer sees, after
+those before it: the warp's target blending carries over frames), as for an external video; the
 kept episodes get an mp4 video wall (samples/<mode>_k<K>_e<i>_wall.mp4: driver | each renderer,
 marked synthetic; in self mode the driver clip is the ground truth).
+
+Other methods (external.py): `inputs` writes every episode's targets and driver for another tool;
+`external` scores the videos it made for those episodes as one more renderer, with the same
+metrics, in the same table.
 
 Driving (ours): self mode draws the driver's own landmarks as they are (no landmark transformer,
 absolute: the driver frame's mesh in its crop is the ground-truth geometry, so a perfect renderer
 reproduces the ground truth pixel for pixel). Cross mode runs the landmark transformer in
-`cross_mode` (default relative, the product default: the driver's motion since its clip's first
-frame applied to the targets' face).
+`cross_mode` (default relative, the product default: the driver's motion from its reference face,
+found over its whole clip as `reenact` finds it over a file's first seconds, applied to the
+targets' face). Every renderer gets the same driven landmarks.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,6 +46,7 @@ from marionette.errors import InputError
 from marionette.evaluation.calibration import FRAMES_PER_CLIP, Reference, embed_dataset, references, separation
 from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
 from marionette.evaluation.expression import ExpressionConfig
+from marionette.evaluation.external import EXTERNAL_RULE, external_folders, external_video, load_external, write_inputs
 from marionette.evaluation.metrics import MODES, REGISTRY, TEMPORAL, Sample, Tools, measure_sample, metrics_for
 from marionette.evaluation.report import write_report, write_video_wall
 from marionette.inference.neural import NeuralRenderer
@@ -54,6 +63,7 @@ RESULTS = "results.jsonl"
 EPISODES = "episodes.csv"
 SETTINGS = "settings.json"
 CALIBRATION = "calibration.json"
+INPUTS = "inputs"
 
 
 @dataclass(frozen=True)
@@ -73,12 +83,14 @@ class EvalConfig(Settings):
     videos: bool = False  # also render each episode's whole driver clip: temporal metrics and video walls
     device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
     precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
+    inputs: bool = False  # also write every episode's targets and driver under inputs/, for other tools
+    external: tuple[str, ...] = ()  # other methods' videos of the episodes, scored as renderers: NAME:FOLDER (comma list)
 
     RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
                  modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0),
                  cross_mode=one_of(*DRIVE_MODES), alpha=between(0, 4), samples=at_least(0), arcface=text(optional=True),
                  checkpoint=text(optional=True), landmark_transformer=text(optional=True), device=DEVICE_RULE,
-                 precision=PRECISION_RULE)
+                 precision=PRECISION_RULE, external=EXTERNAL_RULE)
 
 
 class EpisodeData:
@@ -106,11 +118,11 @@ def _check_settings(out: Path, settings: dict) -> None:
         changed = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
         if changed:
             raise InputError(f"{out}: made with other settings ({', '.join(changed)}); use a new report folder")
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(settings, indent=1) + "\n")
 
 
-def _episodes(out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: Path | None) -> list[EvalEpisode]:
+def _episodes(out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: Path | None
+              ) -> tuple[list[EvalEpisode], list[EvalEpisode]]:
+    """The folder's episode list (to save) and the episodes of `config`'s modes and shots."""
     path = out / EPISODES
     if episodes_csv is not None:
         episodes = load_episodes(episodes_csv)
@@ -125,8 +137,7 @@ def _episodes(out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: P
     missing = sorted({(m, k) for m in config.modes for k in config.shots} - {(e.mode, e.shots) for e in episodes})
     if missing:
         raise InputError(f"episode list has no {missing[0][0]} episodes with {missing[0][1]} shots")
-    save_episodes(path, episodes)
-    return [e for e in episodes if e.mode in config.modes and e.shots in config.shots]
+    return episodes, [e for e in episodes if e.mode in config.modes and e.shots in config.shots]
 
 
 def _calibration(out: Path, data: Path, manifest: Manifest, tools: Tools) -> dict[str, Reference]:
@@ -186,32 +197,70 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
 
 def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionConfig = ExpressionConfig(),
              episodes_csv: Path | None = None, progress: bool = True) -> Path:
-    """Run (or resume) an evaluation into `out`; returns the markdown report's path."""
+    """Run (or resume) an evaluation into `out`; returns the markdown report's path. The folders
+    this run creates are removed again if it fails before its first result: a failed evaluation
+    leaves nothing behind."""
     check_work_folder(out, [data], (RESULTS, EPISODES, SETTINGS), "evaluation report")
     manifest = Manifest.load(data)
-    size = manifest.config.size
     pipelines = _pipelines(config, manifest.config)  # (renderer, mode) -> the pipeline `reenact` would run
+    folders = external_folders(config.external)  # external renderer -> its folder of videos
     tools = Tools(config.arcface, expression)
+    new = next((p for p in reversed((out, *out.absolute().parents)) if not p.exists()), None)  # the top one made now
     out.mkdir(parents=True, exist_ok=True)
-    (out / "samples").mkdir(exist_ok=True)
+    try:
+        _evaluate(data, out, config, manifest, pipelines, folders, tools, episodes_csv, progress)
+    except BaseException:
+        if new is not None and not _done(out / RESULTS):  # nothing measured: leave nothing behind
+            shutil.rmtree(new, ignore_errors=True)
+        raise
+    omitted = sorted({reason for m in metrics_for("self") + metrics_for("cross") if (reason := m.missing())})
+    return write_report(out, omitted)
+
+
+def _evaluate(data: Path, out: Path, config: EvalConfig, manifest: Manifest,
+              pipelines: dict[tuple[str, str], ReenactPipeline], folders: dict[str, Path], tools: Tools,
+              episodes_csv: Path | None, progress: bool) -> None:
+    """Check the folder's settings, the episodes and the external videos, then write the settings
+    and the episode list and run."""
     settings = {"dataset": str(Path(data).resolve()), "split": config.split, "seed": config.seed,
-                "cross_mode": config.cross_mode, "alpha": config.alpha, "expression": to_dict(expression),
+                "cross_mode": config.cross_mode, "alpha": config.alpha, "expression": to_dict(tools.expression_config),
                 "judge": tools.judge.name, **({"videos": True} if config.videos else {})}
     half = {p.renderer.placement.precision for p in pipelines.values() if isinstance(p.renderer, NeuralRenderer)} - {"fp32"}
     if half:  # half precision changes the neural renderer's pixels: no mixing in one report
         settings["precision"] = half.pop()
     _check_settings(out, settings)
-    episodes = _episodes(out, manifest, config, episodes_csv)
+    listed, episodes = _episodes(out, manifest, config, episodes_csv)
+    done = _done(out / RESULTS)
+    renderers = (*config.renderers, *folders)
+    todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
+    videos = {(name, e.name): external_video(folder, e) for e in todo for name, folder in folders.items()
+              if (name, e.shots, e.mode, e.episode) not in done}  # checked now: none missing midway
+    with atomic_path(out / SETTINGS) as tmp:
+        tmp.write_text(json.dumps(settings, indent=1) + "\n")
+    save_episodes(out / EPISODES, listed)
+    _run(data, out, config, manifest, pipelines, tools, renderers, episodes, todo, done, videos, progress)
+
+
+def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipelines: dict[tuple[str, str], ReenactPipeline],
+         tools: Tools, renderers: tuple[str, ...], episodes: list[EvalEpisode], todo: list[EvalEpisode],
+         done: set[tuple[str, int, str, int]], videos: dict[tuple[str, str], Path], progress: bool) -> None:
+    """Write the inputs (inputs=true) and the calibration, and measure every `todo` episode with
+    every renderer (ours, then the external ones, whose video files are `videos`)."""
+    size = manifest.config.size
+    clips = EpisodeData(Path(data))
+    if config.inputs:
+        for episode in episodes:
+            target_reader, _ = clips.clip(episode.target_clip)
+            driver_reader, driver_mesh = clips.clip(episode.driver_clip)
+            write_inputs(out / INPUTS, episode, target_reader.images(list(episode.target_frames)),
+                         driver_reader.images(list(range(len(driver_mesh)))), clips.info(episode.driver_clip))
+    (out / "samples").mkdir(exist_ok=True)
     identity_references = _calibration(out, Path(data), manifest, tools)
     identity_of = {c.info.clip_id: c.info.identity for c in manifest.clips}
     results = out / RESULTS
-    done = _done(results)
-    renderers = config.renderers
-    todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
     wanted = [m for m in REGISTRY.values() if m.missing() is None and (config.videos or m.name not in TEMPORAL)]
     metrics = {mode: [m.name for m in wanted if mode in m.modes] for mode in MODES}
     whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # dataset meshes are already in crop pixels
-    clips = EpisodeData(Path(data))
     bar = tqdm(total=sum(len(renderers) for _ in todo), unit="render", desc="evaluate", disable=not progress)
     if results.is_file() and results.stat().st_size and not results.read_bytes().endswith(b"\n"):
         # a kill cut the last line short
@@ -224,7 +273,13 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
             frames = list(episode.target_frames)
             crops, meshes = target_reader.images(frames), target_mesh[frames]  # (K, S, S, 3), (K, 478, 3)
             driver_image = driver_reader.images([episode.driver_frame])[0]  # (S, S, 3)
-            prefix = f"{episode.mode}_k{episode.shots}_e{episode.episode}"
+            # one driving for every renderer: the first one's pipeline, from the driver clip's reference face
+            driving = pipelines[config.renderers[0], episode.mode].driving
+            driving.set_targets(meshes)
+            start = driving.reference(driver_mesh, whole)  # the whole clip, as a file driver's first seconds
+            driven = driving(driver_mesh[episode.driver_frame], start)  # (478, 3)
+            driven_video = np.stack([driving(m, start) for m in driver_mesh]) if config.videos else None  # (F, 478, 3)
+            prefix = episode.name
             keep = episode.episode < config.samples
             wall: dict[str, np.ndarray] = {}  # renderer -> its video (kept episodes)
             if keep:
@@ -233,15 +288,19 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
             for name in renderers:
                 if (name, episode.shots, episode.mode, episode.episode) in done:
                     continue
-                pipeline = pipelines[name, episode.mode]
-                pipeline.set_target_crops(crops, meshes)  # each crop its own photo, its mesh as stored
-                start = pipeline.driving.reference(driver_mesh[0], whole)  # the driver clip's first frame
-                driven = pipeline.driving(driver_mesh[episode.driver_frame], start)  # (478, 3)
-                output = pipeline.render(driven)  # (S, S, 3)
-                faces = face_mesh.detect(output)
                 video = video_meshes = None
-                if config.videos:
-                    video = np.stack([pipeline.render(pipeline.driving(m, start)) for m in driver_mesh])  # (F, S, S, 3)
+                if name in config.renderers:
+                    pipeline = pipelines[name, episode.mode]
+                    pipeline.set_target_crops(crops, meshes)  # each crop its own photo, its mesh as stored
+                    if driven_video is not None:
+                        video = np.stack([pipeline.render(m) for m in driven_video])  # (F, S, S, 3)
+                    output = pipeline.render(driven) if video is None else video[episode.driver_frame]  # (S, S, 3)
+                else:  # another method's video of the episode
+                    made = load_external(videos[name, prefix], len(driver_mesh), size)  # (F, S, S, 3)
+                    output = made[episode.driver_frame]
+                    video = made if driven_video is not None else None
+                faces = face_mesh.detect(output)
+                if video is not None:
                     video_meshes = tuple(f[0].mesh if (f := face_mesh.detect(frame)) else None for frame in video)
                 self_mode = episode.mode == "self"
                 sample = Sample(
@@ -254,7 +313,7 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                     truth_key=f"{episode.driver_clip}#{episode.driver_frame}",
                     target_keys=tuple(f"{episode.target_clip}#{f}" for f in frames),
                     identity_reference=identity_references.get(identity_of[episode.target_clip]),
-                    output_frames=video, output_frame_meshes=video_meshes or (),
+                    output_frames=video, output_frame_meshes=video_meshes or (), driven_frame_meshes=driven_video,
                 )
                 values = measure_sample(sample, metrics[episode.mode], tools)
                 record = {"renderer": name, "shots": episode.shots, "mode": episode.mode,
@@ -273,5 +332,3 @@ def evaluate(data: Path, out: Path, config: EvalConfig, expression: ExpressionCo
                                  [("driver = truth" if episode.mode == "self" else "driver", driver_video, False)]
                                  + [(name, frames, True) for name, frames in wall.items()], info)
     bar.close()
-    omitted = sorted({reason for m in metrics_for("self") + metrics_for("cross") if (reason := m.missing())})
-    return write_report(out, omitted)
