@@ -98,7 +98,7 @@ def test_report_has_every_cell_and_sane_values(report):
     assert cross["nme"]["warp"]["2"] < cross["nme"]["copy"]["2"]
     md = (report / "report.md").read_text()
     assert "| metric | copy K=1 | copy K=2 | warp K=1 | warp K=2 |" in md and "dlib" in md
-    assert "### cross: identity beside motion fidelity" in md and "resolution: with n = 2 episodes" in md
+    assert "### cross: identity beside motion fidelity" in md and "resolution of psnr: with n = 2 episodes" in md
     for plot in ("self_ssim", "cross_prmse", "self_identity_vs_motion", "cross_identity_vs_motion"):
         assert (report / "plots" / f"{plot}.png").is_file(), plot
     grid = verify(report / "samples" / "grid_cross_k2.jpg")  # synthetic samples carry both marks
@@ -124,6 +124,9 @@ def test_videos_rank_a_frozen_copy_last_on_motion_and_give_a_marked_video_wall(s
         assert copy["landmark_jitter"] == copy["flicker"] == copy["jumps"] == 0.0
         # the warp follows the driven landmarks (measured: r 0.91 / 0.96, error 0.41 / 0.28) and moves
         assert warp["motion_correlation"] > 0.7 and warp["motion_error"] < 0.7 and warp["flicker"] > 0
+    # every frame of the self video against its ground truth: the warp's frames are the closer ones
+    assert records["warp", "self"]["video_psnr"] > records["copy", "self"]["video_psnr"] > 15
+    assert "video_psnr" not in records["warp", "cross"]  # no ground truth in cross-identity
     frames = manifest.clips[0].info.frames
     for mode in ("self", "cross"):
         wall = tmp_path / "samples" / f"{mode}_k1_e0_wall.mp4"

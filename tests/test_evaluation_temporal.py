@@ -158,5 +158,16 @@ def test_temporal_metrics_in_the_registry(face):
     assert values["motion_correlation"] == pytest.approx(1.0) and values["motion_error"] == pytest.approx(0.0)
     assert values["landmark_jitter"] == 0.0 and values["jumps"] == 0.0
     assert 0 < values["flicker"] < 0.02  # the background moves with the pan, a little
+    assert values["video_psnr"] is None  # cross-identity: no ground truth
     single = Sample(mode="cross", output=video[0])  # frame evaluation: no video, not measured
     assert measure_sample(single, TEMPORAL, Tools()) == dict.fromkeys(TEMPORAL)
+
+
+def test_video_psnr_pairs_every_frame_but_the_targets(face):
+    image, mesh = face
+    truth, _ = _panning(image, mesh, 6)
+    exact = np.minimum(truth, 245)
+    output = exact + np.uint8(10)  # 10 levels off on every pixel of every frame
+    output[2] = 0  # a target frame copied badly: not a reenacted frame, left out
+    sample = Sample(mode="self", output=output[0], output_frames=output, truth_frames=exact, target_positions=(2,))
+    assert measure_sample(sample, ["video_psnr"], Tools())["video_psnr"] == pytest.approx(20 * np.log10(255 / 10))

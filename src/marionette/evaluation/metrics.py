@@ -40,8 +40,8 @@ from marionette.landmarks.pose import head_pose
 from marionette.model.vgg import load_vgg19_normalised
 
 MODES = ("self", "cross")
-# metrics of the result's video (measured with videos=true): motion fidelity, then stillness
-TEMPORAL = ("motion_correlation", "motion_error", "landmark_jitter", "flicker", "jumps")
+# metrics of the result's video (measured with videos=true): its frames' ground truth, motion fidelity, stillness
+TEMPORAL = ("video_psnr", "motion_correlation", "motion_error", "landmark_jitter", "flicker", "jumps")
 Value = float | list[float] | None  # one sample's measurement (None: not measurable, e.g. no face)
 
 
@@ -67,6 +67,8 @@ class Sample:
     output_frames: np.ndarray | None = None  # (F, S, S, 3), one per frame of driver_clip_meshes
     output_frame_meshes: tuple[np.ndarray | None, ...] = ()  # F face meshes measured on them (None: no face)
     driven_frame_meshes: np.ndarray | None = None  # (F, 478, 3) the driven landmarks of each frame
+    truth_frames: np.ndarray | None = None  # (F, S, S, 3) self mode: the driver clip, each video frame's ground truth
+    target_positions: tuple[int, ...] = ()  # frames of the clip that are targets (self mode: left out of video_psnr)
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -456,6 +458,14 @@ def _gaze_error(s: Sample, t: Tools) -> Value:
     return float(np.linalg.norm(gaze_offset(s.output_mesh) - gaze_offset(s.driver_mesh)))
 
 
+def _video_psnr(s: Sample) -> float | None:
+    """Mean PSNR of the video's frames against the clip's, over the frames that are not targets."""
+    if s.truth_frames is None:
+        return None
+    kept = [f for f in range(len(s.truth_frames)) if f not in s.target_positions]
+    return float(np.mean([psnr(s.output_frames[f], s.truth_frames[f]) for f in kept])) if kept else None
+
+
 def _kid_features(s: Sample, t: Tools) -> Value:
     both = np.concatenate([t.features(s.output), t.features(s.truth, s.truth_key)])  # (512,) [output's, truth's]
     return np.round(both, 5).tolist()
@@ -524,6 +534,9 @@ for _metric in (
            _expression_coefficients, reduce=paired_correlation),
     Metric("nme", MODES, False, "68-point landmark error of the result vs the driven landmarks, / "
            "inter-ocular distance", _when_face(landmark_nme, "driven_mesh")),
+    Metric("video_psnr", ("self",), True, "video: mean PSNR of the result's frames against the driver clip's "
+           "(each frame's ground truth), over the frames that are not targets, dB [ours: frame-level pairing, "
+           "every frame of an episode instead of one]", _temporal(_video_psnr)),
     Metric("motion_correlation", MODES, True, "video: correlation of the result's landmark motion with the "
            "driven landmarks' motion (68-point trajectories centred over the video; 1 = moves as asked, "
            "0 = a frozen face)", _temporal(lambda s: motion_correlation(s.output_frame_meshes, s.driven_frame_meshes))),

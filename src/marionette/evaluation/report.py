@@ -33,11 +33,12 @@ BOOTSTRAP = 1000  # resamples of the paired bootstrap
 BOOTSTRAP_SEED = 0  # fixed: a report rebuilt from the same results has the same intervals
 LEVEL = 0.95  # interval coverage
 RESOLVE = 0.3  # dB: the self PSNR difference the report says how many episodes would resolve
+RESOLVED = ("psnr", "video_psnr")  # the self PSNR metrics whose resolution the report states
 OURS = ("copy", "warp", "neural", "onnx")  # column order: the baseline first, then ours; external ones after
 IDENTITY = ("identity_score", "csim")
 MOTION = ("prmse_driven", "expression_agreement_driven", "nme", "motion_correlation", "motion_error")
 STILLNESS = ("landmark_jitter", "flicker", "jumps")
-assert set(OURS) == set(RENDERERS) and {*MOTION[3:], *STILLNESS} == set(TEMPORAL)
+assert set(OURS) == set(RENDERERS) and {"video_psnr", *MOTION[3:], *STILLNESS} == set(TEMPORAL)
 
 
 def _records(out: Path) -> list[dict]:
@@ -113,7 +114,8 @@ def renderer_differences(records: list[dict]) -> dict[str, dict[str, dict[str, d
                 episodes = sorted(set(a) & set(b))
                 if len(episodes) < 2:
                     continue
-                metrics = [m for m in REGISTRY if any(m in a[e] for e in episodes)]
+                metrics = [m for m in REGISTRY if any(a[e].get(m) is not None and b[e].get(m) is not None
+                                                      for e in episodes)]  # measured for both somewhere
                 for metric in metrics:
                     seed = [BOOTSTRAP_SEED, mode_index, shots, len(episodes)]  # one set of resamples per cell
                     found = paired_bootstrap([a[e].get(metric) for e in episodes], [b[e].get(metric) for e in episodes],
@@ -151,19 +153,22 @@ def _calibration_line(out: Path) -> list[str]:
             f"({record['frames_per_clip']} per clip) of {len(record['references'])} identities; {how}"]
 
 
-def resolution(differences: dict) -> str:
-    """What the episode count resolves: the half-width of the self PSNR differences' intervals."""
-    found = [(hi - lo) / 2 for by_k in differences.get("self", {}).get("psnr", {}).values()
-             for _, lo, hi, _ in by_k.values() if np.isfinite(hi - lo)]
-    counts = [n for by_k in differences.get("self", {}).get("psnr", {}).values() for *_, n in by_k.values()]
-    if not found:
-        return "resolution: not measured (it needs two renderers with self PSNR on two episodes or more)"
-    half, n = float(np.median(found)), int(np.median(counts))
-    needed = int(np.ceil(n * (half / RESOLVE) ** 2))
-    return (f"resolution: with n = {n} episodes, the {LEVEL:.0%} interval of a self PSNR difference between two "
-            f"renderers is ±{half:.2f} dB (median half-width over the renderer pairs and K): smaller differences "
-            f"are noise; resolving {RESOLVE} dB would take about {needed} episodes per cell (intervals narrow "
-            "as 1/√n)")
+def resolution(differences: dict) -> list[str]:
+    """What the episode count resolves: per self PSNR metric (one frame, or every frame of the
+    video), the half-width of its renderer differences' intervals."""
+    lines = []
+    for metric in RESOLVED:
+        cells = [cell for by_k in differences.get("self", {}).get(metric, {}).values() for cell in by_k.values()
+                 if np.isfinite(cell[2] - cell[1])]  # [difference, low, high, n]
+        if not cells:
+            continue
+        half, n = float(np.median([(high - low) / 2 for _, low, high, _ in cells])), int(np.median([c[3] for c in cells]))
+        needed = int(np.ceil(n * (half / RESOLVE) ** 2))
+        lines.append(f"resolution of {metric}: with n = {n} episodes, the {LEVEL:.0%} interval of a difference between "
+                     f"two renderers is ±{half:.2f} dB (median half-width over the renderer pairs and K): smaller "
+                     f"differences are noise; resolving {RESOLVE} dB would take about {needed} episodes per cell "
+                     "(intervals narrow as 1/√n)")
+    return lines or ["resolution: not measured (it needs two renderers with self PSNR on two episodes or more)"]
 
 
 def _table(rows: dict, counts: dict, columns: list[tuple[str, str]]) -> list[str]:
@@ -225,7 +230,7 @@ def _markdown(table: dict, counts: dict, differences: dict, settings: dict, omit
              f"- differences: B − A per pair, the same episodes, with the {LEVEL:.0%} interval of a paired "
              f"bootstrap over episodes ({BOOTSTRAP} resamples, seed {BOOTSTRAP_SEED}); **bold**: the interval "
              "excludes 0",
-             f"- {resolution(differences)}",
+             *(f"- {line}" for line in resolution(differences)),
              f"- videos: motion fidelity ({', '.join(MOTION[3:])}) beside stillness ({', '.join(STILLNESS)}); "
              "a frozen face is perfectly still, so stillness is read beside motion fidelity",
              *(f"- {note}" for note in omitted), ""]

@@ -279,6 +279,8 @@ def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipeline
             start = driving.reference(driver_mesh, whole)  # the whole clip, as a file driver's first seconds
             driven = driving(driver_mesh[episode.driver_frame], start)  # (478, 3)
             driven_video = np.stack([driving(m, start) for m in driver_mesh]) if config.videos else None  # (F, 478, 3)
+            self_mode = episode.mode == "self"
+            driver_video = driver_reader.images(list(range(len(driver_mesh)))) if config.videos else None  # (F, S, S, 3)
             prefix = episode.name
             keep = episode.episode < config.samples
             wall: dict[str, np.ndarray] = {}  # renderer -> its video (kept episodes)
@@ -302,7 +304,6 @@ def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipeline
                 faces = face_mesh.detect(output)
                 if video is not None:
                     video_meshes = tuple(f[0].mesh if (f := face_mesh.detect(frame)) else None for frame in video)
-                self_mode = episode.mode == "self"
                 sample = Sample(
                     mode=episode.mode, output=output,
                     truth=driver_image if self_mode else None,
@@ -314,6 +315,7 @@ def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipeline
                     target_keys=tuple(f"{episode.target_clip}#{f}" for f in frames),
                     identity_reference=identity_references.get(identity_of[episode.target_clip]),
                     output_frames=video, output_frame_meshes=video_meshes or (), driven_frame_meshes=driven_video,
+                    truth_frames=driver_video if self_mode else None, target_positions=episode.target_frames,
                 )
                 values = measure_sample(sample, metrics[episode.mode], tools)
                 record = {"renderer": name, "shots": episode.shots, "mode": episode.mode,
@@ -326,9 +328,8 @@ def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipeline
                         wall[name] = video
                 bar.update()
             if wall and len(wall) == len(renderers):  # every renderer ran now (a resumed episode gets none)
-                driver_video = driver_reader.images(list(range(len(driver_mesh))))  # (F, S, S, 3)
                 info = clips.info(episode.driver_clip)
                 write_video_wall(out / "samples" / f"{prefix}_wall.mp4",
-                                 [("driver = truth" if episode.mode == "self" else "driver", driver_video, False)]
+                                 [("driver = truth" if self_mode else "driver", driver_video, False)]
                                  + [(name, frames, True) for name, frames in wall.items()], info)
     bar.close()
