@@ -24,7 +24,7 @@ import numpy as np
 from marionette.landmark_transformer.config import MODES
 from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmarks.crop import CropBox
-from marionette.landmarks.layout import MESH_EYE_OPENINGS, mesh_to_ibug68
+from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS, mesh_to_ibug68
 from marionette.landmarks.measures import eye_openness, eye_ratios, lip_gap
 from marionette.landmarks.pose import head_pose
 
@@ -64,13 +64,15 @@ class DriverReference:
 
 class Driving:
     def __init__(self, transformer: LandmarkTransformer | None, mode: str, alpha: float, size: int,
-                 reference: str = "neutral", expression: str = "driver") -> None:
+                 reference: str = "neutral", expression: str = "driver", max_turn: float = 0.0) -> None:
         """`transformer` None drives with raw landmarks; `size` is the side of the target crops;
         `reference`: neutral or first (REFERENCES); `expression`: relative mode's, the driver's or
-        the target's (the landmark transformer's EXPRESSIONS; raw landmarks keep the target's)."""
+        the target's (the landmark transformer's EXPRESSIONS; raw landmarks keep the target's);
+        `max_turn`: the soft limit on the output's turn from the targets' pose, degrees (0: off; with
+        the landmark transformer)."""
         assert mode in DRIVING_MODES and reference in REFERENCES, (mode, reference)  # checked where set
         self.transformer, self.mode, self.alpha, self.size = transformer, mode, alpha, size
-        self.neutral, self.expression = reference == "neutral", expression
+        self.neutral, self.expression, self.max_turn = reference == "neutral", expression, max_turn
         self._first_target: np.ndarray | None = None  # (478, 3) the first target's mesh
         self._target_face: TargetFace | None = None  # identity shape and pose of all K targets
 
@@ -100,12 +102,33 @@ class Driving:
         if self.transformer is not None:
             driven = self.transformer.drive(driver_mesh[None], self._target_face, alpha=self.alpha,
                                             mode=reference.mode, start=reference.start,
-                                            expression=self.expression).mesh[0]
+                                            expression=self.expression, max_turn=self.max_turn).mesh[0]
         else:
             driven = reference.box.to_crop(driver_mesh, self.size)
             if reference.mode == "relative":
                 driven = self._first_target + (driven - reference.box.to_crop(reference.mesh, self.size))
-        return shut_lids(driven, driver_mesh, reference.eyes_open)
+        return uncrossed(shut_lids(driven, driver_mesh, reference.eyes_open))
+
+LID_PAIRS = [(opening[1:8], opening[15:8:-1]) for opening in MESH_EYE_OPENINGS]  # (upper, lower) (7,) each, from the outer corner
+LIP_PAIRS = (MESH_INNER_LIPS[1:10], MESH_INNER_LIPS[19:10:-1])  # inner lips: upper, lower (9,) each, corner to corner
+
+
+def uncrossed(mesh: np.ndarray) -> np.ndarray:
+    """(478, 3) mesh whose lips and lids never cross: where a lower point lies above its upper one
+    (along the face's eyes-to-mouth axis, in the image), both move to their middle. A change of
+    expression added to a face whose own expression was misread can push them through each other."""
+    eyes = (mesh[MESH_EYE_OPENINGS[0, 0], :2] + mesh[MESH_EYE_OPENINGS[1, 0], :2]) / 2
+    down = (mesh[MESH_INNER_LIPS[0], :2] + mesh[MESH_INNER_LIPS[10], :2]) / 2 - eyes
+    down = down / max(float(np.linalg.norm(down)), 1e-6)  # (2,)
+    out = mesh
+    for upper, lower in (*LID_PAIRS, LIP_PAIRS):
+        overlap = np.minimum((out[lower, :2] - out[upper, :2]) @ down, 0)  # (P,) <= 0
+        if overlap.min() < 0:
+            out = out.copy() if out is mesh else out
+            out[upper, :2] += 0.5 * overlap[:, None] * down
+            out[lower, :2] -= 0.5 * overlap[:, None] * down
+    return out
+
 
 def shut_lids(driven: np.ndarray, driver: np.ndarray, eyes_open: np.ndarray) -> np.ndarray:
     """(478, 3) driven mesh with the lids of each eye the (478, 3) driver mesh nearly closes brought
@@ -114,8 +137,7 @@ def shut_lids(driven: np.ndarray, driver: np.ndarray, eyes_open: np.ndarray) -> 
     if keep.min() >= 1:
         return driven
     out = driven.copy()
-    for opening, share in zip(MESH_EYE_OPENINGS, keep):
-        upper, lower = opening[1:8], opening[15:8:-1]  # (7,) each: lid pairs from the outer corner in
+    for (upper, lower), share in zip(LID_PAIRS, keep):
         line = out[lower] + LID_MEET * (out[upper] - out[lower])  # (7, 3) where the lids meet
         out[upper] = line + share * (out[upper] - line)
         out[lower] = line + share * (out[lower] - line)

@@ -61,6 +61,7 @@ class ReenactConfig(Settings):
     mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image
     reference: str = "neutral"  # relative mode measures from: neutral (the driver's neutral face in its first neutral_seconds) or first (frame)
     expression: str = "driver"  # relative mode: the driver's expression on the target, or the target's own moved by the driver's change
+    max_turn: float = 45.0  # degrees the output may turn from the target's own pose, a soft limit (ours: a warp shreds beyond; 0 = off)
     neutral_seconds: float = 4.0  # seconds of a driver searched for its neutral face (a file's are tracked before its first frame is drawn)
     alpha: float = 1.0  # expression strength of the landmark transformer
     smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
@@ -81,6 +82,7 @@ class ReenactConfig(Settings):
 
     RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
                  reference=one_of(*REFERENCES), expression=one_of(*EXPRESSIONS), neutral_seconds=between(0, 60),
+                 max_turn=off_or(between(5, 180)),
                  smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
                  target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15), crf=between(0, 51),
                  batch=between(1, 64), torch_threads=between(1, 256), device=DEVICE_RULE, precision=PRECISION_RULE)
@@ -190,7 +192,7 @@ class ReenactPipeline:
         self.crop = self.renderer.preprocess if isinstance(self.renderer, NeuralRenderer) else PreprocessConfig()
         transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None
         self.driving = Driving(transformer, config.mode, config.alpha, config.size, config.reference,
-                               config.expression)
+                               config.expression, config.max_turn)
         self.targets: list[Target] = []
         self.watermark = Watermark()
         self._neutral_now = threading.Event()  # set_neutral() was called

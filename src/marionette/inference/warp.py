@@ -2,9 +2,12 @@
 
 ours: the target crop is warped so that its dense face mesh (478 points) moves to the driven mesh,
 treating the mesh as a 3D surface:
-- one fixed triangulation of the face surface (vertices 0..467, Delaunay on a frontal mean mesh),
-  shared by every target and frame; a triangle facing away in the driven mesh is dropped and the
-  others are drawn far to near (painter's order by depth), so a turned head folds nothing;
+- one fixed triangulation of the face surface (vertices 0..467: MediaPipe's own, wound
+  consistently, with the eye and mouth openings filled), shared by every target and frame; a
+  triangle facing away in the driven mesh is dropped and the others are drawn far to near
+  (painter's order by depth), so a turned head folds nothing;
+- a triangle the target shows folded or edge-on while the driven mesh shows it (the side of a face
+  turned towards the camera) is not stretched from that sliver: the smooth field below draws it;
 - a triangle the target shows foreshortened or not at all (the far cheek of a turned face) takes
   its texture from its mirror image on the other side of the face;
 - beyond the face (hair, ears, neck, background) a smooth displacement field, interpolated from
@@ -20,11 +23,11 @@ treating the mesh as a 3D surface:
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy.spatial import Delaunay
 
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.layout import (
@@ -38,6 +41,7 @@ from marionette.landmarks.layout import (
 )
 from marionette.landmarks.measures import lip_gap
 from marionette.landmarks.pose import head_pose
+from marionette.resources import asset
 
 MIRROR_FROM, MIRROR_FULL = 0.7, 0.25  # a face triangle the target shows at under MIRROR_FROM times its mirror
 # image's area takes texture from that mirror image, fully at MIRROR_FULL, blended in between
@@ -48,26 +52,33 @@ POSE_SIGMA = 4.0  # degrees: how fast a target's blend weight falls with its pos
 FOLLOW = 0.15  # per frame: how fast the blend weights move to the current frame's (1 = no smoothing)
 WEIGHT_FLOOR = 0.03  # blend weights below this are dropped (the rest renormalised): fewer targets to warp
 FOLDED = 0.15  # a face triangle the target shows under this share of its frontal area is folded or edge-on there
+FACE_TRIANGLES = "face_triangles.json"  # package asset: the face surface's triangles
 _SHIFT = 4  # sub-pixel bits of cv2 drawing
 _UPPER_LIP = slice(0, 11)  # MESH_INNER_LIPS[0..10]: upper inner lip, corner to corner
 
 
 @functools.cache
 def face_triangles() -> np.ndarray:
-    """(T, 3) triangles of the face surface (vertices 0..467), each with a positive signed area in
-    a frontal view (so a negative one in a driven mesh faces away)."""
-    frontal = LandmarkTransformer.load(DEFAULT_PATH).reference[:MESH_IRIS_START, :2]  # (468, 2) x right, y down
-    triangles = Delaunay(frontal).simplices
-    flip = signed_areas(frontal[triangles]) < 0
-    triangles[flip] = triangles[flip][:, [0, 2, 1]]
-    return triangles.astype(np.int32)
+    """(T, 3) triangles of the face surface (vertices 0..467): MediaPipe's own tessellation of its
+    canonical face, every triangle wound the same way round the surface (so one facing away in a
+    driven mesh has a negative signed area, a turned cheek's included), plus the openings of the
+    eyes and mouth filled (assets/face_triangles.json, written by tools/derive_face_triangles.py)."""
+    return np.array(json.loads(asset(FACE_TRIANGLES).read_text()), np.int32)
+
+
+@functools.cache
+def _opening_triangles() -> np.ndarray:
+    """(T,) bool: face triangles inside the mouth's or an eye's opening (all corners on its rim)."""
+    rims = [set(MESH_INNER_LIPS.tolist()), *(set(opening.tolist()) for opening in MESH_EYE_OPENINGS)]
+    return np.array([any(set(t.tolist()) <= rim for rim in rims) for t in face_triangles()])
 
 
 @functools.cache
 def _frontal_areas() -> np.ndarray:
-    """(T,) signed areas of the face triangles in the frontal mean mesh, per squared inter-ocular unit."""
+    """(T,) areas of the face triangles in the frontal mean mesh, per squared inter-ocular unit (the
+    sides of the face, which it shows facing away, by their size)."""
     frontal = LandmarkTransformer.load(DEFAULT_PATH).reference
-    return signed_areas(frontal[face_triangles(), :2]) / _eye_span(frontal) ** 2
+    return np.abs(signed_areas(frontal[face_triangles(), :2])) / _eye_span(frontal) ** 2
 
 
 def signed_areas(corners: np.ndarray) -> np.ndarray:
@@ -270,13 +281,15 @@ class WarpRenderer:
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame."""
         weights = self._blend_weights(head_pose(mesh_to_ibug68(driven_mesh)))
-        index = self.coverage(driven_mesh)
+        main = self.targets[int(np.argmax(weights))]
+        shown = self._shown(driven_mesh)
+        # ours: what the main target cannot texture (a sliver stretched, a fold) is left to the smooth
+        # field that carries the hair: no shards where a turn shows what the target hid
+        index = self.coverage(driven_mesh, self._unshown(main, shown))
         outline = _silhouette_outline(driven_mesh)
-        shown = signed_areas(driven_mesh[face_triangles(), :2]) / (_frontal_areas() * _eye_span(driven_mesh) ** 2)
         frame = np.zeros((self.size, self.size, 3), np.float32)
         for k in np.flatnonzero(weights):
             frame += weights[k] * self._warp(self.targets[k], driven_mesh, index, outline, shown)
-        main = self.targets[int(np.argmax(weights))]
         for eye, opening, iris, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES):
             self._draw_eye(frame, eye, _eye_frame(driven_mesh[opening, :2], side),
                            driven_mesh[opening, :2], driven_mesh[iris, :2])
@@ -284,19 +297,30 @@ class WarpRenderer:
         return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
     def folded_share(self, driven_mesh: np.ndarray) -> float:
-        """Share of the face's pixels in the driven mesh (478, 3) whose texture comes from a part of
-        the main target that it shows folded or edge-on (under FOLDED of its frontal area) and that
-        the driven mesh shows more: stretched from a sliver or taken through a fold, they tear."""
-        weights = self._weights if self._weights is not None else np.ones(len(self.targets))
-        target = self.targets[int(np.argmax(weights))]
-        index = self.coverage(driven_mesh).ravel()
+        """Share of the face's drawn pixels (the driven mesh (478, 3), as `render` draws it) that take
+        their texture from a part of the main target it shows folded or edge-on while the driven mesh
+        shows it more (see `_unshown`): stretched from a sliver or through a fold, they tear. `render`
+        leaves such triangles to the smooth field, so this is 0 since that fallback (the measure of
+        tearing the hard-case report compares with earlier renderers)."""
+        main = self.targets[int(np.argmax(self._weights if self._weights is not None else np.ones(len(self.targets))))]
+        unshown = self._unshown(main, self._shown(driven_mesh))
+        index = self.coverage(driven_mesh, unshown).ravel()
         face = index[index >= 0]
-        if not len(face):
-            return 0.0
-        shown = signed_areas(driven_mesh[face_triangles(), :2]) / (_frontal_areas() * _eye_span(driven_mesh) ** 2)
+        return float(unshown[face].mean()) if len(face) else 0.0
+
+    @staticmethod
+    def _shown(driven_mesh: np.ndarray) -> np.ndarray:
+        """(T,) each face triangle's area in the driven mesh (478, 3) per its area seen face on."""
+        return signed_areas(driven_mesh[face_triangles(), :2]) / (_frontal_areas() * _eye_span(driven_mesh) ** 2)
+
+    @staticmethod
+    def _unshown(target: WarpTarget, shown: np.ndarray) -> np.ndarray:
+        """(T,) bool: face triangles `target` cannot texture for a driven mesh that shows them `shown`
+        (T,): it shows them folded or edge-on (under FOLDED of their frontal area), the driven mesh
+        more, and their mirror images cannot stand in. The openings of the mouth and eyes are
+        redrawn, so never among them."""
         mirrored = target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)
-        torn = (target.shown < FOLDED) & (shown > target.shown + 0.1) & (mirrored < 0.5)  # (T,)
-        return float(torn[face].mean())
+        return (target.shown < FOLDED) & (shown > target.shown + 0.1) & (mirrored < 0.5) & ~_opening_triangles()
 
     def _blend_weights(self, pose: np.ndarray) -> np.ndarray:
         """(K,) weights of the targets for a frame of driven `pose`: nearest poses weigh most; the
@@ -308,12 +332,13 @@ class WarpRenderer:
         kept = np.maximum(self._weights - WEIGHT_FLOOR, 0)  # continuous in the weights, unlike a cut-off
         return kept / kept.sum()
 
-    def coverage(self, driven_mesh: np.ndarray) -> np.ndarray:
-        """(S, S) int32: the face triangle each pixel shows (-1: none). Triangles facing away are
-        dropped, the rest painted far to near (MediaPipe z: smaller is nearer)."""
+    def coverage(self, driven_mesh: np.ndarray, dropped: np.ndarray | None = None) -> np.ndarray:
+        """(S, S) int32: the face triangle each pixel shows (-1: none). Triangles facing away and
+        those `dropped` ((T,) bool) are left out, the rest painted far to near (MediaPipe z: smaller
+        is nearer)."""
         triangles = face_triangles()
         corners = driven_mesh[triangles, :2]  # (T, 3, 2)
-        facing = np.flatnonzero(signed_areas(corners) > 1e-3)
+        facing = np.flatnonzero((signed_areas(corners) > 1e-3) & (True if dropped is None else ~dropped))
         depth = driven_mesh[triangles[facing], 2].mean(1)  # (F,)
         return _paint_index((self.size, self.size), corners, facing[np.argsort(-depth, kind="stable")])
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from scipy.spatial.transform import Rotation
 from torch import nn
 
 from marionette.config import from_dict, to_dict
@@ -66,6 +67,16 @@ def nearest_rotation(matrices: np.ndarray) -> np.ndarray:
     flip = np.ones(u.shape[:-1])  # (..., 3)
     flip[..., -1] = np.sign(np.linalg.det(u @ vt))
     return (u * flip[..., None, :]) @ vt
+
+
+def limit_turn(rotations: np.ndarray, limit: float) -> np.ndarray:
+    """(..., 3, 3) rotations with their angles θ softly limited to `limit` degrees, about the same
+    axes: limit·tanh(θ/limit) (small turns kept, large ones bent towards the limit, never past it)."""
+    vectors = Rotation.from_matrix(rotations.reshape(-1, 3, 3)).as_rotvec()  # (N, 3) axis · angle in radians
+    angle = np.linalg.norm(vectors, axis=-1, keepdims=True)  # (N, 1)
+    bound = np.radians(limit)
+    scale = np.where(angle > 1e-9, bound * np.tanh(angle / bound) / np.maximum(angle, 1e-9), 1.0)
+    return Rotation.from_rotvec(vectors * scale).as_matrix().reshape(rotations.shape)
 
 
 def procrustes(points: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, Pose]:
@@ -186,12 +197,13 @@ class LandmarkTransformer:
         return DriverStart(self.expression(shapes).mean(0), shapes.mean(0), pose)
 
     def drive(self, driver: np.ndarray, target: TargetFace, *, alpha: float, mode: str,
-              start: DriverStart | None = None, expression: str = "driver") -> Reenacted:
+              start: DriverStart | None = None, expression: str = "driver", max_turn: float = 0.0) -> Reenacted:
         """(T, L, 3) driver landmarks -> (T, L, 3) on the target, with expression strength α, in
         `mode` (relative or absolute). `start` is the driver's face relative mode measures motion
         from (default driver[0]; a stream prepares its own once). `expression` (relative mode): the
         driver's own (on the target's identity, as the paper's transformer does) or the target's
-        (kept, and moved by the driver's change)."""
+        (kept, and moved by the driver's change). `max_turn` (degrees, 0: off; ours): how far the
+        output may turn from the targets' own pose, a soft limit (see `limit_turn`)."""
         if mode not in MODES:
             raise InputError(f"landmark transformer mode {mode!r}: expected one of {', '.join(MODES)}")
         if expression not in EXPRESSIONS:
@@ -212,6 +224,9 @@ class LandmarkTransformer:
             zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel
             out_pose = Pose(turn @ target.pose.rotation, zoom * pose.scale,
                             target.pose.translation + zoom * (pose.translation - ref_pose.translation))
+        if max_turn > 0:
+            turn = limit_turn(out_pose.rotation @ target.pose.rotation.T, max_turn)  # (T, 3, 3)
+            out_pose = Pose(turn @ target.pose.rotation, out_pose.scale, out_pose.translation)
         return Reenacted(out_pose.apply(out_shapes).astype(np.float32), out_shapes.astype(np.float32))
 
     def __call__(self, driver: np.ndarray, targets: np.ndarray, *, alpha: float, mode: str) -> Reenacted:
