@@ -78,7 +78,8 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 class Tools:
     """What metrics need beyond the sample, built on first use: the identity judge, the landmark
-    transformer, VGG19, LPIPS; identity embeddings are cached by key (default: image content)."""
+    transformer, VGG19, LPIPS; identity embeddings are cached by key (default: image content), and
+    VGG features of a ground truth by its key."""
 
     def __init__(self, arcface: str | Path | None = None, expression: ExpressionConfig = ExpressionConfig()):
         self.arcface = arcface  # ArcFace ONNX file (None: dlib's ResNet)

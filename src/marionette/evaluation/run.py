@@ -80,7 +80,7 @@ class EvalConfig(Settings):
     arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
     checkpoint: str | None = None  # trained generator checkpoint for the neural renderer (its ONNX export folder for onnx)
     landmark_transformer: str | None = None  # fitted landmark transformer driving cross episodes (None: the shipped one)
-    videos: bool = False  # also render each episode's whole driver clip: temporal metrics and video walls
+    videos: bool = False  # also render each episode's whole driver clip: motion fidelity, stillness, video_psnr, video walls
     device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
     precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
     inputs: bool = False  # also write every episode's targets and driver under inputs/, for other tools
