@@ -11,6 +11,7 @@ one the dataset builder uses, so crops match between training and use.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from marionette.config import MAX_SHOTS, Settings, at_least, between, off_or, one_of
+from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, off_or, one_of
 from marionette.data.config import PreprocessConfig
 from marionette.devices import DEVICE_RULE, PRECISION_RULE
 from marionette.errors import InputError
@@ -53,10 +54,14 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+SIZE_RULE = Rule(lambda v: v == 0 or between(64, 1024).test(v), "0 (auto) or in 64..1024")
+AUTO_SIZE = (256, 512)  # the crop sides size=0 chooses from: at least the renderers' usual, at most 4x its pixels
+
+
 @dataclass(frozen=True)
 class ReenactConfig(Settings):
     renderer: str = "auto"  # warp (training-free), neural (a trained generator), onnx (its ONNX export), auto: either given one; copy: a baseline
-    size: int = 256  # side of the face crop the renderer works at, pixels
+    size: int = 0  # side of the face crop the renderer works at, pixels; 0 (auto): the target face's own size in its photo, 256..512
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
     mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image
     reference: str = "neutral"  # relative mode measures from: neutral (the driver's neutral face in its first neutral_seconds) or first (frame)
@@ -80,7 +85,7 @@ class ReenactConfig(Settings):
     precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
     overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
 
-    RULES = dict(renderer=one_of(*RENDERERS), size=between(64, 1024), mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
+    RULES = dict(renderer=one_of(*RENDERERS), size=SIZE_RULE, mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
                  reference=one_of(*REFERENCES), expression=one_of(*EXPRESSIONS), neutral_seconds=between(0, 60),
                  max_turn=off_or(between(5, 180)),
                  smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
@@ -187,11 +192,14 @@ class ReenactPipeline:
             # measured (cpu preset, 2 shared cores, stages overlapped): 20.4 frames/s with 1 thread, 3.5 with 2,
             # as torch's threads wait on each other whenever the tracker, the decoder or another process holds a core
             torch.set_num_threads(config.torch_threads)
-        self.renderer: Renderer = make_renderer(name, config.size, checkpoint, config.device, config.precision)
+        self._make_renderer = functools.partial(make_renderer, name, checkpoint=checkpoint, device=config.device,
+                                                precision=config.precision)
+        self.size = config.size or AUTO_SIZE[0]  # the crop side now (auto: set by the first target)
+        self.renderer: Renderer = self._make_renderer(self.size)
         # crops as the renderer needs them: a generator's are those it was trained on
         self.crop = self.renderer.preprocess if isinstance(self.renderer, NeuralRenderer) else PreprocessConfig()
         transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None
-        self.driving = Driving(transformer, config.mode, config.alpha, config.size, config.reference,
+        self.driving = Driving(transformer, config.mode, config.alpha, self.size, config.reference,
                                config.expression, config.max_turn)
         self.targets: list[Target] = []
         self.watermark = Watermark()
@@ -205,27 +213,37 @@ class ReenactPipeline:
         """Detect, crop and prepare 1..K target photos (once per target set)."""
         if not paths:
             raise InputError("no target given")
-        size = self.config.size
-        photos, boxes, meshes = [], [], []
+        photos, boxes, faces = [], [], []
         for name, image in _target_images(paths, self.config.target_frames):
             image = _fit(image, self.config.max_side)
-            face = detect_face(image, name, self.config.face)
+            faces.append(detect_face(image, name, self.config.face).mesh)
             photos.append(image)
-            boxes.append(head_box(face.mesh, self.crop.crop_scale, self.crop.crop_shift))
-            meshes.append(boxes[-1].to_crop(face.mesh, size))
-        self._prepare(photos, boxes, [crop_image(p, b, size) for p, b in zip(photos, boxes)], meshes)
+            boxes.append(head_box(faces[-1], self.crop.crop_scale, self.crop.crop_shift))
+        if not self.config.size:  # ours: as sharp as the first target's photo, within AUTO_SIZE
+            self._resize(int(np.clip(64 * np.ceil(boxes[0].side / 64), *AUTO_SIZE)))
+        size = self.size
+        self._prepare(photos, boxes, [crop_image(p, b, size) for p, b in zip(photos, boxes)],
+                      [b.to_crop(m, size) for b, m in zip(boxes, faces)])
+
+    def _resize(self, size: int) -> None:
+        """Work at crops of `size` pixels from now on (a new renderer when it changes)."""
+        if size != self.size:
+            self.size = self.driving.size = size
+            self.renderer = self._make_renderer(size)
 
     def set_target_crops(self, crops: np.ndarray, meshes: np.ndarray) -> None:
         """Targets already cropped, e.g. a dataset's frames: (K, S, S, 3) uint8 crops and their
         (K, 478, 3) meshes in crop pixels. Each crop is then its own photo."""
-        size = self.config.size
+        if not self.config.size:
+            self._resize(crops.shape[1])
+        size = self.size
         assert crops.shape[1:] == (size, size, 3) and meshes.shape[1:] == (478, 3), (crops.shape, meshes.shape)
         whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # the identity crop
         self._prepare(list(crops), [whole] * len(crops), list(crops), list(meshes))
 
     def _prepare(self, photos: list[np.ndarray], boxes: list[CropBox], crops: list[np.ndarray],
                  meshes: list[np.ndarray]) -> None:
-        size = self.config.size
+        size = self.size
         self.targets = [Target(photo, box, crop, mesh, PasteBack(photo.shape, box, size))
                         for photo, box, crop, mesh in zip(photos, boxes, crops, meshes)]
         self.renderer.prepare(np.stack(crops), np.stack(meshes))
