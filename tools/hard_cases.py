@@ -2,14 +2,15 @@
 same face mesh, and score it against the driver and the driven landmarks; compare two runs.
 
     PYTHONPATH=src python tools/hard_cases.py run OUT/LABEL [--cases ID,ID] [--demo] [--set KEY=VALUE ...]
-    PYTHONPATH=src python tools/hard_cases.py compare BEFORE AFTER --out docs/hard_cases
+    PYTHONPATH=src python tools/hard_cases.py compare BEFORE AFTER --out docs/hard_cases [--public]
 
 `run` writes LABEL/CASE.npz (per frame: the driver's, the driven and the output's meshes, NaN where no
 face was found; the renderer's folded-pixel share) and LABEL/CASE_frames.npz (driver and output crops
 at the sheet frames), then LABEL/summary.json. `--demo` adds the bundled demo (Grace Hopper with the
-GRID clip). `compare` writes OUT/README.md (a table of both runs' figures against the bars) and
-OUT/CASE.png contact sheets: driver | target | before | after at the sheet frames (frame 0, the
-driver's widest mouth, its most closed eyes, its largest turn).
+GRID clip). `compare` writes OUT/table.md (both runs' figures against the bars) and OUT/CASE.jpg
+contact sheets: driver | target | before | after at the sheet frames (frame 0, the driver's widest
+mouth, its most closed eyes, its largest turn); `--public` keeps to what ../shared/data/SOURCES.md
+puts in tier A (a case whose target is not is left out, a driver that is not is not shown).
 
 Figures (every mesh is MediaPipe's, tracked through the clip; the measures are
 marionette.landmarks.measures): `mouth_r` Pearson r of the output's lip gap with the driver's;
@@ -171,9 +172,27 @@ def _cell(value: float | int | None) -> str:
     return str(value) if isinstance(value, int) else f"{value:.2f}"
 
 
-def compare(before: Path, after: Path, out: Path) -> None:
+def tier_a() -> set[str]:
+    """File names that ../shared/data/SOURCES.md puts in tier A (clear to ship: public domain, CC BY)."""
+    names, tier = set(), None
+    for line in (SHARED / "data" / "SOURCES.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if "tier" in cells:
+            tier = cells.index("tier")
+        elif tier is not None and len(cells) > tier and cells[tier].startswith("A"):
+            names.add(cells[0].strip("`"))
+        elif not line.startswith("|"):
+            tier = None
+    return names
+
+
+def compare(before: Path, after: Path, out: Path, public: bool) -> None:
+    """The table of both runs, and a contact sheet per case; `public`: only cases whose targets are
+    all tier A, the driver column only where the driver is too (research-only media stay out)."""
     out.mkdir(parents=True, exist_ok=True)
     a, b = json.loads((before / "summary.json").read_text()), json.loads((after / "summary.json").read_text())
+    shippable = tier_a()
+    cases = {c["id"]: c for c in _cases(None, demo=True)}
     lines = ["| case | " + " | ".join(f"{name} ({bar})" for name, bar in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
     for case in [k for k in b if k != "settings"]:
@@ -185,7 +204,9 @@ def compare(before: Path, after: Path, out: Path) -> None:
             extra = f" (n={b[case]['eye_closed_n']})" if name == "eye_recall" and b[case]["eye_closed_n"] else ""
             cells.append(f"{_cell(x)} → **{_cell(y)}**{extra}")
         lines.append(f"| {case} | " + " | ".join(cells) + " |")
-        _sheet(before / f"{case}.npz", after / f"{case}.npz", out / f"{case}.png")
+        shown = [Path(t).name in shippable for t in cases[case]["target"]] + [Path(cases[case]["driver"]).name in shippable]
+        if not public or all(shown[:-1]):
+            _sheet(before / f"{case}.npz", after / f"{case}.npz", out / f"{case}.jpg", driver=not public or shown[-1])
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -197,15 +218,18 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return out
 
 
-def _sheet(before: Path, after: Path, path: Path) -> None:
+def _sheet(before: Path, after: Path, path: Path, driver: bool) -> None:
+    """Rows of driver | target | before | after at the sheet frames (without the driver: its frame
+    number over the target)."""
     a, b = np.load(before), np.load(after)
     rows = []
     for i, pick in enumerate(b["picks"]):
         j = list(a["picks"]).index(pick) if pick in a["picks"] else None
         old = a["output_frames"][j] if j is not None else np.zeros((ROW, ROW, 3), np.uint8)
-        rows.append(np.concatenate([_label(b["driver_frames"][i], f"driver f{pick}"), _label(b["target"], "target"),
-                                    _label(old, "before"), _label(b["output_frames"][i], "after")], 1))
-    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR))
+        first = [_label(b["driver_frames"][i], f"driver f{pick}"), _label(b["target"], "target")] if driver else \
+            [_label(b["target"], f"target; frame {pick}")]
+        rows.append(np.concatenate([*first, _label(old, "before"), _label(b["output_frames"][i], "after")], 1))
+    cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
 def main() -> None:
@@ -220,11 +244,12 @@ def main() -> None:
     c.add_argument("before", type=Path)
     c.add_argument("after", type=Path)
     c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--public", action="store_true", help="only what may be shipped (tier A targets and drivers)")
     args = parser.parse_args()
     if args.command == "run":
         run(args.out, args.cases, args.demo, args.settings)
     else:
-        compare(args.before, args.after, args.out)
+        compare(args.before, args.after, args.out, args.public)
 
 
 if __name__ == "__main__":
