@@ -3,8 +3,8 @@ reenactment pipeline (streams) and the evaluator (dataset episodes), so both dri
 
 With the landmark transformer (paper): the driver's expression and pose on the targets' face
 shape, in absolute or relative mode. Without it (ours, raw landmarks, the driver's face shape
-included): relative mode adds the driver's displacement since its first frame, measured in its
-first-frame crop, to the first target's mesh; absolute mode takes the driver's mesh in that crop.
+included): relative mode adds the driver's displacement since its reference face, measured in its
+first frame's crop, to the first target's mesh; absolute mode takes the driver's mesh in that crop.
 Mode auto (ours): relative for a moving driver, absolute for a single still image (relative to its
 only frame, a still would drive no motion at all).
 
@@ -13,6 +13,9 @@ whatever its first frame shows (most clips start mid-word or turned). Over a win
 (a file's first seconds, a webcam's so far), the neutral expression is the mean of the frames with
 open eyes and the most closed mouth, and the neutral pose the mean of the frames nearest to frontal.
 `reference=first` keeps the first frame, as before.
+
+Lids and lips (ours): the driven lids shut when the driver's eye nearly does (`shut_lids`), and no
+lower lid or lip ever rises above its upper one (`uncrossed`).
 """
 
 from __future__ import annotations
