@@ -52,6 +52,7 @@ from marionette.evaluation.report import write_report, write_video_wall
 from marionette.inference.neural import NeuralRenderer
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.renderers import RENDERERS
+from marionette.landmark_transformer.config import EXPRESSIONS
 from marionette.landmark_transformer.config import MODES as DRIVE_MODES
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
@@ -75,6 +76,7 @@ class EvalConfig(Settings):
     episodes: int = 20  # episodes per (mode, shots)
     seed: int = 0  # seed of the episode lists
     cross_mode: str = "relative"  # landmark transformer mode in cross episodes (relative or absolute)
+    cross_expression: str = "driver"  # relative mode's expression in cross episodes: the driver's, or the target's own moved by the driver's change
     alpha: float = 1.0  # expression strength of the landmark transformer in cross episodes
     samples: int = 4  # episodes per (mode, shots) kept as images for the sample grids
     arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
@@ -88,7 +90,8 @@ class EvalConfig(Settings):
 
     RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
                  modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0),
-                 cross_mode=one_of(*DRIVE_MODES), alpha=between(0, 4), samples=at_least(0), arcface=text(optional=True),
+                 cross_mode=one_of(*DRIVE_MODES), cross_expression=one_of(*EXPRESSIONS), alpha=between(0, 4),
+                 samples=at_least(0), arcface=text(optional=True),
                  checkpoint=text(optional=True), landmark_transformer=text(optional=True), device=DEVICE_RULE,
                  precision=PRECISION_RULE, external=EXTERNAL_RULE)
 
@@ -182,7 +185,8 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
     for name in config.renderers:
         for mode in config.modes:
             drive = dict(transform=False, mode="absolute") if mode == "self" else dict(mode=config.cross_mode,
-                                                                                         alpha=config.alpha)
+                                                                                         alpha=config.alpha,
+                                                                                         expression=config.cross_expression)
             pipeline = ReenactPipeline(ReenactConfig(renderer=name, size=crops.size, paste_back=False, **drive, **place),
                                        checkpoint=config.checkpoint if name in ("neural", "onnx") else None,
                                        landmark_transformer=config.landmark_transformer)
@@ -223,7 +227,8 @@ def _evaluate(data: Path, out: Path, config: EvalConfig, manifest: Manifest,
     """Check the folder's settings, the episodes and the external videos, then write the settings
     and the episode list and run."""
     settings = {"dataset": str(Path(data).resolve()), "split": config.split, "seed": config.seed,
-                "cross_mode": config.cross_mode, "alpha": config.alpha, "expression": to_dict(tools.expression_config),
+                "cross_mode": config.cross_mode, "cross_expression": config.cross_expression, "alpha": config.alpha,
+                "expression": to_dict(tools.expression_config),
                 "judge": tools.judge.name, **({"videos": True} if config.videos else {})}
     half = {p.renderer.placement.precision for p in pipelines.values() if isinstance(p.renderer, NeuralRenderer)} - {"fp32"}
     if half:  # half precision changes the neural renderer's pixels: no mixing in one report
