@@ -90,9 +90,10 @@ def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
         losses = weighted.generator_step(fake, driver, driver_landmarks)
     terms = losses.as_dict()
     assert set(terms) == {"G/total", "G/adversarial", "G/feature_matching", "G/perceptual", "G/face_perceptual",
-                          "G/pixel"}
+                          "G/pixel", "G/painted"}
     assert losses.pixel.item() == pytest.approx((fake - driver).abs().mean().item(), rel=1e-6)
-    assert all(v > 0 for k, v in terms.items() if k not in ("G/adversarial", "G/total"))
+    assert terms["G/painted"] == 0  # no painted image: the warp-guided blend's term
+    assert all(v > 0 for k, v in terms.items() if k not in ("G/adversarial", "G/total", "G/painted"))
     expected = (0.5 * losses.adversarial + 2 * losses.feature_matching + 3 * losses.perceptual
                 + 4 * losses.face_perceptual + 5 * losses.pixel)
     assert losses.total.item() == pytest.approx(expected.item(), rel=1e-5)

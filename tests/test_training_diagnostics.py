@@ -1,5 +1,6 @@
 """The training diagnostics in stats.jsonl: gradient norms per part of G (the warp-guided
-correction's residual and mask apart) and of D, each weighted term's gradient at the output, D's
+correction's own parts apart: residual and mask, or the blend's painting head and mask) and of D,
+each weighted term's gradient at the output (the blend's painted term at its painting), D's
 accuracy and mean scores on real and generated frames; finite, on log steps only, and 0 for a
 part that gets no gradient."""
 
@@ -24,45 +25,58 @@ from marionette.training.diagnostics import (
 from marionette.training.loop import train
 
 PARTS = ("driver_encoder", "target_encoder", "blender", "decoder")
-CORRECTION = ("correction_residual", "correction_mask")
+CORRECTION = {"residual": ("correction_residual", "correction_mask"), "blend": ("correction_painted", "correction_mask")}
+TERMS = ("adversarial", "feature_matching", "perceptual", "face_perceptual", "pixel", "painted")
 
 
-@pytest.fixture(scope="module")
-def warp_guided_stats(train_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+@pytest.fixture(scope="module", params=list(CORRECTION))
+def warp_guided_stats(request: pytest.FixtureRequest, train_dataset: Path, tmp_path_factory: pytest.TempPathFactory
+                      ) -> tuple[str, list[dict]]:
+    """(the correction, the stats lines of 4 steps logged every 2) of a tiny warp-guided run."""
     run = tmp_path_factory.mktemp("diagnostics") / "run"
-    config = run_config("tiny", ["model.warp_guided=true", "loss.perceptual_weights=random", "loss.pixel_weight=10",
-                                 "steps=4", "batch_size=2", "episodes.k_max=2", "log_every=2", "val_every=0",
-                                 "checkpoint_every=100", "workers=0"])
+    config = run_config("tiny", ["model.warp_guided=true", f"model.correction={request.param}",
+                                 "loss.perceptual_weights=random", "loss.pixel_weight=10", "steps=4", "batch_size=2",
+                                 "episodes.k_max=2", "log_every=2", "val_every=0", "checkpoint_every=100", "workers=0"])
     train(train_dataset, run, config, progress=False)
-    return [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    return request.param, [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
 
 
-def test_diagnostics_are_logged_on_log_steps_and_finite(warp_guided_stats: list[dict]) -> None:
-    assert [s["step"] for s in warp_guided_stats] == [2, 4]  # log steps only
-    for stats in warp_guided_stats:
-        keys = ({f"grad/{p}" for p in (*PARTS, *CORRECTION, "D")}
-                | {f"grad_output/{t}" for t in ("adversarial", "feature_matching", "perceptual", "face_perceptual",
-                                                "pixel")}
+def test_diagnostics_are_logged_on_log_steps_and_finite(warp_guided_stats: tuple[str, list[dict]]) -> None:
+    correction, lines = warp_guided_stats
+    assert [s["step"] for s in lines] == [2, 4]  # log steps only
+    for stats in lines:
+        keys = ({f"grad/{p}" for p in (*PARTS, *CORRECTION[correction], "D")} | {f"grad_output/{t}" for t in TERMS}
                 | {"D/real_acc", "D/fake_acc", "D/real_logit", "D/fake_logit", "correction/change", "correction/mask"})
         assert keys <= set(stats), keys - set(stats)
+        assert not {key for key in stats if key.startswith("grad/correction_")} - keys  # no other correction's parts
         assert all(math.isfinite(stats[k]) for k in keys)
         assert 0 <= stats["D/real_acc"] <= 1 and 0 <= stats["D/fake_acc"] <= 1
-        assert 0 < stats["correction/mask"] < 1
-        # past the first update every part learns; D too; each weighted term pulls on the output
-        assert all(stats[f"grad/{p}"] > 0 for p in (*PARTS, *CORRECTION, "D")), stats
+        assert stats["correction/change"] > 0
+        if correction == "residual":
+            assert 0 < stats["correction/mask"] < 1
+        # past the first update every part learns; D too; each weighted term pulls on what it is computed on
+        assert all(stats[f"grad/{p}"] > 0 for p in (*PARTS, *CORRECTION[correction], "D")), stats
         assert all(stats[f"grad_output/{t}"] > 0 for t in ("adversarial", "feature_matching", "perceptual", "pixel"))
         assert stats["grad_output/face_perceptual"] == 0  # the face term is off
+        assert (stats["grad_output/painted"] > 0) == (correction == "blend") == (stats["G/painted"] > 0)
 
 
-def test_parts_cut_off_from_the_gradient_read_zero(train_dataset: Path, tmp_path: Path) -> None:
-    # at step 1 the correction's residual is zero: only its own filters get a gradient, nothing upstream
-    config = run_config("tiny", ["model.warp_guided=true", "loss.perceptual_weights=random", "steps=1",
-                                 "batch_size=2", "episodes.k_max=2", "log_every=1", "val_every=0", "workers=0"])
+@pytest.mark.parametrize("correction", list(CORRECTION))
+def test_parts_cut_off_from_the_gradient_read_zero(correction: str, train_dataset: Path, tmp_path: Path) -> None:
+    """At step 1 the output is exactly the warp. Residual: its zero residual passes nothing upstream,
+    only its own filters learn. Blend: the painting's own term reaches every part, and the mask
+    learns through painting - warp."""
+    config = run_config("tiny", ["model.warp_guided=true", f"model.correction={correction}",
+                                 "loss.perceptual_weights=random", "steps=1", "batch_size=2", "episodes.k_max=2",
+                                 "log_every=1", "val_every=0", "workers=0"])
     train(train_dataset, tmp_path / "run", config, progress=False)
     first = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[0])
-    assert first["grad/correction_residual"] > 0
-    assert all(first[f"grad/{p}"] == 0 for p in (*PARTS, "correction_mask")), first
     assert first["correction/change"] == 0  # the output was exactly the warp
+    if correction == "residual":
+        assert first["grad/correction_residual"] > 0
+        assert all(first[f"grad/{p}"] == 0 for p in (*PARTS, "correction_mask")), first
+    else:
+        assert all(first[f"grad/{p}"] > 0 for p in (*PARTS, *CORRECTION["blend"])), first
 
 
 def test_a_frozen_part_reads_zero_and_the_others_do_not() -> None:

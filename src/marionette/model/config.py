@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marionette.config import Settings, at_least, between, override, text
+from marionette.config import Settings, at_least, between, one_of, override, text
 
 LEVELS = 5  # the target encoder halves the image five times (paper: five residual down blocks)
+CORRECTIONS = ("residual", "blend")  # how the warp-guided decoder corrects the warp image (ours; decoder.py)
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,19 @@ class ModelConfig(Settings):
     flow_max: float = 1.0  # bound of the tanh flow offsets, grid units (2 = image side) (ours)
     disc_channels: int = 64  # discriminator width at full resolution; doubles per halving (ours)
     disc_max_channels: int = 512  # cap on any discriminator width (ours)
-    warp_guided: bool = False  # ours: E_x also sees the warp renderer's image; Q predicts a gated residual on it
+    warp_guided: bool = False  # ours: E_x also sees the warp renderer's image and Q corrects it
+    correction: str = "residual"  # ours, warp-guided: Q's gated residual on the warp, or "blend" of it with Q's painting
 
     RULES = dict(image_size=between(2 ** (LEVELS + 1), 1024), channels=between(1, 1024), max_channels=between(1, 4096),
                  decoder_channels=between(1, 1024), attention_blocks=between(1, 16), attention_heads=between(1, 64),
-                 flow_max=between(0.01, 2), disc_channels=between(1, 1024), disc_max_channels=between(1, 4096))
+                 flow_max=between(0.01, 2), disc_channels=between(1, 1024), disc_max_channels=between(1, 4096),
+                 correction=one_of(*CORRECTIONS))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require(self.image_size % 2**LEVELS == 0, "image_size", f"must be a multiple of {2**LEVELS}")
+        self.require(self.warp_guided or self.correction == "residual", "correction",
+                     "blend corrects the warp image: it needs model.warp_guided=true")
         for width in (self.width(LEVELS - 1), self.width(LEVELS)):
             self.require(width % (4 * self.attention_heads) == 0, "attention_heads",
                          f"4 x attention_heads must divide the encoder width {width} at the blender")
@@ -82,7 +87,8 @@ class LossConfig(Settings):
     face_perceptual_weight: float = 0.2  # VGG-Face perceptual term (ours: 1/5 of perceptual_weight, NeuralHead's ratio)
     perceptual_weights: str = "shipped"  # VGG19: "shipped" (package asset, relu1_1..3_1), a full VGG19's path, "random"
     face_weights: str = "none"  # VGG-Face weights (VGG16, features.N.*): a path, "random", or "none" (term off)
+    painted_weight: float = 1.0  # ours, correction=blend: the pixel and perceptual (and face) terms also on Q's painting, x this
 
     RULES = dict(adversarial_weight=at_least(0), feature_matching_weight=at_least(0), perceptual_weight=at_least(0),
                  pixel_weight=at_least(0), face_perceptual_weight=at_least(0), perceptual_weights=text(),
-                 face_weights=text())
+                 face_weights=text(), painted_weight=at_least(0))

@@ -4,9 +4,11 @@ frame then costs E_x, B's queries and attention, and Q (ours).
 
 Ours, the warp-guided model (`ModelConfig.warp_guided`, off in every preset): each driver frame
 also brings the training-free warp renderer's image of the driver (inference/warp.py, made from
-the same targets); E_x reads it beside r_x and Q outputs a gated residual on it, exactly the warp at
+the same targets); E_x reads it beside r_x and Q corrects it (`ModelConfig.correction`: a gated
+residual on it, or a blend of it with the paper's painted image), exactly the warp at
 initialisation. Image attention (B) and target feature alignment (E_y, Q's warp-alignment blocks)
-are the paper's."""
+are the paper's. Inference reads `GeneratorOutput.image`; the painted image of the blend is there
+for training (its own loss term) and inspection."""
 
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ class GeneratorOutput:
     attention: tuple[torch.Tensor, ...] | None  # if asked, per attention block (B, heads, H/16·W/16, K·H/32·W/32)
     driver_flows: tuple[torch.Tensor, ...]  # f_u per warp-alignment block, (B, 2, H/16, W/16) .. (B, 2, H/2, W/2)
     target_flows: torch.Tensor  # f_y (B, K, 2, H/2, W/2)
-    mask: torch.Tensor | None  # warp-guided model: where the warp is corrected (B, 1, H, W) in [0, 1]; else None
+    mask: torch.Tensor | None  # warp-guided: where the warp is corrected (B, 1, H, W) (decoder.Correction); else None
+    painted: torch.Tensor | None  # correction=blend: Q's painted image g (B, 3, H, W) in [-1, 1]; else None
 
 
 class Generator(nn.Module):
@@ -85,9 +88,10 @@ class Generator(nn.Module):
         driver = driver_landmark_image if warp_image is None else torch.cat((driver_landmark_image, warp_image), 1)
         z_x = self.driver_encoder(driver)  # (B, C_4, H/16, W/16)
         z_xy, attention = self.blender(z_x, cache.keys, cache.values, return_attention)  # (B, C_4, H/16, W/16)
-        image, driver_flows, mask = self.decoder(z_xy, cache.mean_skips, warp_image)  # (B, 3, H, W)
+        image, driver_flows, correction = self.decoder(z_xy, cache.mean_skips, warp_image)  # (B, 3, H, W)
         return GeneratorOutput(image=image, attention=attention, driver_flows=driver_flows, target_flows=cache.flows,
-                               mask=mask)
+                               mask=None if correction is None else correction.mask,
+                               painted=None if correction is None else correction.painted)
 
     def forward(self, target_images: torch.Tensor, target_landmark_images: torch.Tensor,
                 driver_landmark_image: torch.Tensor, warp_image: torch.Tensor | None = None,

@@ -6,6 +6,11 @@ from LossConfig; every term is returned by name for logging.
 The training loop calls `discriminator_step`, backpropagates `.total` into D only (zeroing D's
 gradients first), then `generator_step` and backpropagates its `.total` into G (D's weights are
 frozen in that pass).
+
+Ours, for the warp-guided model's blend correction: its painted image g gets the output's
+reconstruction terms (pixel, perceptual, face perceptual, with their weights) against the truth,
+scaled by `painted_weight`, so that the parts upstream of it learn from the first step whatever
+the blend mask does.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class GeneratorLosses:
     perceptual: torch.Tensor  # mean over the VGG19's taps (relu1_1..relu3_1 shipped, ..relu5_1 full) of L1, unweighted
     face_perceptual: torch.Tensor  # the same with VGG-Face; zero when the face network is off
     pixel: torch.Tensor  # mean absolute pixel difference, unweighted (ours; weight 0 by default)
+    painted: torch.Tensor  # ours: the reconstruction terms (weighted) on the blend's painted image; zero without one
 
     def as_dict(self) -> dict[str, float]:
         return {f"G/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
@@ -84,8 +90,10 @@ class Objective:
                                    real=loss_real, fake=loss_fake, real_score=real_score.detach(),
                                    fake_score=fake_score.detach())
 
-    def generator_step(self, fake: torch.Tensor, real: torch.Tensor, landmark_image: torch.Tensor) -> GeneratorLosses:
-        """fake (B, 3, H, W) from G, real (B, 3, H, W) the driver frame (ground truth), landmark_image its r_x."""
+    def generator_step(self, fake: torch.Tensor, real: torch.Tensor, landmark_image: torch.Tensor,
+                       painted: torch.Tensor | None = None) -> GeneratorLosses:
+        """fake (B, 3, H, W) from G, real (B, 3, H, W) the driver frame (ground truth), landmark_image
+        its r_x; painted (B, 3, H, W) the blend correction's painted image (GeneratorOutput.painted)."""
         c = self.config
         self.critic.requires_grad_(False)  # the graph records D's weights as constants
         try:
@@ -95,21 +103,29 @@ class Objective:
         with torch.no_grad():
             real_d = self.critic(real, landmark_image)
             real_vgg = self.perceptual(real)
+            real_face = None if self.face_perceptual is None else self.face_perceptual(real)
         adversarial = hinge_generator(fake_d.score)
         feature_matching = feature_distance(fake_d.features, real_d.features)
-        perceptual = feature_distance(self.perceptual(fake), real_vgg)
-        if self.face_perceptual is None:
-            face_perceptual = fake.new_zeros(())
-        else:
-            with torch.no_grad():
-                real_face = self.face_perceptual(real)
-            face_perceptual = feature_distance(self.face_perceptual(fake), real_face)
-        pixel = F.l1_loss(fake, real)
+        pixel, perceptual, face_perceptual = self._reconstruction(fake, real, real_vgg, real_face)
+        painted_terms = fake.new_zeros(())
+        if painted is not None and c.painted_weight > 0:
+            painted_pixel, painted_perceptual, painted_face = self._reconstruction(painted, real, real_vgg, real_face)
+            painted_terms = (c.pixel_weight * painted_pixel + c.perceptual_weight * painted_perceptual
+                             + c.face_perceptual_weight * painted_face)
         total = (c.adversarial_weight * adversarial + c.feature_matching_weight * feature_matching
                  + c.perceptual_weight * perceptual + c.face_perceptual_weight * face_perceptual
-                 + c.pixel_weight * pixel)
+                 + c.pixel_weight * pixel + c.painted_weight * painted_terms)
         return GeneratorLosses(total=total, adversarial=adversarial, feature_matching=feature_matching,
-                               perceptual=perceptual, face_perceptual=face_perceptual, pixel=pixel)
+                               perceptual=perceptual, face_perceptual=face_perceptual, pixel=pixel,
+                               painted=painted_terms)
+
+    def _reconstruction(self, image: torch.Tensor, real: torch.Tensor, real_vgg: list[torch.Tensor],
+                        real_face: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unweighted pixel L1, perceptual and face perceptual (zero when off) terms of an image
+        (B, 3, H, W) against the truth, given the truth's VGG features."""
+        perceptual = feature_distance(self.perceptual(image), real_vgg)
+        face = image.new_zeros(()) if real_face is None else feature_distance(self.face_perceptual(image), real_face)
+        return F.l1_loss(image, real), perceptual, face
 
 
 def build_objective(config: LossConfig, discriminator: Discriminator) -> Objective:

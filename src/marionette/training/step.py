@@ -1,7 +1,8 @@
 """One training step (paper §Training), shared by the training loop and `marionette bench train`:
 G forward -> D step (zero D's gradients, hinge loss on real vs detached fake, optional clipping,
 Adam) -> G step (adversarial + feature matching + perceptual (+ pixel) through the updated D,
-whose weights are frozen for this pass; optional clipping, Adam) -> EMA update. On log steps it
+whose weights are frozen for this pass, and the painted image's own terms for the warp-guided
+blend correction; optional clipping, Adam) -> EMA update. On log steps it
 also returns the diagnostics of training/diagnostics.py. A `Clock` (the benchmark's) times its
 phases; without one nothing is timed."""
 
@@ -113,9 +114,9 @@ class TrainStep:
         with phase("G losses"):
             nets.opt_g.zero_grad(set_to_none=True)
             with self._autocast():
-                g_losses = self.objective.generator_step(fake, real, driver_landmarks)
+                g_losses = self.objective.generator_step(fake, real, driver_landmarks, output.painted)
         if diagnose:
-            found |= diagnostics.output_gradient_norms(g_losses, self.objective.config, fake)
+            found |= diagnostics.output_gradient_norms(g_losses, self.objective.config, fake, output.painted)
         with phase("G backward"):
             g_losses.total.backward()
         if diagnose:
