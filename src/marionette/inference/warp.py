@@ -319,7 +319,7 @@ class WarpRenderer:
         (T,): it shows them folded or edge-on (under FOLDED of their frontal area), the driven mesh
         more, and their mirror images cannot stand in. The openings of the mouth and eyes are
         redrawn, so never among them."""
-        mirrored = target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)
+        mirrored = _mirror_weights(target, shown)
         return (target.shown < FOLDED) & (shown > target.shown + 0.1) & (mirrored < 0.5) & ~_opening_triangles()
 
     def _blend_weights(self, pose: np.ndarray) -> np.ndarray:
@@ -357,7 +357,7 @@ class WarpRenderer:
         map_x[face], map_y[face] = self._affine_coords(face, _affine_maps(corners, target.mesh[triangles, :2])[flat[face]])
         own = cv2.remap(target.image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        mirror_weight = target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)  # (T,)
+        mirror_weight = _mirror_weights(target, shown)  # (T,)
         if not mirror_weight[flat[face]].any():
             return own
         weight = np.zeros(size * size, np.float32)
@@ -477,6 +477,12 @@ class WarpRenderer:
         hint = cv2.GaussianBlur(band, (0, 0), max(gap / 6, 0.7))[..., None]
         strength = 0.6 * float(np.clip((gap / np.ptp(ring[:, 0]) - 0.15) / 0.2, 0, 1))  # ours: only when wide open
         return layer + (0.8 * teeth - layer) * strength * hint
+
+
+def _mirror_weights(target: WarpTarget, shown: np.ndarray) -> np.ndarray:
+    """(T,) how much of each face triangle's texture comes from its mirror image in `target`, for a
+    driven mesh that shows the triangles `shown` (T,): only where it shows them more than the target."""
+    return target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)
 
 
 def _mouth_shape_distance(a: np.ndarray, b: np.ndarray) -> float:
