@@ -26,7 +26,7 @@ def rows(text: str) -> list[dict[str, str]]:
 
 
 def test_bench_train_times_every_phase_of_each_configuration(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "train", "--set", "preset=tiny", "--set", "sizes=64", "--set", "batches=1",
+    assert main(["bench", "train", "--set", "presets=tiny", "--set", "sizes=64", "--set", "batches=1",
                  "--set", "ks=1,2", "--set", "rounds=1", "--set", "threads=1"]) == 0
     text = capsys.readouterr().out
     table = rows(text)
@@ -59,4 +59,4 @@ def test_bad_settings_and_a_dataset_of_another_size_are_one_line_errors(train_da
     with pytest.raises(SettingError, match="precisions"):
         override(BenchTrainConfig(), ["precisions=fp16"])
     with pytest.raises(InputError, match="crops are 64 px; bench train needs --set sizes=64"):
-        report(override(BenchTrainConfig(), ["preset=tiny", "sizes=128", "rounds=1"]), train_dataset)
+        report(override(BenchTrainConfig(), ["presets=tiny", "sizes=128", "rounds=1"]), train_dataset)

@@ -10,7 +10,8 @@ import torch
 
 from marionette.config import override
 from marionette.model import Discriminator, Generator, LossConfig, build_objective, model_config
-from marionette.model.losses import feature_distance, hinge_discriminator, hinge_generator
+from marionette.model.losses import REGION_SCALE, REGION_SIZE, REGIONS, feature_distance, hinge_discriminator, hinge_generator, \
+    region_crops
 
 SIZE = 64
 
@@ -20,6 +21,16 @@ def episode() -> tuple[torch.Tensor, ...]:
     gen = torch.Generator().manual_seed(0)
     rand = lambda *shape: torch.rand(*shape, generator=gen) * 2 - 1  # noqa: E731
     return rand(2, 2, 3, SIZE, SIZE), rand(2, 2, 3, SIZE, SIZE), rand(2, 3, SIZE, SIZE), rand(2, 3, SIZE, SIZE)
+
+
+def face_points(b: int) -> torch.Tensor:
+    """(b, 68, 3) iBUG-68 points in SIZE-pixel crops: eyes at rows 24, the mouth at row 44."""
+    points = torch.full((b, 68, 3), SIZE / 2)
+    points[:, 36:42, :2] = torch.tensor([[18.0, 24], [20, 22], [22, 22], [24, 24], [22, 26], [20, 26]])
+    points[:, 42:48, :2] = points[:, 36:42, :2] + torch.tensor([22.0, 0])
+    angles = torch.linspace(0, 6.283, 21)[:20]
+    points[:, 48:68, 0], points[:, 48:68, 1] = 32 + 8 * torch.cos(angles), 44 + 4 * torch.sin(angles)
+    return points
 
 
 def random_objective(discriminator: Discriminator, **weights: float):
@@ -82,24 +93,27 @@ def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
     fake = driver.flip(-1)
     with caplog.at_level(logging.WARNING):
         weighted = random_objective(d, adversarial_weight=0.5, feature_matching_weight=2.0, perceptual_weight=3.0,
-                                    face_perceptual_weight=4.0, pixel_weight=5.0)
+                                    face_perceptual_weight=4.0, pixel_weight=5.0, region_weight=6.0)
     assert "perceptual_weights=random" in caplog.text and "face_weights=random" in caplog.text
     torch.manual_seed(1)
     with torch.no_grad():
         d.eval()  # fix the spectral-norm power iteration so both steps see the same D
-        losses = weighted.generator_step(fake, driver, driver_landmarks)
+        losses = weighted.generator_step(fake, driver, driver_landmarks, landmarks=face_points(2))
     terms = losses.as_dict()
     assert set(terms) == {"G/total", "G/adversarial", "G/feature_matching", "G/perceptual", "G/face_perceptual",
-                          "G/pixel", "G/painted"}
+                          "G/pixel", "G/painted", "G/region"}
     assert losses.pixel.item() == pytest.approx((fake - driver).abs().mean().item(), rel=1e-6)
     assert terms["G/painted"] == 0  # no painted image: the warp-guided blend's term
     assert all(v > 0 for k, v in terms.items() if k not in ("G/adversarial", "G/total", "G/painted"))
     expected = (0.5 * losses.adversarial + 2 * losses.feature_matching + 3 * losses.perceptual
-                + 4 * losses.face_perceptual + 5 * losses.pixel)
+                + 4 * losses.face_perceptual + 5 * losses.pixel + 6 * losses.region)
     assert losses.total.item() == pytest.approx(expected.item(), rel=1e-5)
     with torch.no_grad():
-        same = weighted.generator_step(driver, driver, driver_landmarks)
+        same = weighted.generator_step(driver, driver, driver_landmarks, landmarks=face_points(2))
     assert same.feature_matching == 0 and same.perceptual == 0 and same.face_perceptual == 0 and same.pixel == 0
+    assert same.region == 0
+    with pytest.raises(ValueError, match="region_weight > 0 needs the driver's landmarks"):
+        weighted.generator_step(fake, driver, driver_landmarks)
     d_terms = weighted.discriminator_step(driver, fake, driver_landmarks).as_dict()
     assert set(d_terms) == {"D/total", "D/real", "D/fake"}
     assert d_terms["D/total"] == pytest.approx(0.5 * (d_terms["D/real"] + d_terms["D/fake"]), rel=1e-5)
@@ -119,3 +133,26 @@ def test_feature_distance_is_mean_l1_over_layers() -> None:
     a = [torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 2, 2)]
     b = [torch.ones(1, 2, 4, 4), torch.full((1, 3, 2, 2), 3.0)]
     assert feature_distance(a, b).item() == pytest.approx(2.0)
+
+
+def test_region_crops_are_the_mouth_and_the_eyes() -> None:
+    image = -torch.ones(1, 3, SIZE, SIZE)
+    image[:, 0, 40:49, 24:41] = 1  # a red mouth
+    image[:, 1, 21:28, 17:26] = 1  # a green left eye (iBUG 36..41)
+    crops = region_crops(image, face_points(1))  # (3, 3, REGION_SIZE, REGION_SIZE)
+    assert crops.shape == (len(REGIONS), 3, REGION_SIZE, REGION_SIZE)
+    centre = crops[:, :, REGION_SIZE // 2, REGION_SIZE // 2]  # (3 regions, 3 colours)
+    assert centre.tolist() == [[1, -1, -1], [-1, 1, -1], [-1, -1, -1]]
+    row = crops[0, 0, REGION_SIZE // 2]  # the mouth spans 1 / REGION_SCALE of the crop's side, with margins
+    assert (row > 0).float().mean().item() == pytest.approx(1 / REGION_SCALE, abs=0.08) and row[0] == row[-1] == -1
+
+
+def test_an_objective_without_discriminator_terms_never_runs_it(episode) -> None:
+    d = Discriminator(model_config("tiny"))
+    calls = []
+    d.register_forward_hook(lambda *_: calls.append(1))
+    objective = random_objective(d, adversarial_weight=0, feature_matching_weight=0, pixel_weight=1.0)
+    _, _, driver_landmarks, driver = episode
+    losses = objective.generator_step(driver.flip(-1), driver, driver_landmarks)
+    assert not objective.uses_discriminator and calls == []
+    assert losses.adversarial == 0 and losses.feature_matching == 0 and losses.pixel > 0

@@ -6,7 +6,11 @@ The blend correction (ModelConfig.correction=blend, ours): bit-equal to the warp
 its painted image's own term reaches every part upstream at the first backward pass, where the
 residual correction passes exactly nothing; its mask stays alive until the painting beats the warp
 and the loss falls below the warp's; an export renders through the neural and ONNX renderers; bad
-settings are one line."""
+settings are one line.
+
+The refiner (correction=refine, ours; the warp-cpu preset's): bit-equal to the warp at
+initialisation, every part upstream learns from the second step, a tiny one's loss falls below the
+warp's on real clips, and its export renders through the neural and ONNX renderers."""
 
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from marionette.training.loop import train
 
 SIZE = 64
 BLEND = ["warp_guided=true", "correction=blend"]
+REFINE = ["warp_guided=true", "correction=refine", "refine_channels=4"]
 UPSTREAM = ("driver_encoder", "target_encoder", "blender", "decoder.blocks")  # every part before Q's last layer
 
 
@@ -117,11 +122,13 @@ def test_episode_warp_image_is_the_warp_renderers(train_dataset: Path) -> None:
     assert EpisodeDataset(train_dataset, "train", EpisodeConfig(k_max=3))[key].warp_image.numel() == 0
 
 
-def test_tiny_model_learns_to_correct_the_warp_on_real_clips(train_dataset: Path, one_thread) -> None:
+@pytest.mark.parametrize("settings", [["warp_guided=true"], REFINE], ids=["residual", "refine"])
+def test_tiny_model_learns_to_correct_the_warp_on_real_clips(train_dataset: Path, one_thread, settings: list[str]
+                                                             ) -> None:
     torch.manual_seed(0)
     dataset = EpisodeDataset(train_dataset, "train", EpisodeConfig(k_max=2, flip=False, warp=True))
     batch = default_collate([dataset[(i % len(dataset), 2, i)] for i in range(6)])
-    generator = Generator(model_config("tiny", ["warp_guided=true"]))
+    generator = Generator(model_config("tiny", settings))
     optimizer = torch.optim.Adam(generator.parameters(), lr=2e-3)
     losses = []
     for _ in range(40):
@@ -134,8 +141,8 @@ def test_tiny_model_learns_to_correct_the_warp_on_real_clips(train_dataset: Path
         losses.append(float(loss.detach()))
     warp_l1 = float((batch.warp_image - batch.driver_image).abs().mean())
     assert losses[0] == pytest.approx(warp_l1, abs=1e-6)  # step 0 is the warp
-    # by step 40 it is below the warp (0.0285 against 0.0292 when written, after Adam's first steps
-    # overshoot to 0.039: GRID's warp is already good, so the margin is small)
+    # by step 40 it is below the warp (residual: 0.0285 against 0.0292 when written, after Adam's
+    # first steps overshoot to 0.039: GRID's warp is already good, so the margin is small)
     assert losses[-1] < 0.99 * warp_l1, (warp_l1, losses[::8])
 
 
@@ -174,6 +181,28 @@ def test_neural_renderer_keeps_the_full_size_warp_where_the_generator_leaves_it(
     brighter = renderer.render(moved).astype(int) - expected
     assert brighter.mean() > 5
 
+
+
+def test_refiner_is_exactly_the_warp_at_initialisation_and_learns_upstream_from_the_second_step(one_thread) -> None:
+    torch.manual_seed(0)
+    generator = Generator(model_config("tiny", REFINE))
+    targets, target_landmarks, driver_landmarks, warp = inputs(2, 3)
+    truth = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    out = generator(targets, target_landmarks, driver_landmarks, warp)
+    assert torch.equal(out.image, warp) and not out.mask.any() and out.painted is None  # bit-equal
+    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    for step in range(2):
+        optimizer.zero_grad()
+        (generator(targets, target_landmarks, driver_landmarks, warp).image - truth).abs().mean().backward()
+        reached = {part for part in (*UPSTREAM, "decoder.correction.down", "decoder.correction.head")
+                   if any(p.grad is not None and p.grad.abs().sum() > 0
+                          for n, p in generator.named_parameters() if n.startswith(part))}
+        # step 0: only the zero-initialised head learns; step 1: everything
+        assert reached == ({"decoder.correction.head"} if step == 0 else
+                           {*UPSTREAM, "decoder.correction.down", "decoder.correction.head"}), step
+        optimizer.step()
+    moved = generator(targets, target_landmarks, driver_landmarks, warp)
+    assert moved.mask.mean() > 0 and (moved.image - truth).abs().mean() < (warp - truth).abs().mean()
 
 
 def test_blend_is_exactly_the_warp_at_initialisation(one_thread) -> None:
@@ -255,10 +284,13 @@ def test_blend_mask_opens_where_the_painting_learns_to_beat_the_warp(one_thread)
     assert box > 0.2 and box > 2 * out.mask.mean(), (float(box), float(out.mask.mean()))
 
 
-def test_blend_export_renders_through_the_neural_and_onnx_renderers(hopper, tmp_path: Path, one_thread) -> None:
-    """An untrained blend export renders exactly the warp; one whose mask is open renders its
-    painting over it, and its ONNX export (checked against torch at K = 1 and 8 on export) renders
-    the same through the onnx renderer."""
+@pytest.mark.parametrize("settings", [BLEND, REFINE], ids=["blend", "refine"])
+def test_corrections_export_and_render_through_the_neural_and_onnx_renderers(hopper, tmp_path: Path, one_thread,
+                                                                               settings: list[str]) -> None:
+    """An untrained blend or refiner export renders exactly the warp; one whose head is moved (the
+    blend's mask opened halfway, the refiner's residual a colour cast) renders something else, and
+    its ONNX export (checked against torch at K = 1 and 8 on export) renders the same through the
+    onnx renderer."""
     from marionette.inference.neural import NeuralRenderer
     from marionette.landmarks.crop import crop_image, head_box
 
@@ -271,19 +303,19 @@ def test_blend_export_renders_through_the_neural_and_onnx_renderers(hopper, tmp_
     warp.prepare(crops, meshes)
     expected = warp.render(moved).astype(int)
     torch.manual_seed(0)
-    generator = Generator(model_config("tiny", BLEND))
+    generator = Generator(model_config("tiny", settings))
 
     def render(path: Path) -> np.ndarray:
         export_generator(path, generator, generator.config, PreprocessConfig(), step=1)
         exported = load_generator(path)
-        assert exported.model.correction == "blend"
+        assert exported.model.correction == generator.config.correction
         renderer = NeuralRenderer(exported.generator, crop_size=160)
         renderer.prepare(crops, meshes)
         return renderer.render(moved).astype(int)
 
     assert np.abs(render(tmp_path / "untrained.safetensors") - expected).max() <= 1
-    with torch.no_grad():
-        generator.decoder.correction.head.bias.fill_(0.5)  # halfway from the warp to the painting everywhere
+    with torch.no_grad():  # blend: halfway from the warp to the painting everywhere; refine: a cast and a shift
+        generator.decoder.correction.head.bias.fill_(0.5 if generator.config.correction == "blend" else 0.1)
     opened = render(tmp_path / "opened.safetensors")
     assert np.abs(opened - expected).mean() > 5
 
@@ -304,7 +336,7 @@ def test_old_exports_read_as_residual_and_bad_blend_settings_are_one_line() -> N
     for settings, says in ((["model.correction=blend"], "model.correction=blend: blend corrects the warp image: "
                                                          "it needs model.warp_guided=true"),
                            (["model.warp_guided=true", "model.correction=paint"],
-                            "model.correction=paint: must be one of residual, blend"),
+                            "model.correction=paint: must be one of residual, blend, refine"),
                            (["loss.painted_weight=-1"], "loss.painted_weight=-1.0: must be >= 0")):
         with pytest.raises(SettingError) as error:
             run_config("tiny", settings)

@@ -1,6 +1,6 @@
 """`marionette bench train`: where a training step's time goes, printed as one markdown table.
 
-Every configuration (image size x batch x K x precision) builds the preset's networks, objective
+Every configuration (preset x image size x batch x K x precision) builds the preset's networks, objective
 and episode loader and runs the training loop's own step (training/step.py), so the figures are
 those of `marionette train`. Per step: the loader (making one batch in this process, the warp
 image included for the warp-guided model: what a DataLoader worker spends on it), G forward, the
@@ -59,17 +59,17 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 @dataclass(frozen=True)
 class BenchTrainConfig(Settings):
-    preset: str = "cpu"  # training preset: model widths, loss, episodes (image size and batch set below)
+    presets: tuple[str, ...] = ("cpu", "warp-cpu")  # training presets: model widths, loss, episodes (size and batch below)
     sizes: tuple[int, ...] = (128,)  # image sizes to time, px (model.image_size; multiples of 32)
     batches: tuple[int, ...] = (4,)  # episodes per step
     ks: tuple[int, ...] = (4,)  # targets per episode (one K per configuration)
     precisions: tuple[str, ...] = ("fp32", "bf16")  # bf16: autocast, timed only where the device runs it natively
-    warp_guided: bool = True  # the warp-guided model (ours; its loader draws the warp image)
+    warp_guided: bool = True  # make the faithful presets warp-guided (ours; its loader draws the warp image)
     rounds: int = 5  # interleaved timing rounds; the median is reported
     threads: int = 0  # torch threads (0: torch's default)
     device: str = "cpu"  # cpu or cuda
 
-    RULES = dict(preset=one_of(*TRAIN_PRESETS), sizes=each(between(64, 1024)), batches=each(between(1, 256)),
+    RULES = dict(presets=each(one_of(*TRAIN_PRESETS)), sizes=each(between(64, 1024)), batches=each(between(1, 256)),
                  ks=each(between(1, 8)), precisions=each(one_of("fp32", "bf16")), rounds=between(1, 1000),
                  threads=at_least(0), device=one_of("cpu", "cuda"))
 
@@ -130,6 +130,7 @@ def synthetic_dataset(root: Path, size: int, clips: int = 4, frames: int = 12, s
 class _Setup:
     """One configuration: the loop's step on its own networks, and an endless source of batches."""
 
+    preset: str
     size: int
     batch: int
     k: int
@@ -190,10 +191,11 @@ def _watch(step: TrainStep, clock_of: Callable[[], Clock | None]) -> None:
             timed(network, lambda: VGG)
 
 
-def _setup(config: BenchTrainConfig, data: Path, size: int, batch: int, k: int, precision: str,
+def _setup(config: BenchTrainConfig, preset: str, data: Path, size: int, batch: int, k: int, precision: str,
            device: torch.device, current: list[Clock | None]) -> _Setup:
-    run = run_config(config.preset, [f"model.image_size={size}", f"model.warp_guided={config.warp_guided}",
-                                     f"batch_size={batch}", f"episodes.k_min={k}", f"episodes.k_max={k}"])
+    guided = [f"model.warp_guided={config.warp_guided}"] if not run_config(preset).model.warp_guided else []
+    run = run_config(preset, [f"model.image_size={size}", *guided, f"batch_size={batch}", f"episodes.k_min={k}",
+                              f"episodes.k_max={k}"])
     torch.manual_seed(0)
     generator, discriminator = Generator(run.model).to(device), Discriminator(run.model).to(device)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
@@ -207,7 +209,7 @@ def _setup(config: BenchTrainConfig, data: Path, size: int, batch: int, k: int, 
     step = TrainStep(nets, generator, objective, t, device, autocast=precision == "bf16")
     _watch(step, lambda: current[0])
     episodes = dataclasses.replace(run.episodes, warp=run.model.warp_guided)
-    return _Setup(size, batch, k, precision, step, _endless(EpisodeDataset(data, "train", episodes), batch, episodes))
+    return _Setup(preset, size, batch, k, precision, step, _endless(EpisodeDataset(data, "train", episodes), batch, episodes))
 
 
 def measure(config: BenchTrainConfig, data: Path | None, precisions: list[str], device: torch.device,
@@ -223,7 +225,7 @@ def measure(config: BenchTrainConfig, data: Path | None, precisions: list[str], 
                 raise InputError(f"{data}: crops are {crops} px; bench train needs --set sizes={crops} with it")
             folders[size] = data
     current: list[Clock | None] = [None]  # the clock of the step running now, read by the hooks
-    setups = [_setup(config, folders[s], s, b, k, p, device, current)
+    setups = [_setup(config, preset, folders[s], s, b, k, p, device, current) for preset in config.presets
               for s in config.sizes for b in config.batches for k in config.ks for p in precisions]
 
     def timed(setup: _Setup) -> dict[str, float]:
@@ -251,17 +253,18 @@ def _median(setup: _Setup, column: str) -> float:
 
 
 def table(setups: list[_Setup]) -> str:
-    head = ["px", "batch", "K", "precision", *(f"{c} ms" for c in COLUMNS), "step ms", "÷ fp32", "episodes/s",
+    head = ["preset", "model", "px", "batch", "K", "precision", *(f"{c} ms" for c in COLUMNS), "step ms", "÷ fp32", "episodes/s",
             "episodes/s, loader ahead", "dominant phase", "load (1 min)"]
-    lines = ["| " + " | ".join(head) + " |", "|---:|---:|---:|---|" + "---:|" * (len(COLUMNS) + 4) + "---|---:|"]
-    fp32 = {(s.size, s.batch, s.k): _median(s, "step") for s in setups if s.precision == "fp32"}
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---:|---:|---:|---|" + "---:|" * (len(COLUMNS) + 4) + "---|---:|"]
+    fp32 = {(s.preset, s.size, s.batch, s.k): _median(s, "step") for s in setups if s.precision == "fp32"}
     for s in setups:
         step = _median(s, "step")
         compute = statistics.median(t["step"] - t["loader"] for t in s.times)
         phases = {c: _median(s, c) for c in COLUMNS}
         dominant = max(phases, key=phases.get)
-        ratio = fp32.get((s.size, s.batch, s.k))
-        cells = [str(s.size), str(s.batch), str(s.k), s.precision, *(f"{1000 * phases[c]:.0f}" for c in COLUMNS),
+        ratio = fp32.get((s.preset, s.size, s.batch, s.k))
+        model = s.step.nets.generator.config
+        cells = [s.preset, f"warp-guided, {model.correction}" if model.warp_guided else "faithful", str(s.size), str(s.batch), str(s.k), s.precision, *(f"{1000 * phases[c]:.0f}" for c in COLUMNS),
                  f"{1000 * step:.0f}", f"{step / ratio:.2f}" if ratio else "", f"**{s.batch / step:.2f}**",
                  f"{s.batch / compute:.2f}", f"{dominant} ({phases[dominant] / step:.0%})",
                  f"{statistics.mean(s.loads):.1f}"]
@@ -290,14 +293,14 @@ def report(config: BenchTrainConfig, data: Path | None = None) -> str:
     after = os.getloadavg()
     source = (f"dataset `{data}` (train split)" if data is not None else
               "synthetic clips (noise textures on the mean face mesh, 4 clips of 12 frames per size; not faces)")
-    model = "warp-guided" if config.warp_guided else "faithful"
     notes = [f"bf16 (autocast): {why}" + ("" if bf16 else ": not measured") if "bf16" in config.precisions else "",
              f"Load average (1, 5, 15 min) before: {', '.join(f'{v:.1f}' for v in before)}; after: "
              f"{', '.join(f'{v:.1f}' for v in after)}."]
     return "\n\n".join(line for line in [
         "# Training step benchmark",
         f"Machine: {where}; device {device.type}.",
-        f"`{config.preset}` preset, {model} model, its loss and episode settings; data: {source}. Milliseconds "
+        f"Presets {', '.join(f'`{p}`' for p in config.presets)}, each with its loss and episode settings"
+        f"{' (faithful ones made warp-guided)' if config.warp_guided else ''}; data: {source}. Milliseconds "
         f"per step, median of {config.rounds} interleaved rounds after one warm-up step each; episodes/s counts "
         "the loader in this process (episodes/s, loader ahead: without it, as if DataLoader workers kept ahead "
         "on cores of their own); ÷ fp32: step time over the fp32 row's.",

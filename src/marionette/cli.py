@@ -402,14 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
                               + "\n\npresets change these training settings:\n"
                               + "\n".join(f"  {name}: {' '.join(f'{k}={v}' for k, v in changes.items()) or '(none)'}"
                                            for name, changes in TRAIN_PRESETS.items()) + "\n\nmodel.KEY:\n" + describe(ModelConfig)
-                              + "\n\nloss.KEY:\n" + describe(LossConfig) + "\n\nepisodes.KEY (tiny: k_max=2):\n"
+                              + "\n\nloss.KEY:\n" + describe(LossConfig) + "\n\nepisodes.KEY (tiny: k_max=2; warp-cpu: k_max=4 colour_jitter=0.4):\n"
                               + describe(EpisodeConfig) + "\n\nmultiple GPUs or nodes: "
                               "torchrun --nproc_per_node N [--nnodes M --node_rank R --rdzv_backend c10d "
                               "--rdzv_endpoint HOST:PORT] -m marionette.cli train ...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting listed below (repeat for more)")
-    p.add_argument("--config", default="cpu", choices=["paper", "cpu", "tiny"],
-                   help="preset: paper (256 px), cpu (128 px, trains on a CPU), tiny (64 px, tests) (default: cpu)")
+    p.add_argument("--config", default="cpu", choices=list(TRAIN_PRESETS),
+                   help="preset: paper (256 px), cpu (128 px, trains on a CPU), warp-cpu (ours: the warp-guided model "
+                        "and its recipe for two CPU cores, 128 px), tiny (64 px, tests) (default: cpu)")
     p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess` (crops of the preset's size)")
     p.add_argument("--run", required=True, help="run folder (created; rerunning the same command resumes from its last checkpoint)")
     p.add_argument("--init", default=None, metavar="EXPORT", help="start a new run's generator and its EMA from this "

@@ -1,7 +1,9 @@
 """Model and loss configuration: one typed dataclass each, presets list only their differences.
 
 The defaults are the `paper` preset (256 px, encoder widths 64..512 as in the paper, §Method);
-`cpu` trains and runs on a laptop CPU; `tiny` exists for tests.
+`cpu` trains and runs on a laptop CPU; `warp-cpu` (ours) is the warp-guided model sized for
+training on two CPU cores (half the `cpu` encoder and decoder widths, the refiner's correction);
+`tiny` exists for tests.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from marionette.config import Settings, at_least, between, one_of, override, text
 
 LEVELS = 5  # the target encoder halves the image five times (paper: five residual down blocks)
-CORRECTIONS = ("residual", "blend")  # how the warp-guided decoder corrects the warp image (ours; decoder.py)
+CORRECTIONS = ("residual", "blend", "refine")  # how the warp-guided decoder corrects the warp image (ours; decoder.py)
 
 
 @dataclass(frozen=True)
@@ -29,18 +31,20 @@ class ModelConfig(Settings):
     disc_channels: int = 64  # discriminator width at full resolution; doubles per halving (ours)
     disc_max_channels: int = 512  # cap on any discriminator width (ours)
     warp_guided: bool = False  # ours: E_x also sees the warp renderer's image and Q corrects it
-    correction: str = "residual"  # ours, warp-guided: Q's gated residual on the warp, or "blend" of it with Q's painting
+    correction: str = "residual"  # ours, warp-guided: Q's gated residual on the warp, "blend" of it with Q's painting,
+    # or "refine": a U-Net of its own over the warp moves and paints its pixels (refiner.py)
+    refine_channels: int = 16  # ours, correction=refine: the refiner's width at full resolution; doubles per halving
 
     RULES = dict(image_size=between(2 ** (LEVELS + 1), 1024), channels=between(1, 1024), max_channels=between(1, 4096),
                  decoder_channels=between(1, 1024), attention_blocks=between(1, 16), attention_heads=between(1, 64),
                  flow_max=between(0.01, 2), disc_channels=between(1, 1024), disc_max_channels=between(1, 4096),
-                 correction=one_of(*CORRECTIONS))
+                 correction=one_of(*CORRECTIONS), refine_channels=between(1, 256))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.require(self.image_size % 2**LEVELS == 0, "image_size", f"must be a multiple of {2**LEVELS}")
         self.require(self.warp_guided or self.correction == "residual", "correction",
-                     "blend corrects the warp image: it needs model.warp_guided=true")
+                     f"{self.correction} corrects the warp image: it needs model.warp_guided=true")
         for width in (self.width(LEVELS - 1), self.width(LEVELS)):
             self.require(width % (4 * self.attention_heads) == 0, "attention_heads",
                          f"4 x attention_heads must divide the encoder width {width} at the blender")
@@ -62,6 +66,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {},
     "cpu": dict(image_size=128, channels=16, max_channels=128, decoder_channels=16, attention_heads=4,
                 disc_channels=16, disc_max_channels=256),
+    "warp-cpu": dict(image_size=128, channels=8, max_channels=128, decoder_channels=8, attention_heads=4,
+                     disc_channels=16, disc_max_channels=256, warp_guided=True, correction="refine",
+                     refine_channels=12),
     "tiny": dict(image_size=64, channels=8, max_channels=32, decoder_channels=8, attention_heads=2,
                  disc_channels=8, disc_max_channels=32),
 }
@@ -88,7 +95,10 @@ class LossConfig(Settings):
     perceptual_weights: str = "shipped"  # VGG19: "shipped" (package asset, relu1_1..3_1), a full VGG19's path, "random"
     face_weights: str = "none"  # VGG-Face weights (VGG16, features.N.*): a path, "random", or "none" (term off)
     painted_weight: float = 1.0  # ours, correction=blend: the pixel and perceptual (and face) terms also on Q's painting, x this
+    perceptual_scale: float = 1.0  # ours: images are resized by this factor before the whole-image VGG terms (0.5 on CPU)
+    region_weight: float = 0.0  # ours: pixel L1 + perceptual on crops around the driver's mouth and eyes (losses.py)
 
     RULES = dict(adversarial_weight=at_least(0), feature_matching_weight=at_least(0), perceptual_weight=at_least(0),
                  pixel_weight=at_least(0), face_perceptual_weight=at_least(0), perceptual_weights=text(),
-                 face_weights=text(), painted_weight=at_least(0))
+                 face_weights=text(), painted_weight=at_least(0),
+                 perceptual_scale=between(0.125, 1), region_weight=at_least(0))

@@ -13,6 +13,8 @@ says how:
   model does (its own training term: LossConfig.painted_weight), and a zero-initialised mask head
   says where the output moves from w towards g. The output's gradient reaches the mask through
   g - w from the first step, and g's own term trains everything upstream from the first step.
+- `refine` (refiner.py's WarpRefiner): a U-Net of its own over w and r_x, fed Q's features at
+  every scale, moves the warp's pixels (a flow) and paints on them (a residual).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from torch import nn
 
 from marionette.model.config import LEVELS, ModelConfig
 from marionette.model.layers import FlowHead, InstanceNorm, ResidualUp, conv, warp
+from marionette.model.refiner import WarpRefiner
 
 
 class WarpAlignmentBlock(nn.Module):
@@ -95,15 +98,17 @@ class WarpBlend(nn.Module):
 class Correction:
     """What the warp-guided decoder (ours) did to its warp image."""
 
-    mask: torch.Tensor  # (B, 1, H, W) in [0, 1] (residual) or [-1, 1] (blend): where the output departs from the warp
+    mask: torch.Tensor  # (B, 1, H, W): where the output departs from the warp: the residual's mask in [0, 1],
+    # the blend's in [-1, 1], the refiner's mean |output - warp|
     painted: torch.Tensor | None  # blend: the image head's painting g (B, 3, H, W) in [-1, 1]; residual: None
 
 
 class Decoder(nn.Module):
     """Four warp-alignment blocks at H/16, H/8, H/4, H/2 (16..128 at 256 px), then norm, ReLU,
     conv3x3 and tanh to the RGB image (B, 3, H, W) in [-1, 1] (paper: `to_rgb`); in the warp-guided
-    model (ours) a WarpCorrection of the warp image instead (correction=residual), or a WarpBlend of
-    the warp image with that RGB image (correction=blend)."""
+    model (ours) a WarpCorrection of the warp image instead (correction=residual), a WarpBlend of
+    the warp image with that RGB image (correction=blend), or a WarpRefiner of the warp image fed the
+    blocks' features at H/8..H (correction=refine)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -114,24 +119,29 @@ class Decoder(nn.Module):
             for level in range(LEVELS - 1, 0, -1))
         if config.warp_guided and config.correction == "residual":
             self.correction = WarpCorrection(config.decoder_width(0))
+        elif config.warp_guided and config.correction == "refine":
+            self.correction = WarpRefiner(config, tuple(config.decoder_width(j) for j in range(LEVELS - 2, -1, -1)))
         else:
             self.to_rgb = nn.Sequential(InstanceNorm(config.decoder_width(0)), nn.ReLU(),
                                         conv(config.decoder_width(0), 3, 3), nn.Tanh())
             if config.warp_guided:
                 self.correction = WarpBlend(config.decoder_width(0))
 
-    def forward(self, z_xy: torch.Tensor, mean_skips: tuple[torch.Tensor, ...], warp_image: torch.Tensor | None = None
+    def forward(self, z_xy: torch.Tensor, mean_skips: tuple[torch.Tensor, ...], warp_image: torch.Tensor | None = None,
+                landmark_image: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...], Correction | None]:
         """z_xy (B, C_4, H/16, W/16), mean_skips = mean_k Ŝ_1..Ŝ_4, each (B, C_j, H/2^j, W/2^j),
-        warp_image (B, 3, H, W) in the warp-guided model (else None). Returns the image (B, 3, H, W),
+        warp_image (B, 3, H, W) in the warp-guided model (else None), landmark_image r_x (B, 3, H, W)
+        (read by the refiner only). Returns the image (B, 3, H, W),
         the driver flows f_u at H/16..H/2, and the Correction (warp-guided; else None)."""
         b, size = z_xy.shape[0], self.config.image_size
         assert len(mean_skips) == LEVELS - 1
-        u, flows = z_xy, []
+        u, flows, features = z_xy, [], []
         for block, skip in zip(self.blocks, reversed(mean_skips)):
             assert skip.shape[0] == b and skip.shape[-2:] == u.shape[-2:], (skip.shape, u.shape)
             u, flow = block(u, skip)  # (B, C, 2h, 2w)
             flows.append(flow)
+            features.append(u)
         assert (warp_image is not None) == self.config.warp_guided, "a warp image iff the model is warp-guided"
         correction = None
         if warp_image is None:
@@ -139,6 +149,10 @@ class Decoder(nn.Module):
         elif self.config.correction == "residual":
             image, mask = self.correction(u, warp_image)  # (B, 3, H, W), (B, 1, H, W)
             correction = Correction(mask=mask, painted=None)
+        elif self.config.correction == "refine":
+            assert landmark_image is not None, "the refiner reads the driver's landmark image"
+            image, departure = self.correction(tuple(features), landmark_image, warp_image)  # (B, 3, H, W), (B, 1, H, W)
+            correction = Correction(mask=departure, painted=None)
         else:
             features = self.to_rgb[:2](u)  # ReLU(norm(u)) (B, C, H, W): read by both heads
             painted = self.to_rgb[2:](features)  # (B, 3, H, W): the paper's image

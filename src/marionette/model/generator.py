@@ -5,7 +5,8 @@ frame then costs E_x, B's queries and attention, and Q (ours).
 Ours, the warp-guided model (`ModelConfig.warp_guided`, off in every preset): each driver frame
 also brings the training-free warp renderer's image of the driver (inference/warp.py, made from
 the same targets); E_x reads it beside r_x and Q corrects it (`ModelConfig.correction`: a gated
-residual on it, or a blend of it with the paper's painted image), exactly the warp at
+residual on it, a blend of it with the paper's painted image, or a U-Net of its own that moves
+and paints the warp's pixels), exactly the warp at
 initialisation. Image attention (B) and target feature alignment (E_y, Q's warp-alignment blocks)
 are the paper's. Inference reads `GeneratorOutput.image`; the painted image of the blend is there
 for training (its own loss term) and inspection."""
@@ -88,7 +89,8 @@ class Generator(nn.Module):
         driver = driver_landmark_image if warp_image is None else torch.cat((driver_landmark_image, warp_image), 1)
         z_x = self.driver_encoder(driver)  # (B, C_4, H/16, W/16)
         z_xy, attention = self.blender(z_x, cache.keys, cache.values, return_attention)  # (B, C_4, H/16, W/16)
-        image, driver_flows, correction = self.decoder(z_xy, cache.mean_skips, warp_image)  # (B, 3, H, W)
+        image, driver_flows, correction = self.decoder(z_xy, cache.mean_skips, warp_image,  # (B, 3, H, W)
+                                                        driver_landmark_image)
         return GeneratorOutput(image=image, attention=attention, driver_flows=driver_flows, target_flows=cache.flows,
                                mask=None if correction is None else correction.mask,
                                painted=None if correction is None else correction.painted)

@@ -10,7 +10,13 @@ frozen in that pass).
 Ours, for the warp-guided model's blend correction: its painted image g gets the output's
 reconstruction terms (pixel, perceptual, face perceptual, with their weights) against the truth,
 scaled by `painted_weight`, so that the parts upstream of it learn from the first step whatever
-the blend mask does.
+the blend mask does. `region_weight` (ours) adds pixel L1 and perceptual terms on crops around the
+driver's mouth and eyes (from its 68 landmarks), where the warp is most wrong and the whole-image
+terms, averaged over a face, hardly see it. With adversarial_weight and feature_matching_weight both
+0 the discriminator is never run (`uses_discriminator`): no D step, no D pass in the G step.
+`perceptual_scale` < 1 (ours) runs the whole-image VGG terms on images resized by that factor: at
+0.5 a quarter of their cost, the larger share of a CPU step; the region crops keep the full detail
+of the mouth and eyes.
 """
 
 from __future__ import annotations
@@ -48,9 +54,35 @@ class GeneratorLosses:
     face_perceptual: torch.Tensor  # the same with VGG-Face; zero when the face network is off
     pixel: torch.Tensor  # mean absolute pixel difference, unweighted (ours; weight 0 by default)
     painted: torch.Tensor  # ours: the reconstruction terms (weighted) on the blend's painted image; zero without one
+    region: torch.Tensor  # ours: pixel L1 + perceptual on the mouth and eye crops, unweighted; zero when region_weight is 0
 
     def as_dict(self) -> dict[str, float]:
         return {f"G/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
+
+
+# ours: the regions of the region terms, as iBUG-68 indices (mouth, left eye, right eye), and the
+# crop around each: a square `REGION_SCALE` x the points' larger extent, resampled to REGION_SIZE px
+REGIONS = (tuple(range(48, 68)), tuple(range(36, 42)), tuple(range(42, 48)))
+REGION_SCALE, REGION_SIZE = 1.6, 48
+
+
+def region_crops(images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+    """images (B, 3, S, S), landmarks (B, 68, >=2) in crop pixels -> the REGIONS' crops
+    (B·len(REGIONS), 3, REGION_SIZE, REGION_SIZE), bilinear, region-major within each image."""
+    b, size = images.shape[0], images.shape[-1]
+    thetas = []
+    for indices in REGIONS:
+        points = landmarks[:, list(indices), :2].float()  # (B, n, 2)
+        low, high = points.amin(dim=1), points.amax(dim=1)  # (B, 2)
+        centre = (low + high) / 2 / size * 2 - 1  # (B, 2) in grid units
+        side = REGION_SCALE * (high - low).amax(dim=1).clamp(min=4.0) / size  # (B,) fraction of the image side
+        theta = torch.zeros(b, 2, 3, device=images.device, dtype=images.dtype)
+        theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = side, side, centre
+        thetas.append(theta)
+    theta = torch.stack(thetas, dim=1).flatten(0, 1)  # (B·R, 2, 3)
+    grid = F.affine_grid(theta, [theta.shape[0], 3, REGION_SIZE, REGION_SIZE], align_corners=False)
+    repeated = images.unsqueeze(1).expand(b, len(REGIONS), *images.shape[1:]).flatten(0, 1)  # (B·R, 3, S, S)
+    return F.grid_sample(repeated, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def hinge_discriminator(real_score: torch.Tensor, fake_score: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,6 +112,11 @@ class Objective:
         self.perceptual = perceptual
         self.face_perceptual = face_perceptual
 
+    @property
+    def uses_discriminator(self) -> bool:
+        """Whether any term needs D (else the D step and the G step's D passes are skipped)."""
+        return self.config.adversarial_weight > 0 or self.config.feature_matching_weight > 0
+
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, landmark_image: torch.Tensor
                            ) -> DiscriminatorLosses:
         """real, fake (B, 3, H, W) images, landmark_image (B, 3, H, W) the driver's; fake is detached."""
@@ -91,21 +128,33 @@ class Objective:
                                    fake_score=fake_score.detach())
 
     def generator_step(self, fake: torch.Tensor, real: torch.Tensor, landmark_image: torch.Tensor,
-                       painted: torch.Tensor | None = None) -> GeneratorLosses:
+                       painted: torch.Tensor | None = None, landmarks: torch.Tensor | None = None) -> GeneratorLosses:
         """fake (B, 3, H, W) from G, real (B, 3, H, W) the driver frame (ground truth), landmark_image
-        its r_x; painted (B, 3, H, W) the blend correction's painted image (GeneratorOutput.painted)."""
+        its r_x; painted (B, 3, H, W) the blend correction's painted image (GeneratorOutput.painted);
+        landmarks (B, 68, 3) the driver's, in crop pixels (needed when region_weight > 0)."""
         c = self.config
-        self.critic.requires_grad_(False)  # the graph records D's weights as constants
-        try:
-            fake_d = self.critic(fake, landmark_image)
-        finally:
-            self.critic.requires_grad_(True)
+        adversarial = feature_matching = fake.new_zeros(())
+        if self.uses_discriminator:
+            self.critic.requires_grad_(False)  # the graph records D's weights as constants
+            try:
+                fake_d = self.critic(fake, landmark_image)
+            finally:
+                self.critic.requires_grad_(True)
+            with torch.no_grad():
+                real_d = self.critic(real, landmark_image)
+            adversarial = hinge_generator(fake_d.score)
+            feature_matching = feature_distance(fake_d.features, real_d.features)
         with torch.no_grad():
-            real_d = self.critic(real, landmark_image)
-            real_vgg = self.perceptual(real)
-            real_face = None if self.face_perceptual is None else self.face_perceptual(real)
-        adversarial = hinge_generator(fake_d.score)
-        feature_matching = feature_distance(fake_d.features, real_d.features)
+            real_vgg = self.perceptual(self._scaled(real))
+            real_face = None if self.face_perceptual is None else self.face_perceptual(self._scaled(real))
+        region = fake.new_zeros(())
+        if c.region_weight > 0:
+            if landmarks is None:
+                raise ValueError("loss.region_weight > 0 needs the driver's landmarks")
+            fake_crops, real_crops = region_crops(fake, landmarks), region_crops(real, landmarks)
+            with torch.no_grad():
+                real_crops_vgg = self.perceptual(real_crops)
+            region = F.l1_loss(fake_crops, real_crops) + feature_distance(self.perceptual(fake_crops), real_crops_vgg)
         pixel, perceptual, face_perceptual = self._reconstruction(fake, real, real_vgg, real_face)
         painted_terms = fake.new_zeros(())
         if painted is not None and c.painted_weight > 0:
@@ -114,17 +163,24 @@ class Objective:
                              + c.face_perceptual_weight * painted_face)
         total = (c.adversarial_weight * adversarial + c.feature_matching_weight * feature_matching
                  + c.perceptual_weight * perceptual + c.face_perceptual_weight * face_perceptual
-                 + c.pixel_weight * pixel + c.painted_weight * painted_terms)
+                 + c.pixel_weight * pixel + c.painted_weight * painted_terms + c.region_weight * region)
         return GeneratorLosses(total=total, adversarial=adversarial, feature_matching=feature_matching,
                                perceptual=perceptual, face_perceptual=face_perceptual, pixel=pixel,
-                               painted=painted_terms)
+                               painted=painted_terms, region=region)
+
+    def _scaled(self, image: torch.Tensor) -> torch.Tensor:
+        """image (B, 3, H, W) resized by perceptual_scale (area-averaged), as the whole-image VGG terms see it."""
+        if self.config.perceptual_scale == 1:
+            return image
+        return F.interpolate(image, scale_factor=self.config.perceptual_scale, mode="area")
 
     def _reconstruction(self, image: torch.Tensor, real: torch.Tensor, real_vgg: list[torch.Tensor],
                         real_face: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unweighted pixel L1, perceptual and face perceptual (zero when off) terms of an image
         (B, 3, H, W) against the truth, given the truth's VGG features."""
-        perceptual = feature_distance(self.perceptual(image), real_vgg)
-        face = image.new_zeros(()) if real_face is None else feature_distance(self.face_perceptual(image), real_face)
+        scaled = self._scaled(image)
+        perceptual = feature_distance(self.perceptual(scaled), real_vgg)
+        face = image.new_zeros(()) if real_face is None else feature_distance(self.face_perceptual(scaled), real_face)
         return F.l1_loss(image, real), perceptual, face
 
 

@@ -234,12 +234,14 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
 
         if logged:
             now = time.perf_counter()
-            stats = {"step": step, "K": result.k, "lr_scale": lr_scale, **result.d_losses.as_dict(),
+            d_terms = result.d_losses.as_dict() if result.d_losses is not None else {}
+            stats = {"step": step, "K": result.k, "lr_scale": lr_scale, **d_terms,
                      **result.g_losses.as_dict(), **result.diagnostics,
                      "episodes_per_s": t.batch_size * (step - tick_step) / max(now - tick, 1e-9)}
             tick, tick_step = now, step
-            bar.set_postfix({"D": f"{stats['D/total']:.3f}", "G": f"{stats['G/total']:.3f}",
-                             "fm": f"{stats['G/feature_matching']:.3f}", "ep/s": f"{stats['episodes_per_s']:.2f}"})
+            shown = {"D": stats.get("D/total"), "G": stats["G/total"], "fm": stats["G/feature_matching"],
+                     "ep/s": stats["episodes_per_s"]}
+            bar.set_postfix({name: f"{value:.3f}" for name, value in shown.items() if value is not None})
             if distributed.is_main():  # the losses are rank 0's batch
                 with (run / "stats.jsonl").open("a") as f:
                     f.write(json.dumps(stats) + "\n")
