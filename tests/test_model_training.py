@@ -10,8 +10,7 @@ import torch
 
 from marionette.config import override
 from marionette.model import Discriminator, Generator, LossConfig, build_objective, model_config
-from marionette.model.losses import REGION_SCALE, REGION_SIZE, REGIONS, feature_distance, hinge_discriminator, hinge_generator, \
-    region_crops
+from marionette.model.losses import REGION_SCALE, REGION_SIZE, REGIONS, feature_distance, hinge_discriminator, hinge_generator, region_crops
 
 SIZE = 64
 

@@ -264,7 +264,8 @@ def table(setups: list[_Setup]) -> str:
         dominant = max(phases, key=phases.get)
         ratio = fp32.get((s.preset, s.size, s.batch, s.k))
         model = s.step.nets.generator.config
-        cells = [s.preset, f"warp-guided, {model.correction}" if model.warp_guided else "faithful", str(s.size), str(s.batch), str(s.k), s.precision, *(f"{1000 * phases[c]:.0f}" for c in COLUMNS),
+        cells = [s.preset, f"warp-guided, {model.correction}" if model.warp_guided else "faithful", str(s.size),
+                 str(s.batch), str(s.k), s.precision, *(f"{1000 * phases[c]:.0f}" for c in COLUMNS),
                  f"{1000 * step:.0f}", f"{step / ratio:.2f}" if ratio else "", f"**{s.batch / step:.2f}**",
                  f"{s.batch / compute:.2f}", f"{dominant} ({phases[dominant] / step:.0%})",
                  f"{statistics.mean(s.loads):.1f}"]
