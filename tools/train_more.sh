@@ -3,13 +3,13 @@
 #   1. the dataset: DATA as it is, or, when it has no manifest yet, SOURCES preprocessed into it at SIZE px;
 #   2. train a new run under OUT for MINUTES of wall clock (max_minutes), warm-started (`train --init`)
 #      from the shipped generator ASSET when there is one (its model settings become the run's), else
-#      from scratch (the warp-guided model); the KEY=VALUE settings given are added either way;
+#      from scratch (the warp-guided model of PRESET); the KEY=VALUE settings given are added either way;
 #   3. score the new export against the shipped one (with none shipped: the warp renderer) on the val
 #      identities and replace ASSET and its model card CARD only if the new weights are better
 #      (training/promote.py); a tie or worse leaves both as they were.
 # A sitting runs alone on the machine: nothing else CPU-heavy beside it.
 # Usage: [MINUTES=120] tools/train_more.sh [KEY=VALUE training settings ...]   (or: make train-more MINUTES=120)
-# Environment (defaults): MINUTES (120), PRESET (cpu), SIZE (the shipped generator's, else DATA's, else 128), MAX_FRAMES (32),
+# Environment (defaults): MINUTES (120), PRESET (warp-cpu: the warp-guided model and its CPU recipe), SIZE (the shipped generator's, else DATA's, else 128), MAX_FRAMES (32),
 # DATA (/tmp/marionette_data_$SIZE), SOURCES (shared/data/train shared/data/videos, here or in ../shared),
 # ASSET (src/marionette/assets/generator.safetensors), CARD (ASSET with .md), OUT (runs/train_more),
 # INIT (shipped, or scratch: from scratch even when a generator is shipped), VAL_KS (1,4), VAL_EPISODES (32 per K),
@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-120}
-PRESET=${PRESET:-cpu}
+PRESET=${PRESET:-warp-cpu}
 MAX_FRAMES=${MAX_FRAMES:-32}
 ASSET=${ASSET:-src/marionette/assets/generator.safetensors}
 CARD=${CARD:-${ASSET%.safetensors}.md}

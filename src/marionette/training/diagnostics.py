@@ -7,7 +7,9 @@ beside the losses, to see why a recipe stands still:
   of its own (CORRECTION_PARTS), the rest of the correction counting as `decoder`: with
   correction=residual, its output layer's residual rows (`grad/correction_residual`) and mask row
   (`grad/correction_mask`); with correction=blend, the painting image head (`grad/correction_painted`,
-  its norm included) and the mask head (`grad/correction_mask`). A part that gets no gradient
+  its norm included) and the mask head (`grad/correction_mask`); with correction=refine, the
+  refiner's U-Net (`grad/correction_refiner`) and its head's flow rows (`grad/correction_flow`) and
+  residual rows (`grad/correction_residual`). A part that gets no gradient
   (frozen, or cut off, as everything upstream of the zero residual at step 0) reads 0.
 - `grad_output/<term>`: L2 norm of the gradient of each weighted term of G's objective (weight x
   term) with respect to the generated images (B, 3, H, W): which term drives G's update, on one
@@ -17,7 +19,7 @@ beside the losses, to see why a recipe stands still:
   it scores below 0, in the D step (before its update); `D/real_logit`, `D/fake_logit`: their mean
   scores. A D that separates nothing reads 0.5 and equal logits.
 - warp-guided only: `correction/change`, the mean |output - warp| in [-1, 1] units, and
-  `correction/mask`, the mean blend mask.
+  `correction/mask`, the mean of the correction's mask (the refiner's: its mean departure).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from torch import nn
 from marionette.model import GeneratorLosses, GeneratorOutput, LossConfig
 from marionette.model.losses import DiscriminatorLosses
 
-# per ModelConfig.correction, its parts: part -> (parameter name prefix, output rows of those parameters)
+# per ModelConfig.correction, its parts: part -> (parameter name prefix or prefixes, output rows of those parameters)
 CORRECTION_PARTS = {
     # WarpCorrection.head: one conv whose output channels are the colour residual (0..2) and the mask logit (3)
     "residual": {"correction_residual": ("decoder.correction.head.", slice(0, 3)),
@@ -38,6 +40,10 @@ CORRECTION_PARTS = {
     # the paper's image head (norm, conv to RGB) painting g, and WarpBlend's mask conv
     "blend": {"correction_painted": ("decoder.to_rgb.", slice(None)),
               "correction_mask": ("decoder.correction.", slice(None))},
+    # the refiner's U-Net, and its head's flow (0, 1) and residual (2..4) channels
+    "refine": {"correction_refiner": (("decoder.correction.down", "decoder.correction.up"), slice(None)),
+               "correction_flow": ("decoder.correction.head.", slice(0, 2)),
+               "correction_residual": ("decoder.correction.head.", slice(2, 5))},
 }
 
 
