@@ -379,3 +379,12 @@ def test_every_face_of_a_group_photo_numbered_left_to_right(tmp_path: Path, caps
     assert main(["landmarks", str(group), "--json", "--face", "1"]) == 0
     assert json.loads(capsys.readouterr().out)["face"] == 1
     refused(["landmarks", group, "--face", "3"], capsys, "face 3", "only 3")
+
+
+def test_png_output_is_one_image_of_a_one_frame_driver(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = snapshot(home)
+    line = refused(REENACT + ["result.png"], capsys, "result.png", "driver.mp4", "folder")
+    assert snapshot(home) == before, line  # no folder named result.png
+    assert main(["reenact", "--target", "target.jpg", "--driver", "frames/0000.png", "-o", "result.png", "--quiet",
+                 "--set", "size=128"]) == 0
+    assert (home / "result.png").is_file() and verify(home / "result.png").watermark.present

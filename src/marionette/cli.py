@@ -287,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1..K images of the target (or a target video: frames are sampled from it)")
     p.add_argument("--driver", required=True, help="driver: video file, image, folder of images, or webcam index")
     p.add_argument("-o", "--out", required=True,
-                   help="output: .mp4/.mov/.mkv (H.264, the driver's audio copied), .gif, or a folder for PNG frames")
+                   help="output: .mp4/.mov/.mkv (H.264, the driver's audio copied), .gif, a folder for PNG frames, "
+                        "or .png for an image driver")
     p.add_argument("--checkpoint", default=None,
                    help="trained generator (inference export of `marionette train`) for the neural renderer, or "
                         "its `export-onnx` folder for the onnx renderer (default: none, so the training-free warp "

@@ -14,16 +14,26 @@ from PIL import Image
 from marionette.errors import InputError
 from marionette.provenance import TAG_KEY
 
-MEDIA_OUTPUTS = ("mp4", "mov", "mkv", "gif", "png")
+MEDIA_OUTPUTS = ("mp4", "mov", "mkv", "gif", "png", "frames")
 FRAME_NAME = re.compile(r"\d{6}\.png")  # names of the frames a PNG-folder output holds
 
 
 def output_kind(path: Path) -> str:
-    """mp4, mov, mkv, gif, or png (a folder of PNG frames: a path without a suffix)."""
-    kind = "png" if path.suffix == "" else path.suffix.lower().lstrip(".")
+    """mp4, mov, mkv, gif, png (one image, from a one-frame driver) or frames (a folder of PNG
+    frames: a path without a suffix)."""
+    kind = "frames" if path.suffix == "" else path.suffix.lower().lstrip(".")
     if kind not in MEDIA_OUTPUTS:
-        raise InputError(f"{path}: unsupported output (use .mp4, .mov, .mkv, .gif or a folder for PNG frames)")
+        raise InputError(f"{path}: unsupported output (use .mp4, .mov, .mkv, .gif, .png for an image driver, "
+                         "or a folder for PNG frames)")
     return kind
+
+
+def check_one_image_output(out: str | Path, driver: str, frames: int | None) -> None:
+    """A .png output holds one image: refused (one line saying how to get frames) unless the
+    driver gives one frame (`frames`: how many it will give, None if unknown)."""
+    if output_kind(Path(out)) == "png" and frames != 1:
+        raise InputError(f"{out}: a .png output is one image, but {driver} gives more than one frame; for its "
+                         "frames as PNGs give a folder (a name without a suffix), else .mp4, .mov, .mkv or .gif")
 
 
 def _is_marionette_frame(path: Path) -> bool:
@@ -65,7 +75,7 @@ def check_file_output(out: str | Path, inputs: list[str | Path], overwrite: bool
 def check_media_output(out: str | Path, inputs: list[str | Path], overwrite: bool = False) -> None:
     """A reenactment output: a video or GIF file, or a folder of PNG frames, which may replace an
     existing one only with `overwrite` and only when it holds nothing but marionette's frames."""
-    if output_kind(Path(out)) != "png":
+    if output_kind(Path(out)) != "frames":
         check_file_output(out, inputs, overwrite)
         return
     _check_whole_folder(Path(out), inputs, _is_marionette_frame, "marionette frames from an earlier run", overwrite)

@@ -136,8 +136,8 @@ def _webcam(index: int) -> Iterator[tuple[np.ndarray, Fraction]]:
 
 
 class FrameWriter:
-    """Writes frames to `path` (.mp4/.mov/.mkv: H.264 + the driver's audio; .gif; or a folder of
-    PNGs when `path` has no suffix), each carrying `tags` in its metadata. Nothing appears under
+    """Writes frames to `path` (.mp4/.mov/.mkv: H.264 + the driver's audio; .gif; .png: one frame;
+    or a folder of PNGs when `path` has no suffix), each carrying `tags` in its metadata. Nothing appears under
     `path` unless `close()` completes (a frames folder is built beside it and renamed into place);
     an exception inside the `with` block removes the partial output. The caller checks first that
     `path` may be written (check_output). GIF frames are kept (palettized) until the end: GIF is
@@ -161,7 +161,7 @@ class FrameWriter:
         self.frames = 0
         sweep_temporaries(self.path)  # what a killed run left
         try:
-            self._tmp = self._stack.enter_context(atomic_folder(self.path) if self.kind == "png"
+            self._tmp = self._stack.enter_context(atomic_folder(self.path) if self.kind == "frames"
                                                   else atomic_path(self.path))
         except OSError as e:
             raise InputError(f"{self.path}: cannot write output ({e.strerror})") from None
@@ -175,8 +175,10 @@ class FrameWriter:
         if self._times is not None:  # strictly increasing
             pts = round(Fraction(at) / self.time_base)
             self._times.append(max(pts, self._times[-1] + 1) if self._times else pts)
-        if self.kind == "png":
-            save_image(self._tmp / f"{self.frames:06d}.png", frame, pnginfo=png_info(self.tags))
+        if self.kind in ("png", "frames"):
+            assert self.kind == "frames" or self.frames == 0, "a .png output holds one frame"
+            save_image(self._tmp / f"{self.frames:06d}.png" if self.kind == "frames" else self._tmp, frame,
+                       pnginfo=png_info(self.tags))
         elif self.kind == "gif":
             self._gif.append(Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT))
         else:
@@ -247,7 +249,7 @@ class FrameWriter:
                         else [*(round(1000 * d * self.time_base) for d in np.diff(self._times).tolist()), last])
             first.save(self._tmp, format="GIF", save_all=True, append_images=rest, loop=0,
                        duration=duration, comment=gif_comment(self.tags))
-        elif self.kind != "png":
+        elif self.kind not in ("png", "frames"):
             for packet in self._stream.encode():
                 self._container.mux(packet)
             if self.audio is not None:

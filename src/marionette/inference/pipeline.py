@@ -46,7 +46,7 @@ from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
 from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
-from marionette.outputs import check_media_output
+from marionette.outputs import check_media_output, check_one_image_output
 from marionette.provenance import Watermark, container_tags
 
 RENDERERS = ("auto", "neural", "onnx", "warp", "copy")
@@ -357,15 +357,17 @@ class ReenactPipeline:
 
     def run(self, targets: list[str], driver: str, out: str | Path, progress: bool = True,
             on_frame: Callable[[np.ndarray], None] | None = None) -> RunStats:
-        """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif or a PNG folder). `out`
-        may not be an input, nor anything that holds the user's files (see marionette.outputs).
-        `on_frame` gets each output frame, marked, once it is written (a progress bar, a virtual camera)."""
+        """Reenact `targets` with `driver` into `out` (.mp4/.mov/.mkv/.gif, a PNG folder, or .png for
+        a one-frame driver). `out` may not be an input, nor anything that holds the user's files (see
+        marionette.outputs). `on_frame` gets each output frame, marked, once it is written (a progress
+        bar, a virtual camera)."""
         check_media_output(out, [*targets, driver], self.config.overwrite)
-        self.set_targets(targets)
         source = open_driver(driver)
+        total = min(source.announced or 0, self.config.max_frames or source.announced or 0) or None
+        check_one_image_output(out, driver, total)
+        self.set_targets(targets)
         stats = RunStats()
         tags = container_tags(self.renderer_name, targets=targets, driver=driver)  # inputs hashed for C2PA
-        total = min(source.announced or 0, self.config.max_frames or source.announced or 0) or None
         bar = tqdm(total=total, unit="frame", desc="reenact", disable=not progress)
 
         def written(marked: np.ndarray) -> None:
