@@ -76,6 +76,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, driver: Path) -> Path:
     (tmp_path / "film.mp4").write_bytes(b"my own film")
     (tmp_path / "model.safetensors").write_bytes(b"my own model")
     (tmp_path / "dir.mp4").mkdir()
+    (tmp_path / "project").mkdir()  # another program's settings, named as a run's are
+    (tmp_path / "project" / "config.json").write_text('{"name": "my project", "version": 2}')
     return tmp_path
 
 
@@ -101,6 +103,8 @@ DESTRUCTIVE = {
     "dataset into a folder of the user's": (["preprocess", "frames", "holiday"], ["holiday", "not a marionette dataset"]),
     "training run into a folder of the user's": (["train", "--config", "tiny", "--data", "frames", "--run", "holiday"],
                                                  ["holiday", "not a marionette training run"]),
+    "training run into a folder with a config.json of its own": (
+        ["train", "--config", "tiny", "--data", "frames", "--run", "project"], ["project/config.json", "not a marionette"]),
     "evaluation into a folder of the user's": (["evaluate", "--data", "frames", "--out", "holiday"],
                                                ["holiday", "not a marionette evaluation report"]),
     "demo into a folder of the user's": (["demo", "--out", "holiday", "--quiet"], ["holiday", "not a marionette demo folder"]),

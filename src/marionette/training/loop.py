@@ -94,6 +94,22 @@ def learning_rate_scale(step: int, t: TrainConfig) -> float:
     return 1.0 if t.decay_steps <= 0 else min(1.0, (t.steps - step) / t.decay_steps)
 
 
+def read_run_file(run: Path) -> dict:
+    """The run folder's config.json ({} in a new run); one line naming it when it is not a
+    marionette run's (a folder of something else that happens to hold a config.json)."""
+    path = run / "config.json"
+    if not path.is_file():
+        return {}
+    try:
+        saved = json.loads(path.read_text())
+        RunConfig.from_dict(saved["config"])
+        return saved
+    except (ValueError, KeyError, TypeError) as e:
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise InputError(f"{path}: not a marionette training run's config ({why}); give a new or empty --run folder"
+                         ) from None
+
+
 def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
     """A rerun in an existing run folder must use the same config; only the schedule's length
     (`steps`, `decay_steps`) and the sitting's budget (`max_minutes`) may change, so a run can be
@@ -133,12 +149,12 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
         raise InputError(f"batch_size {t.batch_size} is not divisible by the {world} processes")
     use_autocast = t.autocast and device.type == "cuda"
     check_work_folder(run, [data], ("config.json", "checkpoints", "stats.jsonl"), "training run")
+    saved = read_run_file(run)
     preprocess = Manifest.load(data).config  # missing dataset: one-line InputError
     if preprocess.size != config.model.image_size:
         raise InputError(f"{data}: crops are {preprocess.size} px but the model needs {config.model.image_size} px "
                          f"(preprocess with --set size={config.model.image_size}, or model.image_size={preprocess.size})")
     checkpoints = list_checkpoints(run)
-    saved = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
     if saved:
         check_same_run(saved["config"], config, run)
     if checkpoints:
