@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from marionette.cli import build_parser, main
 from marionette.media import load_image
@@ -59,3 +63,19 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path: Path, capsys: pytest.Ca
     assert "not a folder" in capsys.readouterr().err
     assert main(["preprocess", str(tmp_path), str(tmp_path / "out"), "--set", "max_frame=3"]) == 2
     assert "max_frame=3: unknown PreprocessConfig setting" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["verify", "--json", "IMAGE"], ["verify", "IMAGE"]])
+def test_closed_stdout_pipe_ends_quietly(command: list[str], tmp_path: Path) -> None:
+    """`marionette verify --json | head`: the reader has gone before the output is written (at the
+    end, or as each report is printed)."""
+    image = tmp_path / "plain.png"
+    Image.new("RGB", (64, 64), (90, 120, 150)).save(image)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "marionette.cli", *(str(image) if a == "IMAGE" else a for a in command)],
+                              stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert done.returncode == 141 and done.stderr == "", done.stderr

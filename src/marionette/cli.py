@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 import typing
 from pathlib import Path
@@ -424,11 +426,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="marionette: %(message)s")
-    logging.getLogger("marionette").setLevel(logging.INFO)
     try:
-        status = args.func(args)  # None, or an exit status of its own (verify)
+        try:
+            args = build_parser().parse_args(argv)
+            logging.basicConfig(level=logging.WARNING, format="marionette: %(message)s")
+            logging.getLogger("marionette").setLevel(logging.INFO)
+            status = args.func(args)  # None, or an exit status of its own (verify)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+    except BrokenPipeError:  # stdout's reader has gone (`marionette verify --json | head`): end quietly, as `cat` does
+        with contextlib.suppress(OSError, ValueError):  # nothing left for the interpreter's last flush to fail on
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as for any program a closed pipe stops
     except InputError as e:
         print(f"marionette: error: {e}", file=sys.stderr)
         return 2
