@@ -392,3 +392,13 @@ def test_png_output_is_one_image_of_a_one_frame_driver(home: Path, capsys: pytes
     assert main(["reenact", "--target", "target.jpg", "--driver", "frames/0000.png", "-o", "result.png", "--quiet",
                  "--set", "size=128"]) == 0
     assert (home / "result.png").is_file() and verify(home / "result.png").watermark.present
+
+
+def test_landmark_transformer_errors_name_the_file_given(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (home / "evil.pt").write_bytes(b"a pickle, perhaps")
+    refused(REENACT + ["o.mp4", "--landmark-transformer", "evil.pt"], capsys, "evil.pt", "not a landmark transformer")
+    (home / "evil.safetensors").write_bytes(b"half of a pair")
+    refused(REENACT + ["o.mp4", "--landmark-transformer", "evil.safetensors"], capsys, "evil.safetensors:",
+            "evil.json is missing")
+    refused(REENACT + ["o.mp4", "--landmark-transformer", "gone.safetensors"], capsys, "gone.safetensors: no such file")
+    assert not (home / "o.mp4").exists()

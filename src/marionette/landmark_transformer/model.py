@@ -251,12 +251,18 @@ class LandmarkTransformer:
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_PATH) -> LandmarkTransformer:
-        """Read a fitted transformer (FILE.safetensors + FILE.json); InputError naming the bad file."""
-        path = Path(path).with_suffix(".safetensors")
+        """Read a fitted transformer (FILE.safetensors + FILE.json; either names the pair); InputError
+        naming the file given, or the bad one of the pair."""
+        given = Path(path)
+        if given.suffix not in ("", ".safetensors", ".json"):
+            raise InputError(f"{given}: not a landmark transformer (give the FILE.safetensors that "
+                             "`marionette fit-landmarks` writes, with its FILE.json beside it)")
+        path = given.with_suffix(".safetensors")
         meta_path = path.with_suffix(".json")
         for p in (path, meta_path):
             if not p.is_file():
-                raise InputError(f"{p}: no such file (fit one with `marionette fit-landmarks`)")
+                missing = "no such file" if p == given else f"{p.name} is missing beside it"
+                raise InputError(f"{given}: {missing} (fit one with `marionette fit-landmarks`)")
         try:
             meta = json.loads(meta_path.read_text())
             if meta.get("format") != FORMAT or meta.get("version") != VERSION:
