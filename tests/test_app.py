@@ -215,3 +215,16 @@ def test_api_refuses_an_oversize_upload(app: WebApp) -> None:
     answer = httpx.post(f"{app.url}gradio_api/upload", files={"files": ("big.jpg", bytes(1_200_000))})
     assert (answer.status_code, answer.text) == (413, "File size exceeded maximum allowed size of 1048576 bytes.")
     assert _files(Path(app.temp_dir)) == before  # nothing of it kept
+
+
+def test_api_names_the_driver_face_apart_from_the_target_face(app: WebApp, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    client = Client(app.url, verbose=False, download_files=str(tmp_path / "client"))
+    choices = dict(targets=[handle_file(str(TARGET))], driver=handle_file(str(DRIVER)), mode="relative", alpha=1.0,
+                   renderer="warp", output="crop", side_by_side=False, max_frames=2, api_name="/reenact")
+    video, verdict = client.predict(face=-1, driver_face=-1, **choices)
+    assert verdict.endswith("\n2 frames, renderer warp")
+    with pytest.raises(Exception) as refused:
+        client.predict(face=-1, driver_face=1, **choices)  # the driver holds one face
+    assert str(refused.value).startswith("grid_lbax4n.mp4: no face 1 ")

@@ -364,13 +364,18 @@ def test_truncated_driver_says_how_much_was_decoded(tmp_path: Path, caplog: pyte
     assert 0 < frames < 20 and f"decoded {frames} of the 20 frames" in caplog.text
 
 
-def test_every_face_of_a_group_photo_numbered_left_to_right(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def group_photo(path: Path) -> Path:
+    """The bundled portraits side by side, 400 px high: three people in one photo."""
     import cv2
 
     faces = [load_image(p) for p in sorted((ASSETS / "faces").glob("*.jpg"))]
     faces = [cv2.resize(f, (round(f.shape[1] * 400 / f.shape[0]), 400), interpolation=cv2.INTER_AREA) for f in faces]
-    group = tmp_path / "group.png"
-    save_image(group, np.concatenate(faces, axis=1))  # three people side by side
+    save_image(path, np.concatenate(faces, axis=1))
+    return path
+
+
+def test_every_face_of_a_group_photo_numbered_left_to_right(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    group = group_photo(tmp_path / "group.png")
     import json
 
     assert main(["landmarks", str(group), "--json"]) == 0
@@ -402,3 +407,13 @@ def test_landmark_transformer_errors_name_the_file_given(home: Path, capsys: pyt
             "evil.json is missing")
     refused(REENACT + ["o.mp4", "--landmark-transformer", "gone.safetensors"], capsys, "gone.safetensors: no such file")
     assert not (home / "o.mp4").exists()
+
+
+def test_face_picks_the_target_face_and_driver_face_the_drivers(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    group = group_photo(home / "group.png")
+    quick = ["--quiet", "--set", "size=128", "--set", "max_frames=2"]
+    assert main(["reenact", "--target", str(group), "--driver", "driver.mp4", "-o", "o.mp4", "--set", "face=2", *quick]) == 0
+    assert len(list(iter_video(home / "o.mp4"))) == 2  # the one-face driver drove the third person
+    refused(["reenact", "--target", "target.jpg", "--driver", "driver.mp4", "-o", "p.mp4", "--set", "driver_face=1",
+             *quick], capsys, "driver.mp4", "no face 1", "driver_face=-1")
+    assert not (home / "p.mp4").exists()

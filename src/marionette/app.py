@@ -32,6 +32,7 @@ from marionette.devices import DEVICE_RULE, PRECISION_RULE, placement
 from marionette.errors import InputError
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.renderers import generator_renderer
+from marionette.landmarks.mesh import LARGEST
 from marionette.media import IMAGE_EXTS, load_image, probe_video
 from marionette.provenance import format_report, verify
 
@@ -137,9 +138,10 @@ class WebApp:
         return shown, "\n".join(notes)
 
     def reenact(self, targets: list[str] | None, driver: str | None, face: float, mode: str, alpha: float,
-                renderer: str, output: str, side_by_side: bool, max_frames: float,
+                renderer: str, output: str, side_by_side: bool, max_frames: float, driver_face: float = LARGEST,
                 progress: Any = None) -> tuple[str, str]:
-        """Run one job; returns (result video, verify's verdict and the run's figures)."""
+        """Run one job; returns (result video, verify's verdict and the run's figures). `face`,
+        `driver_face`: as the settings of that name (-1 the largest, else numbered from 0, left to right)."""
         gr = self.gr
         targets = list(targets or [])
         uploads = targets + ([driver] if driver else [])
@@ -148,6 +150,7 @@ class WebApp:
             if int(max_frames) > 0:
                 frames = min(frames, int(max_frames))
             config = ReenactConfig(renderer=renderer, mode=mode, alpha=float(alpha), face=int(face),
+                                   driver_face=int(driver_face),
                                    paste_back=output == "paste back", side_by_side=bool(side_by_side),
                                    max_frames=max(int(max_frames), 0), **self.device_settings)
             pipeline = ReenactPipeline(config, checkpoint=self.config.checkpoint or None)
@@ -188,10 +191,10 @@ class WebApp:
         config = self.config
         keep = max(round(60 * config.keep_minutes), 1)
 
-        def run(targets, driver, face, mode, alpha, renderer, output, side_by_side, max_frames,
+        def run(targets, driver, face, mode, alpha, renderer, output, side_by_side, max_frames, driver_face,
                 progress=gr.Progress()):
             return self.reenact(targets, driver, face, mode, alpha, renderer, output, side_by_side, max_frames,
-                                progress)
+                                driver_face, progress)
 
         with gr.Blocks(title="marionette", analytics_enabled=False, delete_cache=(min(keep, 60), keep)) as blocks:
             gr.Markdown("## marionette: few-shot face reenactment\nAnimate a face in 1 to "
@@ -209,7 +212,10 @@ class WebApp:
                     driver = gr.Video(label=f"Driver: a video up to {config.max_seconds:.0f} s, or record one",
                                       sources=["upload", "webcam"], include_audio=True, elem_id="driver")
                 with gr.Column():
-                    face = gr.Number(0, label="Face (0 = largest)", precision=0, minimum=0, maximum=7)
+                    face = gr.Number(LARGEST, label="Target face (-1 = largest, else 0, 1, ... from the left)",
+                                     precision=0, minimum=LARGEST, maximum=15, elem_id="face")
+                    driver_face = gr.Number(LARGEST, label="Driver face (-1 = largest, else 0, 1, ... from the left)",
+                                            precision=0, minimum=LARGEST, maximum=15, elem_id="driver_face")
                     mode = gr.Radio(["relative", "absolute"], value="relative", label="Motion",
                                     info="relative: the driver's motion since its first frame")
                     alpha = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Expression strength")
@@ -225,7 +231,7 @@ class WebApp:
             for trigger in (targets.change, face.change):
                 trigger(self.preview, [targets, face], [landmarks, notes], api_visibility="private",
                         concurrency_limit=config.concurrency, concurrency_id="preview")
-            go.click(run, [targets, driver, face, mode, alpha, renderer, output, side_by_side, max_frames],
+            go.click(run, [targets, driver, face, mode, alpha, renderer, output, side_by_side, max_frames, driver_face],
                      [result, verdict], api_name="reenact", concurrency_limit=config.concurrency,
                      concurrency_id="reenact")
         blocks.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)

@@ -44,7 +44,7 @@ from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmark_transformer.config import EXPRESSIONS
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
-from marionette.landmarks.mesh import FaceMesh, detect_face, pick_face
+from marionette.landmarks.mesh import LARGEST, FaceMesh, detect_face, pick_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.outputs import check_media_output, check_one_image_output
 from marionette.provenance import Watermark, container_tags
@@ -77,7 +77,8 @@ class ReenactConfig(Settings):
     target_frames: int = 8  # frames sampled from a target video (K)
     max_frames: int = 0  # stop after this many driver frames (0 = all; a webcam runs until Ctrl-C, keeping the output)
     preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
-    face: int = -1  # which face of the targets and driver: -1 the largest, else numbered from 0 left to right
+    face: int = -1  # which face of the targets: -1 the largest, else numbered from 0 left to right
+    driver_face: int = -1  # which face of the driver: -1 the largest, else numbered from 0 left to right
     crf: int = 18  # H.264 quality of video outputs (lower = better)
     batch: int = 2  # frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)
     torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
@@ -89,8 +90,9 @@ class ReenactConfig(Settings):
                  reference=one_of(*REFERENCES), expression=one_of(*EXPRESSIONS), neutral_seconds=between(0, 60),
                  max_turn=off_or(between(5, 180)),
                  smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
-                 target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15), crf=between(0, 51),
-                 batch=between(1, 64), torch_threads=between(1, 256), device=DEVICE_RULE, precision=PRECISION_RULE)
+                 target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15),
+                 driver_face=between(-1, 15), crf=between(0, 51), batch=between(1, 64), torch_threads=between(1, 256),
+                 device=DEVICE_RULE, precision=PRECISION_RULE)
 
 
 @dataclass(frozen=True)
@@ -260,7 +262,7 @@ class ReenactPipeline:
         if not self.targets:
             raise InputError("set_targets() first")
         target = self.targets[0]
-        with FaceMesh(video=True, max_faces=max(2, self.config.face + 1)) as tracker, Stages() as stages:
+        with FaceMesh(video=True, max_faces=max(2, self.config.driver_face + 1)) as tracker, Stages() as stages:
             started, cpu = time.perf_counter(), time.process_time()
             try:
                 decoded = stages.start(self._decode(driver, stats))
@@ -277,7 +279,9 @@ class ReenactPipeline:
                 stats.wall += time.perf_counter() - started
                 stats.cpu += time.process_time() - cpu
         if stats.frames == 0:
-            raise InputError(f"{driver.spec}: no face found in any driver frame")
+            which = "no face" if self.config.driver_face == LARGEST else (
+                f"no face {self.config.driver_face} (numbered from 0, left to right; driver_face=-1: the largest)")
+            raise InputError(f"{driver.spec}: {which} found in any driver frame")
 
     def _decode(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, Fraction | None]]:
         """Stage 1: the driver's (frame, time) pairs, at most max_frames."""
@@ -300,7 +304,7 @@ class ReenactPipeline:
         last: np.ndarray | None = None
         for frame, at in decoded:
             start = time.perf_counter()
-            face = pick_face(tracker.detect(frame), self.config.face)
+            face = pick_face(tracker.detect(frame), self.config.driver_face)
             if face is not None:
                 last = smooth(face.mesh)
             else:
