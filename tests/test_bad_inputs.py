@@ -417,3 +417,28 @@ def test_face_picks_the_target_face_and_driver_face_the_drivers(home: Path, caps
     refused(["reenact", "--target", "target.jpg", "--driver", "driver.mp4", "-o", "p.mp4", "--set", "driver_face=1",
              *quick], capsys, "driver.mp4", "no face 1", "driver_face=-1")
     assert not (home / "p.mp4").exists()
+
+
+@pytest.mark.parametrize("name", ["o.mp4", "o_frames"])
+def test_an_output_written_meanwhile_by_another_run_is_kept(name: str, home: Path) -> None:
+    """Two runs write the same new output: the one that ends second is refused, the first's output
+    stays, and neither removes the other's temporaries."""
+    from marionette.errors import InputError
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+    from marionette.media import sweep_temporaries
+
+    out = home / name
+    theirs = out if out.suffix else out / "000000.png"
+
+    def other_run(_: np.ndarray) -> None:
+        assert sweep_temporaries(out) == []  # as another run starting now would: this run's temporary stays
+        if not out.exists():  # while this run is writing, the other one puts its own output in place
+            theirs.parent.mkdir(exist_ok=True)
+            theirs.write_bytes(b"the other run's output")
+
+    pipeline = ReenactPipeline(ReenactConfig(size=128, max_frames=2))
+    with pytest.raises(InputError, match=f"{name}: was written meanwhile"):
+        pipeline.run(["target.jpg"], "driver.mp4", out, progress=False, on_frame=other_run)
+    assert theirs.read_bytes() == b"the other run's output"
+    assert out.is_file() or [p.name for p in out.iterdir()] == ["000000.png"]  # no frame of this run added
+    assert not [p.name for p in home.iterdir() if ".partial-" in p.name]

@@ -7,6 +7,7 @@ Every failure on user input becomes an `InputError` whose one-line message names
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -30,7 +31,7 @@ os.umask(UMASK)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".flv")
 MAX_PIXELS = 89_478_485  # images above this many pixels are refused (PIL's decompression-bomb limit)
-TEMP_TAG = ".partial-"  # temporaries are named .NAME.partial-XXXXXXXX beside their destination
+TEMP_TAG = ".partial-"  # temporaries are named .NAME.partial-PID-XXXXXXXX beside their destination
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -65,16 +66,31 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 def _temporary_name(path: Path) -> str:
-    return f".{path.name}{TEMP_TAG}"
+    """The prefix of `path`'s temporaries: .NAME.partial-PID- (the writing process)."""
+    return f".{path.name}{TEMP_TAG}{os.getpid()}-"
+
+
+def _writer_gone(tmp: Path, path: Path) -> bool:
+    """Whether the process that wrote the temporary `tmp` of `path` has ended (its name says which)."""
+    pid, named, _ = tmp.name.removeprefix(f".{path.name}{TEMP_TAG}").partition("-")
+    if not (named and pid.isdigit()) or os.name != "posix":  # no process named (or no way to ask)
+        return True
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process
+        return False
+    return False
 
 
 def sweep_temporaries(path: str | Path) -> list[Path]:
     """Remove what a killed run left while writing `path` (files or folders named by atomic_path
-    or atomic_folder); returns them."""
+    or atomic_folder), never a temporary of a run still writing; returns them."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    stale = sorted(path.parent.glob(_temporary_name(path) + "*"))
+    stale = sorted(p for p in path.parent.glob(f".{path.name}{TEMP_TAG}*") if _writer_gone(p, path))
     for p in stale:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
@@ -95,9 +111,31 @@ def _naming(path: Path, tmp: Path | None = None) -> Iterator[None]:
         raise OSError(e.errno, e.strerror, str(path)) from None
 
 
+def _written_meanwhile(path: Path) -> InputError:
+    return InputError(f"{path}: was written meanwhile (by another run?); pass overwrite to replace it")
+
+
+def _move_new(tmp: Path, path: Path) -> None:
+    """Move the finished file `tmp` to `path` only if no file is there: never replaces one that
+    appeared while `tmp` was written (two runs writing the same new output)."""
+    try:
+        os.link(tmp, path)  # atomic, and fails if `path` exists
+    except FileExistsError:
+        raise _written_meanwhile(path) from None
+    except OSError:  # a file system without hard links: claim the name, then fill it
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise _written_meanwhile(path) from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+def atomic_path(path: str | Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds.
+    `replace=False`: a new file, refused (one line) if `path` has appeared meanwhile."""
     path = Path(path)
     with _naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,16 +145,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with _naming(path, Path(tmp)):
             yield Path(tmp)
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _move_new(Path(tmp), path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str | Path) -> Iterator[Path]:
+def atomic_folder(path: str | Path, replace: bool = True) -> Iterator[Path]:
     """Yield a fresh temporary folder beside `path`; if the block succeeds it becomes `path`,
-    replacing what was there (which the caller has checked may go), else it is removed."""
+    replacing what was there (which the caller has checked may go), else it is removed.
+    `replace=False`: a new (or empty) folder, refused (one line) if `path` has been filled meanwhile."""
     path = Path(path)
     with _naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,7 +167,14 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
         with _naming(path, tmp):
             yield tmp
         tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700 folders
-        if path.exists():  # moved aside first: at any moment either the old or the new folder is whole
+        if not replace:
+            try:
+                os.rename(tmp, path)  # takes the place of nothing or of an empty folder, never of a file or files
+            except OSError as e:
+                if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                    raise
+                raise _written_meanwhile(path) from None
+        elif path.exists():  # moved aside first: at any moment either the old or the new folder is whole
             old = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temporary_name(path)))
             os.replace(path, old / path.name)
             os.replace(tmp, path)

@@ -137,18 +137,19 @@ def _webcam(index: int) -> Iterator[tuple[np.ndarray, Fraction]]:
 
 class FrameWriter:
     """Writes frames to `path` (.mp4/.mov/.mkv: H.264 + the driver's audio; .gif; .png: one frame;
-    or a folder of PNGs when `path` has no suffix), each carrying `tags` in its metadata. Nothing appears under
-    `path` unless `close()` completes (a frames folder is built beside it and renamed into place);
-    an exception inside the `with` block removes the partial output. The caller checks first that
-    `path` may be written (check_output). GIF frames are kept (palettized) until the end: GIF is
-    for short clips.
+    or a folder of PNGs when `path` has no suffix), each carrying `tags` in its metadata. Nothing
+    appears under `path` unless `close()` completes (a frames folder is built beside it and renamed
+    into place); an exception inside the `with` block removes the partial output. The caller checks
+    first that `path` may be written (check_media_output); `replace=False` (a new output) refuses in
+    one line, at the end, an output another run wrote meanwhile. GIF frames are kept (palettized)
+    until the end: GIF is for short clips.
 
     Frames are untimed (they follow at `rate`) or timed (`write(frame, at=seconds)`): timed frames
     keep their times exactly, in units of `time_base`, so a 29.97 frames/s, variable-rate or live
     driver gives an output of the same pace and duration."""
 
     def __init__(self, path: Path, rate: Fraction | float, tags: dict[str, str], audio: Path | None = None,
-                 crf: int = 18, time_base: Fraction = MILLISECOND):
+                 crf: int = 18, time_base: Fraction = MILLISECOND, replace: bool = True):
         self.path, self.tags, self.audio, self.crf = Path(path), tags, audio, crf
         self.rate = Fraction(rate).limit_denominator(1001 * 1000)
         self.time_base = time_base
@@ -161,8 +162,8 @@ class FrameWriter:
         self.frames = 0
         sweep_temporaries(self.path)  # what a killed run left
         try:
-            self._tmp = self._stack.enter_context(atomic_folder(self.path) if self.kind == "frames"
-                                                  else atomic_path(self.path))
+            self._tmp = self._stack.enter_context(atomic_folder(self.path, replace) if self.kind == "frames"
+                                                  else atomic_path(self.path, replace))
         except OSError as e:
             raise InputError(f"{self.path}: cannot write output ({e.strerror})") from None
 

@@ -380,7 +380,7 @@ class ReenactPipeline:
                 on_frame(marked)
 
         with FrameWriter(Path(out), source.rate, tags, audio=source.audio, crf=self.config.crf,
-                         time_base=source.time_base or MILLISECOND) as writer:
+                         time_base=source.time_base or MILLISECOND, replace=self.config.overwrite) as writer:
             try:
                 self.record(source, writer, stats, written)
             except KeyboardInterrupt:  # how a webcam session ends: keep what was recorded
