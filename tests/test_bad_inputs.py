@@ -335,6 +335,20 @@ def test_everyday_drivers_keep_their_pace_and_sound(name: str, rate: Fraction, a
     assert abs(out_duration - in_duration) < 0.1 and codecs == ["h264", "aac"]  # PCM transcoded for mp4
 
 
+@pytest.mark.parametrize("name, audio", [("talk.mp4", "aac"), ("talk.mov", "pcm_s16le")])  # copied, transcoded
+def test_max_frames_cuts_the_sound_and_duration_to_the_frames_written(name: str, audio: str, tmp_path: Path) -> None:
+    driver = make_clip(tmp_path / name, frames=12, audio=audio)  # 0.48 s of video and sound
+    out = tmp_path / "out.mp4"
+    assert main(["reenact", "--target", str(TARGET), "--driver", str(driver), "-o", str(out), "--quiet",
+                 "--set", "size=128", "--set", "paste_back=false", "--set", "max_frames=3"]) == 0
+    times, duration, codecs = decoded_times(out)
+    with av.open(str(out)) as container:
+        sound_end = max(float(f.time) + f.samples / f.sample_rate for f in container.decode(audio=0))
+    assert len(times) == 3 and codecs == ["h264", "aac"]
+    slack = 1024 / 16000 + 0.01  # one AAC frame: a copied packet's overhang, or the encoder's priming
+    assert 0.08 < sound_end < 0.12 + slack and 0.12 <= duration < 0.12 + slack, (sound_end, duration)  # not 0.48 s
+
+
 @pytest.mark.parametrize("suffix", [".mpg", ".flv", ".ts"])
 def test_broadcast_and_legacy_containers_drive(suffix: str, tmp_path: Path) -> None:
     driver = make_clip(tmp_path / f"driver{suffix}", frames=5, size=(352, 288))

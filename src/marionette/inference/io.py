@@ -136,8 +136,8 @@ def _webcam(index: int) -> Iterator[tuple[np.ndarray, Fraction]]:
 
 
 class FrameWriter:
-    """Writes frames to `path` (.mp4/.mov/.mkv: H.264 + the driver's audio; .gif; .png: one frame;
-    or a folder of PNGs when `path` has no suffix), each carrying `tags` in its metadata. Nothing
+    """Writes frames to `path` (.mp4/.mov/.mkv: H.264 + the driver's audio, cut to the frames; .gif;
+    .png: one frame; or a folder of PNGs when `path` has no suffix), each carrying `tags` in its metadata. Nothing
     appears under `path` unless `close()` completes (a frames folder is built beside it and renamed
     into place); an exception inside the `with` block removes the partial output. The caller checks
     first that `path` may be written (check_media_output); `replace=False` (a new output) refuses in
@@ -225,20 +225,46 @@ class FrameWriter:
             self._audio_out = self._container.add_stream_from_template(source)
 
     def _write_audio(self) -> None:
-        """The driver's audio packets, remuxed unchanged or transcoded; a damaged tail is dropped."""
+        """The driver's audio up to the end of the last frame written, so that the output lasts as
+        long as its frames (max_frames, a driver whose video ends first): packets remuxed unchanged
+        (the last may overhang the end by its own length) or transcoded (cut to the sample); a
+        damaged tail is dropped. Audio times count from the audio's first packet, as the frames'
+        from the first frame."""
         source = self._audio_in.streams.audio[0]
+        end = self._end()
+        first: Fraction | None = None
+
+        def elapsed(time: Fraction) -> Fraction:
+            nonlocal first
+            first = time if first is None else first
+            return time - first
+
+        if not self._transcode:
+            with contextlib.suppress(av.FFmpegError):
+                for packet in self._audio_in.demux(source):
+                    if packet.dts is None:
+                        continue
+                    if packet.pts is not None and elapsed(packet.pts * packet.time_base) >= end:
+                        break
+                    packet.stream = self._audio_out
+                    self._container.mux(packet)
+            return
         with contextlib.suppress(av.FFmpegError):
-            for packet in self._audio_in.demux(source):
-                if not self._transcode:
-                    if packet.dts is not None:
-                        packet.stream = self._audio_out
-                        self._container.mux(packet)
-                    continue
-                for frame in packet.decode():
-                    frame.pts = None  # the encoder counts samples itself
-                    self._container.mux(self._audio_out.encode(frame))
-        if self._transcode:
-            self._container.mux(self._audio_out.encode(None))
+            for frame in self._audio_in.decode(source):
+                at = elapsed(Fraction(frame.pts * frame.time_base)) if frame.pts is not None else None
+                if at is not None and at >= end:
+                    break
+                if at is not None and at + Fraction(frame.samples, frame.sample_rate) > end:
+                    frame = _head(frame, round((end - at) * frame.sample_rate))
+                frame.pts = None  # the encoder counts samples itself
+                self._container.mux(self._audio_out.encode(frame))
+        self._container.mux(self._audio_out.encode(None))
+
+    def _end(self) -> Fraction:
+        """Seconds from the driver's start to the end of the last frame written."""
+        if self._times is None:
+            return self.frames / self.rate
+        return self._times[-1] * self.time_base + 1 / self.rate
 
     def close(self) -> None:
         if self.frames == 0:
@@ -275,6 +301,16 @@ class FrameWriter:
             self.close()
         else:
             self.abort()
+
+
+def _head(frame: av.AudioFrame, samples: int) -> av.AudioFrame:
+    """The first `samples` samples of an audio frame."""
+    per_sample = 1 if frame.format.is_planar else len(frame.layout.channels)  # packed: channels interleaved
+    data = frame.to_ndarray()  # (channels, samples) planar, (1, samples * channels) packed
+    head = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, : samples * per_sample]),
+                                      format=frame.format.name, layout=frame.layout.name)
+    head.sample_rate = frame.sample_rate
+    return head
 
 
 # audio codecs each container takes as they are; any other is transcoded to AAC
