@@ -358,6 +358,17 @@ def test_broadcast_and_legacy_containers_drive(suffix: str, tmp_path: Path) -> N
     assert verify(out).watermark.present
 
 
+def test_animated_gif_driver_drives_at_its_own_delays(tmp_path: Path) -> None:
+    frames = [Image.fromarray(f) for f, _ in zip(iter_video(CLIP), range(4))]
+    driver = tmp_path / "driver.gif"
+    frames[0].save(driver, save_all=True, append_images=frames[1:], duration=[40, 80, 40, 40], loop=0)
+    out = tmp_path / "out.mp4"
+    assert main(["reenact", "--target", str(TARGET), "--driver", str(driver), "-o", str(out), "--quiet",
+                 "--set", "size=128", "--set", "paste_back=false"]) == 0
+    times, _, _ = decoded_times(out)
+    assert np.allclose(times, [0, 0.04, 0.12, 0.16], atol=1e-3)
+
+
 def test_mixed_size_frame_folder_drives(home: Path) -> None:
     for i, frame in enumerate(iter_video(home / "driver.mp4")):  # every other frame at another size
         if i % 2:

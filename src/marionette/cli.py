@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="settings (--set key=value):\n" + describe(ReenactConfig))
     p.add_argument("--target", nargs="+", required=True,
                    help="1..K images of the target (or a target video: frames are sampled from it)")
-    p.add_argument("--driver", required=True, help="driver: video file, image, folder of images, or webcam index")
+    p.add_argument("--driver", required=True, help="driver: video file (an animated GIF too), image, folder of images, or webcam index")
     p.add_argument("-o", "--out", required=True,
                    help="output: .mp4/.mov/.mkv (H.264, the driver's audio copied), .gif, a folder for PNG frames, "
                         "or .png for an image driver")

@@ -1,4 +1,4 @@
-"""Streaming inputs and outputs of reenactment: driver sources (video, image, folder, webcam) and
+"""Streaming inputs and outputs of reenactment: driver sources (video, GIF, image, folder, webcam) and
 output writers (H.264 mp4 with the driver's audio, GIF, PNG frames), all written atomically."""
 
 from __future__ import annotations
@@ -89,10 +89,11 @@ def _letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 DEFAULT_RATE = Fraction(25)  # frame rate of image drivers and webcams
+DRIVER_VIDEO_EXTS = (*VIDEO_EXTS, ".gif")  # an animated GIF drives as a video does, at its own frame delays
 
 
 def open_driver(spec: str) -> DriverSource:
-    """A video file, an image, a folder of images, or a webcam index ("0")."""
+    """A video file (an animated GIF too), an image, a folder of images, or a webcam index ("0")."""
     if spec.isdigit():
         return DriverSource(spec, DEFAULT_RATE, None, time_base=MILLISECOND)
     path = Path(spec)
@@ -105,8 +106,8 @@ def open_driver(spec: str) -> DriverSource:
         return DriverSource(spec, DEFAULT_RATE, None, announced=len(images))
     if path.suffix.lower() in IMAGE_EXTS:
         return DriverSource(spec, DEFAULT_RATE, None, announced=1)
-    if path.suffix.lower() not in VIDEO_EXTS:
-        raise InputError(f"{path}: not a video ({', '.join(VIDEO_EXTS)}), image or folder of images")
+    if path.suffix.lower() not in DRIVER_VIDEO_EXTS:
+        raise InputError(f"{path}: not a video ({', '.join(DRIVER_VIDEO_EXTS)}), image or folder of images")
     info = probe_video(path)
     return DriverSource(spec, info.rate or DEFAULT_RATE, path if has_audio(path) else None, info.frames,
                         info.time_base or MILLISECOND)
