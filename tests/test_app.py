@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.request
@@ -228,3 +230,23 @@ def test_api_names_the_driver_face_apart_from_the_target_face(app: WebApp, tmp_p
     with pytest.raises(Exception) as refused:
         client.predict(face=-1, driver_face=1, **choices)  # the driver holds one face
     assert str(refused.value).startswith("grid_lbax4n.mp4: no face 1 ")
+
+
+def test_sigterm_stops_the_app_and_removes_its_uploads(tmp_path: Path) -> None:
+    """How a service manager stops the app: as Ctrl-C does, nothing of a user left on disk."""
+    import httpx
+
+    folder = tmp_path / "app"
+    app = subprocess.Popen([sys.executable, "-m", "marionette.cli", "app", "--port", str(_free_port()),
+                            "--set", f"temp_dir={folder}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = app.stdout.readline()  # "marionette app on URL (Ctrl-C stops it)", once it serves
+        url = line.split()[3] if line.startswith("marionette app on ") else pytest.fail(line + app.stderr.read())
+        answer = httpx.post(f"{url}gradio_api/upload", files={"files": ("face.jpg", TARGET.read_bytes())})
+        assert answer.status_code == 200 and [p.name for p in _files(folder)][-1:] == ["face.jpg"], answer.text
+        app.send_signal(signal.SIGTERM)
+        _, err = app.communicate(timeout=60)
+    finally:
+        app.kill()
+    assert app.returncode == 143 and err.strip().splitlines()[-1] == "marionette: terminated", err
+    assert list(folder.iterdir()) == []

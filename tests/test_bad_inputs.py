@@ -9,7 +9,10 @@ import contextlib
 import hashlib
 import math
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -387,6 +390,21 @@ def test_truncated_driver_says_how_much_was_decoded(tmp_path: Path, caplog: pyte
                  "--set", "size=128"]) == 0
     frames = len(list(iter_video(out)))
     assert 0 < frames < 20 and f"decoded {frames} of the 20 frames" in caplog.text
+
+
+def test_sigterm_stops_like_ctrl_c_and_leaves_no_temporary(tmp_path: Path) -> None:
+    """How `timeout` and service managers stop a program: one line, and no partial output left."""
+    driver = make_clip(tmp_path / "driver.mp4", frames=60)
+    run = subprocess.Popen([sys.executable, "-m", "marionette.cli", "reenact", "--target", str(TARGET), "--driver",
+                            str(driver), "-o", str(tmp_path / "out.mp4"), "--quiet", "--set", "size=128"],
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.mp4.partial-*")) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the output is being written
+    run.send_signal(signal.SIGTERM)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 143 and err.strip().splitlines()[-1] == "marionette: terminated", err
+    assert "Traceback" not in err and [p.name for p in tmp_path.iterdir()] == ["driver.mp4"]
 
 
 def group_photo(path: Path) -> Path:

@@ -257,10 +257,12 @@ class WebApp:
 
 
 def serve(config: AppConfig) -> None:
-    """Serve until Ctrl-C (the `marionette app` command)."""
+    """Serve until Ctrl-C or SIGTERM (KeyboardInterrupt; the `marionette app` command), then remove
+    the app's folder."""
     app = WebApp(config)
     try:
         print(f"marionette app on {app.start()} (Ctrl-C stops it)", flush=True)
-        app.blocks.block_thread()
+        while app.blocks.is_running:  # Gradio's own wait would swallow the interrupt
+            time.sleep(0.1)
     finally:
         app.close()

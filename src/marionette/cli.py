@@ -8,8 +8,11 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 
 from marionette import __version__
@@ -425,13 +428,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a service manager, `timeout`, `kill`): the command stops as on Ctrl-C, removing its
+    temporaries (the app: its uploads and results)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut the clean-up short
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """Inside, SIGTERM raises Terminated in the main thread (the only one that may set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         try:
             args = build_parser().parse_args(argv)
             logging.basicConfig(level=logging.WARNING, format="marionette: %(message)s")
             logging.getLogger("marionette").setLevel(logging.INFO)
-            status = args.func(args)  # None, or an exit status of its own (verify)
+            with _sigterm_as_ctrl_c():
+                status = args.func(args)  # None, or an exit status of its own (verify)
         finally:
             sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
     except BrokenPipeError:  # stdout's reader has gone (`marionette verify --json | head`): end quietly, as `cat` does
@@ -444,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # disk full, read-only, permission denied, not a directory, ... in any command
         print(f"marionette: error: {os_error(e)}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("marionette: terminated", file=sys.stderr)
+        return 143  # 128 + SIGTERM
     except KeyboardInterrupt:
         print("marionette: interrupted", file=sys.stderr)
         return 130
