@@ -200,6 +200,21 @@ def test_outputs_carry_a_valid_c2pa_manifest_naming_marionette_and_its_inputs(tm
         assert "C2PA: manifest INVALID" in format_report(verify(tampered))
 
 
+def test_unwritable_config_folder_signs_with_a_one_run_certificate_and_one_warning(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, marked) -> None:
+    config = tmp_path / "config"
+    config.write_text("a file where the config folder would be")  # as a read-only home, even for root
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config))
+    for name in ("a.png", "b.jpg"):
+        save_marked_image(tmp_path / name, marked[0], "warp")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "cannot store the local C2PA certificate" in warnings[0], warnings
+    assert f"{config}/marionette/c2pa:" in warnings[0] and "this run only" in warnings[0]
+    for name in ("a.png", "b.jpg"):
+        m = verify(tmp_path / name).manifest
+        assert m is not None and m.valid and m.by_marionette and m.local_signer, m
+
+
 def test_file_without_manifest_reports_none(tmp_path, frames, monkeypatch):
     plain = tmp_path / "plain.png"
     Image.fromarray(frames[0]).save(plain)

@@ -13,7 +13,8 @@ CERT_ENV and KEY_ENV; without them, a local certificate that marionette generate
 with `cryptography`) in the user's config folder ($XDG_CONFIG_HOME/marionette/c2pa, else
 ~/.config/marionette/c2pa): a local root and an ES256 signing certificate issued by it (C2PA
 refuses a self-signed end-entity certificate). Such a manifest is cryptographically sound
-(tampering breaks it) but names nobody anyone else trusts; `verify` says so.
+(tampering breaks it) but names nobody anyone else trusts; `verify` says so. Where the config
+folder cannot be written, a local certificate made for the run signs its outputs (one warning).
 
 Formats (c2pa-python 0.38, c2pa-rs 0.91): mp4, mov, PNG, JPEG, GIF and WebP are signed; mkv has
 no C2PA binding and is left unsigned.
@@ -24,6 +25,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,10 +35,13 @@ from marionette import __version__
 from marionette.errors import InputError
 from marionette.media import atomic_path
 
+log = logging.getLogger(__name__)
+
 CERT_ENV = "MARIONETTE_C2PA_CERT"  # PEM certificate chain (signer first) of a user-supplied signer
 KEY_ENV = "MARIONETTE_C2PA_KEY"  # its PEM private key (EC P-256/384/521 or Ed25519)
 LOCAL_ORG = "marionette, self-generated local certificate"  # organization of the local certificates
 LOCAL_DAYS = 3650  # validity of the local certificates
+LOCAL_FILES = ("signer.key", "root.pem", "signer.pem")  # the local certificate's files, in the order they are stored
 MIME_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".png": "image/png", ".jpg": "image/jpeg",
               ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}  # what gets a manifest
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -115,6 +120,9 @@ def _read(path: str) -> bytes:
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
 
 
+_ONE_RUN: dict[Path, Credentials] = {}  # local signers made for this run only, by the config folder that could not store them
+
+
 def credentials() -> Credentials:
     """The user's signer (CERT_ENV + KEY_ENV) or the local one, generated on first use."""
     cert, key = os.environ.get(CERT_ENV), os.environ.get(KEY_ENV)
@@ -124,15 +132,24 @@ def credentials() -> Credentials:
         key_pem = _read(key)
         return Credentials(_read(cert), key_pem, _algorithm(key_pem, key))
     folder = config_dir() / "c2pa"
-    paths = {name: folder / name for name in ("signer.pem", "signer.key", "root.pem")}
+    if folder in _ONE_RUN:
+        return _ONE_RUN[folder]
+    paths = {name: folder / name for name in LOCAL_FILES}
     if not all(p.is_file() for p in paths.values()):
-        _generate_local(folder)
+        files = _generate_local()
+        try:
+            _store_local(folder, files)
+        except OSError as e:  # a read-only or full home, a file where the folder should be: sign all the same
+            log.warning(f"{folder}: cannot store the local C2PA certificate ({e.strerror or e}); outputs are "
+                        "signed with a certificate made for this run only")
+            _ONE_RUN[folder] = Credentials(files["signer.pem"], files["signer.key"], "es256")
+            return _ONE_RUN[folder]
     return Credentials(paths["signer.pem"].read_bytes(), paths["signer.key"].read_bytes(), "es256")
 
 
-def _generate_local(folder: Path) -> None:
+def _generate_local() -> dict[str, bytes]:
     """A local root (CA, path length 0) and an ES256 signing certificate it issues, with the key
-    usage and extended key usage C2PA's certificate profile asks for; the key file is 0600."""
+    usage and extended key usage C2PA's certificate profile asks for: the PEM files LOCAL_FILES."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -163,18 +180,19 @@ def _generate_local(folder: Path) -> None:
     signer = certificate(name("marionette local signer"), key.public_key(),
                          ca=False).sign(root_key, hashes.SHA256())
     pem = serialization.Encoding.PEM
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / "signer.key") as tmp:
-            tmp.write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-            os.chmod(tmp, 0o600)
-        os.chmod(folder / "signer.key", 0o600)  # atomic_path gives outputs the usual permissions
-        with atomic_path(folder / "root.pem") as tmp:
-            tmp.write_bytes(root.public_bytes(pem))
-        with atomic_path(folder / "signer.pem") as tmp:  # last: its presence means the set is whole
-            tmp.write_bytes(signer.public_bytes(pem) + root.public_bytes(pem))
-    except OSError as e:
-        raise InputError(f"{folder}: cannot store the local C2PA certificate ({e.strerror})") from None
+    return {"signer.key": key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            "root.pem": root.public_bytes(pem), "signer.pem": signer.public_bytes(pem) + root.public_bytes(pem)}
+
+
+def _store_local(folder: Path, files: dict[str, bytes]) -> None:
+    """Write the local certificate's files into `folder`, each atomically, the key file 0600;
+    signer.pem last: its presence means the set is whole."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in LOCAL_FILES:
+        with atomic_path(folder / name) as tmp:
+            tmp.write_bytes(files[name])
+        if name == "signer.key":
+            os.chmod(folder / name, 0o600)  # atomic_path gives outputs the usual permissions
 
 
 def manifest_definition(title: str, generator: str, renderer: str, ingredients: Sequence[Ingredient]) -> dict:
