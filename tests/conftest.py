@@ -26,6 +26,8 @@ def config_home(tmp_path_factory) -> Path:
         patch.setenv("XDG_CONFIG_HOME", str(folder))
         patch.delenv("MARIONETTE_C2PA_CERT", raising=False)
         patch.delenv("MARIONETTE_C2PA_KEY", raising=False)
+        patch.delenv("MARIONETTE_TRUSTED_CERTS", raising=False)  # trusted: this machine's (the test's) local root only
+        patch.delenv("MARIONETTE_WATERMARK_KEY", raising=False)  # the public watermark key
         yield folder
 
 

@@ -1,7 +1,9 @@
 """Synthetic-media marks: the watermark survives a real H.264 round trip, a downscale, and (through
 the search) a crop + mirror + rescale, stays invisible (PSNR) and silent on unmarked frames or a
-wrong key; container tags round-trip; C2PA manifests are valid, name marionette and the inputs'
-hashes, and break when the file is tampered with; the verify command's exit status and JSON."""
+wrong key; container tags round-trip; C2PA manifests (embedded, or an mkv's sidecar) are valid, name
+marionette and the inputs' hashes, and break when the file is tampered with; verify's levels (trusted
+signer, claims, edited after signing, no mark), their exit statuses and JSON; a deployment's own
+watermark key."""
 
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ import pytest
 from PIL import Image
 
 from marionette import __version__
-from marionette.content_credentials import config_dir
+from marionette.content_credentials import CERT_ENV, KEY_ENV, TRUST_ENV, _generate_local, config_dir
 from marionette.errors import InputError
 from marionette.inference.io import FrameWriter
 from marionette.media import iter_video
 from marionette.provenance import (
+    DEFAULT_KEY,
     MOV_MUXER_OPTIONS,
     PHASES,
     SEARCH_HYPOTHESES,
@@ -29,6 +32,8 @@ from marionette.provenance import (
     TAG_KEY,
     THRESHOLD,
     TILE,
+    WATERMARK_KEY_ENV,
+    Level,
     Watermark,
     container_tags,
     format_report,
@@ -148,8 +153,8 @@ def test_verify_command_exit_status_json_and_folders(tmp_path, capsys, frames, m
     Image.fromarray(marked[0]).save(good)
     Image.fromarray(frames[0]).save(plain)
     (good.parent / "notes.txt").write_text("not media: skipped when a folder is walked")
-    assert main(["verify", str(good)]) == 0
-    assert main(["verify", str(good.parent)]) == 0  # the folder's one image, the text file skipped
+    assert main(["verify", str(good)]) == 3  # a watermark alone claims marionette, it proves nothing
+    assert main(["verify", str(good.parent)]) == 3  # the folder's one image, the text file skipped
     assert main(["verify", str(good), str(plain)]) == 1
     capsys.readouterr()
 
@@ -164,6 +169,7 @@ def test_verify_command_exit_status_json_and_folders(tmp_path, capsys, frames, m
     assert [Path(r["path"]).name for r in results] == ["missing.mp4", "plain.png", "empty", "good.png"]
     assert "error" in results[0] and "error" in results[2]
     assert results[1]["marked"] is False and results[3]["marked"] is True
+    assert results[1]["level"] == "unmarked" and results[3]["level"] == "claims" and results[3]["exit_status"] == 3
     assert results[3]["watermark"]["present"] and results[3]["watermark"]["score"] >= THRESHOLD
 
 
@@ -171,12 +177,13 @@ def test_outputs_carry_a_valid_c2pa_manifest_naming_marionette_and_its_inputs(tm
     target = Path(__file__).resolve().parents[1] / "assets" / "faces" / "02_grace_hopper.jpg"
     tags = container_tags("warp", targets=[target], driver=CLIP)
     digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (target, CLIP)}
-    for name in ("out.mp4", "out.gif", "frames"):
+    for name in ("out.mp4", "out.gif", "frames", "clip.mkv"):
         with FrameWriter(tmp_path / name, 25, tags) as writer:
             for frame in marked[:4]:
                 writer.write(frame)
     save_marked_image(tmp_path / "sheet.jpg", marked[0], "warp", quality=90)
-    for path in (tmp_path / "out.mp4", tmp_path / "out.gif", tmp_path / "frames" / "000002.png"):
+    assert (tmp_path / "clip.c2pa").is_file() and not (tmp_path / "out.c2pa").exists()  # mkv only: a sidecar
+    for path in (tmp_path / "out.mp4", tmp_path / "out.gif", tmp_path / "frames" / "000002.png", tmp_path / "clip.mkv"):
         report = verify(path)
         m = report.manifest
         assert m is not None and m.valid and m.failures == () and m.by_marionette, (path, m)
@@ -185,19 +192,23 @@ def test_outputs_carry_a_valid_c2pa_manifest_naming_marionette_and_its_inputs(tm
         assert m.ingredients == tuple(f"{n} (sha256:{d})" for n, d in digests.items())  # hashes, not pixels
         assert report.tag is not None and report.watermark.present
         assert "C2PA: valid manifest signed by marionette local signer" in format_report(report)
+        assert report.level is Level.TRUSTED  # this machine's local root is trusted here
     sheet = verify(tmp_path / "sheet.jpg")
     assert sheet.manifest.by_marionette and sheet.tag is not None and sheet.watermark.present
     assert (config_dir() / "c2pa" / "signer.key").stat().st_mode & 0o777 == 0o600  # under the test's XDG_CONFIG_HOME
 
     # tampering with the pixels breaks the manifest; the watermark still speaks
-    for path, offset in ((tmp_path / "out.mp4", -300), (tmp_path / "sheet.jpg", -300)):
+    (tmp_path / "tampered.c2pa").write_bytes((tmp_path / "clip.c2pa").read_bytes())  # the mkv's sidecar goes along
+    for path, offset in ((tmp_path / "out.mp4", -300), (tmp_path / "sheet.jpg", -300), (tmp_path / "clip.mkv", -300)):
         data = bytearray(path.read_bytes())
         data[offset] ^= 0x5A
         tampered = path.with_name(f"tampered{path.suffix}")
         tampered.write_bytes(bytes(data))
-        m = verify(tampered).manifest
-        assert m is not None and not m.valid and any("mismatch" in f for f in m.failures), m
-        assert "C2PA: manifest INVALID" in format_report(verify(tampered))
+        report = verify(tampered)
+        m = report.manifest
+        assert m is not None and not m.valid and any("mismatch" in f for f in m.failures), (path, m)
+        assert report.level is Level.EDITED and report.watermark.present
+        assert "C2PA: manifest INVALID" in format_report(report)
 
 
 def test_unwritable_config_folder_signs_with_a_one_run_certificate_and_one_warning(
@@ -251,3 +262,67 @@ def test_mark_survives_crop_mirror_and_rescale_through_the_search(tmp_path, fram
     assert not plain.present and plain.search.score < SEARCH_THRESHOLD, plain
     other = Watermark(key=12345)
     assert not Watermark().detect(edit([other.embed(f) for f in frames]), search=True).present  # another key's mark
+
+
+def test_verify_levels_and_exit_statuses(tmp_path, capsys, monkeypatch, frames, marked):
+    """Trusted signer 0, claims (untrusted manifest, tag only) 3, no mark 1, edited after signing 4;
+    a trust list from --trust or MARIONETTE_TRUSTED_CERTS; several files: the least trusted."""
+    from marionette.cli import main
+
+    image = frames[0]  # (288, 360, 3): the watermark's cells survive JPEG at this size
+    trusted, untrusted, tampered = tmp_path / "trusted.jpg", tmp_path / "untrusted.jpg", tmp_path / "tampered.jpg"
+    tag_only, plain = tmp_path / "tag_only.png", tmp_path / "plain.png"
+    save_marked_image(trusted, image, "warp", quality=90)  # this machine's local certificate, whose root is trusted here
+    other = tmp_path / "other"  # someone else's certificate, e.g. one made to forge a manifest naming marionette
+    other.mkdir()
+    for name, pem in _generate_local().items():
+        (other / name).write_bytes(pem)
+    with monkeypatch.context() as env:
+        env.setenv(CERT_ENV, str(other / "signer.pem"))
+        env.setenv(KEY_ENV, str(other / "signer.key"))
+        save_marked_image(untrusted, image, "warp", quality=90)
+    data = bytearray(trusted.read_bytes())
+    data[-300] ^= 0x5A  # a pixel byte changed after signing
+    tampered.write_bytes(bytes(data))
+    Image.fromarray(image).save(tag_only, pnginfo=png_info(container_tags("warp")))  # a forged tag, no mark
+    Image.fromarray(image).save(plain)
+
+    expected = {trusted: (Level.TRUSTED, "signed by a trusted signer"),
+                untrusted: (Level.CLAIMS, "an untrusted C2PA manifest, the container tag, the watermark"),
+                tampered: (Level.EDITED, "EDITED AFTER SIGNING"),
+                tag_only: (Level.CLAIMS, "(the container tag): unverified, anyone can forge these marks"),
+                plain: (Level.UNMARKED, "does not show the file is real")}
+    for path, (level, words) in expected.items():
+        assert main(["verify", str(path)]) == level.value, path
+        out = capsys.readouterr().out
+        assert out.startswith(f"{path}: ") and words in out.splitlines()[0], out
+    assert [level.value for level in Level] == [0, 3, 1, 4]  # the exit statuses, least alarming first
+
+    assert main(["verify", "--json", *map(str, expected)]) == 4  # several files: the least trusted
+    assert [r["level"] for r in json.loads(capsys.readouterr().out)] == ["trusted", "claims", "edited", "claims", "unmarked"]
+    assert main(["verify", str(trusted), str(tag_only)]) == 3
+    assert main(["verify", str(trusted), str(tag_only), str(plain)]) == 1
+
+    # the other signer is trusted once its root is on the user's trust list
+    assert main(["verify", "--trust", str(other / "root.pem"), str(untrusted)]) == 0
+    monkeypatch.setenv(TRUST_ENV, str(other / "root.pem"))
+    assert main(["verify", str(untrusted)]) == 0
+    assert "its root is on the trust list" in capsys.readouterr().out
+    assert main(["verify", "--trust", str(plain), str(untrusted)]) == 2  # not a PEM bundle: refused, named
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"marionette: error: {plain}: not a PEM bundle of certificates (a trust list names root certificates, "
+        "-----BEGIN CERTIFICATE-----)"]
+
+
+def test_a_deployment_watermark_key_replaces_the_public_one(monkeypatch, frames):
+    image = frames[0][::2, ::2].copy()  # (144, 180, 3)
+    public = Watermark(key=DEFAULT_KEY).embed(image)
+    monkeypatch.setenv(WATERMARK_KEY_ENV, "a deployment's secret")
+    secret = Watermark().embed(image)
+    found = Watermark().detect([secret])
+    assert found.present and not found.public_key, found
+    assert not Watermark().detect([public]).present  # a publicly made mark does not pass for the deployment's
+    monkeypatch.delenv(WATERMARK_KEY_ENV)
+    seen = Watermark().detect([secret])
+    assert not seen.present and seen.public_key, seen  # the public key does not see the deployment's mark
+    assert Watermark().detect([public]).present

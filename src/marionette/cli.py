@@ -125,11 +125,13 @@ def _export_onnx(args: argparse.Namespace) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    """Exit status: 0 every file is marked, 1 some file is not, 2 some file or folder could not be
-    read (each reported on stderr; the rest of the list is still checked)."""
-    from marionette.provenance import format_report, verify, verify_targets
+    """Exit status: the verdict (provenance.Level) of the least trusted file, 2 when some file or
+    folder could not be read (each reported on stderr; the rest of the list is still checked)."""
+    from marionette.content_credentials import trust_anchors
+    from marionette.provenance import Level, format_report, verify, verify_targets
 
-    results, errors, unmarked = [], 0, 0
+    anchors = trust_anchors(args.trust)
+    results, errors, levels = [], 0, [Level.TRUSTED]
     for spec in args.files:
         try:
             paths = verify_targets(spec)
@@ -140,19 +142,19 @@ def _verify(args: argparse.Namespace) -> int:
             results.append({"path": str(spec), "error": str(e)})
         for path in paths:
             try:
-                report = verify(path)
+                report = verify(path, anchors=anchors)
             except InputError as e:
                 errors += 1
                 print(f"marionette: error: {e}", file=sys.stderr)
                 results.append({"path": str(path), "error": str(e)})
                 continue
-            unmarked += not report.marked
+            levels.append(report.level)
             results.append(report.to_dict())
             if not args.json:
                 print(format_report(report), flush=True)
     if args.json:
         print(json.dumps(results, indent=1))
-    return 2 if errors else 1 if unmarked else 0
+    return 2 if errors else max(levels, key=list(Level).index).value
 
 
 def _comma_list(text: str) -> tuple[str, ...]:
@@ -352,8 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", formatter_class=fmt,
                        help="check files for marionette's C2PA manifest, synthetic-media tag and invisible watermark")
     p.add_argument("files", nargs="+", help="videos or images to check; a folder: every image and video in it "
-                   "(recursively). Exit status 0: all marked, 1: some file unmarked, 2: some file unreadable")
-    p.add_argument("--json", action="store_true", help="print one JSON list: a report (or an error) per file")
+                   "(recursively). Exit status, of the least trusted file: 0 signed by a trusted signer, 3 claims "
+                   "marionette (a tag, an untrusted manifest or the watermark: forgeable), 1 no mark, 4 edited "
+                   "after signing (a manifest that fails validation); 2 some file unreadable")
+    p.add_argument("--trust", action="append", default=[], metavar="PEM",
+                   help="a PEM bundle of root certificates whose signers are trusted (repeat for more; also "
+                   "$MARIONETTE_TRUSTED_CERTS, and this machine's local root)")
+    p.add_argument("--json", action="store_true", help="print one JSON list: a report (with its level) or an "
+                   "error per file")
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -16,8 +16,14 @@ refuses a self-signed end-entity certificate). Such a manifest is cryptographica
 (tampering breaks it) but names nobody anyone else trusts; `verify` says so. Where the config
 folder cannot be written, a local certificate made for the run signs its outputs (one warning).
 
-Formats (c2pa-python 0.38, c2pa-rs 0.91): mp4, mov, PNG, JPEG, GIF and WebP are signed; mkv has
-no C2PA binding and is left unsigned.
+Formats (c2pa-python 0.38, c2pa-rs 0.91): mp4, mov, PNG, JPEG, GIF and WebP carry the manifest
+inside; mkv has no C2PA binding, so its manifest is a sidecar beside it (`out.mkv` -> `out.c2pa`,
+the C2PA spec's naming) whose hard binding is a SHA-256 of the whole file.
+
+Who is trusted (`verify`): the root certificates of a trust list the user gives, PEM bundles named
+by TRUST_ENV and by `verify --trust`, and this machine's local root (its key never leaves this
+machine's config folder). A manifest signed by any other certificate is sound but proves nothing
+about who made the file: anyone can make a certificate and a manifest that names marionette.
 """
 
 from __future__ import annotations
@@ -39,11 +45,14 @@ log = logging.getLogger(__name__)
 
 CERT_ENV = "MARIONETTE_C2PA_CERT"  # PEM certificate chain (signer first) of a user-supplied signer
 KEY_ENV = "MARIONETTE_C2PA_KEY"  # its PEM private key (EC P-256/384/521 or Ed25519)
+TRUST_ENV = "MARIONETTE_TRUSTED_CERTS"  # PEM bundle(s) of trusted root certificates, os.pathsep-separated
 LOCAL_ORG = "marionette, self-generated local certificate"  # organization of the local certificates
 LOCAL_DAYS = 3650  # validity of the local certificates
 LOCAL_FILES = ("signer.key", "root.pem", "signer.pem")  # the local certificate's files, in the order they are stored
 MIME_TYPES = {".mp4": "video/mp4", ".mov": "video/quicktime", ".png": "image/png", ".jpg": "image/jpeg",
-              ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}  # what gets a manifest
+              ".jpeg": "image/jpeg", ".gif": "image/gif", ".webp": "image/webp"}  # what carries a manifest inside
+SIDECAR_TYPES = {".mkv": "video/x-matroska"}  # no C2PA binding: a sidecar manifest hashing the whole file
+SIDECAR_SUFFIX = ".c2pa"  # out.mkv -> out.c2pa
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 SETTINGS = {"builder": {"thumbnail": {"enabled": False}}}  # no preview image inside the manifest (a GIF's took 1 s)
 
@@ -76,7 +85,7 @@ class Credentials:
 
 @dataclass(frozen=True)
 class ManifestReport:
-    state: str  # c2pa validation state: "Trusted", "Valid" (sound, untrusted signer) or "Invalid"
+    state: str  # c2pa validation state: "Trusted" (signer on the trust list), "Valid" (sound, untrusted signer) or "Invalid"
     valid: bool  # the signature and every hash check out (state Trusted or Valid)
     failures: tuple[str, ...]  # c2pa failure codes, e.g. assertion.dataHash.mismatch
     signer: str  # common name and issuer of the signing certificate
@@ -89,6 +98,11 @@ class ManifestReport:
     def by_marionette(self) -> bool:
         """A valid manifest whose claim names marionette as its generator."""
         return self.valid and self.generator.startswith("marionette")
+
+    @property
+    def trusted(self) -> bool:
+        """Valid, and signed by a certificate whose root is on the trust list."""
+        return self.state == "Trusted"
 
 
 def config_dir() -> Path:
@@ -113,7 +127,7 @@ def _algorithm(key_pem: bytes, source: str) -> str:
     raise InputError(f"{source}: unsupported key type for C2PA (use EC P-256/384/521 or Ed25519)")
 
 
-def _read(path: str) -> bytes:
+def _read(path: str | Path) -> bytes:
     try:
         return Path(path).read_bytes()
     except OSError as e:
@@ -208,43 +222,89 @@ def manifest_definition(title: str, generator: str, renderer: str, ingredients: 
     }
 
 
-def sign_file(path: Path, suffix: str, definition: dict) -> bool:
-    """Embed a signed manifest into the finished file `path` (format by `suffix`, as `path` may be a
-    temporary name); False, file untouched, when C2PA has no binding for the format."""
+def sign_file(path: Path, suffix: str, definition: dict) -> bytes | None:
+    """Sign the finished file `path` (format by `suffix`, as `path` may be a temporary name): a
+    format with a C2PA binding gets the manifest embedded (None returned); mkv is left as it is and
+    its sidecar manifest returned (see write_sidecar); any other format is left unsigned (None)."""
     import c2pa
 
-    mime = MIME_TYPES.get(suffix.lower())
+    suffix = suffix.lower()
+    sidecar = suffix in SIDECAR_TYPES
+    mime = SIDECAR_TYPES.get(suffix) or MIME_TYPES.get(suffix)
     if mime is None:
-        return False
+        return None
     creds = credentials()
     signed = path.with_name(path.name + ".c2pa")
     try:
         context = c2pa.Context.from_dict(SETTINGS)
         with (c2pa.Signer.from_info(c2pa.C2paSignerInfo(creds.alg, creds.chain, creds.key, None)) as signer,
-              c2pa.Builder(definition, context=context) as builder, open(path, "rb") as source, open(signed, "w+b") as dest):
-            builder.sign(signer, mime, source, dest)
+              c2pa.Builder(definition, context=context) as builder, open(path, "rb") as source,
+              open(os.devnull if sidecar else signed, "w+b") as dest):  # a sidecar's asset copy is not kept
+            if sidecar:
+                builder.set_no_embed()
+            manifest = builder.sign(signer, mime, source, dest)
+        if sidecar:
+            return manifest
         os.replace(signed, path)
     except c2pa.C2paError as e:
         signed.unlink(missing_ok=True)
         raise InputError(f"{path}: C2PA signing failed ({e})") from None
-    return True
+    return None
 
 
-def read_manifest(path: Path) -> ManifestReport | None:
-    """The active manifest of `path`, validated; None when the file has none (or its format has no
-    C2PA binding). This machine's local root, if any, is trusted."""
+def sidecar_path(path: Path) -> Path:
+    """Where the sidecar manifest of `path` lives: beside it, the suffix replaced by SIDECAR_SUFFIX."""
+    return path.with_suffix(SIDECAR_SUFFIX)
+
+
+def write_sidecar(path: Path, manifest: bytes) -> None:
+    """Write `manifest` (from sign_file) as the sidecar of the output `path`, now in place,
+    atomically (an earlier output's sidecar is replaced)."""
+    with atomic_path(sidecar_path(path)) as tmp:
+        tmp.write_bytes(manifest)
+
+
+def trust_anchors(files: Sequence[str | Path] = ()) -> str:
+    """The PEM root certificates `verify` trusts: this machine's local root (when stored), the
+    bundles named by TRUST_ENV and `files` (`verify --trust`). A file that holds no PEM
+    certificate is an error, named."""
+    from cryptography import x509
+
+    local = config_dir() / "c2pa" / "root.pem"
+    paths = [local] if local.is_file() else []
+    paths += [Path(p) for p in os.environ.get(TRUST_ENV, "").split(os.pathsep) if p]
+    paths += [Path(f) for f in files]
+    bundles = []
+    for path in paths:
+        pem = _read(path)
+        try:
+            x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise InputError(f"{path}: not a PEM bundle of certificates (a trust list names root "
+                             "certificates, -----BEGIN CERTIFICATE-----)") from None
+        bundles.append(pem.decode())
+    return "\n".join(bundles)
+
+
+def read_manifest(path: Path, anchors: str) -> ManifestReport | None:
+    """The active manifest of `path` (embedded, or an mkv's sidecar), validated with the PEM root
+    certificates `anchors` (trust_anchors) trusted; None when the file has none."""
     import c2pa
 
-    if path.suffix.lower() not in MIME_TYPES:
+    suffix = path.suffix.lower()
+    sidecar = sidecar_path(path)
+    if suffix not in MIME_TYPES and not (suffix in SIDECAR_TYPES and sidecar.is_file()):
         return None
-    root = config_dir() / "c2pa" / "root.pem"
-    settings = {"trust": {"user_anchors": root.read_text()}} if root.is_file() else {}
+    sidecar_manifest = _read(sidecar) if suffix in SIDECAR_TYPES else None
+    context = c2pa.Context.from_dict({"trust": {"user_anchors": anchors}} if anchors else {})
     try:
-        reader = c2pa.Reader.try_create(str(path), context=c2pa.Context.from_dict(settings))
-        if reader is None:
-            return None
-        with reader:
-            store = json.loads(reader.json())
+        with open(path, "rb") as stream:
+            reader = c2pa.Reader.try_create(MIME_TYPES.get(suffix) or SIDECAR_TYPES[suffix], stream, sidecar_manifest,
+                                            context=context)
+            if reader is None:
+                return None
+            with reader:
+                store = json.loads(reader.json())
     except c2pa.C2paError as e:
         return ManifestReport("Invalid", False, (f"unreadable: {e}",), "", False, "", "", ())
     manifest = store["manifests"][store["active_manifest"]]

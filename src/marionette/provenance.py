@@ -41,11 +41,19 @@
 
 3. **C2PA manifest** (`sign_output`, see marionette.content_credentials): a signed record of who
    made the file and from what (hashes of the inputs), built from the tags above; `verify` checks it.
+
+`verify`'s verdict is a `Level`: only a valid manifest whose signer is on the user's trust list
+says who made a file; a tag, an untrusted manifest or the watermark only claim it (anyone can
+write them: the watermark's default key is public); a manifest that fails validation means the
+file changed after it was signed. The threat model is in docs/provenance.md.
 """
 
 from __future__ import annotations
 
+import enum
+import hashlib
 import json
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,7 +64,14 @@ import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from marionette import __version__
-from marionette.content_credentials import Ingredient, ManifestReport, manifest_definition, read_manifest, sign_file
+from marionette.content_credentials import (
+    Ingredient,
+    ManifestReport,
+    manifest_definition,
+    read_manifest,
+    sign_file,
+    trust_anchors,
+)
 from marionette.errors import InputError
 from marionette.media import IMAGE_EXTS, VIDEO_EXTS, atomic_path, iter_video, load_image, save_image
 
@@ -67,6 +82,7 @@ TAG_MARKER = "made by marionette"  # substring that identifies our human line wh
 MOV_MUXER_OPTIONS = {"movflags": "use_metadata_tags"}  # mp4/mov: keep custom keys such as TAG_KEY
 
 DEFAULT_KEY = 0x6D61726F  # "maro"; ours: a fixed public key, so anyone can run `marionette verify`
+WATERMARK_KEY_ENV = "MARIONETTE_WATERMARK_KEY"  # a deployment's secret key (any string), used in place of DEFAULT_KEY
 CELLS = 48  # ours: square cells across the frame's shorter side; 11 px cells at 512 px, 2.7 px after
 #   256 px is halved (measured on the shared clips after CRF 28: per-frame z 1.5x that of 32; 64 fell to
 #   z 3-5 on halved 256 px clips)
@@ -107,10 +123,26 @@ class Match:
 @dataclass(frozen=True)
 class Detection:
     present: bool  # score >= threshold, or the search's score >= SEARCH_THRESHOLD
+    public_key: bool  # looked for with DEFAULT_KEY (else a deployment's secret key)
     score: float  # z-score of the accumulated residual against the key at the frame's own grid
     frames: int  # frames that contributed
     threshold: float  # decision threshold on score
     search: Match | None  # the search's best hypothesis, when the search ran
+
+
+class Level(enum.Enum):
+    """`verify`'s verdict on a file; the value is its exit status. Listed from the strongest
+    evidence to the most alarming: several files exit with the status of the last level among them."""
+
+    TRUSTED = 0  # a valid manifest naming marionette, signed by a certificate whose root is on the trust list
+    CLAIMS = 3  # a container tag, an untrusted manifest or the watermark names marionette: forgeable
+    UNMARKED = 1  # no mark at all (which does not show the file is real)
+    EDITED = 4  # a manifest that fails validation: the file was changed after it was signed
+
+    @property
+    def label(self) -> str:
+        """The JSON value (`verify --json`): trusted, claims, unmarked, edited."""
+        return self.name.lower()
 
 
 @dataclass(frozen=True)
@@ -126,10 +158,21 @@ class VerifyReport:
         """Some mark says the file was made by marionette."""
         return self.tag is not None or self.watermark.present or (self.manifest is not None and self.manifest.by_marionette)
 
+    @property
+    def level(self) -> Level:
+        """The verdict: a failing manifest first (whatever else the file carries), then a trusted one."""
+        m = self.manifest
+        if m is not None and not m.valid:
+            return Level.EDITED
+        if m is not None and m.by_marionette and m.trusted:
+            return Level.TRUSTED
+        return Level.CLAIMS if self.marked else Level.UNMARKED
+
     def to_dict(self) -> dict:
         """JSON-ready form (`marionette verify --json`)."""
-        return {"path": str(self.path), "kind": self.kind, "marked": self.marked, "tag": self.tag,
-                "watermark": asdict(self.watermark), "c2pa": asdict(self.manifest) if self.manifest else None}
+        return {"path": str(self.path), "kind": self.kind, "level": self.level.label, "exit_status": self.level.value,
+                "marked": self.marked, "tag": self.tag, "watermark": asdict(self.watermark),
+                "c2pa": asdict(self.manifest) if self.manifest else None}
 
 
 def container_tags(renderer: str, targets: Sequence[str | Path] = (), driver: str | Path | None = None) -> dict[str, str]:
@@ -148,16 +191,20 @@ def container_tags(renderer: str, targets: Sequence[str | Path] = (), driver: st
     return tags
 
 
-def sign_output(path: Path, final: Path, tags: dict[str, str]) -> None:
-    """Embed a signed C2PA manifest built from `tags` (see container_tags) into the finished output
-    `path` before it is moved to `final` (a folder: each PNG frame in it). Untagged files (not
-    declared marionette output) and formats without a C2PA binding (mkv) are left as they are."""
+def sign_output(path: Path, final: Path, tags: dict[str, str]) -> bytes | None:
+    """Sign the finished output `path` with a C2PA manifest built from `tags` (see container_tags)
+    before it is moved to `final`: embedded (a folder: in each PNG frame), or, for an mkv, returned
+    for the caller to write beside `final` once it is in place (content_credentials.write_sidecar).
+    Untagged files (not declared marionette output) are left as they are."""
     if TAG_KEY not in tags:
-        return
+        return None
     renderer = tags[TAG_KEY].split("renderer=", 1)[-1]
     ingredients = [Ingredient(**i) for i in json.loads(tags.get(INPUTS_KEY, "[]"))]
-    for file, name in ([(p, p.name) for p in sorted(path.glob("*.png"))] if path.is_dir() else [(path, final.name)]):
-        sign_file(file, Path(name).suffix, manifest_definition(name, tags[TAG_KEY], renderer, ingredients))
+    if path.is_dir():
+        for frame in sorted(path.glob("*.png")):
+            sign_file(frame, ".png", manifest_definition(frame.name, tags[TAG_KEY], renderer, ingredients))
+        return None
+    return sign_file(path, final.suffix, manifest_definition(final.name, tags[TAG_KEY], renderer, ingredients))
 
 
 def png_info(tags: dict[str, str]) -> PngImagePlugin.PngInfo:
@@ -208,12 +255,19 @@ def read_container_tag(path: str | Path) -> str | None:
     return values.get(TAG_KEY)
 
 
-class Watermark:
-    """Keyed, texture-adaptive luma pattern, tiled; see the module docstring for the scheme."""
+def watermark_key() -> int:
+    """DEFAULT_KEY, or the deployment's secret key: the string in WATERMARK_KEY_ENV, hashed to 256 bits."""
+    secret = os.environ.get(WATERMARK_KEY_ENV)
+    return int.from_bytes(hashlib.sha256(secret.encode()).digest(), "big") if secret else DEFAULT_KEY
 
-    def __init__(self, key: int = DEFAULT_KEY, strength: float = DEFAULT_STRENGTH):
-        self.key, self.strength = key, strength
-        self.tile = np.random.default_rng(key).choice(np.array([-1.0, 1.0], np.float32), size=(TILE, TILE))  # (T, T)
+
+class Watermark:
+    """Keyed, texture-adaptive luma pattern, tiled; see the module docstring for the scheme.
+    `key` None: watermark_key() (the public key unless a deployment set its own)."""
+
+    def __init__(self, key: int | None = None, strength: float = DEFAULT_STRENGTH):
+        self.key, self.strength = watermark_key() if key is None else key, strength
+        self.tile = np.random.default_rng(self.key).choice(np.array([-1.0, 1.0], np.float32), size=(TILE, TILE))  # (T, T)
         spectrum = np.fft.fft2(self.tile)
         self._spectra = (np.conj(spectrum), np.conj(np.fft.fft2(self.tile[:, ::-1])))  # as is, mirrored
         self._patterns: dict[tuple[int, int], np.ndarray] = {}  # (H, W) -> pattern; a run has one size
@@ -301,7 +355,8 @@ class Watermark:
             search = score < threshold
         found = self.search(search_stack(luma_sum / count)) if search and count else None
         present = score >= threshold or (found is not None and found.score >= SEARCH_THRESHOLD)
-        return Detection(present=present, score=score, frames=count, threshold=threshold, search=found)
+        return Detection(present=present, public_key=self.key == DEFAULT_KEY, score=score, frames=count,
+                         threshold=threshold, search=found)
 
 
 def search_stack(luma: np.ndarray) -> np.ndarray:
@@ -348,12 +403,14 @@ def _fold(residual: np.ndarray) -> np.ndarray:
     return padded.reshape(padded.shape[0] // TILE, TILE, padded.shape[1] // TILE, TILE).sum(axis=(0, 2))
 
 
-def verify(path: str | Path, watermark: Watermark | None = None) -> VerifyReport:
-    """Look for our container tag and our watermark in a video (first MAX_VERIFY_FRAMES) or image."""
+def verify(path: str | Path, watermark: Watermark | None = None, anchors: str | None = None) -> VerifyReport:
+    """Look for our C2PA manifest, container tag and watermark in a video (first MAX_VERIFY_FRAMES)
+    or image. `anchors`: the trusted PEM root certificates (None: trust_anchors())."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     watermark = watermark or Watermark()
+    anchors = trust_anchors() if anchors is None else anchors
     suffix = path.suffix.lower()
     if suffix in VIDEO_EXTS or suffix == ".gif":  # an animated GIF decodes like a video
         frames = iter_video(path)
@@ -361,11 +418,11 @@ def verify(path: str | Path, watermark: Watermark | None = None) -> VerifyReport
         if detection.frames == 0:
             raise InputError(f"{path}: video holds no frames")
         return VerifyReport(path=path, kind="video", tag=read_container_tag(path), watermark=detection,
-                            manifest=read_manifest(path))
+                            manifest=read_manifest(path, anchors))
     if suffix in IMAGE_EXTS:
         detection = watermark.detect([load_image(path)])
         return VerifyReport(path=path, kind="image", tag=read_container_tag(path), watermark=detection,
-                            manifest=read_manifest(path))
+                            manifest=read_manifest(path, anchors))
     raise InputError(f"{path}: not a video or image ({', '.join(VERIFIABLE_EXTS)})")
 
 
@@ -382,31 +439,46 @@ def verify_targets(spec: str | Path) -> list[Path]:
 
 
 def format_manifest(manifest: ManifestReport | None) -> str:
-    """The C2PA part of a report: validity, signer, claim, ingredients."""
+    """The C2PA part of a report: validity, signer and its trust, claim, ingredients."""
     if manifest is None:
         return "C2PA: no manifest"
     if not manifest.valid:
         return f"C2PA: manifest INVALID ({', '.join(manifest.failures) or manifest.state})"
     signer = manifest.signer
     if manifest.local_signer:
-        trust = "trusted on this machine only" if manifest.state == "Trusted" else "not this machine's"
-        signer += f"; a self-generated local certificate ({trust}), not a public identity"
-    elif manifest.state != "Trusted":
-        signer += "; certificate not on a trust list"
+        signer += "; a marionette self-generated local certificate, not a public identity"
+    signer += "; its root is on the trust list" if manifest.trusted else "; certificate not on the trust list"
     inputs = "; ingredients: " + ", ".join(manifest.ingredients) if manifest.ingredients else ""
     return f"C2PA: valid manifest signed by {signer}; claim: {manifest.generator}, {manifest.action}{inputs}"
+
+
+def format_verdict(report: VerifyReport) -> str:
+    """One line: the level, with what it rests on and what it does not prove."""
+    level, m, w = report.level, report.manifest, report.watermark
+    if level is Level.TRUSTED:
+        return f"synthetic, made by marionette: signed by a trusted signer, {m.signer}"
+    if level is Level.EDITED:
+        return "EDITED AFTER SIGNING: its C2PA manifest fails validation (the file changed after it was signed)"
+    if level is Level.UNMARKED:
+        return "no marionette mark found (this does not show the file is real)"
+    marks = [name for name, present in (("an untrusted C2PA manifest", m is not None and m.by_marionette),
+                                        ("the container tag", report.tag is not None),
+                                        ("the watermark" + ("" if w.public_key else " (this deployment's key)"), w.present))
+             if present]
+    return f"claims to be synthetic, made by marionette ({', '.join(marks)}): unverified, anyone can forge these marks"
 
 
 def format_report(report: VerifyReport) -> str:
     """The verdict, then one line per mark: C2PA manifest, container tag, watermark."""
     w = report.watermark
-    verdict = "synthetic, made by marionette" if report.marked else "no marionette mark found"
     mark = "present" if w.present else "not found"
+    key = "public key" if w.public_key else "this deployment's key"
     return "\n  ".join([
-        f"{report.path}: {verdict}",
+        f"{report.path}: {format_verdict(report)}",
         format_manifest(report.manifest),
         f"container tag: {report.tag}" if report.tag else "container tag: none",
-        f"watermark: {mark}, score {w.score:.1f} over {w.frames} frame{'s' * (w.frames != 1)} (threshold {w.threshold:.1f})"
+        f"watermark: {mark} ({key}), score {w.score:.1f} over {w.frames} frame{'s' * (w.frames != 1)} "
+        f"(threshold {w.threshold:.1f})"
         + (f"; search for a crop, mirror or rescale: best z {w.search.score:.1f} (threshold {SEARCH_THRESHOLD:.1f}; "
            f"{w.search.cells:.0f} cells across{', mirrored' if w.search.mirrored else ''})" if w.search else ""),
     ])

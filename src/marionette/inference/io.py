@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from marionette.content_credentials import write_sidecar
 from marionette.errors import InputError
 from marionette.media import (
     IMAGE_EXTS,
@@ -284,8 +285,10 @@ class FrameWriter:
                 self._write_audio()
             self._container.close()
             self._container = None
-        sign_output(self._tmp, self.path, self.tags)  # C2PA manifest, signed (in each frame of a folder)
+        sidecar = sign_output(self._tmp, self.path, self.tags)  # C2PA manifest, signed (in each frame of a folder)
         self._stack.close()  # moves the finished file or folder into place
+        if sidecar is not None:  # an mkv's manifest, beside it
+            write_sidecar(self.path, sidecar)
 
     def abort(self) -> None:
         if self._container is not None:
