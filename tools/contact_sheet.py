@@ -3,20 +3,24 @@ split, three driver frames of self-reenactment (the widest mouth, the most close
 turned furthest from the targets' mean pose), each a row: first target | warp | generator | truth
 (the driver frame itself), at the dataset's crop size. K targets are spread evenly over the clip
 and never drive. The sheet is written as every synthetic output is (watermarked, tagged).
+`--wall OUT.mp4` also writes a video wall of the first clip: truth | warp | generator over every
+frame that is not a target (the evaluation's video wall: labelled, tagged, watermarked).
 
-    python tools/contact_sheet.py DATA EXPORT OUT.png [--split test] [--clips ID,ID] [--k 8]
+    python tools/contact_sheet.py DATA EXPORT OUT.png [--split test] [--clips ID,ID] [--k 8] [--wall OUT.mp4]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from marionette.data.manifest import Manifest, clip_path
 from marionette.data.store import ClipReader
+from marionette.evaluation.report import write_video_wall
 from marionette.inference.export import load_generator
 from marionette.inference.neural import NeuralRenderer
 from marionette.inference.warp import WarpRenderer
@@ -48,18 +52,20 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--clips", default="", help="comma list of clip ids (default: every clip of the split)")
     parser.add_argument("--k", type=int, default=8)
+    parser.add_argument("--wall", default="", help="also write a video wall of the first clip to this .mp4")
     args = parser.parse_args()
-    manifest = Manifest.load(args.data)
+    data = Path(args.data)
+    manifest = Manifest.load(data)
     size = manifest.config.size
     wanted = [c for c in args.clips.split(",") if c]
     clips = [c.info.clip_id for c in manifest.split(args.split) if not wanted or c.info.clip_id in wanted]
     if not clips:
-        sys.exit(f"contact_sheet: error: {args.data}: no clip of split {args.split!r} matches --clips")
+        sys.exit(f"contact_sheet: error: {data}: no clip of split {args.split!r} matches --clips")
     generator = load_generator(args.export).generator
     warp, neural = WarpRenderer(size), NeuralRenderer(generator, crop_size=size)
     rows = []
     for clip in clips:
-        reader = ClipReader(clip_path(args.data, clip))
+        reader = ClipReader(clip_path(data, clip))
         targets = np.linspace(0, len(reader) - 1, args.k).round().astype(int)  # (K,)
         drivers = np.setdiff1d(np.arange(len(reader)), targets)
         crops, meshes = reader.images(targets), reader.mesh()[targets]
@@ -70,6 +76,12 @@ def main() -> None:
             cells = [(crops[0], f"{clip[:14]} K={args.k}"), (warp.render(mesh), "warp"),
                      (neural.render(mesh), "generator"), (reader.images([frame])[0], pick)]
             rows.append(np.concatenate([label(image, text) for image, text in cells], axis=1))
+        if args.wall and clip == clips[0]:
+            meshes = reader.mesh()[drivers]  # (F, 478, 3)
+            write_video_wall(Path(args.wall), [("truth", reader.images(drivers), False),
+                                               ("warp", np.stack([warp.render(m) for m in meshes]), True),
+                                               ("generator", np.stack([neural.render(m) for m in meshes]), True)],
+                             reader.info)
     save_marked_image(args.out, np.concatenate(rows, axis=0), "warp,neural")
     print(f"{args.out}: {len(rows)} rows of {len(clips)} clips")
 

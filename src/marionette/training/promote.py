@@ -145,8 +145,9 @@ def model_card(asset: Path, data: Path, terms: str) -> str:
         + ", ".join(f"{m} {number(last.get('before', {}).get(m))}" for m in METRICS),
         f"- training data's terms: {terms}",
         "- known limits: gated on the val identities' self-reenactment (PSNR and L1) only; the test identities, "
-        "cross-identity reenactment, the mouth and eyes are scored by `marionette evaluate`, not here; trained "
-        f"at {model.image_size} px on few identities",
+        "cross-identity reenactment, the mouth and eyes are scored by `marionette evaluate`, not here (the "
+        "figures of these weights, and whether the renderers use them by default: docs/training.md, \"Sittings\"); "
+        f"trained at {model.image_size} px on few identities",
         "",
         "| sitting | date | minutes | steps | from | val PSNR | before (bar) | code |",
         "|---:|---|---:|---:|---|---:|---|---|",
