@@ -8,7 +8,9 @@ import json
 import pytest
 
 from marionette.cli import main
-from marionette.training.config import RunConfig, TrainConfig, run_config
+from marionette.model import Discriminator, build_objective
+from marionette.model.config import LossConfig
+from marionette.training.config import EPISODE_PRESETS, LOSS_PRESETS, TRAIN_PRESETS, RunConfig, TrainConfig, run_config
 
 
 def test_presets_and_overrides_route_to_their_section() -> None:
@@ -19,6 +21,20 @@ def test_presets_and_overrides_route_to_their_section() -> None:
     assert run_config("paper").train == TrainConfig()
     assert (TrainConfig.lr_g, TrainConfig.lr_d) == (5e-5, 2e-4)  # NeuralHead's TTUR
     assert RunConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_every_preset_resolves_and_warp_cpu_is_the_warp_refiner_without_a_discriminator() -> None:
+    for presets, default in ((TRAIN_PRESETS, TrainConfig()), (LOSS_PRESETS, LossConfig())):
+        for name, changes in presets.items():  # a preset lists only what it changes
+            assert all(getattr(default, key) != value for key, value in changes.items()), name
+    assert set(TRAIN_PRESETS) == set(LOSS_PRESETS) == set(EPISODE_PRESETS)
+    for name in TRAIN_PRESETS:
+        assert RunConfig.from_dict(json.loads(json.dumps(run_config(name).to_dict()))) == run_config(name)
+    config = run_config("warp-cpu")
+    assert config.model.warp_guided and config.model.correction == "refine" and config.model.image_size == 128
+    assert config.loss.region_weight > 0 and config.episodes.k_max == 4
+    assert not build_objective(config.loss, Discriminator(config.model)).uses_discriminator
+    assert build_objective(run_config("cpu").loss, Discriminator(run_config("cpu").model)).uses_discriminator
 
 
 @pytest.mark.parametrize("bad", ["nope=1", "model.nope=1", "optim.lr=1", "episodes.k_max=9", "steps", "decay_steps=-1"])
