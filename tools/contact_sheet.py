@@ -30,9 +30,9 @@ from marionette.provenance import save_marked_image
 PICKS = ("widest mouth", "eyes most closed", "largest turn")
 
 
-def picks(reader: ClipReader, drivers: np.ndarray, targets: np.ndarray) -> list[int]:
-    """The driver frames (positions in the clip) of PICKS, from the candidates `drivers`."""
-    mesh = reader.mesh()[drivers]  # (n, 478, 3)
+def picks(reader: ClipReader, mesh: np.ndarray, drivers: np.ndarray, targets: np.ndarray) -> list[int]:
+    """The driver frames (positions in the clip) of PICKS, from the candidates `drivers` (their
+    meshes `mesh` (n, 478, 3))."""
     turn = np.linalg.norm(reader.pose[drivers] - reader.pose[targets].mean(axis=0), axis=1)  # (n,) degrees
     return [int(drivers[np.argmax(lip_gap(mesh))]), int(drivers[np.argmin(eye_openness(mesh))]),
             int(drivers[np.argmax(turn)])]
@@ -68,19 +68,20 @@ def main() -> None:
         reader = ClipReader(clip_path(data, clip))
         targets = np.linspace(0, len(reader) - 1, args.k).round().astype(int)  # (K,)
         drivers = np.setdiff1d(np.arange(len(reader)), targets)
-        crops, meshes = reader.images(targets), reader.mesh()[targets]
+        clip_meshes = reader.mesh()  # (F, 478, 3)
+        crops, meshes = reader.images(targets), clip_meshes[targets]
         warp.prepare(crops, meshes)
         neural.prepare(crops, meshes)
-        for pick, frame in zip(PICKS, picks(reader, drivers, targets)):
-            mesh = reader.mesh()[frame]
+        for pick, frame in zip(PICKS, picks(reader, clip_meshes[drivers], drivers, targets)):
+            mesh = clip_meshes[frame]
             cells = [(crops[0], f"{clip[:14]} K={args.k}"), (warp.render(mesh), "warp"),
                      (neural.render(mesh), "generator"), (reader.images([frame])[0], pick)]
             rows.append(np.concatenate([label(image, text) for image, text in cells], axis=1))
         if args.wall and clip == clips[0]:
-            meshes = reader.mesh()[drivers]  # (F, 478, 3)
+            driven = clip_meshes[drivers]  # (n, 478, 3)
             write_video_wall(Path(args.wall), [("truth", reader.images(drivers), False),
-                                               ("warp", np.stack([warp.render(m) for m in meshes]), True),
-                                               ("generator", np.stack([neural.render(m) for m in meshes]), True)],
+                                               ("warp", np.stack([warp.render(m) for m in driven]), True),
+                                               ("generator", np.stack([neural.render(m) for m in driven]), True)],
                              reader.info)
     save_marked_image(args.out, np.concatenate(rows, axis=0), "warp,neural")
     print(f"{args.out}: {len(rows)} rows of {len(clips)} clips")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from marionette.landmarks.layout import LEFT_EYE, MOUTH, RIGHT_EYE
 from marionette.model.config import LossConfig
 from marionette.model.discriminator import Discriminator
 from marionette.model.vgg import VGGFeatures, load_vgg19, load_vgg_face
@@ -60,9 +61,9 @@ class GeneratorLosses:
         return {f"G/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
 
 
-# ours: the regions of the region terms, as iBUG-68 indices (mouth, left eye, right eye), and the
-# crop around each: a square `REGION_SCALE` x the points' larger extent, resampled to REGION_SIZE px
-REGIONS = (tuple(range(48, 68)), tuple(range(36, 42)), tuple(range(42, 48)))
+# ours: the regions of the region terms, iBUG-68 point groups (mouth, the subject's right eye, left
+# eye), and the crop around each: a square `REGION_SCALE` x the points' larger extent, resampled to REGION_SIZE px
+REGIONS = (MOUTH, RIGHT_EYE, LEFT_EYE)
 REGION_SCALE, REGION_SIZE = 1.6, 48
 
 
@@ -72,7 +73,7 @@ def region_crops(images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
     b, size = images.shape[0], images.shape[-1]
     thetas = []
     for indices in REGIONS:
-        points = landmarks[:, list(indices), :2].float()  # (B, n, 2)
+        points = landmarks[:, indices, :2].float()  # (B, n, 2)
         low, high = points.amin(dim=1), points.amax(dim=1)  # (B, 2)
         centre = (low + high) / 2 / size * 2 - 1  # (B, 2) in grid units
         side = REGION_SCALE * (high - low).amax(dim=1).clamp(min=4.0) / size  # (B,) fraction of the image side
