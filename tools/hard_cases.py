@@ -1,7 +1,7 @@
 """Render the hard real cases (../shared/data/hard/cases.json), re-detect each output's face with the
 same face mesh, and score it against the driver and the driven landmarks; compare two runs.
 
-    PYTHONPATH=src python tools/hard_cases.py run OUT/LABEL [--cases ID,ID] [--demo] [--set KEY=VALUE ...]
+    PYTHONPATH=src python tools/hard_cases.py run OUT/LABEL [--cases ID,ID] [--demo] [--set KEY=VALUE ...] [--checkpoint EXPORT]
     PYTHONPATH=src python tools/hard_cases.py compare BEFORE AFTER --out docs/hard_cases [--public]
 
 `run` writes LABEL/CASE.npz (per frame: the driver's, the driven and the output's meshes, NaN where no
@@ -66,10 +66,11 @@ def _mesh(tracker: FaceMesh, image: np.ndarray) -> np.ndarray:
     return faces[0].mesh if faces else NAN
 
 
-def render_case(case: dict, settings: list[str]) -> dict[str, np.ndarray]:
-    """Render one case as a crop (paste_back off: the face at the renderer's size) and measure it."""
-    config = override(ReenactConfig(paste_back=False, renderer="warp"), settings)
-    pipeline = ReenactPipeline(config)
+def render_case(case: dict, settings: list[str], checkpoint: Path | None = None) -> dict[str, np.ndarray]:
+    """Render one case as a crop (paste_back off: the face at the renderer's size) and measure it;
+    with the warp renderer, or the generator export `checkpoint`."""
+    config = override(ReenactConfig(paste_back=False, renderer="warp" if checkpoint is None else "auto"), settings)
+    pipeline = ReenactPipeline(config, checkpoint=checkpoint)
     pipeline.set_targets(case["target"])
     driven: list[np.ndarray] = []
     folded: list[float] = []
@@ -148,13 +149,13 @@ def score(m: dict[str, np.ndarray]) -> dict[str, float]:
     }
 
 
-def run(out: Path, ids: str | None, demo: bool, settings: list[str]) -> None:
+def run(out: Path, ids: str | None, demo: bool, settings: list[str], checkpoint: Path | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     for case in _cases(ids, demo):
         start = time.perf_counter()
-        measured = render_case(case, settings)
+        measured = render_case(case, settings, checkpoint)
         np.savez_compressed(out / f"{case['id']}.npz", **measured)
         summary[case["id"]] = score(measured) | {"seconds": round(time.perf_counter() - start, 1)}
         summary_path.write_text(json.dumps({"settings": settings} | summary, indent=1) + "\n")
@@ -240,6 +241,7 @@ def main() -> None:
     r.add_argument("--cases")
     r.add_argument("--demo", action="store_true")
     r.add_argument("--set", action="append", default=[], dest="settings")
+    r.add_argument("--checkpoint", type=Path, help="a generator export to render with (default: the warp)")
     c = sub.add_parser("compare")
     c.add_argument("before", type=Path)
     c.add_argument("after", type=Path)
@@ -247,7 +249,7 @@ def main() -> None:
     c.add_argument("--public", action="store_true", help="only what may be shipped (tier A targets and drivers)")
     args = parser.parse_args()
     if args.command == "run":
-        run(args.out, args.cases, args.demo, args.settings)
+        run(args.out, args.cases, args.demo, args.settings, args.checkpoint)
     else:
         compare(args.before, args.after, args.out, args.public)
 
