@@ -7,10 +7,9 @@ generator's colours drift, matched in colour to the targets before it is pasted 
 
 A warp-guided generator (ours, `ModelConfig.warp_guided`) also gets the warp renderer's image of
 the driven mesh. The warp is drawn at the pipeline's crop size; the generator sees it resized to
-its own. The warp refiner's flow and residual (correction=refine) are fields, so they are resized to
-the crop and move and paint the full-size warp itself; any other correction (output minus its input
-warp) is resized back and added to the full-size warp. Either way the warp's detail is kept wherever
-the generator leaves it alone. Its colours are the targets' already: no colour matching.
+its own, and only its correction (output minus its input warp) is resized back and added to the
+full-size warp, so the warp's detail is kept wherever the generator leaves it alone. Its colours
+are the targets' already: no colour matching.
 
 A file driver's frames are drawn a few per generator call (`render_batch`, ours): the targets'
 cache is shared by every frame of the batch, and one call costs less per frame than several.
@@ -32,7 +31,6 @@ from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.model.generator import Generator, TargetCache
-from marionette.model.refiner import refine
 
 if TYPE_CHECKING:
     from marionette.inference.onnx_runtime import OnnxGenerator
@@ -118,15 +116,10 @@ class NeuralRenderer:
             warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
         cache = self._cache if len(driven_meshes) == 1 else self._cache.repeat(len(driven_meshes))
         with self.placement.autocast():
-            generated = self.generator.generate(landmarks, cache, warps)
-        images = generated.image  # (B, 3, s, s) in [-1, 1]
+            images = self.generator.generate(landmarks, cache, warps).image  # (B, 3, s, s) in [-1, 1]
         if not torch.isfinite(images).all():
             raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
                              "its weights are unusable")
-        if generated.refinement is not None:
-            flow, residual = (field.float() for field in generated.refinement)  # (B, 2, s, s), (B, 3, s, s)
-            full = refine(to_tensor(np.stack(warps_full)).to(self.device), flow, residual)  # (B, 3, S, S)
-            return ((full.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         if warps is not None:
             corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) levels
             return np.stack([np.clip(w + cv2.resize(c, (crop, crop), interpolation=cv2.INTER_CUBIC) + 0.5, 0, 255)

@@ -4,7 +4,6 @@ manifest, and the `onnx` renderer runs them with ONNX Runtime instead of torch.
   target_encoder.onnx   images, landmark_images (1, K, 3, s, s) -> the TargetCache's tensors (K dynamic)
   frame_generator.onnx  driver_landmark_image (B, 3, s, s) [, warp_image (B, 3, s, s)] and the
                         cache tensors it reads, repeated B times -> image (B, 3, s, s) in [-1, 1]
-                        [, the warp refiner's flow (B, 2, s, s) and residual (B, 3, s, s)]
                         (B dynamic: a file driver's frames are drawn several per call)
   model.json            format tag, model and preprocess configs, the graphs' input and output
                         names in order, the source export's SHA-256
@@ -94,24 +93,16 @@ class _TargetEncoderGraph(nn.Module):
 
 class _FrameGraph(nn.Module):
     """What frame_generator.onnx computes: driver landmark images (B, 3, s, s) [, warp images], then
-    the flat cache's tensors in `names` order (batch B) -> images (B, 3, s, s) [, the refiner's flow
-    (B, 2, s, s) and residual (B, 3, s, s)]."""
+    the flat cache's tensors in `names` order (batch B) -> images (B, 3, s, s)."""
 
     def __init__(self, generator: Generator, names: list[str]) -> None:
         super().__init__()
         self.generator, self.names = generator, names
 
-    def forward(self, driver_landmark_image: torch.Tensor, *rest: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, driver_landmark_image: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         warp_image = rest[0] if self.generator.config.warp_guided else None
         cache = unflatten_cache(dict(zip(self.names, rest[warp_image is not None:])))
-        generated = self.generator.generate(driver_landmark_image, cache, warp_image)
-        return (generated.image, *(generated.refinement or ()))
-
-
-def _frame_outputs(config: ModelConfig) -> list[str]:
-    """The frame graph's output names: the image, and the refiner's fields for correction=refine."""
-    refines = config.warp_guided and config.correction == "refine"
-    return ["image"] + ["flow", "residual"] * refines
+        return self.generator.generate(driver_landmark_image, cache, warp_image).image
 
 
 def _k_axes(small: Mapping[str, torch.Tensor], large: Mapping[str, torch.Tensor], k: tuple[int, int]
@@ -186,9 +177,8 @@ def export_onnx(source: str | Path, out: Path, config: OnnxExportConfig = OnnxEx
     frame_axes = {name: {0: "B", **cache_axes.get(name, {})} for name in [*frame_inputs, *names]}
     encoder = _to_onnx(_TargetEncoderGraph(generator), dict(zip(("images", "landmark_images"), _targets(exported.model, 2))),
                        names, {"images": {1: "K"}, "landmark_images": {1: "K"}, **cache_axes}, config.opset)
-    outputs = _frame_outputs(exported.model)
-    frame = _to_onnx(_FrameGraph(generator, names), {**frame_inputs, **two_frames}, outputs,
-                     {**frame_axes, **{name: {0: "B"} for name in outputs}}, config.opset)
+    frame = _to_onnx(_FrameGraph(generator, names), {**frame_inputs, **two_frames}, ["image"],
+                     {**frame_axes, "image": {0: "B"}}, config.opset)
     graphs = {"target_encoder": _graph_names(encoder), "frame_generator": _graph_names(frame)}
     manifest = {"format": ONNX_FORMAT, "model": to_dict(exported.model), "preprocess": to_dict(exported.preprocess),
                 "source": {"name": Path(source).name, "sha256": Ingredient.of("generator", source).sha256,
@@ -213,10 +203,9 @@ def _check(generator: Generator, encoder: bytes, frame: bytes, tolerance: float,
         targets, frame_inputs = _targets(generator.config, k, seed=k), _frame_inputs(generator.config, k, batch)
         args = (frame_inputs["driver_landmark_image"], frame_inputs.get("warp_image"))
         want_cache, got_cache = generator.encode_targets(*targets), onnx_generator.encode_targets(*targets)
-        want = generator.generate(args[0], want_cache.repeat(batch), args[1])
-        got = onnx_generator.generate(args[0], got_cache.repeat(batch), args[1])
-        pairs = [(got.image, want.image), *zip(got.refinement or (), want.refinement or ())]
-        error = max(error, *((g - w).abs().max().item() for g, w in pairs))
+        want = generator.generate(args[0], want_cache.repeat(batch), args[1]).image
+        got = onnx_generator.generate(args[0], got_cache.repeat(batch), args[1]).image
+        error = max(error, (got - want).abs().max().item())
     if not error <= tolerance:
         raise InputError(f"{source}: its ONNX graphs differ from torch by up to {error:.2g} (tolerance {tolerance:g}); "
                          "nothing written (try another opset, or raise tolerance)")
@@ -245,7 +234,6 @@ def _session(model: str | Path | bytes, name: str | Path, threads: int = 1) -> A
 @dataclass(frozen=True)
 class OnnxOutput:
     image: torch.Tensor  # (B, 3, s, s) in [-1, 1]
-    refinement: tuple[torch.Tensor, torch.Tensor] | None  # correction=refine: flow (B, 2, s, s), residual (B, 3, s, s)
 
 
 class OnnxGenerator:
@@ -299,9 +287,8 @@ class OnnxGenerator:
         if (warp_image is not None) != self.config.warp_guided:
             raise ValueError("a warp-guided generator needs warp_image; any other takes none")
         given = {"driver_landmark_image": driver_landmark_image, "warp_image": warp_image, **flatten_cache(cache)}
-        image, *fields = (torch.from_numpy(a).to(driver_landmark_image.device)
-                          for a in self._frame.run(None, {name: _array(given[name]) for name in self._frame_names}))
-        return OnnxOutput(image=image, refinement=tuple(fields) if fields else None)  # type: ignore[arg-type]
+        (image,) = self._frame.run(None, {name: _array(given[name]) for name in self._frame_names})
+        return OnnxOutput(image=torch.from_numpy(image).to(driver_landmark_image.device))
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:

@@ -101,7 +101,6 @@ class Correction:
     mask: torch.Tensor  # (B, 1, H, W): where the output departs from the warp: the residual's mask in [0, 1],
     # the blend's in [-1, 1], the refiner's mean |output - warp|
     painted: torch.Tensor | None  # blend: the image head's painting g (B, 3, H, W) in [-1, 1]; residual: None
-    refinement: tuple[torch.Tensor, torch.Tensor] | None  # refine: its flow (B, 2, H, W) and residual (B, 3, H, W)
 
 
 class Decoder(nn.Module):
@@ -149,15 +148,15 @@ class Decoder(nn.Module):
             image = self.to_rgb(u)  # (B, 3, H, W)
         elif self.config.correction == "residual":
             image, mask = self.correction(u, warp_image)  # (B, 3, H, W), (B, 1, H, W)
-            correction = Correction(mask=mask, painted=None, refinement=None)
+            correction = Correction(mask=mask, painted=None)
         elif self.config.correction == "refine":
             assert landmark_image is not None, "the refiner reads the driver's landmark image"
-            image, departure, flow, residual = self.correction(tuple(features), landmark_image, warp_image)
-            correction = Correction(mask=departure, painted=None, refinement=(flow, residual))
+            image, departure = self.correction(tuple(features), landmark_image, warp_image)  # (B, 3, H, W), (B, 1, H, W)
+            correction = Correction(mask=departure, painted=None)
         else:
             features = self.to_rgb[:2](u)  # ReLU(norm(u)) (B, C, H, W): read by both heads
             painted = self.to_rgb[2:](features)  # (B, 3, H, W): the paper's image
             image, mask = self.correction(features, warp_image, painted)  # (B, 3, H, W), (B, 1, H, W)
-            correction = Correction(mask=mask, painted=painted, refinement=None)
+            correction = Correction(mask=mask, painted=painted)
         assert image.shape == (b, 3, size, size), image.shape
         return image, tuple(flows), correction

@@ -53,9 +53,6 @@ class GeneratorOutput:
     target_flows: torch.Tensor  # f_y (B, K, 2, H/2, W/2)
     mask: torch.Tensor | None  # warp-guided: where the warp is corrected (B, 1, H, W) (decoder.Correction); else None
     painted: torch.Tensor | None  # correction=blend: Q's painted image g (B, 3, H, W) in [-1, 1]; else None
-    # correction=refine: the refiner's flow (B, 2, H, W) and residual (B, 3, H, W), which refiner.refine
-    # applies to a warp image of any size; else None
-    refinement: tuple[torch.Tensor, torch.Tensor] | None
 
 
 class Generator(nn.Module):
@@ -96,8 +93,7 @@ class Generator(nn.Module):
                                                         driver_landmark_image)
         return GeneratorOutput(image=image, attention=attention, driver_flows=driver_flows, target_flows=cache.flows,
                                mask=None if correction is None else correction.mask,
-                               painted=None if correction is None else correction.painted,
-                               refinement=None if correction is None else correction.refinement)
+                               painted=None if correction is None else correction.painted)
 
     def forward(self, target_images: torch.Tensor, target_landmark_images: torch.Tensor,
                 driver_landmark_image: torch.Tensor, warp_image: torch.Tensor | None = None,

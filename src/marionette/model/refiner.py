@@ -8,10 +8,6 @@ colour residual, zero wherever it has nothing to add):
 
     output = sample(w, identity + flow) + residual
 
-Both are fields on the image, not pixels of it (the flow in grid units), so `refine` applies them to a
-warp drawn larger than the model's crops: the neural renderer moves and paints the full-size warp
-(sharp lid and lip lines moved, not a resized difference image laid over them).
-
 The head's filters and bias start at zero, so at initialisation the output is exactly w; the head
 learns from the first step (its gradient is the features times the output's), and everything
 upstream from the second. Why a network over the warp rather than one conv beside it: a 0.45 M
@@ -38,22 +34,10 @@ def _block(in_channels: int, out_channels: int, stride: int = 1) -> nn.Sequentia
                          conv(out_channels, out_channels, 3), nn.LeakyReLU(0.2))
 
 
-def refine(warp_image: torch.Tensor, flow: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """The refiner's output: warp_image (B, 3, S, S) moved by flow (B, 2, H, W) (grid units) plus
-    residual (B, 3, H, W); at S != H the two fields are resized to S first (flow bilinear, residual
-    bicubic), so the warp keeps its own sharpness. At S = H nothing is resized."""
-    size = warp_image.shape[-2:]
-    if flow.shape[-2:] != size:
-        flow = F.interpolate(flow, size=size, mode="bilinear", align_corners=False)  # (B, 2, S, S)
-        residual = F.interpolate(residual, size=size, mode="bicubic", align_corners=False)  # (B, 3, S, S)
-    return warp(warp_image, flow) + residual
-
-
 class WarpRefiner(nn.Module):
     """features (Q's u at H/8, H/4, H/2, H; their widths `feature_widths`), the driver's landmark
-    image r_x and the warp image w (B, 3, H, W) -> (output (B, 3, H, W), departure (B, 1, H, W),
-    flow (B, 2, H, W), residual (B, 3, H, W)), the departure being the mean |output - w| over
-    colours: where the output leaves the warp."""
+    image r_x and the warp image w (B, 3, H, W) -> (output (B, 3, H, W), departure (B, 1, H, W)),
+    the departure being the mean |output - w| over colours: where the output leaves the warp."""
 
     def __init__(self, config: ModelConfig, feature_widths: tuple[int, ...]) -> None:
         super().__init__()
@@ -71,7 +55,7 @@ class WarpRefiner(nn.Module):
             self.head.bias.zero_()
 
     def forward(self, features: tuple[torch.Tensor, ...], landmark_image: torch.Tensor, warp_image: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         x, skips = torch.cat((landmark_image, warp_image), dim=1), []  # (B, 6, H, W)
         for block in self.down:
             x = block(x)  # (B, c·2^j, H/2^j, W/2^j)
@@ -83,5 +67,5 @@ class WarpRefiner(nn.Module):
             x = self.up[j](torch.cat(parts, dim=1))  # (B, c·2^j, H/2^j, W/2^j)
         out = self.head(x)  # (B, 5, H, W)
         flow, residual = FLOW_MAX * torch.tanh(out[:, :2]), out[:, 2:]  # (B, 2, H, W), (B, 3, H, W)
-        image = refine(warp_image, flow, residual)  # (B, 3, H, W)
-        return image, (image - warp_image).abs().mean(dim=1, keepdim=True), flow, residual
+        image = warp(warp_image, flow) + residual  # (B, 3, H, W)
+        return image, (image - warp_image).abs().mean(dim=1, keepdim=True)
