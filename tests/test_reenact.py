@@ -20,7 +20,7 @@ from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline
 from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.media import iter_video
-from marionette.provenance import verify
+from marionette.provenance import Watermark, container_tags, verify
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TARGET = str(ASSETS / "faces" / "02_grace_hopper.jpg")
@@ -116,6 +116,42 @@ def test_timed_frames_keep_their_times(tmp_path: Path, suffix: str) -> None:
         assert [round(t, 2) for t in decoded] == times
     else:
         assert decoded == times
+
+
+def gif_local_colour_tables(data: bytes) -> int:
+    """How many frames of a GIF carry a colour table of their own (walks the file's blocks)."""
+
+    def table_bytes(packed: int) -> int:  # a descriptor's flags: table present, its size
+        return 3 << ((packed & 7) + 1) if packed & 0x80 else 0
+
+    pos, count = 13 + table_bytes(data[10]), 0
+    while data[pos] != 0x3B:  # the trailer
+        if data[pos] == 0x21:  # an extension: introducer, label, sub-blocks
+            pos += 2
+        else:  # an image: descriptor, its colour table, LZW code size, sub-blocks
+            count += bool(data[pos + 9] & 0x80)
+            pos += 10 + table_bytes(data[pos + 9]) + 1
+        while data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    return count
+
+
+def test_gif_output_has_one_palette_is_small_and_stays_marked(tmp_path: Path) -> None:
+    frames = [Watermark().embed(f) for f, _ in zip(iter_video(DRIVER), range(12))]  # camera noise in every pixel
+    out = tmp_path / "clip.gif"
+    with FrameWriter(out, 25, container_tags("warp")) as writer:
+        for frame in frames:
+            writer.write(frame)
+    data = out.read_bytes()
+    assert data[10] & 0x80 and gif_local_colour_tables(data) == 0  # one global palette, none per frame
+    pixels = frames[0].shape[0] * frames[0].shape[1] * len(frames)
+    assert len(data) < 0.127 * pixels  # 3 MB for 90 frames at 512 x 512 px, per pixel
+    decoded = list(iter_video(out))
+    assert len(decoded) == len(frames)
+    assert min(cv2.PSNR(d, f) for d, f in zip(decoded, frames)) > 30  # kept (transparent) pixels composed right
+    report = verify(out)
+    assert report.tag is not None and report.watermark.present and report.manifest.valid
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "max_frames"])

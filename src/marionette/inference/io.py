@@ -33,6 +33,10 @@ from marionette.outputs import output_kind
 from marionette.provenance import MOV_MUXER_OPTIONS, gif_comment, png_info, sign_output
 
 MILLISECOND = Fraction(1, 1000)  # time base of timed (live) frames
+GIF_SAMPLES = 8  # evenly spaced frames whose pixels make a GIF's one palette
+GIF_COLOURS = 255  # palette entries for pixels
+GIF_KEPT = GIF_COLOURS  # the 256th entry, transparent: the pixel shows what the frames before drew
+GIF_TOLERANCE = 16  # levels (any channel) a pixel may drift from what is shown before it is redrawn
 
 
 @dataclass(frozen=True)
@@ -143,8 +147,8 @@ class FrameWriter:
     appears under `path` unless `close()` completes (a frames folder is built beside it and renamed
     into place); an exception inside the `with` block removes the partial output. The caller checks
     first that `path` may be written (check_media_output); `replace=False` (a new output) refuses in
-    one line, at the end, an output another run wrote meanwhile. GIF frames are kept (palettized)
-    until the end: GIF is for short clips.
+    one line, at the end, an output another run wrote meanwhile. GIF frames are kept (RGB) until the
+    end, when one palette is made for the whole clip (see gif_frames): GIF is for short clips.
 
     Frames are untimed (they follow at `rate`) or timed (`write(frame, at=seconds)`): timed frames
     keep their times exactly, in units of `time_base`, so a 29.97 frames/s, variable-rate or live
@@ -159,7 +163,7 @@ class FrameWriter:
         self._stack = contextlib.ExitStack()
         self._container: av.container.OutputContainer | None = None
         self._stream = None
-        self._gif: list[Image.Image] = []
+        self._gif: list[np.ndarray] = []
         self._times: list[int] | None = None  # timestamps of timed frames, in time_base units
         self.frames = 0
         sweep_temporaries(self.path)  # what a killed run left
@@ -183,7 +187,9 @@ class FrameWriter:
             save_image(self._tmp / f"{self.frames:06d}.png" if self.kind == "frames" else self._tmp, frame,
                        pnginfo=png_info(self.tags))
         elif self.kind == "gif":
-            self._gif.append(Image.fromarray(frame).quantize(colors=256, method=Image.Quantize.MEDIANCUT))
+            if self._gif and frame.shape != self._gif[0].shape:  # every frame the size of the first
+                frame = cv2.resize(frame, self._gif[0].shape[1::-1], interpolation=cv2.INTER_AREA)
+            self._gif.append(frame)
         else:
             if frame.shape[0] % 2 or frame.shape[1] % 2:  # yuv420p needs even sizes
                 frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
@@ -272,12 +278,13 @@ class FrameWriter:
         if self.frames == 0:
             raise InputError(f"{self.path}: no frame was produced")
         if self.kind == "gif":  # PIL, not ffmpeg: ffmpeg's GIF muxer drops every metadata key
-            first, *rest = self._gif
+            (first, *rest), palette = gif_frames(self._gif)
             last = round(1000 / self.rate)
             duration = (last if self._times is None  # ms per frame
                         else [*(round(1000 * d * self.time_base) for d in np.diff(self._times).tolist()), last])
-            first.save(self._tmp, format="GIF", save_all=True, append_images=rest, loop=0,
-                       duration=duration, comment=gif_comment(self.tags))
+            # palette: the one global colour table; each frame marks its own kept pixels transparent
+            first.save(self._tmp, format="GIF", save_all=True, append_images=rest, loop=0, duration=duration,
+                       palette=palette, optimize=False, disposal=1, comment=gif_comment(self.tags))
         elif self.kind not in ("png", "frames"):
             for packet in self._stream.encode():
                 self._container.mux(packet)
@@ -305,6 +312,44 @@ class FrameWriter:
             self.close()
         else:
             self.abort()
+
+
+def gif_palette(frames: list[np.ndarray]) -> Image.Image:
+    """One palette for a clip of same-size frames: a fast octree over GIF_SAMPLES evenly spaced frames."""
+    picks = np.linspace(0, len(frames) - 1, min(GIF_SAMPLES, len(frames))).round().astype(int)
+    return Image.fromarray(np.concatenate([frames[i] for i in picks])).quantize(
+        GIF_COLOURS, method=Image.Quantize.FASTOCTREE)
+
+
+def gif_frames(frames: list[np.ndarray]) -> tuple[list[Image.Image], bytes]:
+    """Same-size RGB frames as GIF frames on one palette, and that palette (256 RGB entries).
+    Pixels map to their nearest colour, undithered: dithering changes pixels in every frame (a
+    larger file) and the watermark, a low-frequency luma offset, survives without it. After the
+    first frame, a pixel is redrawn only when its colour has moved more than GIF_TOLERANCE from
+    what is shown and its palette colour differs; the others are transparent (GIF_KEPT), which LZW
+    stores in a few bits: noise under the tolerance in still parts costs nothing."""
+    palette = gif_palette(frames)
+    colours = np.zeros((256, 3), np.uint8)
+    used = np.asarray(palette.getpalette(), np.uint8).reshape(-1, 3)
+    colours[: len(used)] = used
+    images: list[Image.Image] = []
+    shown: np.ndarray | None = None  # (H, W, 3) what a player shows after the frames so far
+    for frame in frames:
+        index = np.array(Image.fromarray(frame).quantize(palette=palette, dither=Image.Dither.NONE))
+        drawn = colours[index]
+        if shown is None:
+            shown = drawn
+        else:
+            moved = ((np.abs(frame.astype(np.int16) - shown).max(axis=2) > GIF_TOLERANCE)
+                     & (drawn != shown).any(axis=2))
+            shown[moved] = drawn[moved]
+            index[~moved] = GIF_KEPT
+        image = Image.fromarray(index)  # L, made P by its palette
+        image.putpalette(colours.tobytes())
+        if images:
+            image.info["transparency"] = GIF_KEPT
+        images.append(image)
+    return images, colours.tobytes()
 
 
 def _head(frame: av.AudioFrame, samples: int) -> av.AudioFrame:
