@@ -1,9 +1,10 @@
 """Synthetic-media marks: the watermark survives a real H.264 round trip, a downscale, and (through
-the search) a crop + mirror + rescale, stays invisible (PSNR) and silent on unmarked frames or a
-wrong key; container tags round-trip; C2PA manifests (embedded, or an mkv's sidecar) are valid, name
-marionette and the inputs' hashes, and break when the file is tampered with; verify's levels (trusted
-signer, claims, edited after signing, no mark), their exit statuses and JSON; a deployment's own
-watermark key."""
+the search) a crop + mirror + rescale and the ways people repost (pillarboxed, beside another
+image, in a page, a 12% crop, turned up to 5 degrees), stays invisible (PSNR) and silent on
+unmarked frames or a wrong key; container tags round-trip; C2PA manifests (embedded, or an mkv's
+sidecar) are valid, name marionette and the inputs' hashes, and break when the file is tampered
+with; verify's levels (trusted signer, claims, edited after signing, no mark), their exit statuses
+and JSON; a deployment's own watermark key."""
 
 from __future__ import annotations
 
@@ -21,11 +22,12 @@ from marionette import __version__
 from marionette.content_credentials import CERT_ENV, KEY_ENV, TRUST_ENV, _generate_local, config_dir
 from marionette.errors import InputError
 from marionette.inference.io import FrameWriter
-from marionette.media import iter_video
+from marionette.media import iter_video, load_image
 from marionette.provenance import (
     DEFAULT_KEY,
     MOV_MUXER_OPTIONS,
     PHASES,
+    SEARCH_ANGLES,
     SEARCH_HYPOTHESES,
     SEARCH_SCALES,
     SEARCH_THRESHOLD,
@@ -44,6 +46,7 @@ from marionette.provenance import (
 )
 
 CLIP = Path(__file__).resolve().parents[1] / "assets" / "videos" / "grid_brbk7n.mp4"  # 360x288 talking head, 25 fps
+FACE = Path(__file__).resolve().parents[1] / "assets" / "faces" / "02_grace_hopper.jpg"  # an unmarked photo
 FRAMES = 25
 
 
@@ -239,7 +242,7 @@ def test_file_without_manifest_reports_none(tmp_path, frames, monkeypatch):
 
 
 def test_mark_survives_crop_mirror_and_rescale_through_the_search(tmp_path, frames, marked):
-    assert len(SEARCH_SCALES) * PHASES**2 * TILE**2 * 2 == SEARCH_HYPOTHESES
+    assert len(SEARCH_SCALES) * len(SEARCH_ANGLES) * PHASES**2 * TILE**2 * 2 == SEARCH_HYPOTHESES
     assert SEARCH_HYPOTHESES * np.exp(-SEARCH_THRESHOLD**2 / 2) <= 4e-6 + 1e-12  # the union bound holds
     h, w = frames[0].shape[:2]
     ch, cw = round(h * 0.7071), round(w * 0.7071)  # 50% of the area, at the bottom-right corner
@@ -262,6 +265,65 @@ def test_mark_survives_crop_mirror_and_rescale_through_the_search(tmp_path, fram
     assert not plain.present and plain.search.score < SEARCH_THRESHOLD, plain
     other = Watermark(key=12345)
     assert not Watermark().detect(edit([other.embed(f) for f in frames]), search=True).present  # another key's mark
+
+
+def turned(frame: np.ndarray, degrees: float) -> np.ndarray:
+    """The frame turned counter-clockwise about its centre, black corners (a tilted re-shoot)."""
+    h, w = frame.shape[:2]
+    return cv2.warpAffine(frame, cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), degrees, 1.0), (w, h))
+
+
+def beside(frame: np.ndarray) -> np.ndarray:
+    """The frame to the right of an unmarked photo of the same height (a side-by-side repost)."""
+    photo = load_image(FACE)
+    h = frame.shape[0]
+    width = round(photo.shape[1] * h / photo.shape[0] / 2) * 2  # even for yuv420p
+    return np.hstack([cv2.resize(photo, (width, h), interpolation=cv2.INTER_AREA), frame])
+
+
+def on_page(frame: np.ndarray) -> np.ndarray:
+    """The frame a quarter of the width of a 1440x810 page covered in lines of dark word-like strokes (a
+    screenshot)."""
+    rng = np.random.default_rng(0)
+    page = np.full((810, 1440, 3), 245, np.uint8)
+    for top in range(20, 790, 24):
+        for left in range(20, 1400, 9):
+            if rng.random() < 0.7:
+                page[top : top + 12, left : left + 6] = rng.integers(20, 90)
+    page[100 : 100 + frame.shape[0], 700 : 700 + frame.shape[1]] = frame
+    return page
+
+
+REPOSTS = {  # name -> (edit of a 360x288 frame, cells across the result's shorter side, degrees turned)
+    "pillarboxed 16:9": (lambda f: np.pad(f, ((0, 0), (76, 76), (0, 0))), 48, 0),  # 512x288
+    "pillarboxed 9:16": (lambda f: np.pad(f, ((176, 176), (0, 0), (0, 0))), 60, 0),  # 360x640: 48 x 360 / 288
+    "beside another image": (beside, 48, 0),
+    "in a page": (on_page, 135, 0),  # 48 x 810 / 288
+    "12% crop": (lambda f: f[60:160, 150:274], 48 * 100 / 288, 0),  # 124x100 of 360x288: 12.0% of the area
+    "turned 2 degrees": (lambda f: turned(f, 2), 48, 2),
+    "turned 3 degrees": (lambda f: turned(f, 3), 48, 3),
+    "turned 5 degrees": (lambda f: turned(f, 5), 48, 5),
+}
+
+
+@pytest.mark.parametrize("repost", list(REPOSTS))
+def test_mark_survives_reposts_through_the_search(tmp_path, marked, repost):
+    edit, cells, degrees = REPOSTS[repost]
+    path = tmp_path / "repost.mp4"
+    write_h264(path, [np.ascontiguousarray(edit(f)) for f in marked[:4]], crf=23)
+    found = Watermark().detect(list(iter_video(path)), search=True)
+    match = found.search
+    assert found.present and match.score >= SEARCH_THRESHOLD, found
+    # the grid it found (z is flat within about 0.5 degree of the turn)
+    assert abs(match.cells / cells - 1) < 0.03 and abs(match.angle - degrees) <= 1, match
+
+
+def test_search_is_silent_on_unmarked_images(frames):
+    images = {"frame": frames[0], "photo": load_image(FACE), "frame in a page": on_page(frames[0]),
+              "frame turned 3 degrees": turned(frames[0], 3)}
+    for name, image in images.items():
+        found = Watermark().detect([image], search=True)
+        assert not found.present and found.search.score < SEARCH_THRESHOLD - 1, (name, found.search)  # well below
 
 
 def test_verify_levels_and_exit_statuses(tmp_path, capsys, monkeypatch, frames, marked):

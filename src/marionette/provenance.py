@@ -15,29 +15,34 @@
      on R, G and B leaves Cb and Cr unchanged), scaled by local texture so flat skin and sky get less.
    - Detection at the frame's own grid shrinks the luma to one mean per cell (`cv2.INTER_AREA`),
      removes the image's own smooth content with a cell-level high-pass (cell minus the mean of
-     its four neighbours), divides by the local spread of that residual (so strong edges do not
-     dominate), folds it onto the tile (cells at the same tile position summed) and correlates the
-     folded residual `b` with the key: z = sum(k * b) / sqrt(sum(b^2)).
-   - Why this z is calibrated: for media that never saw the key, `b` is independent of the +-1
-     key cells, so z is a Rademacher sum with unit variance, and Hoeffding's inequality bounds
-     P(z >= t) <= exp(-t^2 / 2) for any image, with no distribution fitted. At THRESHOLD = 5 a
-     single unmarked image or clip is flagged with probability below 4e-6.
+     its four neighbours), divides by the local variance of that residual (inverse-variance
+     weighting: a cell in busy texture holds little of the mark and gets little weight), folds it
+     onto the tile (cells at the same tile position summed) and correlates the folded residual `b`
+     with the key: z = sum(k * b) / sqrt(sum(b^2)).
+   - Why this z is calibrated: for media that never saw the key, `b` (whatever weights built it)
+     is independent of the +-1 key cells, so z is a Rademacher sum with unit variance, and
+     Hoeffding's inequality bounds P(z >= t) <= exp(-t^2 / 2) for any image, with no distribution
+     fitted. At THRESHOLD = 5 a single unmarked image or clip is flagged with probability below 4e-6.
    - Accumulating a clip: the folded residuals are summed over frames and z is taken once, on the
      sum. Averaging per-frame z-scores (mean z x sqrt(n)) would be wrong: the frames of a video
      share their content, so their z-scores are nearly equal and the sqrt(n) factor turns one
      unlucky still scene into a confident false detection. Summing keeps the unit-variance null
      (the sum is still independent of the key) while the mark, identical in every frame, adds up.
-   - Crops, mirroring and rescaling move the grid. When the frame's own grid finds nothing, a
-     search tries every hypothesis on the clip's mean luma: SEARCH_SCALES cell counts across the
-     shorter side (a crop keeping >= 50% of the area leaves 24-48; a uniform rescale changes
-     none), PHASES x PHASES sub-cell offsets, all TILE x TILE cyclic shifts of the key (any crop
-     offset; one FFT per grid) and the mirrored key. Each hypothesis alone is the same Rademacher
-     sum, so by the union bound the largest of N exceeds t with probability <= N exp(-t^2 / 2):
-     SEARCH_THRESHOLD (7.17 for N = 597,600) keeps that below 4e-6, and a file's overall false
+   - Reposts move the grid: a crop, a mirror, a rescale, the output pillarboxed into a 16:9 or 9:16
+     frame, set beside another clip or shown in a larger page (a screenshot), a turn (stabilisation,
+     a phone re-shoot). When the frame's own grid finds nothing, a search tries hypotheses on the
+     clip's mean luma: SEARCH_SCALES cell counts across the frame's shorter side (16-200: a crop
+     keeping 12% of the area leaves 17, an output a quarter of a page's width spans up to 192; a
+     uniform rescale changes none), SEARCH_ANGLES turns within +-5 degrees, PHASES x PHASES sub-cell
+     offsets, all TILE x TILE cyclic shifts of the key (any offset; one FFT per grid) and the
+     mirrored key. Coarse to fine: every other scale and angle first, then the grids next to the
+     SEARCH_REFINE best. Each hypothesis alone is the same Rademacher sum, and those tried are among
+     the N counted, so by the union bound the largest exceeds t with probability <= N exp(-t^2 / 2):
+     SEARCH_THRESHOLD (7.73 for N = 38,556,000) keeps that below 4e-6, and a file's overall false
      alarm rate below 8e-6.
-   Measured figures (detection after H.264 CRF 23/28, a 0.5x downscale, crops, mirroring and
-   rescales; false positives on all the shared clips; PSNR, ms per frame) are in
-   docs/provenance.md, from tools/measure_watermark.py.
+   Measured figures (detection after H.264 CRF 23/28, a 0.5x downscale, crops, mirroring, rescales,
+   framing, pages and turns; false positives on all the shared media; PSNR, ms per frame, seconds
+   per search) are in docs/provenance.md, from tools/measure_watermark.py.
 
 3. **C2PA manifest** (`sign_output`, see marionette.content_credentials): a signed record of who
    made the file and from what (hashes of the inputs), built from the tags above; `verify` checks it.
@@ -51,6 +56,7 @@ file changed after it was signed. The threat model is in docs/provenance.md.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import json
 import os
@@ -61,6 +67,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+import scipy.fft
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from marionette import __version__
@@ -97,13 +104,20 @@ GAIN_RANGE = (0.9, 1.2)  # ours: gain limits for flat / busy regions; a lower fl
 #   flat regions under H.264, which are the ones the detector trusts most
 MAX_OFFSET_RMS = 2.4  # ours: cap on the RMS offset of a frame (levels): PSNR >= 40.2 dB with rounding (2.5 let
 #   one shared photo fall to 39.9 dB)
-_NEIGHBOURS = np.array([[0, 0.25, 0], [0.25, 0, 0.25], [0, 0.25, 0]], np.float32)  # 4-neighbour mean (cell high-pass)
-WHITEN_EPS = 0.3  # floor (levels) added to the local residual spread before dividing by it
+WHITEN_EPS = 0.3  # floor (levels) added to the local residual spread before dividing by its square
 THRESHOLD = 5.0  # decision on z; Hoeffding: false alarm <= exp(-12.5) < 4e-6 per file
-SEARCH_SCALES = np.geomspace(22.0, 50.0, 83)  # ours: cells across the shorter side searched; a crop that keeps
-#   >= 50% of the area leaves 24-48 (1% apart: a 0.5% scale error moves the edge cells of a 48-cell side 0.25 cell)
+SEARCH_SCALES = np.geomspace(16.0, 200.0, 255)  # ours: cells across the frame's shorter side searched, 1% apart.
+#   16: a crop keeping 12% of the area leaves 48 x sqrt(0.12) = 16.6; 200: a 16:9 output a quarter of the frame's
+#   width (a screenshot in a page) spans 4 x 48 = 192; a 16:9 output letterboxed into 9:16, 85. Only the marked
+#   part must line up (the shift search absorbs a uniform offset): a 0.5% scale error moves the corner cell of a
+#   16:9 output, 49 cells from its centre, 0.25 cell
+SEARCH_ANGLES = np.linspace(-5.0, 5.0, 21)  # ours: rotations searched (degrees counter-clockwise), 0.5 apart: a
+#   0.25 degree error moves that corner cell 49 x 0.25 x pi / 180 = 0.21 cell
+SEARCH_MIN_PITCH = 2.0  # ours: scales whose cells would span under 2 px of the searched image are skipped (H.264
+#   erases cells under about 3 px; a skipped hypothesis only lowers the false-alarm rate)
 PHASES = 3  # ours: sub-cell offsets searched per axis (0, 1/3, 2/3 of a cell)
-SEARCH_HYPOTHESES = len(SEARCH_SCALES) * PHASES * PHASES * TILE * TILE * 2  # x 2: as is and mirrored
+SEARCH_HYPOTHESES = len(SEARCH_SCALES) * len(SEARCH_ANGLES) * PHASES * PHASES * TILE * TILE * 2  # x 2: mirrored
+SEARCH_REFINE = 16  # ours: coarse grids (every other scale and angle) whose neighbours are searched too
 SEARCH_THRESHOLD = float(np.sqrt(2 * np.log(SEARCH_HYPOTHESES / 4e-6)))  # union bound: N exp(-t^2/2) <= 4e-6
 MAX_VERIFY_FRAMES = 300  # frames read by `verify` (12 s at 25 fps); more only slows it
 VERIFIABLE_EXTS = VIDEO_EXTS + IMAGE_EXTS + (".gif",)  # what `verify` reads (a folder: these files)
@@ -111,10 +125,11 @@ VERIFIABLE_EXTS = VIDEO_EXTS + IMAGE_EXTS + (".gif",)  # what `verify` reads (a 
 
 @dataclass(frozen=True)
 class Match:
-    """The best grid of the search (a cropped, mirrored or rescaled copy)."""
+    """The best grid of the search (a cropped, framed, mirrored, rescaled or rotated copy)."""
 
     score: float  # largest z over the searched hypotheses; decided against SEARCH_THRESHOLD
     cells: float  # cells across the shorter side
+    angle: float  # the copy's rotation, degrees counter-clockwise
     mirrored: bool  # matched the horizontally mirrored key
     shift: tuple[int, int]  # cyclic shift of the key tile (rows, cols)
     phase: tuple[float, float]  # sub-cell offset of the grid (rows, cols), in cells
@@ -268,8 +283,8 @@ class Watermark:
     def __init__(self, key: int | None = None, strength: float = DEFAULT_STRENGTH):
         self.key, self.strength = watermark_key() if key is None else key, strength
         self.tile = np.random.default_rng(self.key).choice(np.array([-1.0, 1.0], np.float32), size=(TILE, TILE))  # (T, T)
-        spectrum = np.fft.fft2(self.tile)
-        self._spectra = (np.conj(spectrum), np.conj(np.fft.fft2(self.tile[:, ::-1])))  # as is, mirrored
+        mirrored = self.tile[:, ::-1]
+        self._spectra = np.conj(scipy.fft.rfft2(np.stack([self.tile, mirrored])))  # (2, T, T/2+1): as is, mirrored
         self._patterns: dict[tuple[int, int], np.ndarray] = {}  # (H, W) -> pattern; a run has one size
 
     def pattern(self, height: int, width: int) -> np.ndarray:
@@ -309,7 +324,7 @@ class Watermark:
 
     def residual(self, frame: np.ndarray) -> np.ndarray:
         """(T, T) folded residual of a frame at the embedding's own grid: what the key is correlated with."""
-        return _fold(_whiten(_cell_means(_luma(frame), CELLS, 1)[0]))
+        return _fold(_whiten(_cell_means(_luma(frame), CELLS)))[0]
 
     def _z(self, folded: np.ndarray) -> float:
         norm = float(np.sqrt(np.sum(folded * folded)))
@@ -319,88 +334,153 @@ class Watermark:
         """Per-frame z-score against the key at the frame's own grid; ~N(0, 1) on unmarked frames."""
         return self._z(self.residual(frame))
 
-    def search(self, stack: np.ndarray) -> Match:
-        """The best of SEARCH_HYPOTHESES z-scores over a `search_stack`: SEARCH_SCALES cell counts
-        across the shorter side x PHASES^2 sub-cell offsets x TILE^2 cyclic shifts of the key x
-        as is / mirrored. Each z is a unit-variance Rademacher sum on unmarked media, so the
+    def search(self, luma: np.ndarray) -> Match:
+        """The best z-score of an (H, W) luma image over SEARCH_HYPOTHESES hypotheses: SEARCH_SCALES
+        cell counts across the shorter side x SEARCH_ANGLES rotations x PHASES^2 sub-cell offsets x
+        TILE^2 cyclic shifts of the key x as is / mirrored. Coarse to fine: every other scale and
+        angle first, then every grid next to the SEARCH_REFINE best of those. Each z is a unit-variance
+        Rademacher sum on unmarked media and every hypothesis tried is one of the N counted, so the
         largest exceeds SEARCH_THRESHOLD with probability <= 4e-6 (union bound)."""
-        scores = self.shift_scores(stack)  # (S, P*P, 2, T, T)
-        at = np.unravel_index(int(np.argmax(scores)), scores.shape)
-        phase = divmod(int(at[1]), PHASES)
-        return Match(score=float(scores[at]), cells=float(SEARCH_SCALES[at[0]]), mirrored=bool(at[2]),
-                     shift=(int(at[3]), int(at[4])), phase=(phase[0] / PHASES, phase[1] / PHASES))
+        levels = _pyramid(luma, 2 * PHASES * SEARCH_SCALES[0])
+        coarse = [(s, a) for s in range(0, len(SEARCH_SCALES), 2) for a in range(0, len(SEARCH_ANGLES), 2)]
+        peaks = self._peaks(_search_grids(levels, coarse))
+        best = sorted(peaks, key=lambda grid: peaks[grid][0], reverse=True)[:SEARCH_REFINE]
+        near = {(s + i, a + j) for s, a in best for i in (-1, 0, 1) for j in (-1, 0, 1)
+                if 0 <= s + i < len(SEARCH_SCALES) and 0 <= a + j < len(SEARCH_ANGLES)}
+        peaks |= self._peaks(_search_grids(levels, sorted(near - peaks.keys())))
+        none = ((0, len(SEARCH_ANGLES) // 2), (0.0, 0))  # an image too small for any scale
+        (s, a), (score, at) = max(peaks.items(), key=lambda item: item[1][0], default=none)
+        p, mirrored, dy, dx = (int(i) for i in np.unravel_index(at, (PHASES * PHASES, 2, TILE, TILE)))
+        return Match(score=score, cells=float(SEARCH_SCALES[s]), angle=float(SEARCH_ANGLES[a]), mirrored=bool(mirrored),
+                     shift=(dy, dx), phase=(p // PHASES / PHASES, p % PHASES / PHASES))
+
+    def _peaks(self, grids: dict[tuple[int, int], np.ndarray]) -> dict[tuple[int, int], tuple[float, int]]:
+        """(scale, angle) -> the largest z over the grid's sub-cell offsets, shifts and mirroring, and
+        where it is (a flat index into (P*P, 2, T, T))."""
+        if not grids:
+            return {}
+        scores = self.shift_scores(np.stack(list(grids.values()))).reshape(len(grids), -1)  # (G, P*P*2*T*T)
+        at = np.argmax(scores, axis=1)
+        return {grid: (float(scores[g, at[g]]), int(at[g])) for g, grid in enumerate(grids)}
 
     def shift_scores(self, folded: np.ndarray) -> np.ndarray:
         """(..., 2, T, T) z-scores of (..., T, T) folded residuals against the key at every cyclic
         shift, as is and mirrored (index 1)."""
         norm = np.sqrt(np.sum(folded * folded, axis=(-2, -1)))[..., None, None, None]  # (..., 1, 1, 1)
-        spectrum = np.fft.fft2(folded)[..., None, :, :]  # (..., 1, T, T)
-        corr = np.real(np.fft.ifft2(spectrum * np.stack(self._spectra)))  # (..., 2, T, T)
+        spectrum = scipy.fft.rfft2(folded)[..., None, :, :]  # (..., 1, T, T/2+1)
+        corr = scipy.fft.irfft2(spectrum * self._spectra, s=(TILE, TILE))  # (..., 2, T, T)
         return corr / np.maximum(norm, 1e-12)
 
     def detect(self, frames: Iterable[np.ndarray], threshold: float = THRESHOLD,
                search: bool | None = None) -> Detection:
         """Sum the folded residuals over `frames` and score the sum once at the frames' own grid
-        (see module docstring). The search over grids, offsets and mirroring runs on the frames'
+        (see module docstring). The search over scales, turns, offsets and mirroring runs on the frames'
         mean luma (the mark is the same in every frame, the codec's noise is not) when asked, or
         by default when the frames' own grid finds nothing."""
         total, count, luma_sum = np.zeros((TILE, TILE), np.float32), 0, None
         for frame in frames:
             luma = _luma(frame)
-            total += _fold(_whiten(_cell_means(luma, CELLS, 1)[0]))
+            total += _fold(_whiten(_cell_means(luma, CELLS)))[0]
             luma_sum = luma if luma_sum is None else luma_sum + luma
             count += 1
         score = self._z(total)
         if search is None:
             search = score < threshold
-        found = self.search(search_stack(luma_sum / count)) if search and count else None
+        found = self.search(luma_sum / count) if search and count else None
         present = score >= threshold or (found is not None and found.score >= SEARCH_THRESHOLD)
         return Detection(present=present, public_key=self.key == DEFAULT_KEY, score=score, frames=count,
                          threshold=threshold, search=found)
 
 
-def search_stack(luma: np.ndarray) -> np.ndarray:
-    """(S, P*P, T, T) folded residuals of an (H, W) luma image at every searched grid (key-free:
-    shared by every key tried on the same image)."""
-    return np.stack([np.stack([_fold(_whiten(c)) for c in _cell_means(luma, cells, PHASES)]) for cells in SEARCH_SCALES])
+def _search_grids(levels: list[np.ndarray], grids: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray]:
+    """(P*P, T, T) folded residuals of a luma image (given as its `_pyramid`) at each (scale, angle)
+    index pair into SEARCH_SCALES and SEARCH_ANGLES (key-free). Scales whose cells would span under
+    SEARCH_MIN_PITCH px are left out."""
+    angles: dict[int, list[int]] = {}
+    for s, a in grids:
+        angles.setdefault(s, []).append(a)
+    folded = {}
+    for s, turns in angles.items():
+        cells = SEARCH_SCALES[s]
+        if min(levels[0].shape) / cells < SEARCH_MIN_PITCH:
+            continue
+        # ours: the smallest level with 2 px per sample, so the many resizes of a large frame stay cheap
+        level = min((lv for lv in levels if min(lv.shape) >= 2 * PHASES * cells), key=np.size, default=levels[0])
+        means = cv2.blur(_cell_means(level, cells * PHASES), (PHASES, PHASES), borderType=cv2.BORDER_REFLECT)
+        residual = _whiten(means, PHASES)  # a cell's weighted residual centred on every sub-cell sample
+        for a in turns:
+            folded[(s, a)] = _fold(_turn(residual, -SEARCH_ANGLES[a]), PHASES)  # -angle undoes the copy's turn
+    return folded
 
 
 def _luma(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)  # (H, W)
 
 
-def _cell_means(luma: np.ndarray, cells: float, phases: int) -> list[np.ndarray]:
-    """Cell means of `luma` on square cells, `cells` across its shorter side, for each of
-    phases x phases sub-cell offsets (a list of (rows, cols) arrays, offsets row-major)."""
+def _pyramid(luma: np.ndarray, smallest: float) -> list[np.ndarray]:
+    """`luma` and its successive halvings (INTER_AREA) while their shorter side stays >= `smallest` px."""
+    levels = [luma]
+    while min(levels[-1].shape) >= 2 * smallest:
+        levels.append(cv2.resize(levels[-1], None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA))
+    return levels
+
+
+def _cell_means(luma: np.ndarray, cells: float) -> np.ndarray:
+    """(rows, cols) means of `luma` on square cells, `cells` across its shorter side."""
     h, w = luma.shape
-    pitch = min(h, w) / (cells * phases)  # pixels per sample
-    samples = cv2.resize(luma, (max(round(w / pitch), phases), max(round(h / pitch), phases)),
-                         interpolation=cv2.INTER_AREA)  # phases samples per cell
-    out = []
-    for dy in range(phases):
-        for dx in range(phases):
-            part = samples[dy:, dx:]
-            rows, cols = part.shape[0] // phases, part.shape[1] // phases
-            part = part[: rows * phases, : cols * phases].reshape(rows, phases, cols, phases)
-            out.append(part.mean(axis=(1, 3)))  # (rows, cols)
-    return out
+    pitch = min(h, w) / cells  # pixels per cell
+    return cv2.resize(luma, (max(round(w / pitch), 1), max(round(h / pitch), 1)), interpolation=cv2.INTER_AREA)
 
 
-def _whiten(cells: np.ndarray) -> np.ndarray:
-    """Cell-level high-pass (cell minus its four neighbours' mean) over the local residual spread."""
-    neighbours = cv2.filter2D(cells, -1, _NEIGHBOURS, borderType=cv2.BORDER_REFLECT)
-    high = cells - neighbours
-    energy = cv2.blur(high * high, (3, 3), borderType=cv2.BORDER_REFLECT)  # a box filter's running sums can dip below 0
-    spread = np.sqrt(np.maximum(energy, 0.0)) + WHITEN_EPS
-    return high / spread
+def _whiten(means: np.ndarray, step: int = 1) -> np.ndarray:
+    """Cell-level high-pass (cell minus its four neighbours' mean) over its local variance (3 x 3 cells),
+    on cell means sampled `step` times per cell (the neighbours `step` samples away). ours: the inverse
+    variance weighs each cell by how much of the mark it can hold against the content's own texture, so
+    busy surroundings add little noise (after H.264, dividing by the spread instead: a 12% crop z 7.9
+    against 9.6, an output in a page of text 2.6 against 13.9)."""
+    neighbours, around = _kernels(step)
+    high = means - cv2.filter2D(means, -1, neighbours, borderType=cv2.BORDER_REFLECT)
+    energy = cv2.filter2D(high * high, -1, around, borderType=cv2.BORDER_REFLECT)  # a direct sum: never below 0
+    return high / (np.sqrt(energy) + WHITEN_EPS) ** 2
 
 
-def _fold(residual: np.ndarray) -> np.ndarray:
-    """(rows, cols) -> (T, T): residuals summed over cells that share a tile position."""
-    rows, cols = residual.shape
-    padded = np.zeros((-(-rows // TILE) * TILE, -(-cols // TILE) * TILE), np.float32)
-    padded[:rows, :cols] = residual
-    return padded.reshape(padded.shape[0] // TILE, TILE, padded.shape[1] // TILE, TILE).sum(axis=(0, 2))
+@functools.cache
+def _kernels(step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 4-neighbour mean and the 3 x 3-cell mean, `step` samples per cell."""
+    size = 2 * step + 1
+    neighbours, around = np.zeros((size, size), np.float32), np.zeros((size, size), np.float32)
+    neighbours[0, step] = neighbours[-1, step] = neighbours[step, 0] = neighbours[step, -1] = 0.25
+    around[::step, ::step] = 1 / 9
+    return neighbours, around
+
+
+def _turn(samples: np.ndarray, angle: float) -> np.ndarray:
+    """(H, W) weighted residual samples, PHASES per cell, turned `angle` degrees counter-clockwise about
+    their centre and moved so the first whole cell's centre sample is at (0, 0), on a canvas of whole
+    tiles (as `_fold` reads them), zero where no sample falls. ours: turning the residual, not the luma
+    before the cell means, filters once per scale; within 5 degrees a cell's box and neighbours move
+    <= 0.09 cell."""
+    h, w = samples.shape
+    block = TILE * PHASES
+    turn = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, 1.0)
+    turn[:, 2] -= PHASES // 2
+    canvas = (-(-w // block) * block, -(-h // block) * block)
+    # ours: the nearest sample (<= 1/6 cell off; turned 5 degrees, z 17.6 against 17.8 interpolated) warps 4x faster
+    return cv2.warpAffine(samples, turn, canvas, flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+
+
+def _fold(residual: np.ndarray, step: int = 1) -> np.ndarray:
+    """(H, W) residual, `step` samples per cell per axis -> (step^2, T, T): for each sub-cell offset
+    (row-major), its cells summed over the cells that share a tile position."""
+    block = TILE * step
+    h, w = residual.shape
+    if h % block or w % block:
+        padded = np.zeros((-(-h // block) * block, -(-w // block) * block), np.float32)
+        padded[:h, :w] = residual
+        residual = padded
+    rows = residual.reshape(-1, block, residual.shape[1]).sum(axis=0)  # (block, W): tile rows summed
+    tile = rows.reshape(block, -1, block).sum(axis=1)  # (block, block)
+    return tile.reshape(TILE, step, TILE, step).transpose(1, 3, 0, 2).reshape(step * step, TILE, TILE)
 
 
 def verify(path: str | Path, watermark: Watermark | None = None, anchors: str | None = None) -> VerifyReport:
@@ -479,6 +559,8 @@ def format_report(report: VerifyReport) -> str:
         f"container tag: {report.tag}" if report.tag else "container tag: none",
         f"watermark: {mark} ({key}), score {w.score:.1f} over {w.frames} frame{'s' * (w.frames != 1)} "
         f"(threshold {w.threshold:.1f})"
-        + (f"; search for a crop, mirror or rescale: best z {w.search.score:.1f} (threshold {SEARCH_THRESHOLD:.1f}; "
-           f"{w.search.cells:.0f} cells across{', mirrored' if w.search.mirrored else ''})" if w.search else ""),
+        + (f"; search for a crop, frame, mirror, rescale or turn: best z {w.search.score:.1f} (threshold "
+           f"{SEARCH_THRESHOLD:.1f}; {w.search.cells:.0f} cells across"
+           f"{f', turned {w.search.angle:+.1f} degrees' if w.search.angle else ''}"
+           f"{', mirrored' if w.search.mirrored else ''})" if w.search else ""),
     ])
