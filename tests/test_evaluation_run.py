@@ -22,7 +22,7 @@ from marionette.evaluation.run import EvalConfig, evaluate
 from marionette.provenance import verify
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-CONFIG = EvalConfig(renderers=("copy", "warp"), shots=(1, 2), episodes=2, samples=1)
+CONFIG = EvalConfig(renderers=("copy", "warp"), shots=(1, 2), episodes=2, samples=1, videos=False)
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +151,7 @@ def test_rerun_resumes_only_missing_lines(small, report):
     assert sorted(json.dumps(r, sort_keys=True) for r in redone) == sorted(
         json.dumps(json.loads(line), sort_keys=True) for line in lines[-3:])  # deterministic results
     with pytest.raises(InputError, match="other settings"):
-        evaluate(root, report, EvalConfig(seed=1, renderers=("copy",), shots=(1,), episodes=1), progress=False)
+        evaluate(root, report, EvalConfig(seed=1, renderers=("copy",), shots=(1,), episodes=1, videos=False), progress=False)
 
 
 def test_neural_without_checkpoint_is_a_one_line_error(small, tmp_path, capsys):
@@ -217,7 +217,7 @@ def test_neural_device_is_resolved_once_and_half_precision_is_not_mixed(small, t
     export = tmp_path / "g.safetensors"
     export_generator(export, Generator(model_config("tiny")), model_config("tiny"), PreprocessConfig(), step=0)
     config = EvalConfig(renderers=("neural",), shots=(1,), modes=("self", "cross"), episodes=1, samples=0,
-                        checkpoint=str(export), device="cuda", precision="bf16")
+                        videos=False, checkpoint=str(export), device="cuda", precision="bf16")
     evaluate(root, tmp_path / "r", config, progress=False)
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "device=" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith("device=cuda: no CUDA device here"), said
