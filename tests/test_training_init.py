@@ -1,6 +1,7 @@
-"""`train --init EXPORT`: a new run's generator and EMA start from a generator export; an export of
-another model config, or a file that is no export, is a one-line error that leaves no run folder;
-a run folder that resumes ignores --init (saying so) and stays exact."""
+"""`train --init EXPORT`: a new run's generator and EMA start from a generator export, also one made
+at another image size; an export of another model config, or a file that is no export, is a
+one-line error that leaves no run folder; a run folder that resumes ignores --init (saying so) and
+stays exact. Validation scores a generator of another size as the neural renderer uses it."""
 
 from __future__ import annotations
 
@@ -12,11 +13,15 @@ import pytest
 import torch
 
 from marionette.cli import main
+from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.export import load_generator
+from marionette.model.config import model_config
+from marionette.model.generator import Generator
 from marionette.training.checkpoint import list_checkpoints
 from marionette.training.config import run_config
 from marionette.training.loop import train
+from marionette.training.validation import Validator
 
 BASE = ["loss.perceptual_weights=random", "batch_size=2", "episodes.k_max=2", "log_every=1", "val_every=0",
         "checkpoint_every=2", "workers=0"]
@@ -86,3 +91,34 @@ def test_a_resumed_run_ignores_init_and_stays_exact(train_dataset: Path, source:
     whole, parts = weights(export(tmp_path / "whole")), weights(export(tmp_path / "parts"))
     assert all(torch.allclose(whole[k], parts[k], atol=1e-6) for k in whole)
     assert json.loads((tmp_path / "parts" / "config.json").read_text())["init"]["export"] == str(source)
+
+
+@pytest.fixture(scope="module")
+def dataset_128(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The GRID clips as 128 px crops, 4 frames each, one identity held out as val."""
+    from marionette.data.preprocess import preprocess
+
+    root = tmp_path_factory.mktemp("train128")
+    config = PreprocessConfig(size=128, max_frames=4, split="hash", val_fraction=0.25, test_fraction=0.0)
+    preprocess(Path(__file__).resolve().parents[1] / "assets" / "videos", root, config, workers=1, progress=False)
+    return root
+
+
+def test_a_run_at_another_size_starts_from_the_export(dataset_128: Path, source: Path, tmp_path: Path) -> None:
+    config = run_config("tiny", [*BASE, "steps=1", "lr_g=1e-9", "model.image_size=128"])
+    train(dataset_128, tmp_path / "128", config, progress=False, init=source)
+    start, init = weights(source), weights(export(tmp_path / "128"))
+    assert load_generator(export(tmp_path / "128")).model.image_size == 128
+    assert all(torch.allclose(init[k], start[k], atol=1e-5) for k in start)
+
+
+def test_validation_scores_a_generator_of_another_size_as_the_renderer_uses_it(dataset_128: Path) -> None:
+    # a 64-px warp-guided generator is exactly its input warp at initialisation: on 128-px episodes its
+    # correction (zero) resized back onto the full-size warp must leave the warp's scores as they are
+    generator = Generator(model_config("tiny", ["warp_guided=true", "correction=refine"])).eval()
+    validator = Validator(dataset_128, "val", 4, 2, 0, 4)
+    scores = validator(generator, torch.device("cpu"))
+    assert scores["val/psnr"] == pytest.approx(scores["warp/psnr"], abs=1e-9)
+    with torch.no_grad():  # a correction that is not zero moves the scores
+        generator.decoder.correction.head.bias.add_(0.1)
+    assert validator(generator, torch.device("cpu"))["val/psnr"] < scores["warp/psnr"] - 0.1

@@ -127,11 +127,13 @@ def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
 
 def load_init(init: Path, config: RunConfig) -> ExportedGenerator:
     """The generator export a new run starts from; one line when it is not an export or its model
-    config differs from the run's."""
+    config differs from the run's in anything but image_size (ours: the weights are convolutions and
+    attention under a size-relative positional encoding, so a run at 256 px can continue one at 128)."""
     exported = load_generator(init)
-    if exported.model != config.model:
-        theirs, ours = to_dict(exported.model), to_dict(config.model)
-        diff = "; ".join(f"{k}: {theirs[k]} in the export, {ours[k]} in the run" for k in ours if theirs[k] != ours[k])
+    theirs, ours = to_dict(exported.model), to_dict(config.model)
+    diff = "; ".join(f"{k}: {theirs[k]} in the export, {ours[k]} in the run" for k in ours
+                     if theirs[k] != ours[k] and k != "image_size")
+    if diff:
         raise InputError(f"{init}: the export's model config differs from the run's ({diff}); set the run's "
                          "model.KEY=VALUE to the export's")
     return exported

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from marionette.data.config import EpisodeConfig
-from marionette.data.episodes import Episode, EpisodeDataset
+from marionette.data.episodes import Episode, EpisodeDataset, to_tensor
 from marionette.evaluation.metrics import Sample, Tools, measure_sample, summarize, to_uint8
+from marionette.landmarks.render import render_landmarks
 from marionette.media import atomic_path
 
 METRICS = ("l1", "psnr", "ssim")
@@ -55,10 +57,32 @@ class Validator:
 
     @staticmethod
     def _generate(generator: torch.nn.Module, batch: Episode, device: torch.device) -> torch.Tensor:
-        """The generator's (B, 3, S, S) images of a batch (the warp images go to a warp-guided one)."""
-        warp = batch.warp_image.to(device) if generator.config.warp_guided else None
-        return generator(batch.target_images.to(device), batch.target_landmark_images.to(device),
-                         batch.driver_landmark_image.to(device), warp).image.float().cpu()
+        """The generator's (B, 3, S, S) images of a batch (the warp images go to a warp-guided one).
+        A generator made for another size s sees the batch as the neural renderer shows it frames:
+        images resized to s, landmarks drawn at s, and a warp-guided one's correction (its output
+        minus its warp) resized back and added to the full-size warp (inference/neural.py)."""
+        size, s = batch.driver_image.shape[-1], generator.config.image_size
+        if size == s:
+            warp = batch.warp_image.to(device) if generator.config.warp_guided else None
+            return generator(batch.target_images.to(device), batch.target_landmark_images.to(device),
+                             batch.driver_landmark_image.to(device), warp).image.float().cpu()
+
+        def resized(images: torch.Tensor, side: int, mode: str) -> torch.Tensor:  # (..., 3, H, W) -> (..., 3, side, side)
+            flat = images.reshape(-1, *images.shape[-3:])
+            out = F.interpolate(flat, size=(side, side), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+            return out.reshape(*images.shape[:-2], side, side)
+
+        def drawn(landmarks: torch.Tensor) -> torch.Tensor:  # (..., 68, 3) at S -> (..., 3, s, s) landmark images at s
+            points = landmarks.numpy() * (s / size)
+            images = np.stack([render_landmarks(p, s) for p in points.reshape(-1, 68, 3)])
+            return to_tensor(images.reshape(*points.shape[:-2], s, s, 3))
+
+        warp = resized(batch.warp_image, s, "area").to(device) if generator.config.warp_guided else None
+        image = generator(resized(batch.target_images, s, "area").to(device), drawn(batch.target_landmarks).to(device),
+                          drawn(batch.driver_landmarks).to(device), warp).image.float().cpu()  # (B, 3, s, s)
+        if warp is None:
+            return resized(image, size, "bicubic")
+        return batch.warp_image + resized(image - warp.cpu(), size, "bicubic")
 
     @torch.no_grad()
     def __call__(self, generator: torch.nn.Module, device: torch.device) -> dict[str, float]:
