@@ -17,15 +17,8 @@ from test_bad_inputs import refused, snapshot
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.export import export_generator, load_generator
-from marionette.inference.onnx_runtime import (
-    FILES,
-    MANIFEST_FILE,
-    OnnxExportConfig,
-    OnnxGenerator,
-    export_onnx,
-    flatten_cache,
-    unflatten_cache,
-)
+from marionette.inference.onnx_export import OnnxExportConfig, export_onnx
+from marionette.inference.onnx_runtime import FILES, MANIFEST_FILE, OnnxGenerator, flatten_cache, unflatten_cache
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
@@ -71,7 +64,7 @@ def test_flattened_cache_round_trips() -> None:
 
 
 def test_dynamic_axes_are_the_dimensions_that_grow_with_k() -> None:
-    from marionette.inference.onnx_runtime import _k_axes
+    from marionette.inference.onnx_export import _k_axes
 
     at = {2: {"z": torch.zeros(1, 2, 32, 2, 2), "keys": torch.zeros(1, 24, 32), "mean": torch.zeros(1, 16)},
           3: {"z": torch.zeros(1, 3, 32, 2, 2), "keys": torch.zeros(1, 36, 32), "mean": torch.zeros(1, 16)}}

@@ -321,10 +321,11 @@ def test_corrections_export_and_render_through_the_neural_and_onnx_renderers(hop
 
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from marionette.inference.onnx_runtime import OnnxExportConfig, OnnxRenderer, export_onnx
+    from marionette.inference.onnx_export import OnnxExportConfig, export_onnx
+    from marionette.inference.renderers import make_renderer
 
     export_onnx(tmp_path / "opened.safetensors", tmp_path / "onnx", OnnxExportConfig())  # refuses an off export
-    onnx = OnnxRenderer.load(tmp_path / "onnx", crop_size=160)
+    onnx = make_renderer("onnx", 160, tmp_path / "onnx")
     onnx.prepare(crops, meshes)
     assert np.abs(onnx.render(moved).astype(int) - opened).max() <= 2
 

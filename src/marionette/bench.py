@@ -180,7 +180,7 @@ def _reenact_row(config: ReenactConfig, video: Path, loops: int, checkpoint: Pat
 def _onnx_export(weights: Path, tmp: str) -> Path | None:
     """`weights` exported to ONNX in `tmp` for the onnx row; None (the row is left out, saying
     why) without the `onnx` extra."""
-    from marionette.inference.onnx_runtime import export_onnx
+    from marionette.inference.onnx_export import export_onnx
 
     folder = Path(tmp) / "onnx"
     try:

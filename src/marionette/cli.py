@@ -23,7 +23,7 @@ from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.errors import InputError, os_error
 from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.run import EvalConfig
-from marionette.inference.onnx_runtime import OnnxExportConfig
+from marionette.inference.onnx_export import OnnxExportConfig
 from marionette.inference.pipeline import ReenactConfig
 from marionette.landmark_transformer.config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
@@ -114,7 +114,8 @@ def _fit_landmarks(args: argparse.Namespace) -> None:
 
 
 def _export_onnx(args: argparse.Namespace) -> None:
-    from marionette.inference.onnx_runtime import FILES, export_onnx
+    from marionette.inference.onnx_export import export_onnx
+    from marionette.inference.onnx_runtime import FILES
 
     config = override(OnnxExportConfig(), args.set)
     check_folder_output(args.out, [args.export], FILES, args.overwrite)

@@ -3,7 +3,8 @@ renderer the same way, through ReenactPipeline:
 
   warp    the training-free piecewise-affine warp of the target photo (inference/warp.py)
   neural  the MarioNETte generator of an inference export (inference/neural.py)
-  onnx    the same generator exported by `export-onnx`, run by onnxruntime (inference/onnx_runtime.py)
+  onnx    the neural renderer with the generator's ONNX export (`export-onnx`) run by onnxruntime
+          (inference/onnx_runtime.py)
   copy    evaluation's baseline: the target frame whose head pose is nearest the driven pose,
           unchanged (a result must beat it: it has the target's identity and texture, not the motion)
 """
@@ -76,9 +77,11 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, de
     if name == "onnx":
         if checkpoint is None:
             raise InputError("renderer onnx needs an ONNX export folder (--checkpoint DIR, from `marionette export-onnx`)")
-        from marionette.inference.onnx_runtime import OnnxRenderer
+        from marionette.inference.neural import NeuralRenderer
+        from marionette.inference.onnx_runtime import OnnxGenerator
 
-        return OnnxRenderer.load(checkpoint, size)
+        backend, preprocess = OnnxGenerator.load(checkpoint)
+        return NeuralRenderer(backend, size, source=str(checkpoint), preprocess=preprocess, name="onnx")
     if name == "copy":
         return CopyRenderer()
     raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
