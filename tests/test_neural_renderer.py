@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from marionette.inference.neural import NeuralRenderer, face_mask, match_colours
-from marionette.landmarks.crop import crop_image, head_box
+from marionette.inference.renderers import make_renderer
+from marionette.landmarks.crop import CropConfig, crop_image, head_box
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
 
@@ -41,6 +42,28 @@ def test_generator_sees_the_driven_landmarks(hopper) -> None:
     moved = meshes[0].copy()
     moved[:, 1] += 10
     assert not np.array_equal(renderer.render(meshes[0]), renderer.render(moved))
+
+
+def test_every_renderer_answers_the_renderer_interface(hopper) -> None:
+    """What the pipeline asks of a renderer instead of testing its type."""
+    crops, meshes = _targets(hopper, 96)
+    driven = meshes[[0, 0, 1]].copy()  # three consecutive driven meshes
+    driven[:, :, 1] += np.array([0.0, 4.0, 8.0])[:, None]
+    torch.manual_seed(0)
+    renderers = {name: make_renderer(name, 96) for name in ("warp", "copy")}
+    renderers["neural"] = NeuralRenderer(Generator(model_config("tiny")), crop_size=96, crop=CropConfig(scale=1.7))
+    for name, renderer in renderers.items():
+        assert renderer.name == name and renderer.crop_size == 96, name
+        assert renderer.batched == (name == "neural") and (renderer.placement is None) == (name != "neural"), name
+        renderer.prepare(crops, meshes)
+        frames = renderer.render_batch(driven)
+        assert frames.shape == (3, 96, 96, 3) and frames.dtype == np.uint8, name
+    assert renderers["neural"].crop == CropConfig(1.7, -0.1) and renderers["warp"].crop == renderers["copy"].crop == CropConfig()
+    for name in ("warp", "copy"):  # a batch draws what renders in a row draw (the warp's blend weights carry over)
+        batched, one_by_one = make_renderer(name, 96), make_renderer(name, 96)
+        batched.prepare(crops, meshes)
+        one_by_one.prepare(crops, meshes)
+        assert np.array_equal(batched.render_batch(driven), np.stack([one_by_one.render(m) for m in driven])), name
 
 
 def test_match_colours_moves_face_statistics_to_the_targets() -> None:
@@ -79,7 +102,7 @@ def test_reenact_with_an_exported_generator(tmp_path) -> None:
     assets = Path(__file__).resolve().parents[1] / "assets"
     target, driver = str(assets / "faces" / "02_grace_hopper.jpg"), str(assets / "videos" / "grid_lbax4n.mp4")
     pipeline = ReenactPipeline(ReenactConfig(size=96), checkpoint=export)  # pasted into the 512x600 photo
-    assert pipeline.renderer_name == "neural" and pipeline.crop.crop_scale == 1.7  # crops as in training
+    assert pipeline.renderer_name == "neural" and pipeline.crop.scale == 1.7  # crops as in training
     stats = pipeline.run([target], driver, tmp_path / "out.mp4", progress=False)
     assert stats.frames == 75 and verify(tmp_path / "out.mp4").watermark.present
     broken = tmp_path / "broken.safetensors"

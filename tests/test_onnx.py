@@ -121,7 +121,7 @@ def test_onnx_renderer_draws_what_the_neural_renderer_draws(exported: tuple[Path
     frames = {}
     for renderer, checkpoint in (("neural", source), ("onnx", folder), ("auto", folder)):
         pipeline = ReenactPipeline(ReenactConfig(renderer=renderer, size=96, transform=False), checkpoint=checkpoint)
-        assert pipeline.renderer_name == ("neural" if renderer == "neural" else "onnx") and pipeline.crop.crop_scale == 1.7
+        assert pipeline.renderer_name == ("neural" if renderer == "neural" else "onnx") and pipeline.crop.scale == 1.7
         pipeline.set_target_crops(crops, meshes)
         frames[renderer] = pipeline.render(moved).astype(int)
     difference = np.abs(frames["onnx"] - frames["neural"])

@@ -27,7 +27,6 @@ from marionette.data.preprocess import preprocess
 from marionette.errors import InputError
 from marionette.inference.export import export_generator
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
-from marionette.inference.neural import NeuralRenderer
 from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, iter_video, probe_video
@@ -173,7 +172,7 @@ def _reenact_row(config: ReenactConfig, video: Path, loops: int, checkpoint: Pat
     with FrameWriter(Path(tempfile.mkdtemp(dir=tmp)) / "out.mp4", source.rate, {}) as writer:
         pipeline.record(driver, writer, stats, written)
     rss[stats.frames] = _rss_mb()
-    where = f", {pipeline.renderer.placement}" if isinstance(pipeline.renderer, NeuralRenderer) else ""
+    where = f", {pipeline.renderer.placement}" if pipeline.renderer.placement is not None else ""
     return stats, rss, where
 
 

@@ -49,7 +49,6 @@ from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.external import EXTERNAL_RULE, external_folders, external_video, load_external, write_inputs
 from marionette.evaluation.metrics import MODES, REGISTRY, TEMPORAL, Sample, Tools, measure_sample, metrics_for
 from marionette.evaluation.report import write_report, write_video_wall
-from marionette.inference.neural import NeuralRenderer
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.renderers import RENDERERS
 from marionette.landmark_transformer.config import EXPRESSIONS
@@ -191,10 +190,10 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
             pipeline = ReenactPipeline(ReenactConfig(renderer=name, size=crops.size, paste_back=False, **drive, **place),
                                        checkpoint=config.checkpoint if name in ("neural", "onnx") else None,
                                        landmark_transformer=config.landmark_transformer)
-            trained = (pipeline.crop.crop_scale, pipeline.crop.crop_shift)
-            if trained != (crops.crop_scale, crops.crop_shift):
-                raise InputError(f"{config.checkpoint}: trained on crops of crop_scale={trained[0]}, "
-                                 f"crop_shift={trained[1]}, but the dataset's are {crops.crop_scale}, "
+            trained = pipeline.crop
+            if trained != crops.crop:
+                raise InputError(f"{config.checkpoint}: trained on crops of crop_scale={trained.scale}, "
+                                 f"crop_shift={trained.shift}, but the dataset's are {crops.crop_scale}, "
                                  f"{crops.crop_shift}; preprocess it with those settings")
             pipelines[name, mode] = pipeline
     return pipelines
@@ -231,7 +230,7 @@ def _evaluate(data: Path, out: Path, config: EvalConfig, manifest: Manifest,
                 "cross_mode": config.cross_mode, "cross_expression": config.cross_expression, "alpha": config.alpha,
                 "expression": to_dict(tools.expression_config),
                 "judge": tools.judge.name, **({"videos": True} if config.videos else {})}
-    half = {p.renderer.placement.precision for p in pipelines.values() if isinstance(p.renderer, NeuralRenderer)} - {"fp32"}
+    half = {p.renderer.placement.precision for p in pipelines.values() if p.renderer.placement is not None} - {"fp32"}
     if half:  # half precision changes the neural renderer's pixels: no mixing in one report
         settings["precision"] = half.pop()
     _check_settings(out, settings)

@@ -26,11 +26,11 @@ import cv2
 import numpy as np
 import torch
 
-from marionette.data.config import PreprocessConfig
 from marionette.data.episodes import to_tensor
 from marionette.devices import Placement
 from marionette.errors import InputError
 from marionette.inference.warp import WarpRenderer
+from marionette.landmarks.crop import CropConfig
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.model.config import ModelConfig
@@ -79,14 +79,17 @@ def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np
 
 
 class NeuralRenderer:
+    batched = True  # one generator call per batch of frames
+
     def __init__(self, backend: GeneratorBackend, crop_size: int, device: torch.device | str = "cpu",
-                 source: str = "the generator", preprocess: PreprocessConfig = PreprocessConfig(),
-                 precision: str = "fp32", name: str = "neural"):
+                 source: str = "the generator", crop: CropConfig = CropConfig(), precision: str = "fp32",
+                 name: str = "neural"):
         """`device` and `precision` (fp32, bf16, fp16: autocast) as resolved by marionette.devices;
-        `name`: the renderer setting it answers to (neural, or onnx for an ONNX backend)."""
+        `crop`: how its training crops were cut; `name`: the renderer setting it answers to (neural,
+        or onnx for an ONNX backend)."""
         self.name = name
         self.backend = backend.eval().to(device) if isinstance(backend, torch.nn.Module) else backend  # ONNX: as it is
-        self.preprocess = preprocess  # how its training crops were made: inference crops must match
+        self.crop = crop  # inference crops must match its training crops
         self.source = source  # names the weights in errors
         self.device = torch.device(device)
         self.placement = Placement(self.device, precision)

@@ -31,18 +31,16 @@ import torch
 from tqdm import tqdm
 
 from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, off_or, one_of
-from marionette.data.config import PreprocessConfig
 from marionette.devices import DEVICE_RULE, PRECISION_RULE
 from marionette.errors import InputError
 from marionette.inference.driving import DRIVING_MODES, REFERENCES, DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
-from marionette.inference.neural import NeuralRenderer
 from marionette.inference.renderers import Renderer, generator_renderer, make_renderer
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.stages import Stages
 from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmark_transformer.config import EXPRESSIONS
-from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
+from marionette.landmarks.crop import CropBox, PasteBack, crop_image
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
 from marionette.landmarks.mesh import LARGEST, FaceMesh, detect_face, pick_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
@@ -198,8 +196,7 @@ class ReenactPipeline:
                                                 precision=config.precision)
         self.size = config.size or AUTO_SIZE[0]  # the crop side now (auto: set by the first target)
         self.renderer: Renderer = self._make_renderer(self.size)
-        # crops as the renderer needs them: a generator's are those it was trained on
-        self.crop = self.renderer.preprocess if isinstance(self.renderer, NeuralRenderer) else PreprocessConfig()
+        self.crop = self.renderer.crop  # crops as the renderer needs them: a generator's are those it was trained on
         transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None
         self.driving = Driving(transformer, config.mode, config.alpha, self.size, config.reference,
                                config.expression, config.max_turn)
@@ -220,7 +217,7 @@ class ReenactPipeline:
             image = _fit(image, self.config.max_side)
             faces.append(detect_face(image, name, self.config.face).mesh)
             photos.append(image)
-            boxes.append(head_box(faces[-1], self.crop.crop_scale, self.crop.crop_shift))
+            boxes.append(self.crop.box(faces[-1]))
         if not self.config.size:  # ours: as sharp as the first target's photo, within AUTO_SIZE
             self._resize(int(np.clip(64 * np.ceil(boxes[0].side / 64), *AUTO_SIZE)))
         size = self.size
@@ -319,9 +316,9 @@ class ReenactPipeline:
         target's face, then drawn. A file driver's first neutral_seconds are tracked before its
         first frame is drawn, so relative mode measures from its neutral face; a webcam's reference
         is re-estimated from the frames so far for as long (or reset to the current frame by
-        `set_neutral`). The neural renderer draws a file driver's frames `batch` at a time (one
-        generator call); a webcam's go one by one, adding no delay."""
-        batch = self.config.batch if isinstance(self.renderer, NeuralRenderer) and not driver.live else 1
+        `set_neutral`). A batched renderer (neural, onnx) draws a file driver's frames `batch` at a time
+        (one generator call); a webcam's go one by one, adding no delay."""
+        batch = self.config.batch if self.renderer.batched and not driver.live else 1
         window = max(1, round(self.config.neutral_seconds * driver.fps)) if self.config.reference == "neutral" else 1
         still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
         ahead = [] if driver.live else list(itertools.islice(tracked, window))  # a file's window, tracked first
@@ -336,11 +333,11 @@ class ReenactPipeline:
                 seen.append(group[0][1])
                 reference = None
             if reference is None:
-                box = head_box(seen[0], self.crop.crop_scale, self.crop.crop_shift)
+                box = self.crop.box(seen[0])
                 reference = self.driving.reference(np.stack(seen), box, still)
             driven = np.stack([self.driving(mesh, reference) for _, mesh, _ in group])  # (B, 478, 3)
             rendered_at = time.perf_counter()
-            crops = self.renderer.render_batch(driven) if batch > 1 else [self.render(driven[0])]
+            crops = self.renderer.render_batch(driven)
             stats.seconds["transform"] += rendered_at - start
             stats.seconds["render"] += time.perf_counter() - rendered_at
             for (frame, _, at), crop in zip(group, crops):
