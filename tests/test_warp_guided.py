@@ -25,16 +25,17 @@ from torch.utils.data import default_collate
 
 from marionette.config import SettingError, from_dict, override, to_dict
 from marionette.data.config import EpisodeConfig, PreprocessConfig
-from marionette.data.episodes import EpisodeDataset, to_tensor
+from marionette.data.episodes import EpisodeDataset
 from marionette.data.manifest import clip_path
 from marionette.data.store import ClipReader
 from marionette.inference.export import export_generator, load_generator
-from marionette.inference.warp import WarpRenderer
 from marionette.model import Discriminator, LossConfig, build_objective
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
+from marionette.tensors import to_tensor
 from marionette.training.config import run_config
 from marionette.training.loop import train
+from marionette.warp import WarpRenderer
 
 SIZE = 64
 BLEND = ["warp_guided=true", "correction=blend"]

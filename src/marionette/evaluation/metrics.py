@@ -14,8 +14,8 @@ for) beside the driver's; the motion fidelity and stillness of rendered videos (
 Each metric measures one `Sample` (one reenacted frame and what it is compared
 with) and reduces a list of per-sample values to one figure.
 
-Training validation: build `Sample(mode="self", output=..., truth=...)` from a batch (`to_uint8`
-turns a (3, S, S) tensor in [-1, 1] into an image) and call `measure_sample(sample, ["l1", "psnr",
+Training validation: build `Sample(mode="self", output=..., truth=...)` from a batch
+(`marionette.tensors.to_uint8` turns a (3, S, S) tensor in [-1, 1] into an image) and call `measure_sample(sample, ["l1", "psnr",
 "ssim"], tools)`; then `summarize`.
 """
 
@@ -69,11 +69,6 @@ class Sample:
     driven_frame_meshes: np.ndarray | None = None  # (F, 478, 3) the driven landmarks of each frame
     truth_frames: np.ndarray | None = None  # (F, S, S, 3) self mode: the driver clip, each video frame's ground truth
     target_positions: tuple[int, ...] = ()  # frames of the clip that are targets (self mode: left out of video_psnr)
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, S, S) tensor in [-1, 1] -> (S, S, 3) uint8 RGB."""
-    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 class Tools:

@@ -26,15 +26,15 @@ import cv2
 import numpy as np
 import torch
 
-from marionette.data.episodes import to_tensor
 from marionette.devices import Placement
 from marionette.errors import InputError
-from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.crop import CropConfig
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.model.config import ModelConfig
 from marionette.model.generator import TargetCache
+from marionette.tensors import to_tensor, to_uint8
+from marionette.warp import WarpRenderer
 
 
 class GeneratedImages(Protocol):
@@ -151,8 +151,7 @@ class NeuralRenderer:
             corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) levels
             return np.stack([np.clip(w + cv2.resize(c, (crop, crop), interpolation=cv2.INTER_CUBIC) + 0.5, 0, 255)
                              .astype(np.uint8) for w, c in zip(warps_full, corrections)])
-        levels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte()  # (B, 3, s, s) uint8
-        outs = levels.permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3)
+        outs = to_uint8(images)  # (B, s, s, 3)
         return np.stack([match_colours(cv2.resize(o, (crop, crop), interpolation=cv2.INTER_CUBIC),
                                        face_mask(mesh, crop), self._lab_mean, self._lab_std)
                          for o, mesh in zip(outs, driven_meshes)])

@@ -2,7 +2,7 @@
 renderer the same way, through ReenactPipeline, which asks the Renderer interface what it needs
 (how to cut crops, whether to group frames per call) and tests no renderer's type:
 
-  warp    the training-free piecewise-affine warp of the target photo (inference/warp.py)
+  warp    the training-free piecewise-affine warp of the target photo (marionette/warp.py)
   neural  the MarioNETte generator of an inference export (inference/neural.py)
   onnx    the neural renderer with the generator's ONNX export (`export-onnx`) run by onnxruntime
           (inference/onnx_runtime.py)
@@ -84,7 +84,7 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, de
     `device` in `precision` (settings of marionette.devices). `onnx` runs the ONNX export folder
     at `checkpoint` with onnxruntime on the CPU, as do warp and copy."""
     if name == "warp":
-        from marionette.inference.warp import WarpRenderer
+        from marionette.warp import WarpRenderer
 
         return WarpRenderer(size)
     if name == "neural":

@@ -15,8 +15,9 @@ from torch.utils.data import default_collate
 
 from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import Episode, EpisodeDataset
-from marionette.evaluation.metrics import Sample, Tools, measure_sample, summarize, to_uint8
+from marionette.evaluation.metrics import Sample, Tools, measure_sample, summarize
 from marionette.media import atomic_path
+from marionette.tensors import to_uint8
 
 METRICS = ("l1", "psnr", "ssim")
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.crop import CropConfig
+from marionette.landmarks.frontal import frontal_mesh
 from marionette.landmarks.layout import (
     MESH_EYE_OPENINGS,
     MESH_FACE_OVAL,
@@ -78,7 +78,7 @@ def _opening_triangles() -> np.ndarray:
 def _frontal_areas() -> np.ndarray:
     """(T,) areas of the face triangles in the frontal mean mesh, per squared inter-ocular unit (the
     sides of the face, which it shows facing away, by their size)."""
-    frontal = LandmarkTransformer.load(DEFAULT_PATH).reference
+    frontal = frontal_mesh()
     return np.abs(signed_areas(frontal[face_triangles(), :2])) / _eye_span(frontal) ** 2
 
 
@@ -234,7 +234,8 @@ def _silhouette_outline(mesh: np.ndarray) -> np.ndarray:
 
 
 class WarpRenderer:
-    """Depth-ordered piecewise-affine warp of the nearest-pose targets onto the driven mesh."""
+    """Depth-ordered piecewise-affine warp of the nearest-pose targets onto the driven mesh. A
+    Renderer (inference/renderers.py): default crops, one frame per call, numpy on the CPU."""
 
     name = "warp"
     crop = CropConfig()
