@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from marionette.landmark_transformer import LandmarkTransformer
+from marionette.landmark_transformer.model import LandmarkTransformer
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.landmarks.frontal import frontal_mesh
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS, MESH_IRISES, mesh_to_ibug68

@@ -29,9 +29,10 @@ from marionette.data.episodes import EpisodeDataset
 from marionette.data.manifest import clip_path
 from marionette.data.store import ClipReader
 from marionette.inference.export import export_generator, load_generator
-from marionette.model import Discriminator, LossConfig, build_objective
-from marionette.model.config import model_config
+from marionette.model.config import LossConfig, model_config
+from marionette.model.discriminator import Discriminator
 from marionette.model.generator import Generator
+from marionette.model.losses import build_objective
 from marionette.tensors import to_tensor
 from marionette.training.config import run_config
 from marionette.training.loop import train

@@ -20,7 +20,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from marionette import bench_model, bench_train
-from marionette.bench_train import BenchTrainConfig
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
@@ -30,8 +29,10 @@ from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, iter_video, probe_video
-from marionette.model import Generator, model_config
+from marionette.model.config import model_config
+from marionette.model.generator import Generator
 from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, asset
+from marionette.training.config import BenchTrainConfig
 
 
 def machine() -> str:

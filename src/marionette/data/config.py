@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from marionette.config import MAX_SHOTS, Settings, at_least, between, text
 from marionette.landmarks.crop import CropConfig
 
+SPLITS = ("train", "val", "test")  # a dataset's identity splits
+
 
 @dataclass(frozen=True)
 class PreprocessConfig(Settings):

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from marionette.evaluation.calibration import Reference, identity_score
+from marionette.evaluation.config import MODES
 from marionette.evaluation.expression import ExpressionConfig, eye_ratio, gaze_offset, indicators
 from marionette.evaluation.judges import IdentityJudge, cosine, make_judge
 from marionette.evaluation.temporal import flicker, jumps, landmark_jitter, motion_correlation, motion_error
@@ -39,7 +40,6 @@ from marionette.landmarks.layout import LEFT_EYE, MOUTH, RIGHT_EYE, inter_ocular
 from marionette.landmarks.pose import head_pose
 from marionette.model.vgg import load_vgg19_normalised
 
-MODES = ("self", "cross")
 # metrics of the result's video (measured with videos=true): its frames' ground truth, motion fidelity, stillness
 TEMPORAL = ("video_psnr", "motion_correlation", "motion_error", "landmark_jitter", "flicker", "jumps")
 Value = float | list[float] | None  # one sample's measurement (None: not measurable, e.g. no face)
@@ -95,7 +95,7 @@ class Tools:
     @property
     def transformer(self):
         if self._transformer is None:
-            from marionette.landmark_transformer import LandmarkTransformer
+            from marionette.landmark_transformer.model import LandmarkTransformer
 
             self._transformer = LandmarkTransformer.load()
         return self._transformer

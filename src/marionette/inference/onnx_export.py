@@ -12,14 +12,14 @@ import io
 import json
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from marionette.config import MAX_SHOTS, Settings, between, to_dict
+from marionette.config import MAX_SHOTS, to_dict
 from marionette.errors import InputError
+from marionette.inference.config import OnnxExportConfig
 from marionette.inference.onnx_runtime import (
     ENCODER_FILE,
     FRAME_FILE,
@@ -33,15 +33,6 @@ from marionette.inference.onnx_runtime import (
 )
 from marionette.model.config import ModelConfig
 from marionette.model.generator import Generator
-
-
-@dataclass(frozen=True)
-class OnnxExportConfig(Settings):
-    opset: int = 17  # ONNX opset of both graphs (17: InstanceNorm, GridSample and LayerNorm are native)
-    check: bool = True  # run both graphs in onnxruntime at K = 1 and K = 8 and refuse an export off torch's output
-    tolerance: float = 1e-3  # largest |onnxruntime - torch| pixel difference the check accepts (images in [-1, 1])
-
-    RULES = dict(opset=between(17, 23), tolerance=between(0, 1))
 
 
 class _TargetEncoderGraph(nn.Module):

@@ -30,16 +30,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, off_or, one_of
-from marionette.devices import DEVICE_RULE, PRECISION_RULE
 from marionette.errors import InputError
-from marionette.inference.driving import DRIVING_MODES, REFERENCES, DriverReference, Driving
+from marionette.inference.config import ReenactConfig
+from marionette.inference.driving import DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
 from marionette.inference.renderers import Renderer, generator_renderer, make_renderer
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.stages import Stages
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
-from marionette.landmark_transformer.config import EXPRESSIONS
+from marionette.landmark_transformer.model import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
 from marionette.landmarks.mesh import LARGEST, FaceMesh, detect_face, pick_face
@@ -47,50 +45,11 @@ from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.outputs import check_media_output, check_one_image_output
 from marionette.provenance import Watermark, container_tags
 
-RENDERERS = ("auto", "neural", "onnx", "warp", "copy")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-SIZE_RULE = Rule(lambda v: v == 0 or between(64, 1024).test(v), "0 (auto) or in 64..1024")
 AUTO_SIZE = (256, 512)  # the crop sides size=0 chooses from: at least the renderers' usual, at most 4x its pixels
-
-
-@dataclass(frozen=True)
-class ReenactConfig(Settings):
-    renderer: str = "auto"  # warp (training-free), neural (a trained generator), onnx (its ONNX export), auto: either given one; copy: a baseline
-    size: int = 0  # side of the face crop the renderer works at, pixels; 0 (auto): the target face's own size in its photo, 256..512
-    transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
-    mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image
-    reference: str = "neutral"  # relative mode measures from: neutral (the driver's neutral face in its first neutral_seconds) or first (frame)
-    expression: str = "driver"  # relative mode: the driver's expression on the target, or the target's own moved by the driver's change
-    max_turn: float = 45.0  # degrees the output may turn from the target's own pose, a soft limit (ours: a warp shreds beyond; 0 = off)
-    neutral_seconds: float = 4.0  # seconds of a driver searched for its neutral face (a file's are tracked before its first frame is drawn)
-    alpha: float = 1.0  # expression strength of the landmark transformer
-    smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
-    smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)
-    paste_back: bool = True  # paste the result into the target photo (else output the crop)
-    max_side: int = 1920  # target photos with a longer side are scaled down to it first: bounds the output (0 = off)
-    side_by_side: bool = False  # output driver | target | result side by side
-    target_frames: int = 8  # frames sampled from a target video (K)
-    max_frames: int = 0  # stop after this many driver frames (0 = all; a webcam runs until Ctrl-C, keeping the output)
-    preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
-    face: int = -1  # which face of the targets: -1 the largest, else numbered from 0 left to right
-    driver_face: int = -1  # which face of the driver: -1 the largest, else numbered from 0 left to right
-    crf: int = 18  # H.264 quality of video outputs (lower = better)
-    batch: int = 2  # frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)
-    torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
-    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
-    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
-    overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
-
-    RULES = dict(renderer=one_of(*RENDERERS), size=SIZE_RULE, mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
-                 reference=one_of(*REFERENCES), expression=one_of(*EXPRESSIONS), neutral_seconds=between(0, 60),
-                 max_turn=off_or(between(5, 180)),
-                 smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
-                 target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15),
-                 driver_face=between(-1, 15), crf=between(0, 51), batch=between(1, 64), torch_threads=between(1, 256),
-                 device=DEVICE_RULE, precision=PRECISION_RULE)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from marionette.errors import InputError
+from marionette.inference.config import RENDERERS
 from marionette.landmarks.crop import CropConfig
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
@@ -25,7 +26,6 @@ from marionette.landmarks.pose import head_pose
 if TYPE_CHECKING:
     from marionette.devices import Placement
 
-RENDERERS = ("warp", "neural", "onnx", "copy")
 
 
 class Renderer(Protocol):
