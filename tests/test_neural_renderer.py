@@ -5,28 +5,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+from helpers import hopper_targets
 
 from marionette.inference.neural import NeuralRenderer, face_mask, match_colours
 from marionette.inference.renderers import make_renderer
-from marionette.landmarks.crop import CropConfig, crop_image, head_box
+from marionette.landmarks.crop import CropConfig
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
-
-
-def _targets(hopper, size: int) -> tuple[np.ndarray, np.ndarray]:
-    image, face = hopper
-    box = head_box(face.mesh, 1.8, -0.1)
-    crop, mesh = crop_image(image, box, size), box.to_crop(face.mesh, size)
-    flipped = np.ascontiguousarray(crop[:, ::-1])
-    mirrored = mesh.copy()
-    mirrored[:, 0] = size - 1 - mirrored[:, 0]
-    return np.stack([crop, flipped]), np.stack([mesh, mirrored])
 
 
 def test_renders_crops_and_ignores_target_order(hopper) -> None:
     torch.manual_seed(0)
     renderer = NeuralRenderer(Generator(model_config("tiny")), crop_size=96)
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     renderer.prepare(crops, meshes)
     out = renderer.render(meshes[0])
     assert out.shape == (96, 96, 3) and out.dtype == np.uint8
@@ -37,7 +28,7 @@ def test_renders_crops_and_ignores_target_order(hopper) -> None:
 def test_generator_sees_the_driven_landmarks(hopper) -> None:
     torch.manual_seed(0)
     renderer = NeuralRenderer(Generator(model_config("tiny")), crop_size=96)
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     renderer.prepare(crops[:1], meshes[:1])
     moved = meshes[0].copy()
     moved[:, 1] += 10
@@ -46,7 +37,7 @@ def test_generator_sees_the_driven_landmarks(hopper) -> None:
 
 def test_every_renderer_answers_the_renderer_interface(hopper) -> None:
     """What the pipeline asks of a renderer instead of testing its type."""
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     driven = meshes[[0, 0, 1]].copy()  # three consecutive driven meshes
     driven[:, :, 1] += np.array([0.0, 4.0, 8.0])[:, None]
     torch.manual_seed(0)
@@ -78,7 +69,7 @@ def test_match_colours_moves_face_statistics_to_the_targets() -> None:
 
 
 def test_face_mask_covers_the_mesh(hopper) -> None:
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     mask = face_mask(meshes[0], 96)
     inside = np.round(meshes[0][:, :2]).astype(int)
     assert mask[inside[:, 1], inside[:, 0]].mean() > 0.95 and 0.1 < mask.mean() < 0.6
@@ -113,7 +104,7 @@ def test_reenact_with_an_exported_generator(tmp_path) -> None:
 
 def test_a_batch_of_frames_renders_as_the_frames_one_by_one(hopper) -> None:
     torch.manual_seed(0)
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     moved = meshes[0].copy()
     moved[:, 1] += 6
     driven = np.stack([meshes[0], moved, meshes[1]])  # (3, 478, 3)

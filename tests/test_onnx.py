@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_bad_inputs import refused, snapshot
+from helpers import refused, snapshot
 
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
