@@ -6,7 +6,6 @@ leaves every input and every file of the user byte-identical. Everyday media tha
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import shutil
 import signal
@@ -22,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from clips import make_clip
+from helpers import refused, snapshot
 from PIL import Image
 
 from marionette.cli import main
@@ -31,31 +31,6 @@ from marionette.provenance import verify
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TARGET = ASSETS / "faces" / "02_grace_hopper.jpg"
 CLIP = ASSETS / "videos" / "grid_lbax4n.mp4"
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """relative path -> sha256 of every file under `root` (folders as entries too)."""
-    files = {}
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        files[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
-    return files
-
-
-def refused(argv: list[str], capsys: pytest.CaptureFixture[str], *expected: str) -> str:
-    """Run the command in-process; assert it exits 2 with one `marionette: error:` line that names
-    each of `expected`; return that line."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's usage errors exit directly
-        code = e.code
-    err = capsys.readouterr().err.strip().splitlines()
-    errors = [line for line in err if line.startswith("marionette: error:")]
-    assert code == 2, (code, err)
-    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
-    for text in expected:
-        assert text in errors[0], (text, errors[0])
-    return errors[0]
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,16 @@ def test_help_documents_every_option(command: str, capsys: pytest.CaptureFixture
         assert "opset = 17" in text and "tolerance = 0.001" in text
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["verify", "--help"], ["reenact", "--help"]])
+def test_help_answers_without_loading_torch_or_mediapipe(argv: list[str]) -> None:
+    """The command line imports settings only; a command loads what it runs when it runs."""
+    code = ("import sys\nfrom marionette.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'mediapipe', 'gradio', 'onnxruntime'}))")
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "usage: marionette" in done.stdout, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_landmarks_json_and_preview(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "preview.png"
     assert main(["landmarks", str(ASSETS / "faces" / "02_grace_hopper.jpg"), "--json", "--out", str(out)]) == 0

@@ -124,11 +124,11 @@ def test_bf16_autocast_generator_output_is_close_to_fp32() -> None:
 
 
 def test_neural_renderer_in_bf16_draws_nearly_the_fp32_frame(hopper) -> None:
-    from test_neural_renderer import _targets
+    from helpers import hopper_targets
 
     from marionette.inference.neural import NeuralRenderer
 
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     moved = meshes[0].copy()
     moved[:, 1] += 4
     frames = {}

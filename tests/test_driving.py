@@ -12,8 +12,7 @@ from marionette.inference.driving import SHUT_AT, SHUT_FROM, Driving, neutral_fr
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
 from marionette.inference.smoothing import OneEuroFilter
-from marionette.landmark_transformer import LandmarkTransformer
-from marionette.landmark_transformer.model import limit_turn
+from marionette.landmark_transformer.model import LandmarkTransformer, limit_turn
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, mesh_to_ibug68
 from marionette.landmarks.measures import eye_ratios, lip_gap

@@ -209,7 +209,8 @@ def test_neural_device_is_resolved_once_and_half_precision_is_not_mixed(small, t
     import torch
 
     from marionette.inference.export import export_generator
-    from marionette.model import Generator, model_config
+    from marionette.model.config import model_config
+    from marionette.model.generator import Generator
 
     root, _ = small
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from marionette.config import describe, from_dict, to_dict
-from marionette.model import PRESETS, LossConfig, ModelConfig, model_config
+from marionette.model.config import PRESETS, LossConfig, ModelConfig, model_config
 
 
 def test_presets_list_only_differences_and_keep_their_sizes() -> None:

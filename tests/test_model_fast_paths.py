@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from marionette.bench_model import count_gflops
-from marionette.model import Generator, model_config
-from marionette.model.config import LEVELS
+from marionette.model.config import LEVELS, model_config
+from marionette.model.generator import Generator
 from marionette.model.layers import AvgPool2, InstanceNorm, ResidualUp, positional_encoding
 
 SIZE = 64

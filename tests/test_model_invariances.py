@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from marionette.model import Generator, model_config
+from marionette.model.config import model_config
+from marionette.model.generator import Generator
 from marionette.model.layers import identity_grid, warp
 
 SIZE = 64

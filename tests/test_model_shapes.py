@@ -7,7 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from marionette.model import Discriminator, Generator, GeneratorOutput, TargetCache, model_config
+from marionette.model.config import model_config
+from marionette.model.discriminator import Discriminator
+from marionette.model.generator import Generator, GeneratorOutput, TargetCache
 
 
 def expected_shapes(name: str, k: int) -> dict[str, tuple[int, ...]]:

@@ -9,8 +9,19 @@ import pytest
 import torch
 
 from marionette.config import override
-from marionette.model import Discriminator, Generator, LossConfig, build_objective, model_config
-from marionette.model.losses import REGION_SCALE, REGION_SIZE, REGIONS, feature_distance, hinge_discriminator, hinge_generator, region_crops
+from marionette.model.config import LossConfig, model_config
+from marionette.model.discriminator import Discriminator
+from marionette.model.generator import Generator
+from marionette.model.losses import (
+    REGION_SCALE,
+    REGION_SIZE,
+    REGIONS,
+    build_objective,
+    feature_distance,
+    hinge_discriminator,
+    hinge_generator,
+    region_crops,
+)
 
 SIZE = 64
 

@@ -56,8 +56,9 @@ def test_default_objective_uses_the_shipped_vgg19_offline(monkeypatch: pytest.Mo
     access: any socket or hub download fails the test."""
     import socket
 
-    from marionette.model import Discriminator, build_objective
     from marionette.model.config import LossConfig, model_config
+    from marionette.model.discriminator import Discriminator
+    from marionette.model.losses import build_objective
     from marionette.model.vgg import load_vgg19_normalised
 
     def offline(*args, **kwargs):

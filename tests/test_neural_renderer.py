@@ -5,27 +5,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import torch
+from helpers import hopper_targets
 
 from marionette.inference.neural import NeuralRenderer, face_mask, match_colours
-from marionette.landmarks.crop import crop_image, head_box
+from marionette.inference.renderers import make_renderer
+from marionette.landmarks.crop import CropConfig
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
-
-
-def _targets(hopper, size: int) -> tuple[np.ndarray, np.ndarray]:
-    image, face = hopper
-    box = head_box(face.mesh, 1.8, -0.1)
-    crop, mesh = crop_image(image, box, size), box.to_crop(face.mesh, size)
-    flipped = np.ascontiguousarray(crop[:, ::-1])
-    mirrored = mesh.copy()
-    mirrored[:, 0] = size - 1 - mirrored[:, 0]
-    return np.stack([crop, flipped]), np.stack([mesh, mirrored])
 
 
 def test_renders_crops_and_ignores_target_order(hopper) -> None:
     torch.manual_seed(0)
     renderer = NeuralRenderer(Generator(model_config("tiny")), crop_size=96)
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     renderer.prepare(crops, meshes)
     out = renderer.render(meshes[0])
     assert out.shape == (96, 96, 3) and out.dtype == np.uint8
@@ -36,11 +28,33 @@ def test_renders_crops_and_ignores_target_order(hopper) -> None:
 def test_generator_sees_the_driven_landmarks(hopper) -> None:
     torch.manual_seed(0)
     renderer = NeuralRenderer(Generator(model_config("tiny")), crop_size=96)
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     renderer.prepare(crops[:1], meshes[:1])
     moved = meshes[0].copy()
     moved[:, 1] += 10
     assert not np.array_equal(renderer.render(meshes[0]), renderer.render(moved))
+
+
+def test_every_renderer_answers_the_renderer_interface(hopper) -> None:
+    """What the pipeline asks of a renderer instead of testing its type."""
+    crops, meshes = hopper_targets(hopper, 96)
+    driven = meshes[[0, 0, 1]].copy()  # three consecutive driven meshes
+    driven[:, :, 1] += np.array([0.0, 4.0, 8.0])[:, None]
+    torch.manual_seed(0)
+    renderers = {name: make_renderer(name, 96) for name in ("warp", "copy")}
+    renderers["neural"] = NeuralRenderer(Generator(model_config("tiny")), crop_size=96, crop=CropConfig(scale=1.7))
+    for name, renderer in renderers.items():
+        assert renderer.name == name and renderer.crop_size == 96, name
+        assert renderer.batched == (name == "neural") and (renderer.placement is None) == (name != "neural"), name
+        renderer.prepare(crops, meshes)
+        frames = renderer.render_batch(driven)
+        assert frames.shape == (3, 96, 96, 3) and frames.dtype == np.uint8, name
+    assert renderers["neural"].crop == CropConfig(1.7, -0.1) and renderers["warp"].crop == renderers["copy"].crop == CropConfig()
+    for name in ("warp", "copy"):  # a batch draws what renders in a row draw (the warp's blend weights carry over)
+        batched, one_by_one = make_renderer(name, 96), make_renderer(name, 96)
+        batched.prepare(crops, meshes)
+        one_by_one.prepare(crops, meshes)
+        assert np.array_equal(batched.render_batch(driven), np.stack([one_by_one.render(m) for m in driven])), name
 
 
 def test_match_colours_moves_face_statistics_to_the_targets() -> None:
@@ -55,7 +69,7 @@ def test_match_colours_moves_face_statistics_to_the_targets() -> None:
 
 
 def test_face_mask_covers_the_mesh(hopper) -> None:
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     mask = face_mask(meshes[0], 96)
     inside = np.round(meshes[0][:, :2]).astype(int)
     assert mask[inside[:, 1], inside[:, 0]].mean() > 0.95 and 0.1 < mask.mean() < 0.6
@@ -79,7 +93,7 @@ def test_reenact_with_an_exported_generator(tmp_path) -> None:
     assets = Path(__file__).resolve().parents[1] / "assets"
     target, driver = str(assets / "faces" / "02_grace_hopper.jpg"), str(assets / "videos" / "grid_lbax4n.mp4")
     pipeline = ReenactPipeline(ReenactConfig(size=96), checkpoint=export)  # pasted into the 512x600 photo
-    assert pipeline.renderer_name == "neural" and pipeline.crop.crop_scale == 1.7  # crops as in training
+    assert pipeline.renderer_name == "neural" and pipeline.crop.scale == 1.7  # crops as in training
     stats = pipeline.run([target], driver, tmp_path / "out.mp4", progress=False)
     assert stats.frames == 75 and verify(tmp_path / "out.mp4").watermark.present
     broken = tmp_path / "broken.safetensors"
@@ -90,7 +104,7 @@ def test_reenact_with_an_exported_generator(tmp_path) -> None:
 
 def test_a_batch_of_frames_renders_as_the_frames_one_by_one(hopper) -> None:
     torch.manual_seed(0)
-    crops, meshes = _targets(hopper, 96)
+    crops, meshes = hopper_targets(hopper, 96)
     moved = meshes[0].copy()
     moved[:, 1] += 6
     driven = np.stack([meshes[0], moved, meshes[1]])  # (3, 478, 3)

@@ -12,20 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_bad_inputs import refused, snapshot
+from helpers import refused, snapshot
 
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
 from marionette.inference.export import export_generator, load_generator
-from marionette.inference.onnx_runtime import (
-    FILES,
-    MANIFEST_FILE,
-    OnnxExportConfig,
-    OnnxGenerator,
-    export_onnx,
-    flatten_cache,
-    unflatten_cache,
-)
+from marionette.inference.onnx_export import OnnxExportConfig, export_onnx
+from marionette.inference.onnx_runtime import FILES, MANIFEST_FILE, OnnxGenerator, flatten_cache, unflatten_cache
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
@@ -71,7 +64,7 @@ def test_flattened_cache_round_trips() -> None:
 
 
 def test_dynamic_axes_are_the_dimensions_that_grow_with_k() -> None:
-    from marionette.inference.onnx_runtime import _k_axes
+    from marionette.inference.onnx_export import _k_axes
 
     at = {2: {"z": torch.zeros(1, 2, 32, 2, 2), "keys": torch.zeros(1, 24, 32), "mean": torch.zeros(1, 16)},
           3: {"z": torch.zeros(1, 3, 32, 2, 2), "keys": torch.zeros(1, 36, 32), "mean": torch.zeros(1, 16)}}
@@ -128,7 +121,7 @@ def test_onnx_renderer_draws_what_the_neural_renderer_draws(exported: tuple[Path
     frames = {}
     for renderer, checkpoint in (("neural", source), ("onnx", folder), ("auto", folder)):
         pipeline = ReenactPipeline(ReenactConfig(renderer=renderer, size=96, transform=False), checkpoint=checkpoint)
-        assert pipeline.renderer_name == ("neural" if renderer == "neural" else "onnx") and pipeline.crop.crop_scale == 1.7
+        assert pipeline.renderer_name == ("neural" if renderer == "neural" else "onnx") and pipeline.crop.scale == 1.7
         pipeline.set_target_crops(crops, meshes)
         frames[renderer] = pipeline.render(moved).astype(int)
     difference = np.abs(frames["onnx"] - frames["neural"])

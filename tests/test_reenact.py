@@ -17,10 +17,10 @@ from PIL import Image
 from marionette.errors import InputError
 from marionette.inference.io import FrameWriter, has_audio
 from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline
-from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.media import iter_video
 from marionette.provenance import Watermark, container_tags, verify
+from marionette.warp import WarpRenderer
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 TARGET = str(ASSETS / "faces" / "02_grace_hopper.jpg")

@@ -15,8 +15,8 @@ import torch
 
 from marionette.inference.export import load_generator
 from marionette.inference.neural import NeuralRenderer
-from marionette.inference.warp import WarpRenderer
 from marionette.resources import asset
+from marionette.warp import WarpRenderer
 
 SHIPPED = asset("generator.safetensors")
 STORED = Path(__file__).with_name("shipped_generator_output.json")

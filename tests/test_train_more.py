@@ -17,7 +17,8 @@ from safetensors import safe_open
 
 from marionette.data.config import PreprocessConfig
 from marionette.inference.export import export_generator, load_generator
-from marionette.model import Generator, model_config
+from marionette.model.config import model_config
+from marionette.model.generator import Generator
 from marionette.training.promote import decide, sittings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from marionette.cli import main
-from marionette.model import Discriminator, build_objective
 from marionette.model.config import LossConfig
+from marionette.model.discriminator import Discriminator
+from marionette.model.losses import build_objective
 from marionette.training.config import EPISODE_PRESETS, LOSS_PRESETS, TRAIN_PRESETS, RunConfig, TrainConfig, run_config
 
 

@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from marionette.config import override
-from marionette.model import Discriminator, Generator, LossConfig, build_objective, model_config
-from marionette.model.losses import DiscriminatorLosses
+from marionette.model.config import LossConfig, model_config
+from marionette.model.discriminator import Discriminator
+from marionette.model.generator import Generator
+from marionette.model.losses import DiscriminatorLosses, build_objective
 from marionette.training.config import run_config
 from marionette.training.diagnostics import (
     discriminator_scores,

@@ -116,7 +116,8 @@ def test_bad_input_is_a_one_line_error(dataset: Path, uninterrupted: Path, tmp_p
 
 def test_mismatched_checkpoint_and_failed_save(dataset: Path, uninterrupted: Path, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from marionette.model import Discriminator, Generator
+    from marionette.model.discriminator import Discriminator
+    from marionette.model.generator import Generator
 
     config = run_config("tiny", [*BASE, "model.channels=16"])
     g, d = Generator(config.model), Discriminator(config.model)

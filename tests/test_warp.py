@@ -10,13 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from marionette.inference.warp import WarpRenderer, face_triangles, signed_areas
-from marionette.landmark_transformer import LandmarkTransformer
+from marionette.landmark_transformer.model import LandmarkTransformer
 from marionette.landmarks.crop import crop_image, head_box
+from marionette.landmarks.frontal import frontal_mesh
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS, MESH_IRISES, mesh_to_ibug68
 from marionette.landmarks.mesh import detect_face
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 from marionette.media import iter_video, load_image
+from marionette.warp import WarpRenderer, face_triangles, signed_areas
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SIZE = 128
@@ -24,8 +25,7 @@ SIZE = 128
 
 def synthetic_mesh(yaw: float = 0.0, pitch: float = 0.0, scale: float = 1.0) -> np.ndarray:
     """(478, 3) the frontal mean mesh turned by yaw/pitch degrees, in crop pixels of a SIZE·scale crop."""
-    reference = LandmarkTransformer.load().reference  # inter-ocular distance 1, centred
-    turned = reference @ euler_to_rotation(np.array([yaw, pitch, 0.0])).T
+    turned = frontal_mesh() @ euler_to_rotation(np.array([yaw, pitch, 0.0])).T
     return (scale * (turned * 0.3 * SIZE + np.array([SIZE / 2, SIZE / 2, 0]))).astype(np.float32)
 
 
@@ -52,6 +52,11 @@ def nearest_triangle(mesh: np.ndarray, size: int) -> np.ndarray:
         closer = (u >= 0) & (v >= 0) & (u + v <= 1) & (z < best[ys, xs])
         best[ys[closer], xs[closer]], winner[ys[closer], xs[closer]] = z[closer], t
     return winner
+
+
+def test_the_frontal_mean_mesh_is_the_shipped_landmark_transformers_reference() -> None:
+    """Bit for bit: refitting the shipped transformer means running tools/derive_frontal_mesh.py again."""
+    assert frontal_mesh().tobytes() == LandmarkTransformer.load().reference.tobytes()
 
 
 def test_mesh_turned_40_degrees_renders_with_no_folded_triangle() -> None:

@@ -25,16 +25,18 @@ from torch.utils.data import default_collate
 
 from marionette.config import SettingError, from_dict, override, to_dict
 from marionette.data.config import EpisodeConfig, PreprocessConfig
-from marionette.data.episodes import EpisodeDataset, to_tensor
+from marionette.data.episodes import EpisodeDataset
 from marionette.data.manifest import clip_path
 from marionette.data.store import ClipReader
 from marionette.inference.export import export_generator, load_generator
-from marionette.inference.warp import WarpRenderer
-from marionette.model import Discriminator, LossConfig, build_objective
-from marionette.model.config import model_config
+from marionette.model.config import LossConfig, model_config
+from marionette.model.discriminator import Discriminator
 from marionette.model.generator import Generator
+from marionette.model.losses import build_objective
+from marionette.tensors import to_tensor
 from marionette.training.config import run_config
 from marionette.training.loop import train
+from marionette.warp import WarpRenderer
 
 SIZE = 64
 BLEND = ["warp_guided=true", "correction=blend"]
@@ -321,10 +323,11 @@ def test_corrections_export_and_render_through_the_neural_and_onnx_renderers(hop
 
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from marionette.inference.onnx_runtime import OnnxExportConfig, OnnxRenderer, export_onnx
+    from marionette.inference.onnx_export import OnnxExportConfig, export_onnx
+    from marionette.inference.renderers import make_renderer
 
     export_onnx(tmp_path / "opened.safetensors", tmp_path / "onnx", OnnxExportConfig())  # refuses an off export
-    onnx = OnnxRenderer.load(tmp_path / "onnx", crop_size=160)
+    onnx = make_renderer("onnx", 160, tmp_path / "onnx")
     onnx.prepare(crops, meshes)
     assert np.abs(onnx.render(moved).astype(int) - opened).max() <= 2
 

@@ -23,7 +23,8 @@ import torch
 
 from marionette.data.config import PreprocessConfig
 from marionette.inference.export import export_generator
-from marionette.inference.onnx_runtime import OnnxExportConfig, OnnxGenerator, export_onnx
+from marionette.inference.onnx_export import OnnxExportConfig, export_onnx
+from marionette.inference.onnx_runtime import OnnxGenerator
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
 

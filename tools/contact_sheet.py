@@ -23,9 +23,9 @@ from marionette.data.store import ClipReader
 from marionette.evaluation.report import write_video_wall
 from marionette.inference.export import load_generator
 from marionette.inference.neural import NeuralRenderer
-from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.measures import eye_openness, lip_gap
 from marionette.provenance import save_marked_image
+from marionette.warp import WarpRenderer
 
 PICKS = ("widest mouth", "eyes most closed", "largest turn")
 

@@ -24,9 +24,9 @@ from matplotlib.path import Path as Polygon
 from mediapipe.python.solutions.face_mesh_connections import FACEMESH_TESSELATION
 from scipy.spatial import Delaunay
 
-from marionette.inference.warp import signed_areas
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
+from marionette.landmarks.frontal import frontal_mesh
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
+from marionette.warp import signed_areas
 
 NOT_FACES = {(49, 64, 129), (279, 294, 358)}
 OUT = Path(__file__).resolve().parents[1] / "src" / "marionette" / "assets" / "face_triangles.json"
@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    frontal = LandmarkTransformer.load(DEFAULT_PATH).reference[:, :2]  # (478, 2) x right, y down
+    frontal = frontal_mesh()[:, :2]  # (478, 2) x right, y down
     faces = np.array(surface())
     if (signed_areas(frontal[faces]) > 0).sum() < len(faces) / 2:
         faces = faces[:, [0, 2, 1]]

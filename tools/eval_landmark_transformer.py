@@ -25,7 +25,7 @@ import numpy as np
 
 from marionette.data.manifest import Manifest, clip_path
 from marionette.data.store import ClipReader
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
+from marionette.landmark_transformer.model import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.layout import inter_ocular, mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.media import save_image

@@ -34,7 +34,8 @@ from marionette.devices import Placement
 from marionette.inference.export import export_generator
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
-from marionette.model import Generator, model_config
+from marionette.model.config import model_config
+from marionette.model.generator import Generator
 from marionette.resources import SAMPLE_TARGET, asset
 
 CPU = torch.device("cpu")

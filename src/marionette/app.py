@@ -13,7 +13,8 @@ of its own (in `temp_dir`) and makes it Gradio's cache, where uploads and result
 writes its result into a subfolder, removed at once if the job fails; the target preview's image
 is removed as soon as it is read. Uploads and results are deleted `keep_minutes` after they were
 made, and the whole folder when the app stops. The app binds
-127.0.0.1 unless told otherwise.
+127.0.0.1 unless told otherwise. Torch loads when the app starts (the pipeline, with the marks, when a job
+runs), not when the command line only reads AppConfig (`marionette --help`).
 """
 
 from __future__ import annotations
@@ -28,13 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from marionette.config import MAX_SHOTS, Rule, Settings, between, text
-from marionette.devices import DEVICE_RULE, PRECISION_RULE, placement
 from marionette.errors import InputError
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.inference.config import DEVICE_RULE, PRECISION_RULE, ReenactConfig
 from marionette.inference.renderers import generator_renderer
 from marionette.landmarks.mesh import LARGEST
 from marionette.media import IMAGE_EXTS, load_image, probe_video
-from marionette.provenance import format_report, verify
 
 MB = 1 << 20  # Gradio counts upload sizes in units of 1024
 RESULT_NAME = "reenacted.mp4"  # the file a job writes (and a user downloads)
@@ -103,6 +102,8 @@ class WebApp:
             Path(config.temp_dir).mkdir(parents=True, exist_ok=True)
         # a folder of its own, removed whole at exit (with what Gradio leaves in it, such as its upload staging files)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="marionette-app-", dir=config.temp_dir or None)).resolve()
+        from marionette.devices import placement
+
         self.renderers = ["warp"] + ([generator_renderer(config.checkpoint)] if config.checkpoint else [])
         # the neural renderer's device, resolved once: an absent one is said at start, not in every job
         self.device_settings = placement(config.device, config.precision).settings() if config.checkpoint else {}
@@ -142,6 +143,9 @@ class WebApp:
                 progress: Any = None) -> tuple[str, str]:
         """Run one job; returns (result video, verify's verdict and the run's figures). `face`,
         `driver_face`: as the settings of that name (-1 the largest, else numbered from 0, left to right)."""
+        from marionette.inference.pipeline import ReenactPipeline
+        from marionette.provenance import format_report, verify
+
         gr = self.gr
         targets = list(targets or [])
         uploads = targets + ([driver] if driver else [])

@@ -20,19 +20,19 @@ import torch
 from torch.utils.data import DataLoader
 
 from marionette import bench_model, bench_train
-from marionette.bench_train import BenchTrainConfig
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
 from marionette.errors import InputError
 from marionette.inference.export import export_generator
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
-from marionette.inference.neural import NeuralRenderer
 from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, iter_video, probe_video
-from marionette.model import Generator, model_config
+from marionette.model.config import model_config
+from marionette.model.generator import Generator
 from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, asset
+from marionette.training.config import BenchTrainConfig
 
 
 def machine() -> str:
@@ -173,14 +173,14 @@ def _reenact_row(config: ReenactConfig, video: Path, loops: int, checkpoint: Pat
     with FrameWriter(Path(tempfile.mkdtemp(dir=tmp)) / "out.mp4", source.rate, {}) as writer:
         pipeline.record(driver, writer, stats, written)
     rss[stats.frames] = _rss_mb()
-    where = f", {pipeline.renderer.placement}" if isinstance(pipeline.renderer, NeuralRenderer) else ""
+    where = f", {pipeline.renderer.placement}" if pipeline.renderer.placement is not None else ""
     return stats, rss, where
 
 
 def _onnx_export(weights: Path, tmp: str) -> Path | None:
     """`weights` exported to ONNX in `tmp` for the onnx row; None (the row is left out, saying
     why) without the `onnx` extra."""
-    from marionette.inference.onnx_runtime import export_onnx
+    from marionette.inference.onnx_export import export_onnx
 
     folder = Path(tmp) / "onnx"
     try:

@@ -37,7 +37,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from marionette.devices import DTYPES
 from marionette.errors import InputError
-from marionette.model import PRESETS, Discriminator, Generator, TargetCache, model_config
+from marionette.model.config import PRESETS, model_config
+from marionette.model.discriminator import Discriminator
+from marionette.model.generator import Generator, TargetCache
 
 T = TypeVar("T")
 # Aims of the issues: paper preset per-frame FLOPs at K=8 (half of FOMM's 110 GFLOPs) and time

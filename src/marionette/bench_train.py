@@ -37,45 +37,25 @@ import torch
 from torch.utils.data import default_collate
 
 from marionette.bench_model import machine
-from marionette.config import Settings, at_least, between, each, one_of
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.manifest import Manifest, build_manifest, clip_path
 from marionette.data.store import ClipInfo, encode_jpeg, write_clip
 from marionette.errors import InputError
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
+from marionette.landmarks.frontal import frontal_mesh
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
-from marionette.model import Discriminator, Generator, build_objective
+from marionette.model.discriminator import Discriminator
+from marionette.model.generator import Generator
+from marionette.model.losses import build_objective
 from marionette.training.checkpoint import Networks
-from marionette.training.config import TRAIN_PRESETS, run_config
+from marionette.training.config import BenchTrainConfig, run_config
 from marionette.training.step import Clock, TrainStep
 
 # the G losses' parts timed through forward hooks, and what is left of the phase
 D_OUTPUT, D_TRUTH, VGG, REST = "D on output (adversarial + FM)", "D on truth (FM)", "VGG (perceptual)", "other G losses"
 COLUMNS = ("loader", "G forward", "D step", D_OUTPUT, D_TRUTH, VGG, REST, "G backward", "optimizers", "EMA")
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-@dataclass(frozen=True)
-class BenchTrainConfig(Settings):
-    presets: tuple[str, ...] = ("cpu", "warp-cpu")  # training presets: model widths, loss, episodes (size and batch below)
-    sizes: tuple[int, ...] = (128,)  # image sizes to time, px (model.image_size; multiples of 32)
-    batches: tuple[int, ...] = (4,)  # episodes per step
-    ks: tuple[int, ...] = (4,)  # targets per episode (one K per configuration)
-    precisions: tuple[str, ...] = ("fp32", "bf16")  # bf16: autocast, timed only where the device runs it natively
-    warp_guided: bool = True  # make the faithful presets warp-guided (ours; its loader draws the warp image)
-    rounds: int = 5  # interleaved timing rounds; the median is reported
-    threads: int = 0  # torch threads (0: torch's default)
-    device: str = "cpu"  # cpu or cuda
-
-    RULES = dict(presets=each(one_of(*TRAIN_PRESETS)), sizes=each(between(64, 1024)), batches=each(between(1, 256)),
-                 ks=each(between(1, 8)), precisions=each(one_of("fp32", "bf16")), rounds=between(1, 1000),
-                 threads=at_least(0), device=one_of("cpu", "cuda"))
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.require(all(s % 32 == 0 for s in self.sizes), "sizes", "each must be a multiple of 32")
 
 
 def native_bf16(device: torch.device) -> tuple[bool, str]:
@@ -99,7 +79,7 @@ def synthetic_dataset(root: Path, size: int, clips: int = 4, frames: int = 12, s
     mesh (the landmark transformer's reference), turned a little per frame. Episodes drawn from
     it cost what real ones do (JPEG decoding, landmark images, the warp); their faces are not faces."""
     rng = np.random.default_rng(seed)
-    reference = LandmarkTransformer.load(DEFAULT_PATH).reference  # (478, 3): centred, inter-ocular distance 1
+    reference = frontal_mesh()  # (478, 3): centred, inter-ocular distance 1
     extent = np.ptp(reference[:, :2], axis=0).max()
     scale = size / (PreprocessConfig.crop_scale * extent)  # crop side = crop_scale x the face's extent
     centre = np.array([size / 2, size / 2 - PreprocessConfig.crop_shift * extent * scale, 0.0])

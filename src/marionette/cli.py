@@ -1,4 +1,6 @@
-"""The `marionette` command line: thin entry points over the library."""
+"""The `marionette` command line: thin entry points over the library. At the top it imports only
+settings (no torch, no mediapipe), so that `--help` and a bad argument answer at once; each
+command imports what it runs when it runs."""
 
 from __future__ import annotations
 
@@ -17,22 +19,20 @@ from pathlib import Path
 
 from marionette import __version__
 from marionette.app import AppConfig
-from marionette.bench_train import BenchTrainConfig
 from marionette.config import describe, override
 from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.errors import InputError, os_error
+from marionette.evaluation.config import EvalConfig
 from marionette.evaluation.expression import ExpressionConfig
-from marionette.evaluation.run import EvalConfig
-from marionette.inference.onnx_runtime import OnnxExportConfig
-from marionette.inference.pipeline import ReenactConfig
+from marionette.inference.config import OnnxExportConfig, ReenactConfig
 from marionette.landmark_transformer.config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
-from marionette.outputs import check_file_output, check_folder_output
-from marionette.training.config import TRAIN_PRESETS, TrainConfig
+from marionette.training.config import TRAIN_PRESETS, BenchTrainConfig, TrainConfig
 
 
 def _landmarks(args: argparse.Namespace) -> None:
     from marionette.landmarks.preview import landmark_report
+    from marionette.outputs import check_file_output
 
     if args.out:
         check_file_output(args.out, [args.image], args.overwrite)
@@ -100,6 +100,7 @@ def _demo(args: argparse.Namespace) -> None:
 
 def _fit_landmarks(args: argparse.Namespace) -> None:
     from marionette.landmark_transformer.fit import fit_landmark_transformer
+    from marionette.outputs import check_file_output
 
     config = override(LandmarkTransformerConfig(), args.set)
     out = Path(args.out).with_suffix(".safetensors")
@@ -114,7 +115,9 @@ def _fit_landmarks(args: argparse.Namespace) -> None:
 
 
 def _export_onnx(args: argparse.Namespace) -> None:
-    from marionette.inference.onnx_runtime import FILES, export_onnx
+    from marionette.inference.onnx_export import export_onnx
+    from marionette.inference.onnx_runtime import FILES
+    from marionette.outputs import check_folder_output
 
     config = override(OnnxExportConfig(), args.set)
     check_folder_output(args.out, [args.export], FILES, args.overwrite)

@@ -6,7 +6,8 @@ on every machine. `precision`: auto, fp32, bf16 or fp16, run as `torch.autocast`
 fp32; only the ops autocast lists, such as convolutions and matrix products, run in half
 precision), measured to be numerically safer than casting the weights, though slower (bf16 on the
 `cpu` preset: mean error 0.018 vs 0.048 in [-1, 1], 0.81-0.84x vs 0.71-0.72x fp32's time). A
-precision the device cannot run well falls back with one warning line too.
+precision the device cannot run well falls back with one warning line too. The settings' rules
+(DEVICE_RULE, PRECISION_RULE) live with the settings, in inference/config.py.
 
 Measured on an AMD EPYC with AVX512-BF16, 1 thread, K = 1, random weights, interleaved medians of
 two runs (tools/measure_precision.py): the `cpu` preset's generator in bf16 takes 0.81-0.84x fp32's
@@ -18,20 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from dataclasses import dataclass
 
 import torch
 
-from marionette.config import Rule
-
-DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-DEVICE_RULE = Rule(lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
-                   "one of " + ", ".join(DEVICES))
-PRECISION_RULE = Rule(lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS))
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +116,6 @@ def resolve_precision(setting: str, device: torch.device) -> str:
 
 
 def placement(device: str = "auto", precision: str = "auto") -> Placement:
-    """Resolve `device` and `precision` settings (values checked by DEVICE_RULE and PRECISION_RULE)."""
+    """Resolve `device` and `precision` settings (values checked by inference.config's DEVICE_RULE and PRECISION_RULE)."""
     resolved = resolve_device(device)
     return Placement(resolved, resolve_precision(precision, resolved))

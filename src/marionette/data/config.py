@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from marionette.config import MAX_SHOTS, Settings, at_least, between, text
+from marionette.landmarks.crop import CropConfig
+
+SPLITS = ("train", "val", "test")  # a dataset's identity splits
 
 
 @dataclass(frozen=True)
 class PreprocessConfig(Settings):
     size: int = 256  # side of the square face crop, pixels
-    crop_scale: float = 1.8  # crop side / larger extent of the face mesh (loose: hair and chin inside)
-    crop_shift: float = -0.1  # vertical crop-centre shift / mesh extent (negative = up, towards hair)
+    crop_scale: float = CropConfig.scale  # crop side / larger extent of the face mesh (loose: hair and chin inside)
+    crop_shift: float = CropConfig.shift  # vertical crop-centre shift / mesh extent (negative = up, towards hair)
     smooth_sigma: float = 4.0  # temporal Gaussian smoothing of crop boxes, frames (0 = per-frame crops)
     max_frames: int = 32  # frames kept per clip, evenly spaced over the clip
     min_face: int = 48  # smallest accepted face (mesh width), source pixels
@@ -25,7 +28,7 @@ class PreprocessConfig(Settings):
     test_fraction: float = 0.1  # split=hash: share of identities held out for testing
     split_seed: int = 0  # split=hash: seed of the identity split
 
-    RULES = dict(size=between(32, 1024), crop_scale=between(1, 4), crop_shift=between(-1, 1),
+    RULES = dict(size=between(32, 1024), crop_scale=CropConfig.RULES["scale"], crop_shift=CropConfig.RULES["shift"],
                  smooth_sigma=between(0, 100), max_frames=at_least(1), min_face=at_least(1),
                  min_face_fraction=between(0, 1), min_decoded_fraction=between(0, 1), max_faces=between(1, 16),
                  jpeg_quality=between(1, 100), identity_level=at_least(0), split=text(), val_fraction=between(0, 1),
@@ -35,6 +38,12 @@ class PreprocessConfig(Settings):
         super().__post_init__()
         self.require(self.val_fraction + self.test_fraction < 1, "test_fraction",
                      f"val_fraction + test_fraction must be below 1 (val_fraction={self.val_fraction})")
+
+    @property
+    def crop(self) -> CropConfig:
+        """crop_scale and crop_shift as the crop takes them (flat here: the keys of manifests, exports
+        and `--set` stay crop_scale and crop_shift)."""
+        return CropConfig(self.crop_scale, self.crop_shift)
 
 
 @dataclass(frozen=True)

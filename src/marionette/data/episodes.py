@@ -6,7 +6,7 @@ it per batch and hands the dataset (index, K, episode seed) keys. A cross-identi
 one identity, driver from another identity's clip) serves evaluation. Landmark images are rendered
 at load time from the stored 3D landmarks, after the (episode-wide) flip. With `warp` on (ours,
 for the warp-guided model and the validation's warp baseline), the training-free warp renderer
-(inference/warp.py, through its public prepare/render) draws the driver's mesh from the K target
+(marionette/warp.py, through its public prepare/render) draws the driver's mesh from the K target
 crops and meshes, before the flip and colour jitter, which then apply to it like to every image.
 """
 
@@ -25,9 +25,10 @@ from marionette.data.config import EpisodeConfig
 from marionette.data.manifest import ClipEntry, Manifest, clip_path
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
-from marionette.inference.warp import WarpRenderer
 from marionette.landmarks.layout import IBUG68_MIRROR
 from marionette.landmarks.render import render_landmarks
+from marionette.tensors import to_tensor
+from marionette.warp import WarpRenderer
 
 
 class Episode(NamedTuple):
@@ -42,12 +43,6 @@ class Episode(NamedTuple):
     target_clip: str
     driver_clip: str
     warp_image: torch.Tensor  # (3, S, S) the warp renderer's image of the driver; empty (0,) unless config.warp
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
-    channels_first = torch.from_numpy(np.ascontiguousarray(images)).movedim(-1, -3).contiguous()  # uint8: cheap
-    return channels_first.float().div_(127.5).sub_(1.0)
 
 
 def jitter_colours(rng: np.random.Generator, strength: float, *images: np.ndarray) -> list[np.ndarray]:

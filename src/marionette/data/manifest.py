@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from marionette.config import from_dict, to_dict
-from marionette.data.config import PreprocessConfig
+from marionette.data.config import SPLITS, PreprocessConfig
 from marionette.data.store import ClipInfo, read_info
 from marionette.errors import InputError
 from marionette.media import atomic_path
 
 FORMAT = "marionette-dataset"
 VERSION = 1
-SPLITS = ("train", "val", "test")
 HELD_OUT_FORMAT = "marionette-held-out"
 HELD_OUT_ASSET = "held_out.json"
 

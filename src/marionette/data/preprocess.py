@@ -31,7 +31,7 @@ from marionette.data.config import PreprocessConfig
 from marionette.data.manifest import Manifest, build_manifest, clip_path, split_identities
 from marionette.data.store import ClipInfo, encode_jpeg, write_clip
 from marionette.errors import InputError
-from marionette.landmarks.crop import CropBox, crop_image, head_box, smooth_boxes
+from marionette.landmarks.crop import CropBox, crop_image, smooth_boxes
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
@@ -114,8 +114,9 @@ def _process_clip(job: ClipJob, src_root: Path, out_root: Path, config: Preproce
         return ClipResult(job.clip_id, n, 0, f"{job.source}: no face (min width {config.min_face} px) "
                           f"in {100 * (1 - valid.mean()):.0f}% of {n} frames")
     raw = np.zeros((n, 3), np.float32)
+    crop = config.crop
     for t in np.flatnonzero(valid):
-        raw[t] = head_box(meshes[t], config.crop_scale, config.crop_shift).as_array()
+        raw[t] = crop.box(meshes[t]).as_array()
     boxes = smooth_boxes(raw, valid, config.smooth_sigma)
     candidates = sorted(t for t in kept if valid[t])
     chosen = [candidates[i] for i in evenly_spaced(len(candidates), config.max_frames)]

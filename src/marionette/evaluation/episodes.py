@@ -17,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from marionette.data.manifest import SPLITS, Manifest
+from marionette.data.config import SPLITS
+from marionette.data.manifest import Manifest
 from marionette.errors import InputError
 from marionette.media import atomic_path
 

@@ -20,43 +20,24 @@ is kept up to that point).
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from marionette.config import Rule
 from marionette.data.store import ClipInfo
 from marionette.errors import InputError
+from marionette.evaluation.config import external_names
 from marionette.evaluation.episodes import EvalEpisode
 from marionette.inference.io import FrameWriter
-from marionette.inference.renderers import RENDERERS
 from marionette.media import atomic_folder, iter_frames, list_image_sequence, save_image
 
-NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 CLIP_RATE = 5.0  # frames a second of a clip whose source frame rate is unknown
-
-
-def _names(entries: tuple[str, ...]) -> list[str]:
-    return [entry.split(":", 1)[0] for entry in entries]
-
-
-def _valid(entries: object) -> bool:
-    if not isinstance(entries, tuple) or not all(isinstance(e, str) and ":" in e for e in entries):
-        return False
-    names = _names(entries)
-    return (all(NAME.fullmatch(n) and e.split(":", 1)[1].strip() for n, e in zip(names, entries))
-            and len(set(names)) == len(names) and not set(names) & set(RENDERERS))
-
-
-EXTERNAL_RULE = Rule(_valid, "NAME:FOLDER entries (NAME: a letter, then letters, digits, _ . -; each once; "
-                             f"none of {', '.join(RENDERERS)})")
 
 
 def external_folders(entries: tuple[str, ...]) -> dict[str, Path]:
     """("NAME:FOLDER", ...) -> {NAME: FOLDER}; each FOLDER must be a folder."""
-    folders = {name: Path(entry.split(":", 1)[1].strip()) for name, entry in zip(_names(entries), entries)}
+    folders = {name: Path(entry.split(":", 1)[1].strip()) for name, entry in zip(external_names(entries), entries)}
     for name, folder in folders.items():
         if not folder.is_dir():
             raise InputError(f"external={name}:{folder}: no such folder")

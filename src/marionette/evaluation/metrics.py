@@ -14,8 +14,8 @@ for) beside the driver's; the motion fidelity and stillness of rendered videos (
 Each metric measures one `Sample` (one reenacted frame and what it is compared
 with) and reduces a list of per-sample values to one figure.
 
-Training validation: build `Sample(mode="self", output=..., truth=...)` from a batch (`to_uint8`
-turns a (3, S, S) tensor in [-1, 1] into an image) and call `measure_sample(sample, ["l1", "psnr",
+Training validation: build `Sample(mode="self", output=..., truth=...)` from a batch
+(`marionette.tensors.to_uint8` turns a (3, S, S) tensor in [-1, 1] into an image) and call `measure_sample(sample, ["l1", "psnr",
 "ssim"], tools)`; then `summarize`.
 """
 
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from marionette.evaluation.calibration import Reference, identity_score
+from marionette.evaluation.config import MODES
 from marionette.evaluation.expression import ExpressionConfig, eye_ratio, gaze_offset, indicators
 from marionette.evaluation.judges import IdentityJudge, cosine, make_judge
 from marionette.evaluation.temporal import flicker, jumps, landmark_jitter, motion_correlation, motion_error
@@ -39,7 +40,6 @@ from marionette.landmarks.layout import LEFT_EYE, MOUTH, RIGHT_EYE, inter_ocular
 from marionette.landmarks.pose import head_pose
 from marionette.model.vgg import load_vgg19_normalised
 
-MODES = ("self", "cross")
 # metrics of the result's video (measured with videos=true): its frames' ground truth, motion fidelity, stillness
 TEMPORAL = ("video_psnr", "motion_correlation", "motion_error", "landmark_jitter", "flicker", "jumps")
 Value = float | list[float] | None  # one sample's measurement (None: not measurable, e.g. no face)
@@ -71,11 +71,6 @@ class Sample:
     target_positions: tuple[int, ...] = ()  # frames of the clip that are targets (self mode: left out of video_psnr)
 
 
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(3, S, S) tensor in [-1, 1] -> (S, S, 3) uint8 RGB."""
-    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
-
-
 class Tools:
     """What metrics need beyond the sample, built on first use: the identity judge, the landmark
     transformer, VGG19, LPIPS; identity embeddings are cached by key (default: image content), and
@@ -100,7 +95,7 @@ class Tools:
     @property
     def transformer(self):
         if self._transformer is None:
-            from marionette.landmark_transformer import LandmarkTransformer
+            from marionette.landmark_transformer.model import LandmarkTransformer
 
             self._transformer = LandmarkTransformer.load()
         return self._transformer

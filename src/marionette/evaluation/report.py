@@ -22,10 +22,11 @@ import cv2
 import numpy as np
 
 from marionette.data.store import ClipInfo
+from marionette.evaluation.config import MODES
 from marionette.evaluation.external import clip_rate
-from marionette.evaluation.metrics import MODES, REGISTRY, TEMPORAL, Value, summarize, values_array
+from marionette.evaluation.metrics import REGISTRY, TEMPORAL, Value, summarize, values_array
+from marionette.inference.config import RENDERERS
 from marionette.inference.io import FrameWriter
-from marionette.inference.renderers import RENDERERS
 from marionette.media import atomic_path, load_image
 from marionette.provenance import Watermark, container_tags, save_marked_image
 

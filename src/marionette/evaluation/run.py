@@ -31,29 +31,27 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from marionette.config import MAX_SHOTS, Settings, at_least, between, each, one_of, text, to_dict
+from marionette.config import to_dict
 from marionette.data.config import PreprocessConfig
-from marionette.data.manifest import SPLITS, Manifest, clip_path
+from marionette.data.manifest import Manifest, clip_path
 from marionette.data.store import ClipInfo, ClipReader, read_info
-from marionette.devices import DEVICE_RULE, PRECISION_RULE, placement
+from marionette.devices import placement
 from marionette.errors import InputError
 from marionette.evaluation.calibration import FRAMES_PER_CLIP, Reference, embed_dataset, references, separation
+from marionette.evaluation.config import MODES, EvalConfig
 from marionette.evaluation.episodes import EvalEpisode, load_episodes, make_episodes, save_episodes
 from marionette.evaluation.expression import ExpressionConfig
-from marionette.evaluation.external import EXTERNAL_RULE, external_folders, external_video, load_external, write_inputs
-from marionette.evaluation.metrics import MODES, REGISTRY, TEMPORAL, Sample, Tools, measure_sample, metrics_for
+from marionette.evaluation.external import external_folders, external_video, load_external, write_inputs
+from marionette.evaluation.metrics import REGISTRY, TEMPORAL, Sample, Tools, measure_sample, metrics_for
 from marionette.evaluation.report import write_report, write_video_wall
-from marionette.inference.neural import NeuralRenderer
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
-from marionette.inference.renderers import RENDERERS
-from marionette.landmark_transformer.config import EXPRESSIONS
-from marionette.landmark_transformer.config import MODES as DRIVE_MODES
+from marionette.inference.config import ReenactConfig
+from marionette.inference.pipeline import ReenactPipeline
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, save_image
@@ -65,36 +63,6 @@ EPISODES = "episodes.csv"
 SETTINGS = "settings.json"
 CALIBRATION = "calibration.json"
 INPUTS = "inputs"
-
-
-@dataclass(frozen=True)
-class EvalConfig(Settings):
-    split: str = "test"  # dataset split the episodes come from (train, val, test or all)
-    renderers: tuple[str, ...] = ("copy", "warp")  # renderers compared (copy, warp, neural, onnx)
-    shots: tuple[int, ...] = (1, 8)  # K values, each in 1..8
-    modes: tuple[str, ...] = ("self", "cross")  # self: driver from the targets' clip; cross: another identity
-    episodes: int = 110  # episodes per (mode, shots): with videos, a video_psnr difference resolves to about
-    # ±0.3 dB on the shipped split's test identities (copy vs warp: ±0.29 dB, 810 s on 2 cores; docs/evaluation.md)
-    seed: int = 0  # seed of the episode lists
-    cross_mode: str = "relative"  # landmark transformer mode in cross episodes (relative or absolute)
-    cross_expression: str = "driver"  # relative mode's expression in cross episodes: the driver's, or the target's own moved by the driver's change
-    alpha: float = 1.0  # expression strength of the landmark transformer in cross episodes
-    samples: int = 4  # episodes per (mode, shots) kept as images for the sample grids
-    arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
-    checkpoint: str | None = None  # trained generator checkpoint for the neural renderer (its ONNX export folder for onnx)
-    landmark_transformer: str | None = None  # fitted landmark transformer driving cross episodes (None: the shipped one)
-    videos: bool = True  # also render each episode's whole driver clip: motion fidelity, stillness, video_psnr, video walls
-    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
-    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
-    inputs: bool = False  # also write every episode's targets and driver under inputs/, for other tools
-    external: tuple[str, ...] = ()  # other methods' videos of the episodes, scored as renderers: NAME:FOLDER (comma list)
-
-    RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
-                 modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0),
-                 cross_mode=one_of(*DRIVE_MODES), cross_expression=one_of(*EXPRESSIONS), alpha=between(0, 4),
-                 samples=at_least(0), arcface=text(optional=True),
-                 checkpoint=text(optional=True), landmark_transformer=text(optional=True), device=DEVICE_RULE,
-                 precision=PRECISION_RULE, external=EXTERNAL_RULE)
 
 
 class EpisodeData:
@@ -191,10 +159,10 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
             pipeline = ReenactPipeline(ReenactConfig(renderer=name, size=crops.size, paste_back=False, **drive, **place),
                                        checkpoint=config.checkpoint if name in ("neural", "onnx") else None,
                                        landmark_transformer=config.landmark_transformer)
-            trained = (pipeline.crop.crop_scale, pipeline.crop.crop_shift)
-            if trained != (crops.crop_scale, crops.crop_shift):
-                raise InputError(f"{config.checkpoint}: trained on crops of crop_scale={trained[0]}, "
-                                 f"crop_shift={trained[1]}, but the dataset's are {crops.crop_scale}, "
+            trained = pipeline.crop
+            if trained != crops.crop:
+                raise InputError(f"{config.checkpoint}: trained on crops of crop_scale={trained.scale}, "
+                                 f"crop_shift={trained.shift}, but the dataset's are {crops.crop_scale}, "
                                  f"{crops.crop_shift}; preprocess it with those settings")
             pipelines[name, mode] = pipeline
     return pipelines
@@ -231,7 +199,7 @@ def _evaluate(data: Path, out: Path, config: EvalConfig, manifest: Manifest,
                 "cross_mode": config.cross_mode, "cross_expression": config.cross_expression, "alpha": config.alpha,
                 "expression": to_dict(tools.expression_config),
                 "judge": tools.judge.name, **({"videos": True} if config.videos else {})}
-    half = {p.renderer.placement.precision for p in pipelines.values() if isinstance(p.renderer, NeuralRenderer)} - {"fp32"}
+    half = {p.renderer.placement.precision for p in pipelines.values() if p.renderer.placement is not None} - {"fp32"}
     if half:  # half precision changes the neural renderer's pixels: no mixing in one report
         settings["precision"] = half.pop()
     _check_settings(out, settings)

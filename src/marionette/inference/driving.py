@@ -24,15 +24,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marionette.landmark_transformer.config import MODES
+from marionette.inference.config import DRIVING_MODES, REFERENCES
 from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS, mesh_to_ibug68
 from marionette.landmarks.measures import eye_openness, eye_ratios, lip_gap
 from marionette.landmarks.pose import head_pose
 
-DRIVING_MODES = ("auto",) + MODES
-REFERENCES = ("neutral", "first")  # what relative mode measures the driver's motion from
 NEUTRAL_SHARE = 0.1  # share of a window's frames averaged into its neutral expression and into its neutral pose
 NEUTRAL_MOST = 12  # at most this many frames each
 OPEN_EYES = 0.75  # frames whose eyes are open at least this share of the window's open eyes (90th percentile)

@@ -13,27 +13,51 @@ are the targets' already: no colour matching.
 
 A file driver's frames are drawn a few per generator call (`render_batch`, ours): the targets'
 cache is shared by every frame of the batch, and one call costs less per frame than several.
+
+The generator is a GeneratorBackend: the torch Generator (`neural`), or its ONNX export run by
+onnxruntime (`onnx`, inference/onnx_runtime.py); everything around it is this renderer's own.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import cv2
 import numpy as np
 import torch
 
-from marionette.data.config import PreprocessConfig
-from marionette.data.episodes import to_tensor
 from marionette.devices import Placement
 from marionette.errors import InputError
-from marionette.inference.warp import WarpRenderer
+from marionette.landmarks.crop import CropConfig
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
-from marionette.model.generator import Generator, TargetCache
+from marionette.model.config import ModelConfig
+from marionette.model.generator import TargetCache
+from marionette.tensors import to_tensor, to_uint8
+from marionette.warp import WarpRenderer
 
-if TYPE_CHECKING:
-    from marionette.inference.onnx_runtime import OnnxGenerator
+
+class GeneratedImages(Protocol):
+    @property
+    def image(self) -> torch.Tensor:
+        """(B, 3, s, s) in [-1, 1]."""
+        ...
+
+
+class GeneratorBackend(Protocol):
+    """What runs the generator: its inference API (model/generator.py)."""
+
+    config: ModelConfig
+
+    def encode_targets(self, images: torch.Tensor, landmark_images: torch.Tensor) -> TargetCache:
+        """images, landmark_images (1, K, 3, s, s) -> the cache of this target set."""
+        ...
+
+    def generate(self, driver_landmark_image: torch.Tensor, cache: TargetCache,
+                 warp_image: torch.Tensor | None = None) -> GeneratedImages:
+        """driver_landmark_image (B, 3, s, s), the cache of B target sets and, for a warp-guided
+        model only, warp_image (B, 3, s, s) -> the images."""
+        ...
 
 
 def face_mask(mesh: np.ndarray, size: int) -> np.ndarray:
@@ -55,23 +79,26 @@ def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np
 
 
 class NeuralRenderer:
-    name = "neural"
+    batched = True  # one generator call per batch of frames
 
-    def __init__(self, generator: Generator | OnnxGenerator, crop_size: int, device: torch.device | str = "cpu",
-                 source: str = "the generator", preprocess: PreprocessConfig = PreprocessConfig(),
-                 precision: str = "fp32"):
-        """`device` and `precision` (fp32, bf16, fp16: autocast) as resolved by marionette.devices."""
-        self.generator = generator.eval().to(device) if isinstance(generator, torch.nn.Module) else generator  # ONNX: as it is
-        self.preprocess = preprocess  # how its training crops were made: inference crops must match
+    def __init__(self, backend: GeneratorBackend, crop_size: int, device: torch.device | str = "cpu",
+                 source: str = "the generator", crop: CropConfig = CropConfig(), precision: str = "fp32",
+                 name: str = "neural"):
+        """`device` and `precision` (fp32, bf16, fp16: autocast) as resolved by marionette.devices;
+        `crop`: how its training crops were cut; `name`: the renderer setting it answers to (neural,
+        or onnx for an ONNX backend)."""
+        self.name = name
+        self.backend = backend.eval().to(device) if isinstance(backend, torch.nn.Module) else backend  # ONNX: as it is
+        self.crop = crop  # inference crops must match its training crops
         self.source = source  # names the weights in errors
         self.device = torch.device(device)
         self.placement = Placement(self.device, precision)
         if self.placement.channels_last:
-            self.generator.to(memory_format=torch.channels_last)
-        self.model_size = generator.config.image_size
+            self.backend.to(memory_format=torch.channels_last)
+        self.model_size = backend.config.image_size
         self.crop_size = crop_size
         self._cache: TargetCache | None = None
-        self._warp = WarpRenderer(crop_size) if generator.config.warp_guided else None
+        self._warp = WarpRenderer(crop_size) if backend.config.warp_guided else None
         self._lab_mean = self._lab_std = np.zeros(3, np.float32)
 
     def _landmark_image(self, meshes: np.ndarray) -> torch.Tensor:
@@ -89,7 +116,7 @@ class NeuralRenderer:
         images = to_tensor(resized)[None].to(self.device)  # (1, K, 3, s, s)
         landmarks = self._landmark_image(meshes)[None].to(self.device)  # (1, K, 3, s, s)
         with self.placement.autocast():
-            self._cache = self.generator.encode_targets(images, landmarks)
+            self._cache = self.backend.encode_targets(images, landmarks)
         if self._warp is not None:
             self._warp.prepare(crops, meshes)
         labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size).astype(bool)].astype(np.float32)
@@ -116,7 +143,7 @@ class NeuralRenderer:
             warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
         cache = self._cache if len(driven_meshes) == 1 else self._cache.repeat(len(driven_meshes))
         with self.placement.autocast():
-            images = self.generator.generate(landmarks, cache, warps).image  # (B, 3, s, s) in [-1, 1]
+            images = self.backend.generate(landmarks, cache, warps).image  # (B, 3, s, s) in [-1, 1]
         if not torch.isfinite(images).all():
             raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
                              "its weights are unusable")
@@ -124,8 +151,7 @@ class NeuralRenderer:
             corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) levels
             return np.stack([np.clip(w + cv2.resize(c, (crop, crop), interpolation=cv2.INTER_CUBIC) + 0.5, 0, 255)
                              .astype(np.uint8) for w, c in zip(warps_full, corrections)])
-        levels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte()  # (B, 3, s, s) uint8
-        outs = levels.permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3)
+        outs = to_uint8(images)  # (B, s, s, 3)
         return np.stack([match_colours(cv2.resize(o, (crop, crop), interpolation=cv2.INTER_CUBIC),
                                        face_mask(mesh, crop), self._lab_mean, self._lab_std)
                          for o, mesh in zip(outs, driven_meshes)])

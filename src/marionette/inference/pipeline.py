@@ -30,69 +30,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, off_or, one_of
-from marionette.data.config import PreprocessConfig
-from marionette.devices import DEVICE_RULE, PRECISION_RULE
 from marionette.errors import InputError
-from marionette.inference.driving import DRIVING_MODES, REFERENCES, DriverReference, Driving
+from marionette.inference.config import ReenactConfig
+from marionette.inference.driving import DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
-from marionette.inference.neural import NeuralRenderer
 from marionette.inference.renderers import Renderer, generator_renderer, make_renderer
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.inference.stages import Stages
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
-from marionette.landmark_transformer.config import EXPRESSIONS
-from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box
+from marionette.landmark_transformer.model import DEFAULT_PATH, LandmarkTransformer
+from marionette.landmarks.crop import CropBox, PasteBack, crop_image
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
 from marionette.landmarks.mesh import LARGEST, FaceMesh, detect_face, pick_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.outputs import check_media_output, check_one_image_output
 from marionette.provenance import Watermark, container_tags
 
-RENDERERS = ("auto", "neural", "onnx", "warp", "copy")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
-SIZE_RULE = Rule(lambda v: v == 0 or between(64, 1024).test(v), "0 (auto) or in 64..1024")
 AUTO_SIZE = (256, 512)  # the crop sides size=0 chooses from: at least the renderers' usual, at most 4x its pixels
-
-
-@dataclass(frozen=True)
-class ReenactConfig(Settings):
-    renderer: str = "auto"  # warp (training-free), neural (a trained generator), onnx (its ONNX export), auto: either given one; copy: a baseline
-    size: int = 0  # side of the face crop the renderer works at, pixels; 0 (auto): the target face's own size in its photo, 256..512
-    transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
-    mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image
-    reference: str = "neutral"  # relative mode measures from: neutral (the driver's neutral face in its first neutral_seconds) or first (frame)
-    expression: str = "driver"  # relative mode: the driver's expression on the target, or the target's own moved by the driver's change
-    max_turn: float = 45.0  # degrees the output may turn from the target's own pose, a soft limit (ours: a warp shreds beyond; 0 = off)
-    neutral_seconds: float = 4.0  # seconds of a driver searched for its neutral face (a file's are tracked before its first frame is drawn)
-    alpha: float = 1.0  # expression strength of the landmark transformer
-    smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
-    smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)
-    paste_back: bool = True  # paste the result into the target photo (else output the crop)
-    max_side: int = 1920  # target photos with a longer side are scaled down to it first: bounds the output (0 = off)
-    side_by_side: bool = False  # output driver | target | result side by side
-    target_frames: int = 8  # frames sampled from a target video (K)
-    max_frames: int = 0  # stop after this many driver frames (0 = all; a webcam runs until Ctrl-C, keeping the output)
-    preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
-    face: int = -1  # which face of the targets: -1 the largest, else numbered from 0 left to right
-    driver_face: int = -1  # which face of the driver: -1 the largest, else numbered from 0 left to right
-    crf: int = 18  # H.264 quality of video outputs (lower = better)
-    batch: int = 2  # frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)
-    torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
-    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
-    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
-    overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
-
-    RULES = dict(renderer=one_of(*RENDERERS), size=SIZE_RULE, mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
-                 reference=one_of(*REFERENCES), expression=one_of(*EXPRESSIONS), neutral_seconds=between(0, 60),
-                 max_turn=off_or(between(5, 180)),
-                 smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
-                 target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15),
-                 driver_face=between(-1, 15), crf=between(0, 51), batch=between(1, 64), torch_threads=between(1, 256),
-                 device=DEVICE_RULE, precision=PRECISION_RULE)
 
 
 @dataclass(frozen=True)
@@ -198,8 +155,7 @@ class ReenactPipeline:
                                                 precision=config.precision)
         self.size = config.size or AUTO_SIZE[0]  # the crop side now (auto: set by the first target)
         self.renderer: Renderer = self._make_renderer(self.size)
-        # crops as the renderer needs them: a generator's are those it was trained on
-        self.crop = self.renderer.preprocess if isinstance(self.renderer, NeuralRenderer) else PreprocessConfig()
+        self.crop = self.renderer.crop  # crops as the renderer needs them: a generator's are those it was trained on
         transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None
         self.driving = Driving(transformer, config.mode, config.alpha, self.size, config.reference,
                                config.expression, config.max_turn)
@@ -220,7 +176,7 @@ class ReenactPipeline:
             image = _fit(image, self.config.max_side)
             faces.append(detect_face(image, name, self.config.face).mesh)
             photos.append(image)
-            boxes.append(head_box(faces[-1], self.crop.crop_scale, self.crop.crop_shift))
+            boxes.append(self.crop.box(faces[-1]))
         if not self.config.size:  # ours: as sharp as the first target's photo, within AUTO_SIZE
             self._resize(int(np.clip(64 * np.ceil(boxes[0].side / 64), *AUTO_SIZE)))
         size = self.size
@@ -319,9 +275,9 @@ class ReenactPipeline:
         target's face, then drawn. A file driver's first neutral_seconds are tracked before its
         first frame is drawn, so relative mode measures from its neutral face; a webcam's reference
         is re-estimated from the frames so far for as long (or reset to the current frame by
-        `set_neutral`). The neural renderer draws a file driver's frames `batch` at a time (one
-        generator call); a webcam's go one by one, adding no delay."""
-        batch = self.config.batch if isinstance(self.renderer, NeuralRenderer) and not driver.live else 1
+        `set_neutral`). A batched renderer (neural, onnx) draws a file driver's frames `batch` at a time
+        (one generator call); a webcam's go one by one, adding no delay."""
+        batch = self.config.batch if self.renderer.batched and not driver.live else 1
         window = max(1, round(self.config.neutral_seconds * driver.fps)) if self.config.reference == "neutral" else 1
         still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
         ahead = [] if driver.live else list(itertools.islice(tracked, window))  # a file's window, tracked first
@@ -336,11 +292,11 @@ class ReenactPipeline:
                 seen.append(group[0][1])
                 reference = None
             if reference is None:
-                box = head_box(seen[0], self.crop.crop_scale, self.crop.crop_shift)
+                box = self.crop.box(seen[0])
                 reference = self.driving.reference(np.stack(seen), box, still)
             driven = np.stack([self.driving(mesh, reference) for _, mesh, _ in group])  # (B, 478, 3)
             rendered_at = time.perf_counter()
-            crops = self.renderer.render_batch(driven) if batch > 1 else [self.render(driven[0])]
+            crops = self.renderer.render_batch(driven)
             stats.seconds["transform"] += rendered_at - start
             stats.seconds["render"] += time.perf_counter() - rendered_at
             for (frame, _, at), crop in zip(group, crops):

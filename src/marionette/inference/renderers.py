@@ -1,9 +1,11 @@
 """Renderers: what draws the face crop for a driven mesh. `reenact` and `evaluate` call every
-renderer the same way, through ReenactPipeline:
+renderer the same way, through ReenactPipeline, which asks the Renderer interface what it needs
+(how to cut crops, whether to group frames per call) and tests no renderer's type:
 
-  warp    the training-free piecewise-affine warp of the target photo (inference/warp.py)
+  warp    the training-free piecewise-affine warp of the target photo (marionette/warp.py)
   neural  the MarioNETte generator of an inference export (inference/neural.py)
-  onnx    the same generator exported by `export-onnx`, run by onnxruntime (inference/onnx_runtime.py)
+  onnx    the neural renderer with the generator's ONNX export (`export-onnx`) run by onnxruntime
+          (inference/onnx_runtime.py)
   copy    evaluation's baseline: the target frame whose head pose is nearest the driven pose,
           unchanged (a result must beat it: it has the target's identity and texture, not the motion)
 """
@@ -11,21 +13,29 @@ renderer the same way, through ReenactPipeline:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from marionette.errors import InputError
+from marionette.inference.config import RENDERERS
+from marionette.landmarks.crop import CropConfig
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.pose import head_pose
 
-RENDERERS = ("warp", "neural", "onnx", "copy")
+if TYPE_CHECKING:
+    from marionette.devices import Placement
+
 
 
 class Renderer(Protocol):
     """What draws a frame."""
 
-    name: str
+    name: str  # the `renderer` setting it answers to
+    crop_size: int  # S: the side of the crops it takes and draws, pixels
+    crop: CropConfig  # how crops are cut for it (a generator's: as its training crops were)
+    batched: bool  # render_batch draws B frames for less than B render calls: worth grouping a file driver's frames
+    placement: Placement | None  # the device and precision its torch model runs at; None: numpy on the CPU
 
     def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
         """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set)."""
@@ -35,9 +45,21 @@ class Renderer(Protocol):
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
         ...
 
+    def render_batch(self, driven_meshes: np.ndarray) -> np.ndarray:
+        """(B, 478, 3) consecutive driven meshes -> (B, S, S, 3) uint8: what B render calls in a row draw."""
+        ...
+
 
 class CopyRenderer:
+    """A Renderer that draws no new pixel: the nearest-pose target crop, as it is."""
+
     name = "copy"
+    crop = CropConfig()
+    batched = False
+    placement = None
+
+    def __init__(self, crop_size: int):
+        self.crop_size = crop_size
 
     def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
         self.crops = crops
@@ -46,6 +68,9 @@ class CopyRenderer:
     def render(self, driven_mesh: np.ndarray) -> np.ndarray:
         pose = head_pose(mesh_to_ibug68(driven_mesh))  # (3,)
         return self.crops[int(np.abs(self.poses - pose).sum(-1).argmin())]
+
+    def render_batch(self, driven_meshes: np.ndarray) -> np.ndarray:
+        return np.stack([self.render(mesh) for mesh in driven_meshes])
 
 
 def generator_renderer(checkpoint: str | Path) -> str:
@@ -59,7 +84,7 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, de
     `device` in `precision` (settings of marionette.devices). `onnx` runs the ONNX export folder
     at `checkpoint` with onnxruntime on the CPU, as do warp and copy."""
     if name == "warp":
-        from marionette.inference.warp import WarpRenderer
+        from marionette.warp import WarpRenderer
 
         return WarpRenderer(size)
     if name == "neural":
@@ -72,13 +97,15 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, de
         export = load_generator(checkpoint)
         where = placement(device, precision)
         return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
-                              preprocess=export.preprocess, precision=where.precision)
+                              crop=export.preprocess.crop, precision=where.precision)
     if name == "onnx":
         if checkpoint is None:
             raise InputError("renderer onnx needs an ONNX export folder (--checkpoint DIR, from `marionette export-onnx`)")
-        from marionette.inference.onnx_runtime import OnnxRenderer
+        from marionette.inference.neural import NeuralRenderer
+        from marionette.inference.onnx_runtime import OnnxGenerator
 
-        return OnnxRenderer.load(checkpoint, size)
+        backend, preprocess = OnnxGenerator.load(checkpoint)
+        return NeuralRenderer(backend, size, source=str(checkpoint), crop=preprocess.crop, name="onnx")
     if name == "copy":
-        return CopyRenderer()
+        return CopyRenderer(size)
     raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")

@@ -2,7 +2,9 @@
 
 method.md (Preprocessing, ours): the crop holds hair and chin, is square, is smoothed over time so it
 does not jitter, and its transform is kept so a result can be pasted back into the original frame.
-Coordinates follow OpenCV: pixel centres at integer positions.
+Coordinates follow OpenCV: pixel centres at integer positions. CropConfig is how loose a crop is:
+the dataset's crops are cut with it (PreprocessConfig.crop), and so are a generator's inference
+crops, as its training crops were.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from marionette.config import Settings, between
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,18 @@ def head_box(mesh: np.ndarray, scale: float, shift_y: float) -> CropBox:
     extent = float((hi - lo).max())
     cx, cy = (lo + hi) / 2
     return CropBox(float(cx), float(cy + shift_y * extent), scale * extent)
+
+
+@dataclass(frozen=True)
+class CropConfig(Settings):
+    scale: float = 1.8  # crop side / larger extent of the face mesh (loose: hair and chin inside)
+    shift: float = -0.1  # vertical crop-centre shift / mesh extent (negative = up, towards hair)
+
+    RULES = dict(scale=between(1, 4), shift=between(-1, 1))
+
+    def box(self, mesh: np.ndarray) -> CropBox:
+        """The head box of a (478, 2+) mesh (see head_box)."""
+        return head_box(mesh, self.scale, self.shift)
 
 
 def smooth_boxes(boxes: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:

@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from marionette.data.config import PreprocessConfig
-from marionette.landmarks.crop import crop_image, head_box
+from marionette.landmarks.crop import CropConfig, crop_image
 from marionette.landmarks.mesh import LARGEST, Face, choose_face, detect_all, pick_face
 from marionette.landmarks.pose import head_pose
 from marionette.landmarks.render import draw_points, render_landmarks
@@ -22,7 +21,7 @@ def _summary(face: Face, number: int) -> dict[str, Any]:
 
 
 def landmark_report(path: Path, face_index: int = LARGEST, size: int = 256, preview: str | Path | None = None,
-                    config: PreprocessConfig = PreprocessConfig()) -> dict[str, Any]:
+                    crop: CropConfig = CropConfig()) -> dict[str, Any]:
     """Detect every face and choose one (the largest, or the face_index-th from the left); return
     the chosen face's 68 points (image pixels), pose and crop box, and a summary of every face
     (numbered from 0, left to right: the numbers `face=N` takes), as a JSON-ready dict. With
@@ -33,7 +32,7 @@ def landmark_report(path: Path, face_index: int = LARGEST, size: int = 256, prev
     ordered = [pick_face(faces, i) for i in range(len(faces))]
     points = face.ibug68  # (68, 3) image pixels
     yaw, pitch, roll = head_pose(points).tolist()
-    box = head_box(face.mesh, config.crop_scale, config.crop_shift)
+    box = crop.box(face.mesh)
     if preview:
         crop_points = box.to_crop(points, size)
         left = draw_points(crop_image(image, box, size), crop_points)

@@ -2,15 +2,6 @@
 
 One file per paper component: driver_encoder (E_x), target_encoder (E_y with target pose
 normalization), blender (image attention blocks), decoder (warp-alignment blocks),
-discriminator; shared layers in layers.py; losses.py and vgg.py form the objective.
+discriminator; shared layers in layers.py; losses.py and vgg.py form the objective; config.py
+their settings (importing it loads no torch). Import from the submodules.
 """
-
-from marionette.model.config import PRESETS, LossConfig, ModelConfig, model_config
-from marionette.model.discriminator import Discriminator, DiscriminatorOutput
-from marionette.model.generator import Generator, GeneratorOutput, TargetCache
-from marionette.model.losses import DiscriminatorLosses, GeneratorLosses, Objective, build_objective
-
-__all__ = [
-    "PRESETS", "LossConfig", "ModelConfig", "model_config", "Discriminator", "DiscriminatorOutput", "Generator",
-    "GeneratorOutput", "TargetCache", "DiscriminatorLosses", "GeneratorLosses", "Objective", "build_objective",
-]

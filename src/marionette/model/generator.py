@@ -3,7 +3,7 @@ targets are encoded once into a TargetCache (with the blender's keys and values)
 frame then costs E_x, B's queries and attention, and Q (ours).
 
 Ours, the warp-guided model (`ModelConfig.warp_guided`, off in every preset): each driver frame
-also brings the training-free warp renderer's image of the driver (inference/warp.py, made from
+also brings the training-free warp renderer's image of the driver (marionette/warp.py, made from
 the same targets); E_x reads it beside r_x and Q corrects it (`ModelConfig.correction`: a gated
 residual on it, a blend of it with the paper's painted image, or a U-Net of its own that moves
 and paints the warp's pixels), exactly the warp at

@@ -1,5 +1,6 @@
 """Training configuration: TrainConfig (one default per knob), presets listing only their
-differences, and RunConfig, the resolved model + loss + training settings a run folder keeps.
+differences, and RunConfig, the resolved model + loss + training settings a run folder keeps;
+BenchTrainConfig, what `marionette bench train` times.
 
 Overrides are `key=value` for TrainConfig fields and `model.key=value` / `loss.key=value` /
 `episodes.key=value` for ModelConfig / LossConfig / EpisodeConfig fields; unknown keys are errors.
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from marionette.config import MAX_SHOTS, SettingError, Settings, at_least, between, each, from_dict, override, to_dict
+from marionette.config import MAX_SHOTS, SettingError, Settings, at_least, between, each, from_dict, one_of, override, to_dict
 from marionette.data.config import EpisodeConfig
 from marionette.model.config import PRESETS as MODEL_PRESETS
 from marionette.model.config import LossConfig, ModelConfig, model_config
@@ -124,3 +125,26 @@ def run_config(preset: str, overrides: list[str] = ()) -> RunConfig:
                      loss=section("loss", lambda o: override(override(LossConfig(), LOSS_PRESETS[preset]), o)),
                      train=section("train", lambda o: override(override(TrainConfig(), TRAIN_PRESETS[preset]), o)),
                      episodes=section("episodes", lambda o: override(override(EpisodeConfig(), EPISODE_PRESETS[preset]), o)))
+
+
+@dataclass(frozen=True)
+class BenchTrainConfig(Settings):
+    """`marionette bench train`'s settings (bench_train.py)."""
+
+    presets: tuple[str, ...] = ("cpu", "warp-cpu")  # training presets: model widths, loss, episodes (size and batch below)
+    sizes: tuple[int, ...] = (128,)  # image sizes to time, px (model.image_size; multiples of 32)
+    batches: tuple[int, ...] = (4,)  # episodes per step
+    ks: tuple[int, ...] = (4,)  # targets per episode (one K per configuration)
+    precisions: tuple[str, ...] = ("fp32", "bf16")  # bf16: autocast, timed only where the device runs it natively
+    warp_guided: bool = True  # make the faithful presets warp-guided (ours; its loader draws the warp image)
+    rounds: int = 5  # interleaved timing rounds; the median is reported
+    threads: int = 0  # torch threads (0: torch's default)
+    device: str = "cpu"  # cpu or cuda
+
+    RULES = dict(presets=each(one_of(*TRAIN_PRESETS)), sizes=each(between(64, 1024)), batches=each(between(1, 256)),
+                 ks=each(between(1, 8)), precisions=each(one_of("fp32", "bf16")), rounds=between(1, 1000),
+                 threads=at_least(0), device=one_of("cpu", "cuda"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.require(all(s % 32 == 0 for s in self.sizes), "sizes", "each must be a multiple of 32")

@@ -29,8 +29,9 @@ import dataclasses
 import torch
 from torch import nn
 
-from marionette.model import GeneratorLosses, GeneratorOutput, LossConfig
-from marionette.model.losses import DiscriminatorLosses
+from marionette.model.config import LossConfig
+from marionette.model.generator import GeneratorOutput
+from marionette.model.losses import DiscriminatorLosses, GeneratorLosses
 
 # per ModelConfig.correction, its parts: part -> (parameter name prefix or prefixes, output rows of those parameters)
 CORRECTION_PARTS = {

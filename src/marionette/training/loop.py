@@ -36,7 +36,9 @@ from marionette.data.manifest import Manifest
 from marionette.errors import InputError
 from marionette.inference.export import ExportedGenerator, export_generator, load_generator
 from marionette.media import atomic_path
-from marionette.model import Discriminator, Generator, build_objective
+from marionette.model.discriminator import Discriminator
+from marionette.model.generator import Generator
+from marionette.model.losses import build_objective
 from marionette.outputs import check_work_folder
 from marionette.provenance import save_marked_image
 from marionette.training import distributed

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from marionette.data.episodes import Episode
-from marionette.model import DiscriminatorLosses, GeneratorLosses, Objective
+from marionette.model.losses import DiscriminatorLosses, GeneratorLosses, Objective
 from marionette.training import diagnostics
 from marionette.training.checkpoint import Networks
 from marionette.training.config import TrainConfig

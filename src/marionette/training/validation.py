@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from torch.utils.data import default_collate
 
 from marionette.data.config import EpisodeConfig
-from marionette.data.episodes import Episode, EpisodeDataset, to_tensor
-from marionette.evaluation.metrics import Sample, Tools, measure_sample, summarize, to_uint8
+from marionette.data.episodes import Episode, EpisodeDataset
+from marionette.evaluation.metrics import Sample, Tools, measure_sample, summarize
 from marionette.landmarks.render import render_landmarks
 from marionette.media import atomic_path
+from marionette.tensors import to_tensor, to_uint8
 
 METRICS = ("l1", "psnr", "ssim")
 

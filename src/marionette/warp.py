@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from marionette.landmark_transformer import DEFAULT_PATH, LandmarkTransformer
+from marionette.landmarks.crop import CropConfig
+from marionette.landmarks.frontal import frontal_mesh
 from marionette.landmarks.layout import (
     MESH_EYE_OPENINGS,
     MESH_FACE_OVAL,
@@ -77,7 +78,7 @@ def _opening_triangles() -> np.ndarray:
 def _frontal_areas() -> np.ndarray:
     """(T,) areas of the face triangles in the frontal mean mesh, per squared inter-ocular unit (the
     sides of the face, which it shows facing away, by their size)."""
-    frontal = LandmarkTransformer.load(DEFAULT_PATH).reference
+    frontal = frontal_mesh()
     return np.abs(signed_areas(frontal[face_triangles(), :2])) / _eye_span(frontal) ** 2
 
 
@@ -233,12 +234,16 @@ def _silhouette_outline(mesh: np.ndarray) -> np.ndarray:
 
 
 class WarpRenderer:
-    """Depth-ordered piecewise-affine warp of the nearest-pose targets onto the driven mesh."""
+    """Depth-ordered piecewise-affine warp of the nearest-pose targets onto the driven mesh. A
+    Renderer (inference/renderers.py): default crops, one frame per call, numpy on the CPU."""
 
     name = "warp"
+    crop = CropConfig()
+    batched = False
+    placement = None
 
     def __init__(self, size: int):
-        self.size = size
+        self.crop_size = size
         self.targets: list[WarpTarget] = []
         self.anchors = _border_anchors(size)  # (A, 2)
         ys, xs = np.mgrid[0:size, 0:size]
@@ -287,7 +292,7 @@ class WarpRenderer:
         # field that carries the hair: no shards where a turn shows what the target hid
         index = self.coverage(driven_mesh, self._unshown(main, shown))
         outline = _silhouette_outline(driven_mesh)
-        frame = np.zeros((self.size, self.size, 3), np.float32)
+        frame = np.zeros((self.crop_size, self.crop_size, 3), np.float32)
         for k in np.flatnonzero(weights):
             frame += weights[k] * self._warp(self.targets[k], driven_mesh, index, outline, shown)
         for eye, opening, iris, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES):
@@ -295,6 +300,10 @@ class WarpRenderer:
                            driven_mesh[opening, :2], driven_mesh[iris, :2])
         self._draw_mouth(frame, main, driven_mesh)
         return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+
+    def render_batch(self, driven_meshes: np.ndarray) -> np.ndarray:
+        """(B, 478, 3) consecutive driven meshes -> (B, S, S, 3) uint8, one render after another."""
+        return np.stack([self.render(mesh) for mesh in driven_meshes])
 
     def folded_share(self, driven_mesh: np.ndarray) -> float:
         """Share of the face's drawn pixels (the driven mesh (478, 3), as `render` draws it) that take
@@ -340,7 +349,7 @@ class WarpRenderer:
         corners = driven_mesh[triangles, :2]  # (T, 3, 2)
         facing = np.flatnonzero((signed_areas(corners) > 1e-3) & (True if dropped is None else ~dropped))
         depth = driven_mesh[triangles[facing], 2].mean(1)  # (F,)
-        return _paint_index((self.size, self.size), corners, facing[np.argsort(-depth, kind="stable")])
+        return _paint_index((self.crop_size, self.crop_size), corners, facing[np.argsort(-depth, kind="stable")])
 
     def _warp(self, target: WarpTarget, driven_mesh: np.ndarray, index: np.ndarray, outline: np.ndarray,
               shown: np.ndarray) -> np.ndarray:
@@ -348,7 +357,7 @@ class WarpRenderer:
         texture from their mirror image blend into it over a few pixels, not at a seam. `outline`:
         the driven mesh's silhouette outline; `shown` (T,): its triangles' areas per frontal area. A
         triangle takes its mirror's texture only where the driven mesh shows it more than the target."""
-        size = self.size
+        size = self.crop_size
         map_x, map_y = self._field(target.outline, outline)  # (S·S,) each
         triangles = face_triangles()
         corners = driven_mesh[triangles, :2]
@@ -384,7 +393,7 @@ class WarpRenderer:
         moves = np.concatenate([src - dst, np.zeros_like(self.anchors)])  # (N + A, 2)
         weights = 1.0 / (((self._grid[:, None] - points[None]) ** 2).sum(-1) + 1e-3)  # (G·G, N + A)
         field = (weights @ moves) / weights.sum(1, keepdims=True)  # (G·G, 2)
-        field = cv2.resize(field.reshape(self._cells, self._cells, 2).astype(np.float32), (self.size, self.size),
+        field = cv2.resize(field.reshape(self._cells, self._cells, 2).astype(np.float32), (self.crop_size, self.crop_size),
                            interpolation=cv2.INTER_LINEAR)  # (S, S, 2)
         return (self._pixels[0] + self._taper * field[..., 0].ravel()).astype(np.float32), \
             (self._pixels[1] + self._taper * field[..., 1].ravel()).astype(np.float32)
@@ -397,7 +406,7 @@ class WarpRenderer:
         the target's lid skin and lashes stretched over the eye (measured: a repainted lid of skin
         from above or around the eye read as an open eye to a face mesh, 0.22-0.26 eye openness
         where the warp's own reads 0.14)."""
-        x0, y0, x1, y1 = _box(opening, 3, self.size)
+        x0, y0, x1, y1 = _box(opening, 3, self.crop_size)
         region = frame[y0:y1, x0:x1]
         mask = _polygon_mask((y1 - y0, x1 - x0), opening - np.array([x0, y0], np.float32))  # (h, w)
         area = cv2.contourArea(opening.astype(np.float32))
@@ -432,8 +441,8 @@ class WarpRenderer:
         if strength == 0:
             return
         ring = driven_mesh[MESH_INNER_LIPS, :2]  # (20, 2)
-        blur = self.size / 160  # a soft edge: no hard polygon outline
-        x0, y0, x1, y1 = _box(ring, int(4 * blur) + 2, self.size)
+        blur = self.crop_size / 160  # a soft edge: no hard polygon outline
+        x0, y0, x1, y1 = _box(ring, int(4 * blur) + 2, self.crop_size)
         origin = np.array([x0, y0], np.float32)
         mask = cv2.GaussianBlur(_polygon_mask((y1 - y0, x1 - x0), ring - origin), (0, 0), blur)[..., None]
         open_ones = [t for t in self.targets if t.mouth_gap >= MOUTH_OPEN]

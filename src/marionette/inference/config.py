@@ -1,0 +1,69 @@
+"""Inference settings: `reenact`'s (ReenactConfig, which `evaluate`, the app and the bench build
+too) and `export-onnx`'s, with the choices they check against. Free of torch and mediapipe, so
+that `marionette --help` lists them at once; the code they steer imports this module."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, off_or, one_of
+from marionette.landmark_transformer.config import EXPRESSIONS, MODES
+
+RENDERERS = ("warp", "neural", "onnx", "copy")  # what draws a frame (inference/renderers.py)
+RENDERER_SETTINGS = ("auto", "neural", "onnx", "warp", "copy")  # `renderer=`: one of them, or auto
+DRIVING_MODES = ("auto",) + MODES
+REFERENCES = ("neutral", "first")  # what relative mode measures the driver's motion from
+DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # resolved by marionette.devices
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+DEVICE_RULE = Rule(lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
+                   "one of " + ", ".join(DEVICES))
+PRECISION_RULE = Rule(lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS))
+SIZE_RULE = Rule(lambda v: v == 0 or between(64, 1024).test(v), "0 (auto) or in 64..1024")
+
+
+@dataclass(frozen=True)
+class ReenactConfig(Settings):
+    renderer: str = "auto"  # warp (training-free), neural (a trained generator), onnx (its ONNX export), auto: either given one; copy: a baseline
+    size: int = 0  # side of the face crop the renderer works at, pixels; 0 (auto): the target face's own size in its photo, 256..512
+    transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
+    mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image
+    reference: str = "neutral"  # relative mode measures from: neutral (the driver's neutral face in its first neutral_seconds) or first (frame)
+    expression: str = "driver"  # relative mode: the driver's expression on the target, or the target's own moved by the driver's change
+    max_turn: float = 45.0  # degrees the output may turn from the target's own pose, a soft limit (ours: a warp shreds beyond; 0 = off)
+    neutral_seconds: float = 4.0  # seconds of a driver searched for its neutral face (a file's are tracked before its first frame is drawn)
+    alpha: float = 1.0  # expression strength of the landmark transformer
+    smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
+    smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)
+    paste_back: bool = True  # paste the result into the target photo (else output the crop)
+    max_side: int = 1920  # target photos with a longer side are scaled down to it first: bounds the output (0 = off)
+    side_by_side: bool = False  # output driver | target | result side by side
+    target_frames: int = 8  # frames sampled from a target video (K)
+    max_frames: int = 0  # stop after this many driver frames (0 = all; a webcam runs until Ctrl-C, keeping the output)
+    preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
+    face: int = -1  # which face of the targets: -1 the largest, else numbered from 0 left to right
+    driver_face: int = -1  # which face of the driver: -1 the largest, else numbered from 0 left to right
+    crf: int = 18  # H.264 quality of video outputs (lower = better)
+    batch: int = 2  # frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)
+    torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
+    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
+    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
+    overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
+
+    RULES = dict(renderer=one_of(*RENDERER_SETTINGS), size=SIZE_RULE, mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
+                 reference=one_of(*REFERENCES), expression=one_of(*EXPRESSIONS), neutral_seconds=between(0, 60),
+                 max_turn=off_or(between(5, 180)),
+                 smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
+                 target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15),
+                 driver_face=between(-1, 15), crf=between(0, 51), batch=between(1, 64), torch_threads=between(1, 256),
+                 device=DEVICE_RULE, precision=PRECISION_RULE)
+
+
+@dataclass(frozen=True)
+class OnnxExportConfig(Settings):
+    opset: int = 17  # ONNX opset of both graphs (17: InstanceNorm, GridSample and LayerNorm are native)
+    check: bool = True  # run both graphs in onnxruntime at K = 1 and K = 8 and refuse an export off torch's output
+    tolerance: float = 1e-3  # largest |onnxruntime - torch| pixel difference the check accepts (images in [-1, 1])
+
+    RULES = dict(opset=between(17, 23), tolerance=between(0, 1))

@@ -1,0 +1,49 @@
+"""Helpers several test modules share (fixtures live in conftest.py, test clips in clips.py)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marionette.cli import main
+from marionette.landmarks.crop import crop_image, head_box
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """relative path -> sha256 of every file under `root` (folders as entries too)."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        files[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return files
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str], *expected: str) -> str:
+    """Run the command in-process; assert it exits 2 with one `marionette: error:` line that names
+    each of `expected`; return that line."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's usage errors exit directly
+        code = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("marionette: error:")]
+    assert code == 2, (code, err)
+    assert len(errors) == 1 and "Traceback" not in "\n".join(err), err
+    for text in expected:
+        assert text in errors[0], (text, errors[0])
+    return errors[0]
+
+
+def hopper_targets(hopper, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """K = 2 targets from the `hopper` fixture: (2, size, size, 3) uint8 crops (her head crop and its
+    mirror image) and their (2, 478, 3) meshes in crop pixels."""
+    image, face = hopper
+    box = head_box(face.mesh, 1.8, -0.1)
+    crop, mesh = crop_image(image, box, size), box.to_crop(face.mesh, size)
+    flipped = np.ascontiguousarray(crop[:, ::-1])
+    mirrored = mesh.copy()
+    mirrored[:, 0] = size - 1 - mirrored[:, 0]
+    return np.stack([crop, flipped]), np.stack([mesh, mirrored])
