@@ -2,7 +2,9 @@
 
 method.md (Preprocessing): the paper uses a 3D landmark detector; ours is MediaPipe face mesh with
 iris refinement (478 points). Points are returned in image pixels: x right, y down, z in the same
-pixel scale as x, smaller z nearer the camera (MediaPipe's convention).
+pixel scale as x, smaller z nearer the camera (MediaPipe's convention). Two backends give the same
+points: "mediapipe" runs the wheel's C++ graph, "torch" the same models and geometry ported to torch
+(torch_mesh.py, docs/face_mesh.md).
 """
 
 from __future__ import annotations
@@ -60,10 +62,24 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-class FaceMesh:
-    """MediaPipe face mesh. `video=True` tracks across consecutive frames (faster, steadier)."""
+MESH_BACKENDS = ("mediapipe", "torch")
+MESH_BACKEND = "mediapipe"  # the backend FaceMesh uses unless told
 
-    def __init__(self, video: bool = False, max_faces: int = 4, min_confidence: float = 0.5):
+
+class FaceMesh:
+    """MediaPipe face mesh. `video=True` tracks across consecutive frames (faster, steadier);
+    `backend`: one of MESH_BACKENDS."""
+
+    def __init__(self, video: bool = False, max_faces: int = 4, min_confidence: float = 0.5,
+                 backend: str = MESH_BACKEND):
+        if backend not in MESH_BACKENDS:
+            raise ValueError(f"face mesh backend {backend!r}: must be one of {', '.join(MESH_BACKENDS)}")
+        self._torch = None
+        if backend == "torch":
+            from marionette.landmarks.torch_mesh import TorchFaceMesh
+
+            self._torch = TorchFaceMesh(video, max_faces, min_confidence)
+            return
         import mediapipe as mp  # imported here: loading it costs ~1 s and most commands need it once
 
         with _native_stderr_silenced():
@@ -79,6 +95,8 @@ class FaceMesh:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an (H, W, 3) uint8 RGB image, largest first."""
+        if self._torch is not None:
+            return self._torch.detect(image)
         h, w = image.shape[:2]
         if not self._quiet:
             result = self._mesh.process(np.ascontiguousarray(image))
@@ -94,7 +112,7 @@ class FaceMesh:
         return sorted(faces, key=lambda f: -f.width)
 
     def close(self) -> None:
-        self._mesh.close()
+        (self._torch or self._mesh).close()
 
     def __enter__(self) -> FaceMesh:
         return self
