@@ -88,43 +88,30 @@ class TfliteNet(nn.Module):
         raise ValueError(f"unknown op {kind}")
 
 
-def _rotation(angle: torch.Tensor) -> torch.Tensor:
-    """(B,) angles -> (B, 4, 4) rotations about z (x right, y down: positive turns x towards y)."""
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    m = torch.eye(4, dtype=angle.dtype, device=angle.device).repeat(len(angle), 1, 1)
-    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = cos, -sin, sin, cos
-    return m
-
-
-def _affine(scale_x: torch.Tensor, scale_y: torch.Tensor, shift_x: torch.Tensor, shift_y: torch.Tensor) -> torch.Tensor:
-    """(B,) each -> (B, 4, 4): x -> scale_x * x + shift_x, y likewise."""
-    m = torch.eye(4, dtype=scale_x.dtype, device=scale_x.device).repeat(len(scale_x), 1, 1)
-    m[:, 0, 0], m[:, 1, 1], m[:, 0, 3], m[:, 1, 3] = scale_x, scale_y, shift_x, shift_y
-    return m
-
-
 def landmarks_to_matrix(landmarks: torch.Tensor, subset_idxs: list[int], left_rotation_idx: int,
                         right_rotation_idx: int, target_rotation_radians: float, output_width: int,
                         output_height: int, scale_x: float, scale_y: float) -> torch.Tensor:
     """Landmarks2TransformMatrix v2. landmarks: (B, N, 3) -> (B, 4, 4), mapping the pixels of an
     output_width x output_height crop to landmark coordinates: the crop is the box of the subset's
     landmarks in a frame turned so that the left -> right landmark line is level, scaled by
-    (scale_x, scale_y)."""
+    (scale_x, scale_y). The kernel's product shift(centre) @ rotation(-r) @ scale @
+    shift(-output size / 2), written out."""
     xy = landmarks[..., :2]  # (B, N, 2)
     left, right = xy[:, left_rotation_idx], xy[:, right_rotation_idx]  # (B, 2)
-    rotation = target_rotation_radians - torch.atan2(right[:, 1] - left[:, 1], right[:, 0] - left[:, 0])  # (B,)
-    cos, sin = torch.cos(rotation)[:, None], torch.sin(rotation)[:, None]
+    r = target_rotation_radians - torch.atan2(right[:, 1] - left[:, 1], right[:, 0] - left[:, 0])  # (B,)
+    cos, sin = torch.cos(r)[:, None], torch.sin(r)[:, None]  # (B, 1)
     points = xy[:, subset_idxs]  # (B, K, 2)
     turned = torch.stack([cos * points[..., 0] - sin * points[..., 1], sin * points[..., 0] + cos * points[..., 1]], -1)
     low, high = turned.amin(1), turned.amax(1)  # (B, 2)
-    size, middle = high - low, (high + low) / 2
-    # the box centre turned back (rotation by -rotation)
-    cx = cos[:, 0] * middle[:, 0] + sin[:, 0] * middle[:, 1]
-    cy = -sin[:, 0] * middle[:, 0] + cos[:, 0] * middle[:, 1]
-    one = torch.ones_like(cx)
-    return (_affine(one, one, cx, cy) @ _rotation(-rotation)
-            @ _affine(scale_x * size[:, 0] / output_width, scale_y * size[:, 1] / output_height, 0 * one, 0 * one)
-            @ _affine(one, one, -output_width / 2 * one, -output_height / 2 * one))
+    middle = (high + low) / 2
+    centre = torch.stack([cos[:, 0] * middle[:, 0] + sin[:, 0] * middle[:, 1],  # turned back by -r
+                          -sin[:, 0] * middle[:, 0] + cos[:, 0] * middle[:, 1]], -1)  # (B, 2)
+    sx, sy = scale_x * (high - low)[:, :1] / output_width, scale_y * (high - low)[:, 1:] / output_height  # (B, 1)
+    linear = torch.stack([torch.cat([cos * sx, sin * sy], -1), torch.cat([-sin * sx, cos * sy], -1)], -2)  # (B, 2, 2)
+    shift = centre - linear @ linear.new_tensor([output_width / 2, output_height / 2])  # (B, 2)
+    matrix = torch.eye(4, dtype=landmarks.dtype, device=landmarks.device).repeat(len(landmarks), 1, 1)
+    matrix[:, :2, :2], matrix[:, :2, 3] = linear, shift
+    return matrix
 
 
 def transform_tensor_bilinear(features: torch.Tensor, matrix: torch.Tensor, height: int, width: int) -> torch.Tensor:
