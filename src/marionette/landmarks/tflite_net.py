@@ -43,6 +43,10 @@ class TfliteNet(nn.Module):
             raise InputError(f"{path}: invalid converted face-mesh model ({reason})") from None
         self.weights = nn.ParameterDict({key.replace(".", "__"): nn.Parameter(w, requires_grad=False)
                                          for key, w in weights.items()})
+        last_use = {i: k for k, op in enumerate(self.ops) for i in op["in"]}
+        # per op, the activations no later op reads: freed as soon as it has run (a big batch's memory)
+        self.done = [{i for i in op["in"] if last_use[i] == k} - set(self.outputs.values())
+                     for k, op in enumerate(self.ops)]
 
     def weight(self, key: str) -> torch.Tensor:
         return self.weights[key.replace(".", "__")]
@@ -50,8 +54,10 @@ class TfliteNet(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """x: (B, 3, H, W) float32 -> {output name: tensor}, 4-D outputs NCHW."""
         values: dict[int, torch.Tensor] = {self.input: x}
-        for op in self.ops:
+        for op, done in zip(self.ops, self.done):
             values[op["out"]] = self.run(op, *(values[i] for i in op["in"]))
+            for i in done:
+                del values[i]
         return {name: values[i] for name, i in self.outputs.items()}
 
     def run(self, op: dict, x: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
