@@ -79,31 +79,31 @@ def crop(image: np.ndarray, roi: list[float], size: int, replicate: bool) -> np.
                                borderMode=cv2.BORDER_REPLICATE if replicate else cv2.BORDER_CONSTANT)
 
 
-def weighted_nms(scores: torch.Tensor, boxes: torch.Tensor, keypoints: torch.Tensor) -> list[tuple[torch.Tensor, ...]]:
+def weighted_nms(scores: torch.Tensor, boxes: torch.Tensor, keypoints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """NonMaxSuppressionCalculator, WEIGHTED, IoU: from the best remaining detection, the ones that
-    overlap it by more than NMS_IOU become one, their boxes and keypoints averaged by score (its own
-    score kept). scores: (K,), boxes: (K, 4) x0, y0, x1, y1, keypoints: (K, 6, 2) ->
-    [(score, box (4,), keypoints (6, 2))], best first."""
+    overlap it by more than NMS_IOU become one, their boxes and keypoints averaged by score.
+    scores: (K,), boxes: (K, 4) x0, y0, x1, y1, keypoints: (K, 6, 2) -> boxes (D, 4) and keypoints
+    (D, 6, 2) of the D detections kept, best first."""
     remaining = torch.argsort(scores, descending=True, stable=True)
-    kept = []
+    kept_boxes, kept_points = [boxes[:0]], [keypoints[:0]]
     while len(remaining):
-        top = boxes[remaining[0]]
-        others = boxes[remaining]
-        inter = ((torch.minimum(others[:, 2:], top[2:]) - torch.maximum(others[:, :2], top[:2])).clamp(min=0)).prod(1)
+        others = boxes[remaining]  # the best first
+        inter = (torch.minimum(others[:, 2:], others[0, 2:]) - torch.maximum(others[:, :2], others[0, :2])).clamp(min=0).prod(1)
         areas = (others[:, 2:] - others[:, :2]).prod(1)
         union = areas + areas[0] - inter
         iou = torch.where(union > 0, inter / union, torch.zeros_like(union))
         cluster, rest = remaining[iou > NMS_IOU], remaining[iou <= NMS_IOU]
         if len(cluster):
-            w = scores[cluster]
-            kept.append((scores[remaining[0]], (boxes[cluster] * w[:, None]).sum(0) / w.sum(),
-                         (keypoints[cluster] * w[:, None, None]).sum(0) / w.sum()))
-        else:
-            kept.append((scores[remaining[0]], top, keypoints[remaining[0]]))
+            w, total = scores[cluster, None], scores[cluster].sum()
+            kept_boxes.append((boxes[cluster] * w).sum(0, keepdim=True) / total)
+            kept_points.append((keypoints[cluster] * w[:, :, None]).sum(0, keepdim=True) / total)
+        else:  # a box of no area overlaps nothing, not even itself: kept as is, and the search ends
+            kept_boxes.append(others[:1])
+            kept_points.append(keypoints[remaining[:1]])
         if len(rest) == len(remaining):
             break
         remaining = rest
-    return kept
+    return torch.cat(kept_boxes), torch.cat(kept_points)
 
 
 def roi_from_points(box: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -208,10 +208,9 @@ class TorchFaceMesh:
         rois = []
         for b in range(len(images)):
             valid = (scores[b] >= self.min_confidence) & (size[b] >= 0).all(-1)
-            found = weighted_nms(scores[b][valid], boxes[b][valid], keypoints[b][valid])[: self.max_faces]
-            eyes = [(points[list(DETECTION_EYES)] * side + offset) for _, _, points in found]
-            rois.append(torch.stack([roi_from_points(box * side + offset.repeat(2), *eye) for (_, box, _), eye in zip(found, eyes)])
-                        if found else torch.zeros(0, 4, device=self.device))
+            found, points = weighted_nms(scores[b][valid], boxes[b][valid], keypoints[b][valid])
+            found, points = found[: self.max_faces] * side + offset.repeat(2), points[: self.max_faces] * side + offset
+            rois.append(roi_from_points(found, points[:, DETECTION_EYES[0]], points[:, DETECTION_EYES[1]]))
         return rois
 
     def landmarks(self, images: np.ndarray, index: list[int], rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -242,7 +241,7 @@ class TorchFaceMesh:
 
     def faces(self, points: torch.Tensor) -> list[Face]:
         """(N, 478, 3) MediaPipe pixels -> Faces (OpenCV pixels), largest first."""
-        shifted = (points - torch.tensor([0.5, 0.5, 0.0], device=points.device)).cpu().numpy().astype(np.float32)
+        shifted = (points - torch.tensor([0.5, 0.5, 0.0], device=points.device)).cpu().numpy()
         return sorted((Face(p) for p in shifted), key=lambda f: -f.width)
 
     def close(self) -> None:
