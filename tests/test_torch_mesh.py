@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from marionette.errors import InputError
-from marionette.landmarks.mesh import FaceMesh
+from marionette.landmarks.mesh import MESH_BACKEND_ENV, FaceMesh, mesh_backend
 from marionette.landmarks.tflite_net import TfliteNet
 from marionette.landmarks.torch_mesh import TorchFaceMesh
 from marionette.media import iter_video, load_image
@@ -101,3 +102,20 @@ def test_bad_inputs(tmp_path: Path, mesh: TorchFaceMesh) -> None:
         mesh.detect(np.zeros((64, 64), np.uint8))
     with pytest.raises(ValueError, match="backend"):
         FaceMesh(backend="tflite")
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto falls back to torch without mediapipe; asking for mediapipe then, or for an unknown
+    backend, is one line."""
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if not installed: its import fails
+    monkeypatch.delenv(MESH_BACKEND_ENV, raising=False)
+    assert mesh_backend() == "torch"
+    monkeypatch.setenv(MESH_BACKEND_ENV, "mediapipe")
+    with pytest.raises(InputError, match=r'pip install -e "\.\[mediapipe\]"') as e:
+        FaceMesh()
+    assert "\n" not in str(e.value)
+    monkeypatch.setenv(MESH_BACKEND_ENV, "tflite")
+    with pytest.raises(InputError, match=f"{MESH_BACKEND_ENV}=tflite: must be one of auto, mediapipe, torch"):
+        FaceMesh()
+    with FaceMesh(backend="torch") as mesh:  # told, it ignores the environment
+        assert mesh.backend == "torch"

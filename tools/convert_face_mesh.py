@@ -1,6 +1,6 @@
 """Convert MediaPipe's face detector and attention face mesh from .tflite to safetensors, once.
 
-    pip install tflite   # a pure-Python reader of the TFLite flatbuffer schema
+    pip install -e ".[mediapipe]" tflite   # the models' wheel (Python 3.10 to 3.12); a pure-Python reader of the TFLite schema
     PYTHONPATH=src python tools/convert_face_mesh.py [--out src/marionette/assets]
 
 Reads the two models the legacy `mediapipe.solutions.face_mesh.FaceMesh(refine_landmarks=True)`

@@ -1,6 +1,7 @@
 """MediaPipe's own face mesh on a fixed set of public-domain and CC-BY images: the reference points
 that tests/test_torch_mesh.py holds the torch backend to (tests/face_mesh_reference.json), once.
 
+    pip install -e ".[mediapipe]"   # MediaPipe itself (Python 3.10 to 3.12)
     PYTHONPATH=src python tools/make_face_mesh_fixture.py [--out tests/face_mesh_reference.json]
 
 Runs `marionette.landmarks.mesh.FaceMesh(backend="mediapipe")` (mediapipe 0.10.21,

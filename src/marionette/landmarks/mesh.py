@@ -3,8 +3,8 @@
 method.md (Preprocessing): the paper uses a 3D landmark detector; ours is MediaPipe face mesh with
 iris refinement (478 points). Points are returned in image pixels: x right, y down, z in the same
 pixel scale as x, smaller z nearer the camera (MediaPipe's convention). Two backends give the same
-points: "mediapipe" runs the wheel's C++ graph, "torch" the same models and geometry ported to torch
-(torch_mesh.py, docs/face_mesh.md).
+points: "mediapipe" runs the wheel's C++ graph (the optional `mediapipe` extra; about 4x faster on
+the CPU), "torch" the same models and geometry ported to torch (torch_mesh.py, docs/face_mesh.md).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from marionette.config import SettingError
 from marionette.errors import InputError
 from marionette.landmarks.layout import mesh_to_ibug68
 
@@ -62,25 +63,45 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-MESH_BACKENDS = ("mediapipe", "torch")
-MESH_BACKEND = "mediapipe"  # the backend FaceMesh uses unless told
+MESH_BACKENDS = ("auto", "mediapipe", "torch")  # auto: mediapipe when it is installed, else torch
+MESH_BACKEND_ENV = "MARIONETTE_FACE_MESH"  # the backend of every FaceMesh not given one (unset: auto)
+
+
+def mesh_backend(backend: str | None = None) -> str:
+    """The backend a FaceMesh runs, "mediapipe" or "torch": `backend`, else the one MESH_BACKEND_ENV
+    names, else auto. A name not in MESH_BACKENDS, or mediapipe when it cannot be imported, is a
+    one-line InputError."""
+    name = backend or os.environ.get(MESH_BACKEND_ENV) or "auto"
+    if name not in MESH_BACKENDS:
+        raise SettingError(f"{'backend' if backend else MESH_BACKEND_ENV}={name}: "
+                           f"must be one of {', '.join(MESH_BACKENDS)}")
+    if name == "torch":
+        return name
+    try:
+        import mediapipe  # noqa: F401  (loading it costs ~1 s, once a process; FaceMesh needs it next)
+    except ImportError:
+        if name == "auto":
+            return "torch"
+        raise InputError("face mesh backend mediapipe: the mediapipe package cannot be imported; install "
+                         "marionette's extra (pip install -e \".[mediapipe]\", Python 3.10 to 3.12) "
+                         f"or use torch ({MESH_BACKEND_ENV}=torch)") from None
+    return "mediapipe"
 
 
 class FaceMesh:
-    """MediaPipe face mesh. `video=True` tracks across consecutive frames (faster, steadier);
-    `backend`: one of MESH_BACKENDS."""
+    """MediaPipe's face mesh. `video=True` tracks across consecutive frames (faster, steadier);
+    `backend`: one of MESH_BACKENDS (None: `mesh_backend()`'s choice)."""
 
     def __init__(self, video: bool = False, max_faces: int = 4, min_confidence: float = 0.5,
-                 backend: str = MESH_BACKEND):
-        if backend not in MESH_BACKENDS:
-            raise ValueError(f"face mesh backend {backend!r}: must be one of {', '.join(MESH_BACKENDS)}")
+                 backend: str | None = None):
+        self.backend = mesh_backend(backend)
         self._torch = None
-        if backend == "torch":
+        if self.backend == "torch":
             from marionette.landmarks.torch_mesh import TorchFaceMesh
 
             self._torch = TorchFaceMesh(video, max_faces, min_confidence)
             return
-        import mediapipe as mp  # imported here: loading it costs ~1 s and most commands need it once
+        import mediapipe as mp
 
         with _native_stderr_silenced():
             self._mesh = mp.solutions.face_mesh.FaceMesh(
