@@ -14,8 +14,8 @@ tensor the frame graph does not read (the target flows) is dropped from its inpu
 OnnxGenerator stands in for the Generator inside NeuralRenderer, so the landmark images, resizing,
 colour matching and warp-guided correction are the neural renderer's own.
 
-Export uses torch's TorchScript exporter (`dynamo=False`), which needs the `onnx` package
-(`onnx<1.18` keeps protobuf 4, which mediapipe 0.10.21 needs); running needs onnxruntime only.
+Export uses torch's TorchScript exporter (`dynamo=False`), which needs the `onnx` package; running
+needs onnxruntime only.
 """
 
 from __future__ import annotations
