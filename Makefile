@@ -12,8 +12,8 @@ MINUTES ?= 120
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@python3 -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 12) else 1)' || { \
-	  echo "marionette needs Python 3.10 to 3.12 (mediapipe 0.10.21 has no wheels for $$(python3 -V)); install one and put it first on PATH as python3" >&2; exit 1; }
+	@python3 -c 'import sys; sys.exit(0 if (3, 10) <= sys.version_info[:2] <= (3, 14) else 1)' || { \
+	  echo "marionette needs Python 3.10 to 3.14, not $$(python3 -V); install one and put it first on PATH as python3" >&2; exit 1; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"

@@ -1,5 +1,6 @@
 """Derive the warp renderer's face triangulation (src/marionette/assets/face_triangles.json), once.
 
+    pip install -e ".[mediapipe]"   # the tessellation below is read from MediaPipe (Python 3.10 to 3.12)
     PYTHONPATH=src python tools/derive_face_triangles.py [--out src/marionette/assets/face_triangles.json]
 
 MediaPipe ships its canonical face mesh's tessellation as edges (`FACEMESH_TESSELATION`, 1,322

@@ -27,7 +27,7 @@ from marionette.errors import InputError
 from marionette.inference.export import export_generator
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline, RunStats
-from marionette.landmarks.mesh import FaceMesh
+from marionette.landmarks.mesh import FaceMesh, mesh_backend
 from marionette.media import atomic_path, iter_video, probe_video
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
@@ -72,7 +72,7 @@ def bench_preprocess(video: Path, workers: int, repeats: int, copies: int = 6) -
         return n
 
     rows = [("decode only (1 process)", _best_rate(decode, repeats)),
-            ("decode + face mesh tracking (1 process)", _best_rate(track, repeats))]
+            (f"decode + face mesh tracking ({mesh_backend()}, 1 process)", _best_rate(track, repeats))]
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
         src.mkdir()

@@ -2,8 +2,7 @@
 as the two graphs and the manifest that inference/onnx_runtime.py runs (the layout is described
 there), and the export is checked against torch in onnxruntime before anything is written.
 
-Export uses torch's TorchScript exporter (`dynamo=False`), which needs the `onnx` package
-(`onnx<1.18` keeps protobuf 4, which mediapipe 0.10.21 needs).
+Export uses torch's TorchScript exporter (`dynamo=False`), which needs the `onnx` package.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ them is independent of the fit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 # iBUG-68 point i is mesh vertex MESH_TO_IBUG68[i]. Groups: jaw 0-16, brows 17-26, nose 27-35,
@@ -115,3 +117,26 @@ MESH_EYE_OPENINGS = np.array([
 ], dtype=np.int64)
 MESH_IRISES = np.array([[468, 469, 470, 471, 472], [473, 474, 475, 476, 477]], dtype=np.int64)
 MESH_IRIS_START = 468  # vertices from here on are the iris points; the face surface is 0..467
+
+
+@dataclass(frozen=True)
+class Face:
+    mesh: np.ndarray  # (478, 3) float32, image pixels
+
+    @property
+    def ibug68(self) -> np.ndarray:
+        """(68, 3) iBUG-layout points taken from the mesh."""
+        return mesh_to_ibug68(self.mesh)
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        """Tight (x0, y0, x1, y1) box of the mesh, in pixels."""
+        x0, y0 = self.mesh[:, :2].min(0)
+        x1, y1 = self.mesh[:, :2].max(0)
+        return float(x0), float(y0), float(x1), float(y1)
+
+    @property
+    def width(self) -> float:
+        """Face width in pixels (mesh box width)."""
+        x0, _, x1, _ = self.box
+        return x1 - x0

@@ -2,7 +2,9 @@
 
 method.md (Preprocessing): the paper uses a 3D landmark detector; ours is MediaPipe face mesh with
 iris refinement (478 points). Points are returned in image pixels: x right, y down, z in the same
-pixel scale as x, smaller z nearer the camera (MediaPipe's convention).
+pixel scale as x, smaller z nearer the camera (MediaPipe's convention). Two backends give the same
+points: "mediapipe" runs the wheel's C++ graph (the optional `mediapipe` extra; about 4x faster on
+the CPU), "torch" the same models and geometry ported to torch (torch_mesh.py, docs/face_mesh.md).
 """
 
 from __future__ import annotations
@@ -12,36 +14,13 @@ import ctypes
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from marionette.config import SettingError
 from marionette.errors import InputError
-from marionette.landmarks.layout import mesh_to_ibug68
-
-
-@dataclass(frozen=True)
-class Face:
-    mesh: np.ndarray  # (478, 3) float32, image pixels
-
-    @property
-    def ibug68(self) -> np.ndarray:
-        """(68, 3) iBUG-layout points taken from the mesh."""
-        return mesh_to_ibug68(self.mesh)
-
-    @property
-    def box(self) -> tuple[float, float, float, float]:
-        """Tight (x0, y0, x1, y1) box of the mesh, in pixels."""
-        x0, y0 = self.mesh[:, :2].min(0)
-        x1, y1 = self.mesh[:, :2].max(0)
-        return float(x0), float(y0), float(x1), float(y1)
-
-    @property
-    def width(self) -> float:
-        """Face width in pixels (mesh box width)."""
-        x0, _, x1, _ = self.box
-        return x1 - x0
+from marionette.landmarks.layout import Face
 
 
 @contextlib.contextmanager
@@ -60,11 +39,45 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-class FaceMesh:
-    """MediaPipe face mesh. `video=True` tracks across consecutive frames (faster, steadier)."""
+MESH_BACKENDS = ("auto", "mediapipe", "torch")  # auto: mediapipe when it is installed, else torch
+MESH_BACKEND_ENV = "MARIONETTE_FACE_MESH"  # the backend of every FaceMesh not given one (unset: auto)
 
-    def __init__(self, video: bool = False, max_faces: int = 4, min_confidence: float = 0.5):
-        import mediapipe as mp  # imported here: loading it costs ~1 s and most commands need it once
+
+def mesh_backend(backend: str | None = None) -> str:
+    """The backend a FaceMesh runs, "mediapipe" or "torch": `backend`, else the one MESH_BACKEND_ENV
+    names, else auto. A name not in MESH_BACKENDS, or mediapipe when it cannot be imported, is a
+    one-line InputError."""
+    name = backend or os.environ.get(MESH_BACKEND_ENV) or "auto"
+    if name not in MESH_BACKENDS:
+        raise SettingError(f"{'backend' if backend else MESH_BACKEND_ENV}={name}: "
+                           f"must be one of {', '.join(MESH_BACKENDS)}")
+    if name == "torch":
+        return name
+    try:
+        import mediapipe  # noqa: F401  (loading it costs ~1 s, once a process; FaceMesh needs it next)
+    except ImportError:
+        if name == "auto":
+            return "torch"
+        raise InputError("face mesh backend mediapipe: the mediapipe package cannot be imported; install "
+                         "marionette's extra (pip install -e \".[mediapipe]\", Python 3.10 to 3.12) "
+                         f"or use torch ({MESH_BACKEND_ENV}=torch)") from None
+    return "mediapipe"
+
+
+class FaceMesh:
+    """MediaPipe's face mesh. `video=True` tracks across consecutive frames (faster, steadier);
+    `backend`: one of MESH_BACKENDS (None: `mesh_backend()`'s choice)."""
+
+    def __init__(self, video: bool = False, max_faces: int = 4, min_confidence: float = 0.5,
+                 backend: str | None = None):
+        self.backend = mesh_backend(backend)
+        self._torch = None
+        if self.backend == "torch":
+            from marionette.landmarks.torch_mesh import TorchFaceMesh
+
+            self._torch = TorchFaceMesh(video, max_faces, min_confidence)
+            return
+        import mediapipe as mp
 
         with _native_stderr_silenced():
             self._mesh = mp.solutions.face_mesh.FaceMesh(
@@ -79,6 +92,8 @@ class FaceMesh:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """Faces in an (H, W, 3) uint8 RGB image, largest first."""
+        if self._torch is not None:
+            return self._torch.detect(image)
         h, w = image.shape[:2]
         if not self._quiet:
             result = self._mesh.process(np.ascontiguousarray(image))
@@ -94,7 +109,7 @@ class FaceMesh:
         return sorted(faces, key=lambda f: -f.width)
 
     def close(self) -> None:
-        self._mesh.close()
+        (self._torch or self._mesh).close()
 
     def __enter__(self) -> FaceMesh:
         return self

@@ -1,0 +1,121 @@
+"""The torch face mesh (marionette.landmarks.torch_mesh) against MediaPipe's own points.
+
+tests/face_mesh_reference.json (tools/make_face_mesh_fixture.py) holds what mediapipe 0.10.21's
+FaceMesh(refine_landmarks=True) found on tier-A media: 10 stills and 5 clip frames in image mode,
+and the 25th frame of a GRID clip tracked in video mode. Errors are in pixels of the face scaled to
+256 px wide (the reference mesh's box), over the 478 points (x, y). Measured with torch 2.13 on
+the CPU: image mode, mean 0.001-0.008 px per face, worst point 0.021 px (the fixture's rounding to
+0.001 image px is up to 0.0015 px of that); the tracked frame, mean 0.055 px, worst point 0.37 px
+(tracking feeds each frame's points into the next frame's crop, so float differences of 1e-4 px
+grow a little, without drifting: 0.02-0.11 px per frame over 40 frames of other clips). The
+media under ../shared/data are skipped when it is absent, those in the repository's assets/ always
+run. MediaPipe is not needed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from marionette.errors import InputError
+from marionette.landmarks.mesh import MESH_BACKEND_ENV, FaceMesh, mesh_backend
+from marionette.landmarks.tflite_net import TfliteNet
+from marionette.landmarks.torch_mesh import TorchFaceMesh
+from marionette.media import iter_video, load_image
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = json.loads((Path(__file__).with_name("face_mesh_reference.json")).read_text())
+STILLS = [c for c in REFERENCE["cases"] if "tracked_frames" not in c]
+(TRACKED,) = [c for c in REFERENCE["cases"] if "tracked_frames" in c]
+MEAN_BOUND, WORST_BOUND = 0.05, 0.25  # image mode, px at 256 px
+TRACKED_MEAN_BOUND, TRACKED_WORST_BOUND = 0.25, 1.0  # video mode
+
+
+def frames(case: dict, request: pytest.FixtureRequest, count: int) -> list[np.ndarray]:
+    """The first `count` frames of a case's clip, or its still."""
+    root, rest = case["source"].split("/", 1)
+    path = (REPO / "assets" if root == "assets" else request.getfixturevalue("shared_data")) / rest
+    if path.suffix == ".jpg":
+        return [load_image(path)]
+    return list(itertools.islice(iter_video(path), count))
+
+
+def errors(found: list, reference: list[list[float]]) -> list[tuple[float, float]]:
+    """(mean, worst) point distance of each face, in px at 256 px face width; same count asserted."""
+    assert len(found) == len(reference)
+    result = []
+    for face, points in zip(found, reference):
+        points = np.array(points).reshape(478, 3)
+        scale = 256 / np.ptp(points[:, 0])
+        distance = np.linalg.norm(face.mesh[:, :2] - points[:, :2], axis=1) * scale
+        result.append((distance.mean(), distance.max()))
+        assert np.abs(face.mesh[:, 2] - points[:, 2]).mean() * scale < MEAN_BOUND  # depth too
+    return result
+
+
+@pytest.fixture(scope="module")
+def mesh() -> TorchFaceMesh:
+    return TorchFaceMesh(max_faces=REFERENCE["max_faces"], min_confidence=REFERENCE["min_confidence"])
+
+
+@pytest.mark.parametrize("case", STILLS, ids=[f"{c['source'].rsplit('/', 1)[1]}" for c in STILLS])
+def test_image_mode_matches_mediapipe(case: dict, mesh: TorchFaceMesh, request: pytest.FixtureRequest) -> None:
+    image = frames(case, request, case.get("frame", 0) + 1)[-1]
+    for mean, worst in errors(mesh.detect(image), case["faces"]):
+        assert mean < MEAN_BOUND and worst < WORST_BOUND, (mean, worst)
+
+
+def test_batch_matches_mediapipe(mesh: TorchFaceMesh, request: pytest.FixtureRequest) -> None:
+    """The GRID frames (all 360x288, in the repository) in one batch."""
+    cases = [c for c in STILLS if c["source"].startswith("assets/videos/grid_")]
+    batch = np.stack([frames(c, request, c["frame"] + 1)[-1] for c in cases])
+    for found, case in zip(mesh.detect_batch(batch), cases):
+        for mean, worst in errors(found, case["faces"]):
+            assert mean < MEAN_BOUND and worst < WORST_BOUND, (case["source"], mean, worst)
+
+
+def test_video_mode_tracks_like_mediapipe(request: pytest.FixtureRequest) -> None:
+    clip = frames(TRACKED, request, TRACKED["tracked_frames"])
+    with FaceMesh(video=True, max_faces=1, backend="torch") as tracker:
+        found = [tracker.detect(frame) for frame in clip]
+    assert all(len(faces) == 1 for faces in found)
+    ((mean, worst),) = errors(found[-1], TRACKED["faces"])
+    assert mean < TRACKED_MEAN_BOUND and worst < TRACKED_WORST_BOUND, (mean, worst)
+
+
+def test_no_face(mesh: TorchFaceMesh) -> None:
+    assert mesh.detect(np.full((120, 160, 3), 128, np.uint8)) == []
+
+
+def test_bad_inputs(tmp_path: Path, mesh: TorchFaceMesh) -> None:
+    damaged = tmp_path / "face_landmarks.safetensors"
+    damaged.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(InputError) as e:
+        TfliteNet(damaged)
+    assert str(damaged) in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="uint8 RGB"):
+        mesh.detect(np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match="backend"):
+        FaceMesh(backend="tflite")
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto falls back to torch without mediapipe; asking for mediapipe then, or for an unknown
+    backend, is one line."""
+    monkeypatch.setitem(sys.modules, "mediapipe", None)  # as if not installed: its import fails
+    monkeypatch.delenv(MESH_BACKEND_ENV, raising=False)
+    assert mesh_backend() == "torch"
+    monkeypatch.setenv(MESH_BACKEND_ENV, "mediapipe")
+    with pytest.raises(InputError, match=r'pip install -e "\.\[mediapipe\]"') as e:
+        FaceMesh()
+    assert "\n" not in str(e.value)
+    monkeypatch.setenv(MESH_BACKEND_ENV, "tflite")
+    with pytest.raises(InputError, match=f"{MESH_BACKEND_ENV}=tflite: must be one of auto, mediapipe, torch"):
+        FaceMesh()
+    with FaceMesh(backend="torch") as mesh:  # told, it ignores the environment
+        assert mesh.backend == "torch"
