@@ -33,7 +33,7 @@ from marionette.data.store import ClipInfo, encode_jpeg, write_clip
 from marionette.errors import InputError
 from marionette.landmarks.crop import CropBox, crop_image, smooth_boxes
 from marionette.landmarks.layout import mesh_to_ibug68
-from marionette.landmarks.mesh import FaceMesh
+from marionette.landmarks.mesh import FaceMesh, mesh_backend
 from marionette.landmarks.pose import head_pose
 from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_frames, list_image_sequence, probe_video, sweep_temporaries
 from marionette.outputs import check_work_folder
@@ -155,7 +155,18 @@ def _worker_init(parent: int) -> None:
 
 
 def _run_job(args: tuple[ClipJob, Path, Path, PreprocessConfig]) -> ClipResult:
-    return process_clip(*args)
+    if mesh_backend() == "mediapipe":
+        return process_clip(*args)
+    # the torch face mesh's last digits depend on torch's thread count (0.007 px between 1 and 2 threads):
+    # every clip is landmarked on one thread, in a worker or not, so that shards made anywhere are the same bytes
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return process_clip(*args)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _read_failures(path: Path) -> dict[str, str]:
