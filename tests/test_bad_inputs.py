@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
 import signal
 import subprocess
@@ -380,6 +381,32 @@ def test_sigterm_stops_like_ctrl_c_and_leaves_no_temporary(tmp_path: Path) -> No
     _, err = run.communicate(timeout=60)
     assert run.returncode == 143 and err.strip().splitlines()[-1] == "marionette: terminated", err
     assert "Traceback" not in err and [p.name for p in tmp_path.iterdir()] == ["driver.mp4"]
+
+
+def test_sigterm_that_a_library_wraps_in_its_own_error_still_stops_as_sigterm(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """torch, creating a tensor while the signal lands, turns the signal's exception into a TypeError,
+    which a loader reports as a bad file: the command still ends as terminated, not as a bad input."""
+    import argparse
+
+    import marionette.cli as cli
+    from marionette.errors import InputError
+
+    def loading(args: argparse.Namespace) -> None:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal lands here
+        except KeyboardInterrupt:
+            raise InputError("face_landmarks.safetensors: invalid converted face-mesh model") from None
+
+    def bad_file(args: argparse.Namespace) -> None:
+        raise InputError("x.png: not an image")
+
+    for command, status, said in ((loading, 143, "marionette: terminated"),
+                                  (bad_file, 2, "marionette: error: x.png: not an image")):  # no SIGTERM left over
+        parser = argparse.Namespace(parse_args=lambda argv, func=command: argparse.Namespace(func=func))
+        monkeypatch.setattr(cli, "build_parser", lambda parser=parser: parser)
+        assert cli.main([]) == status and capsys.readouterr().err.strip() == said
 
 
 def group_photo(path: Path) -> Path:

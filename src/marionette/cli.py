@@ -444,8 +444,12 @@ class Terminated(KeyboardInterrupt):
     temporaries (the app: its uploads and results)."""
 
 
+_terminating = threading.Event()  # set by SIGTERM: a library that wraps Terminated in an error of its own still stops as SIGTERM
+
+
 def _terminate(signum: int, frame: object) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut the clean-up short
+    _terminating.set()
     raise Terminated
 
 
@@ -455,6 +459,7 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _terminating.clear()
     before = signal.signal(signal.SIGTERM, _terminate)
     try:
         yield
@@ -476,15 +481,15 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(OSError, ValueError):  # nothing left for the interpreter's last flush to fail on
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as for any program a closed pipe stops
-    except InputError as e:
-        print(f"marionette: error: {e}", file=sys.stderr)
-        return 2
-    except OSError as e:  # disk full, read-only, permission denied, not a directory, ... in any command
-        print(f"marionette: error: {os_error(e)}", file=sys.stderr)
-        return 2
     except Terminated:
         print("marionette: terminated", file=sys.stderr)
         return 143  # 128 + SIGTERM
+    except (InputError, OSError) as e:
+        if _terminating.is_set():  # e.g. torch turns the signal's exception, raised inside its tensor creation, into a TypeError
+            print("marionette: terminated", file=sys.stderr)
+            return 143
+        print(f"marionette: error: {e if isinstance(e, InputError) else os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("marionette: interrupted", file=sys.stderr)
         return 130
