@@ -177,6 +177,35 @@ def test_webcam_session_ends_with_ctrl_c_or_max_frames_and_keeps_the_output(
     assert not (tmp_path / "none.mp4").exists()
 
 
+def test_webcam_neutral_face_is_estimated_over_its_first_frames_then_set_by_the_user(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A webcam's relative-mode reference is re-estimated from all its frames so far until
+    neutral_seconds have passed, then kept; set_neutral() makes the next frame drawn the neutral face."""
+    monkeypatch.setattr(cv2, "VideoCapture", FakeWebcam)
+    config = ReenactConfig(size=128, paste_back=False, max_frames=9, neutral_seconds=0.16)  # 4 frames at 25 frames/s
+    pipeline = ReenactPipeline(config)
+    windows: list[np.ndarray] = []  # the driver meshes each estimate of the reference used
+    estimate, render = pipeline.driving.reference, pipeline.renderer.render_batch
+
+    def reference(meshes: np.ndarray, *args: object) -> object:
+        windows.append(meshes.copy())
+        return estimate(meshes, *args)
+
+    def rendering(driven: np.ndarray) -> np.ndarray:
+        rendering.calls += 1
+        if rendering.calls == 6:  # the user presses the neutral key while the 6th frame is drawn
+            pipeline.set_neutral()
+        return render(driven)
+
+    rendering.calls = 0
+    monkeypatch.setattr(pipeline.driving, "reference", reference)
+    monkeypatch.setattr(pipeline.renderer, "render_batch", rendering)
+    stats = pipeline.run([TARGET], "0", tmp_path / "live.mp4", progress=False)
+    assert stats.frames == 9 and [len(w) for w in windows] == [1, 2, 3, 4, 1]
+    assert all(np.array_equal(windows[k][:k], windows[k - 1]) for k in range(1, 4))  # the window grows
+    assert not np.array_equal(windows[4][0], windows[0][0])  # the 7th frame's face, not the first one's
+
+
 def test_preview_window_shows_each_frame_and_q_stops(driver: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     shown: list[tuple[int, ...]] = []
