@@ -151,3 +151,21 @@ def test_clips_too_short_or_missing_are_reported(dataset_root: Path, tmp_path: P
         EpisodeDataset(tmp_path / "ds", "train", EpisodeConfig(k_max=4))
     with pytest.raises(InputError, match="no dataset manifest"):
         EpisodeDataset(tmp_path / "nothing", "train")
+
+
+def test_hard_drivers_draw_closed_eyes_and_wide_mouths_and_off_changes_nothing(dataset_root: Path) -> None:
+    uniform = EpisodeDataset(dataset_root, "train", EpisodeConfig(k_max=4, flip=False))
+    hard = EpisodeDataset(dataset_root, "train", EpisodeConfig(k_max=4, flip=False, hard_drivers=1.0))
+    clips = [i for i in range(len(hard)) if len(hard._hard_frames(hard.clips[i].info.clip_id))]
+    assert clips and len(clips) < len(hard)  # the bundled clips: some with a wide mouth or a blink, some without
+    for i in range(len(hard)):
+        frames, ibug68 = hard._hard_frames(hard.clips[i].info.clip_id), hard._reader(hard.clips[i].info.clip_id).ibug68
+        for seed in range(4):
+            ep = hard[(i, 4, seed)]
+            driver = [j for j in range(len(ibug68)) if np.array_equal(ibug68[j], ep.driver_landmarks.numpy())]
+            targets = [j for j in range(len(ibug68)) for t in ep.target_landmarks.numpy() if np.array_equal(ibug68[j], t)]
+            assert len(driver) == 1 and driver[0] not in targets and len(set(targets)) == 4
+            if len(frames):
+                assert driver[0] in frames
+            else:  # a clip without one: drawn as without the option, the same episode
+                assert torch.equal(ep.driver_image, uniform[(i, 4, seed)].driver_image)

@@ -54,9 +54,10 @@ class EpisodeConfig(Settings):
     colour_jitter: float = 0.0  # strength of one random colour transform applied to a whole episode (ours; 0 = off)
     cross_identity: bool = False  # driver from a clip of another identity (evaluation; no ground truth)
     warp: bool = False  # also draw the warp renderer's image of the driver from the targets (ours: warp-guided model)
+    hard_drivers: float = 0.0  # share of self-mode drivers drawn from their clip's closed-eye or wide-mouth frames (ours; 0: uniform, as the paper)
     seed: int = 0  # seed of frame choice, flips and driver choice
 
-    RULES = dict(k_min=between(1, MAX_SHOTS), k_max=between(1, MAX_SHOTS), colour_jitter=between(0, 1),
+    RULES = dict(k_min=between(1, MAX_SHOTS), k_max=between(1, MAX_SHOTS), colour_jitter=between(0, 1), hard_drivers=between(0, 1),
                  seed=at_least(0))
 
     def __post_init__(self) -> None:

@@ -26,6 +26,7 @@ from marionette.data.manifest import ClipEntry, Manifest, clip_path
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
 from marionette.landmarks.layout import IBUG68_MIRROR
+from marionette.landmarks.measures import CLOSED_EYE, WIDE_MOUTH, eye_openness, lip_gap
 from marionette.landmarks.render import render_landmarks
 from marionette.tensors import to_tensor
 from marionette.warp import WarpRenderer
@@ -92,6 +93,12 @@ class EpisodeDataset(Dataset):
     def _reader(self, clip_id: str) -> ClipReader:
         return ClipReader(clip_path(self.root, clip_id))
 
+    @functools.lru_cache(maxsize=None)  # noqa: B019 (as _reader's)
+    def _hard_frames(self, clip_id: str) -> np.ndarray:
+        """Indices of the clip's frames with closed eyes or a wide-open mouth (its stored meshes)."""
+        mesh = self._reader(clip_id).mesh()  # (N, 478, 3)
+        return np.flatnonzero((eye_openness(mesh) < CLOSED_EYE) | (lip_gap(mesh) > WIDE_MOUTH))
+
     def __getitem__(self, key: int | tuple[int, int, int]) -> Episode:
         index, k, episode_seed = (key, self.config.k_max, key) if isinstance(key, int) else key
         rng = np.random.default_rng([self.config.seed, index, episode_seed])
@@ -105,8 +112,13 @@ class EpisodeDataset(Dataset):
             driver_idx = rng.integers(len(driver_reader))
         else:
             driver, driver_reader = target, reader
-            picked = rng.choice(len(reader), size=k + 1, replace=False)
-            target_idx, driver_idx = picked[:k], picked[k]
+            hard = self._hard_frames(target.info.clip_id) if self.config.hard_drivers else ()
+            if len(hard) and rng.random() < self.config.hard_drivers:  # ours: what the warp cannot draw, more often
+                driver_idx = rng.choice(hard)
+                target_idx = rng.choice(np.delete(np.arange(len(reader)), driver_idx), size=k, replace=False)
+            else:
+                picked = rng.choice(len(reader), size=k + 1, replace=False)
+                target_idx, driver_idx = picked[:k], picked[k]
         target_images = reader.images(target_idx)  # (K, S, S, 3) uint8
         driver_image = driver_reader.images([driver_idx])[0]  # (S, S, 3)
         target_lmk = reader.ibug68[target_idx]  # (K, 68, 3)

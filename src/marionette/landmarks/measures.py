@@ -16,6 +16,7 @@ LIP_GAP = (13, 14, 78, 308)  # middle of the upper and lower inner lip, the inne
 EYES = ((33, 160, 158, 133, 153, 144), (263, 387, 385, 362, 380, 373))  # p1..p6 of the subject's right, left eye
 CLOSED_EYE = 0.1  # eye openness below which an eye counts as closed (a blink)
 CLOSED_MOUTH = 0.03  # lip gap below which a mouth counts as closed
+WIDE_MOUTH = 0.3  # lip gap above which a mouth counts as wide open (teeth and the mouth's inside show)
 
 
 def _dist(mesh: np.ndarray, a: int, b: int) -> np.ndarray:
