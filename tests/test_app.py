@@ -94,6 +94,7 @@ def _result(page) -> tuple[int, float, str]:
     return width, duration, page.locator("#verdict textarea").input_value()
 
 
+@pytest.mark.browser
 def test_browser_upload_run_play_and_refuse_an_oversize_upload(app: WebApp, playwright, tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
     big.write_bytes(TARGET.read_bytes() + bytes(1_200_000))  # a valid JPEG start, over the 1 MB cap
@@ -122,6 +123,7 @@ def test_browser_upload_run_play_and_refuse_an_oversize_upload(app: WebApp, play
     assert not [p for p in _files(Path(app.temp_dir)) if p.name == big.name]  # refused before it reached the server
 
 
+@pytest.mark.browser
 def test_browser_webcam_recording_drives_the_target(app: WebApp, playwright, tmp_path: Path) -> None:
     """Chromium's fake camera plays the bundled clip; the page records 2.5 s of it as the driver."""
     feed = tmp_path / "camera.y4m"
@@ -232,6 +234,7 @@ def test_api_names_the_driver_face_apart_from_the_target_face(app: WebApp, tmp_p
     assert str(refused.value).startswith("grid_lbax4n.mp4: no face 1 ")
 
 
+@pytest.mark.subprocess
 def test_sigterm_stops_the_app_and_removes_its_uploads(tmp_path: Path) -> None:
     """How a service manager stops the app: as Ctrl-C does, nothing of a user left on disk."""
     import httpx

@@ -10,12 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from marionette.data.manifest import Manifest
 from marionette.data.store import ClipReader
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "videos"
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_kill_9_then_rerun_resumes(tmp_path: Path) -> None:
     out = tmp_path / "ds"
     command = [sys.executable, "-m", "marionette.cli", "preprocess", str(ASSETS), str(out),

@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from marionette.training.checkpoint import list_checkpoints, read_state
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_kill_9_then_same_command_resumes(train_dataset: Path, tmp_path: Path) -> None:
     data, run = train_dataset, tmp_path / "run"
     command = [sys.executable, "-m", "marionette.cli", "train", "--config", "tiny", "--data", str(data),

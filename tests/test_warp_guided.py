@@ -253,6 +253,7 @@ def smooth_images(*shape: int, generator: torch.Generator) -> torch.Tensor:
     return F.interpolate(low.flatten(0, -4), size=shape[-2:], mode="bilinear", align_corners=False).reshape(shape)
 
 
+@pytest.mark.slow
 def test_blend_mask_opens_where_the_painting_learns_to_beat_the_warp(one_thread) -> None:
     """A fixed synthetic batch: the driver is its first target, the warp is the truth but for a box
     of wrong content. The untrained painting is worse than the warp everywhere, so the mask is first
