@@ -16,11 +16,12 @@ from pathlib import Path
 
 import av
 import pytest
+from helpers import missing, require
 
 from marionette.media import iter_video
 from marionette.provenance import verify
 
-gradio = pytest.importorskip("gradio", reason='the app needs Gradio: pip install "marionette[app]"')
+gradio = require("gradio", 'the app needs Gradio: pip install "marionette[app]"')
 
 from marionette.app import RESULT_NAME, AppConfig, WebApp  # noqa: E402
 
@@ -78,9 +79,9 @@ def test_command_line_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsy
 @pytest.fixture
 def playwright():
     """Playwright's sync API, driving the system's Chromium (it never downloads a browser)."""
-    module = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install playwright)")
+    module = require("playwright.sync_api", "the browser tests need playwright (pip install playwright)")
     if CHROMIUM is None:
-        pytest.skip("the browser tests need Chromium (Debian: apt-get install chromium); none on PATH")
+        missing("the browser tests need Chromium (Debian: apt-get install chromium); none on PATH")
     with module.sync_playwright() as p:
         yield p
 

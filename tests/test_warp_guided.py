@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import require
 from torch.utils.data import default_collate
 
 from marionette.config import SettingError, from_dict, override, to_dict
@@ -322,8 +323,8 @@ def test_corrections_export_and_render_through_the_neural_and_onnx_renderers(hop
     opened = render(tmp_path / "opened.safetensors")
     assert np.abs(opened - expected).mean() > 5
 
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
+    require("onnxruntime", "the onnx renderer needs onnxruntime: pip install 'marionette[onnx]'")
+    require("onnx", "export-onnx needs onnx: pip install 'marionette[onnx]'")
     from marionette.inference.onnx_export import OnnxExportConfig, export_onnx
     from marionette.inference.renderers import make_renderer
 
