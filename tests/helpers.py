@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
@@ -38,6 +40,47 @@ def require(module: str, reason: str) -> ModuleType:
         if module.split(".")[0] in NOT_INSTALLED:
             pytest.skip(reason, allow_module_level=True)
         missing(f"{reason} ({e})")
+
+
+# `python -c HELD MODULE NAME N MARKER ARGV...`: `marionette ARGV` whose N-th call of MODULE.NAME creates
+# MARKER and then waits for good
+HELD = """
+import importlib, sys, time
+from pathlib import Path
+
+from marionette.cli import main
+
+module, name, n, marker = importlib.import_module(sys.argv[1]), sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+function, calls = getattr(module, name), []
+
+
+def held(*args, **kwargs):
+    calls.append(name)
+    if len(calls) == n:
+        marker.touch()
+        time.sleep(3600)
+    return function(*args, **kwargs)
+
+
+setattr(module, name, held)
+sys.exit(main(sys.argv[5:]))
+"""
+
+
+def start_held(argv: list, function: str, n: int, marker: Path, **popen) -> subprocess.Popen:
+    """Start `marionette ARGV` in another process that stops at its `n`-th call of `function`
+    ("package.module.name", the name as that module looks it up); return once it waits there, so
+    that a kill lands at a known point of the run, however fast or slow the machine."""
+    module, name = function.rsplit(".", 1)
+    process = subprocess.Popen([sys.executable, "-c", HELD, module, name, str(n), str(marker), *map(str, argv)], **popen)
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"marionette {argv[0]} did not reach call {n} of {function} (exit {process.returncode})")
+        time.sleep(0.05)
+    return process
 
 
 def snapshot(root: Path) -> dict[str, str]:
