@@ -15,6 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 ASSETS = REPO / "assets"
 SHARED_DATA = REPO.parent / "shared" / "data"  # CI clones the repo with ../shared beside it
 
+pytest_plugins = ["pytester"]  # test_extras_required.py runs pytest on generated test files
+
 DATASET_CONFIG = PreprocessConfig(max_frames=6)  # small: four GRID clips of 75 frames -> 6 crops each
 
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import av
 import pytest
+from helpers import missing, require
 
 from marionette.media import iter_video
 from marionette.provenance import verify
 
-gradio = pytest.importorskip("gradio", reason='the app needs Gradio: pip install "marionette[app]"')
+gradio = require("gradio", 'the app needs Gradio: pip install "marionette[app]"')
 
 from marionette.app import RESULT_NAME, AppConfig, WebApp  # noqa: E402
 
@@ -78,9 +79,9 @@ def test_command_line_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, capsy
 @pytest.fixture
 def playwright():
     """Playwright's sync API, driving the system's Chromium (it never downloads a browser)."""
-    module = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (pip install playwright)")
+    module = require("playwright.sync_api", "the browser tests need playwright (pip install playwright)")
     if CHROMIUM is None:
-        pytest.skip("the browser tests need Chromium (Debian: apt-get install chromium); none on PATH")
+        missing("the browser tests need Chromium (Debian: apt-get install chromium); none on PATH")
     with module.sync_playwright() as p:
         yield p
 
@@ -94,6 +95,7 @@ def _result(page) -> tuple[int, float, str]:
     return width, duration, page.locator("#verdict textarea").input_value()
 
 
+@pytest.mark.browser
 def test_browser_upload_run_play_and_refuse_an_oversize_upload(app: WebApp, playwright, tmp_path: Path) -> None:
     big = tmp_path / "big.jpg"
     big.write_bytes(TARGET.read_bytes() + bytes(1_200_000))  # a valid JPEG start, over the 1 MB cap
@@ -122,6 +124,7 @@ def test_browser_upload_run_play_and_refuse_an_oversize_upload(app: WebApp, play
     assert not [p for p in _files(Path(app.temp_dir)) if p.name == big.name]  # refused before it reached the server
 
 
+@pytest.mark.browser
 def test_browser_webcam_recording_drives_the_target(app: WebApp, playwright, tmp_path: Path) -> None:
     """Chromium's fake camera plays the bundled clip; the page records 2.5 s of it as the driver."""
     feed = tmp_path / "camera.y4m"
@@ -232,6 +235,7 @@ def test_api_names_the_driver_face_apart_from_the_target_face(app: WebApp, tmp_p
     assert str(refused.value).startswith("grid_lbax4n.mp4: no face 1 ")
 
 
+@pytest.mark.subprocess
 def test_sigterm_stops_the_app_and_removes_its_uploads(tmp_path: Path) -> None:
     """How a service manager stops the app: as Ctrl-C does, nothing of a user left on disk."""
     import httpx

@@ -202,6 +202,7 @@ PLACES = {
 }
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("case", list(PLACES))
 def test_unwritable_places_are_one_line_and_leave_nothing(case: str, home: Path, dataset64: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
@@ -368,6 +369,7 @@ def test_truncated_driver_says_how_much_was_decoded(tmp_path: Path, caplog: pyte
     assert 0 < frames < 20 and f"decoded {frames} of the 20 frames" in caplog.text
 
 
+@pytest.mark.subprocess
 def test_sigterm_stops_like_ctrl_c_and_leaves_no_temporary(tmp_path: Path) -> None:
     """How `timeout` and service managers stop a program: one line, and no partial output left."""
     driver = make_clip(tmp_path / "driver.mp4", frames=60)

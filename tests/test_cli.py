@@ -34,6 +34,7 @@ def test_help_documents_every_option(command: str, capsys: pytest.CaptureFixture
         assert "opset = 17" in text and "tolerance = 0.001" in text
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("argv", [["--help"], ["verify", "--help"], ["reenact", "--help"]])
 def test_help_answers_without_loading_torch_or_mediapipe(argv: list[str]) -> None:
     """The command line imports settings only; a command loads what it runs when it runs."""
@@ -75,6 +76,7 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path: Path, capsys: pytest.Ca
     assert "max_frame=3: unknown PreprocessConfig setting" in capsys.readouterr().err
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("command", [["verify", "--json", "IMAGE"], ["verify", "IMAGE"]])
 def test_closed_stdout_pipe_ends_quietly(command: list[str], tmp_path: Path) -> None:
     """`marionette verify --json | head`: the reader has gone before the output is written (at the

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import missing, require
 
 from marionette.evaluation.identity import (
     DlibFaceNet,
@@ -22,8 +23,8 @@ NETWORK = "dlib_face_recognition_resnet_model_v1.dat"
 
 
 def _model(name: str):
-    if importlib.util.find_spec("face_recognition_models") is None:
-        pytest.skip("face_recognition_models (dlib's model files) is not installed")
+    if importlib.util.find_spec("face_recognition_models") is None:  # not imported: it needs pkg_resources
+        missing("face_recognition_models (dlib's model files) is not installed")
     from marionette.landmarks.reference import dlib_model_path
 
     return dlib_model_path(name)
@@ -56,7 +57,7 @@ def test_batched_and_differentiable(net):
 
 
 def test_descriptors_match_dlib_on_real_faces(net, shared_data):
-    dlib = pytest.importorskip("dlib", reason="dlib is not installed: parity with its descriptors cannot be checked")
+    dlib = require("dlib", "dlib is not installed: parity with its descriptors cannot be checked")
     detector = dlib.get_frontal_face_detector()
     shape = dlib.shape_predictor(str(_model("shape_predictor_5_face_landmarks.dat")))
     reference = dlib.face_recognition_model_v1(str(_model(NETWORK)))
@@ -87,7 +88,7 @@ def test_descriptors_match_dlib_on_real_faces(net, shared_data):
 def test_mesh_five_points_stand_in_for_dlibs(net, hopper):
     """Without dlib's predictor (e.g. as a training loss), the mesh's 5 points align the chip
     nearly as dlib's do: the same person's descriptor."""
-    dlib = pytest.importorskip("dlib", reason="dlib is not installed")
+    dlib = require("dlib", "dlib is not installed")
     from marionette.evaluation.identity import five_points_from_mesh
 
     image, face = hopper

@@ -66,6 +66,7 @@ def test_episode_lists_are_deterministic_paired_and_round_trip(small, tmp_path):
     assert load_episodes(tmp_path / "e.csv") == a
 
 
+@pytest.mark.slow
 def test_report_has_every_cell_and_sane_values(report):
     lines = (report / "results.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 2 * 2 * 2  # renderers x shots x modes x episodes
@@ -141,6 +142,7 @@ def test_videos_rank_a_frozen_copy_last_on_motion_and_give_a_marked_video_wall(s
         assert len(decoded) == frames and decoded[0].shape == (size, 3 * size, 3)  # driver | copy | warp
 
 
+@pytest.mark.slow
 def test_rerun_resumes_only_missing_lines(small, report):
     root, _ = small
     path = report / "results.jsonl"
@@ -170,6 +172,7 @@ def test_arcface_without_onnxruntime_is_a_one_line_error(tmp_path, monkeypatch):
         make_judge(tmp_path / "arcface.onnx")
 
 
+@pytest.mark.slow
 def test_evaluate_scores_what_reenact_runs(small, report):
     """Each recorded self-reenactment PSNR equals that of the output the reenact pipeline gives,
     configured as `reenact` is, for the same stored targets and driver."""

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.subprocess
 def test_gpu_bench_script_on_cpu_with_the_tiny_preset(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "DEVICE": "cpu", "PRESET": "tiny", "KS": "2",
@@ -25,6 +28,7 @@ def test_gpu_bench_script_on_cpu_with_the_tiny_preset(tmp_path: Path) -> None:
     assert done.stdout.count("| marionette `tiny` |") == 2  # the table is printed too
 
 
+@pytest.mark.subprocess
 def test_gpu_bench_script_names_a_missing_device(tmp_path: Path) -> None:
     env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "DEVICE": "mps", "PRESET": "tiny"}
     done = subprocess.run([str(REPO / "tools" / "gpu_bench.sh")], env=env, capture_output=True, text=True, timeout=120)

@@ -10,12 +10,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from marionette.inference.export import load_generator
 from marionette.training.checkpoint import list_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_gpu_train_script_with_a_tiny_budget(tmp_path: Path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "SOURCES": str(REPO / "assets" / "videos"),

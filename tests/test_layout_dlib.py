@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import require
 
 from marionette.errors import InputError
 from marionette.landmarks.layout import IBUG68_MIRROR, MESH_MIRROR, MESH_TO_IBUG68, inter_ocular
@@ -41,7 +42,7 @@ def test_dlib_model_path():
 
 
 def test_ibug68_agrees_with_dlib_on_portraits(shared_data):
-    dlib = pytest.importorskip("dlib")
+    dlib = require("dlib", "dlib is not installed")
     from marionette.landmarks.mesh import FaceMesh
     from marionette.media import load_image
 

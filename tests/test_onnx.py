@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import refused, snapshot
+from helpers import refused, require, snapshot
 
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
@@ -23,8 +23,8 @@ from marionette.landmarks.crop import crop_image, head_box
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
+require("onnxruntime", "the onnx renderer needs onnxruntime: pip install 'marionette[onnx]'")
+require("onnx", "export-onnx needs onnx: pip install 'marionette[onnx]'")
 
 MODELS = {"faithful": [], "warp-guided": ["warp_guided=true"]}
 

@@ -115,6 +115,8 @@ def _group_alive(group: int) -> bool:
     return True
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_kill_9_mid_build_then_rerun_gives_byte_identical_clips(dataset, tmp_path):
     """kill -9 of the parent while its workers build clips: the workers die with it, a rerun builds
     every clip, each byte-identical to an uninterrupted build, and no temporary is left."""

@@ -37,6 +37,8 @@ def train_more(tmp_path: Path, data: Path, **env: str) -> subprocess.CompletedPr
     return done
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_train_more_replaces_the_shipped_generator_only_when_better(train_dataset: Path, tmp_path: Path) -> None:
     asset, card = tmp_path / "assets" / "generator.safetensors", tmp_path / "assets" / "generator.md"
     # nothing shipped: the new weights (the warp, give or take nothing) must beat the warp renderer: they tie

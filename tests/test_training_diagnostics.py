@@ -52,10 +52,13 @@ def test_diagnostics_are_logged_on_log_steps_and_finite(warp_guided_stats: tuple
         assert keys <= set(stats), keys - set(stats)
         assert not {key for key in stats if key.startswith("grad/correction_")} - keys  # no other correction's parts
         assert all(math.isfinite(stats[k]) for k in keys)
-        assert 0 <= stats["D/real_acc"] <= 1 and 0 <= stats["D/fake_acc"] <= 1
+        for side, right in (("real", 1), ("fake", -1)):  # real frames score above 0, generated ones below
+            accuracy, score = stats[f"D/{side}_acc"], right * stats[f"D/{side}_logit"]
+            # a share of the batch's 2 frames; both right: the mean score is right too; both wrong: it is wrong
+            assert accuracy in (0, 0.5, 1) and (accuracy < 1 or score > 0) and (accuracy > 0 or score <= 0), stats
         assert stats["correction/change"] > 0
-        if correction == "residual":
-            assert 0 < stats["correction/mask"] < 1
+        if correction == "residual":  # |output - warp| = mask · |residual|, with |residual| <= 2
+            assert stats["correction/change"] <= 2 * stats["correction/mask"] + 1e-6
         # past the first update every part learns; D too; each weighted term pulls on what it is computed on
         assert all(stats[f"grad/{p}"] > 0 for p in (*PARTS, *CORRECTION[correction], "D")), stats
         assert all(stats[f"grad_output/{t}"] > 0 for t in ("adversarial", "feature_matching", "perceptual", "pixel"))

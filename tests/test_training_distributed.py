@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 WORKER = '''
 import sys
 from pathlib import Path
@@ -33,6 +35,8 @@ distributed.shutdown()
 '''
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_two_gloo_ranks_keep_identical_parameters(train_dataset: Path, tmp_path: Path) -> None:
     data, run = train_dataset, tmp_path / "run"
     script = tmp_path / "worker.py"
