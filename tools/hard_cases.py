@@ -37,7 +37,7 @@ from marionette.inference import demo
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.layout import mesh_to_ibug68
-from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, eye_openness, lip_gap
+from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, WIDE_MOUTH, eye_openness, lip_gap
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
 
@@ -137,8 +137,8 @@ def score(m: dict[str, np.ndarray]) -> dict[str, float]:
     return {
         "frames": int(len(out)), "found": float(found.mean()),
         "mouth_r": _pearson(gap_o, gap_d), "mouth_flips": int(flips.sum()),
-        "mouth_open_ratio": float(np.median(gap_o[gap_d > 0.3]) / np.median(gap_d[gap_d > 0.3]))
-        if (gap_d > 0.3).sum() >= 3 else float("nan"),
+        "mouth_open_ratio": float(np.median(gap_o[gap_d > WIDE_MOUTH]) / np.median(gap_d[gap_d > WIDE_MOUTH]))
+        if (gap_d > WIDE_MOUTH).sum() >= 3 else float("nan"),
         "eye_closed_n": int(closed.sum()),
         "eye_recall": float((eye_o[closed] < CLOSED_EYE).mean()) if closed.any() else float("nan"),
         "eye_vs_driven": float(np.median(np.abs(eye_o[closed] - eye_v[closed]))) if closed.any() else float("nan"),
