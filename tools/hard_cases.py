@@ -74,15 +74,16 @@ def render_case(case: dict, settings: list[str], checkpoint: Path | None = None)
     pipeline.set_targets(case["target"])
     driven: list[np.ndarray] = []
     folded: list[float] = []
-    render = pipeline.renderer.render
+    render_batch = pipeline.renderer.render_batch  # every renderer draws through it (the neural one in batches)
 
-    def recording(mesh: np.ndarray) -> np.ndarray:
-        driven.append(mesh)
+    def recording(meshes: np.ndarray) -> np.ndarray:  # (B, 478, 3) driven meshes
         share = getattr(pipeline.renderer, "folded_share", None)
-        folded.append(share(mesh) if share else np.nan)
-        return render(mesh)
+        for mesh in meshes:
+            driven.append(mesh)
+            folded.append(share(mesh) if share else np.nan)
+        return render_batch(meshes)
 
-    pipeline.renderer.render = recording  # type: ignore[method-assign]
+    pipeline.renderer.render_batch = recording  # type: ignore[method-assign]
     drivers, outputs, frames = [], [], []
     with FaceMesh(video=True, max_faces=1) as on_driver, FaceMesh(video=True, max_faces=1) as on_output:
         for frame, output, _ in pipeline.frames(open_driver(case["driver"]), RunStats()):
