@@ -66,6 +66,25 @@ def test_episode_lists_are_deterministic_paired_and_round_trip(small, tmp_path):
     assert load_episodes(tmp_path / "e.csv") == a
 
 
+def test_hard_drivers_are_each_hard_frame_once_round_robin(small):
+    _, manifest = small
+    clips = sorted(c.info.clip_id for c in manifest.split("test"))
+    ids = {c.info.clip_id: c.info.identity for c in manifest.clips}
+    hard = {clip: np.array([1, 4 + i]) for i, clip in enumerate(clips)}  # two hard frames per clip
+    episodes = make_episodes(manifest, "test", ("self", "cross"), (1, 8), 100, seed=0, hard=hard.__getitem__)
+    driven = [(e.driver_clip, e.driver_frame) for e in episodes if e.mode == "self" and e.shots == 1]
+    assert driven == [(c, 1) for c in clips] + [(c, 4 + i) for i, c in enumerate(clips)]  # round-robin, each once
+    for e in episodes:
+        assert e.driver_frame in hard[e.driver_clip] and len(set(e.target_frames)) == e.shots
+        if e.mode == "self":
+            assert e.driver_clip == e.target_clip and e.driver_frame not in e.target_frames
+        else:
+            assert ids[e.driver_clip] != ids[e.target_clip]
+    assert len(make_episodes(manifest, "test", ("self",), (1,), 3, seed=0, hard=hard.__getitem__)) == 3
+    with pytest.raises(InputError, match="no frame has closed eyes or a wide-open mouth"):
+        make_episodes(manifest, "test", ("self",), (1,), 5, seed=0, hard=lambda clip: np.array([], int))
+
+
 @pytest.mark.slow
 def test_report_has_every_cell_and_sane_values(report):
     lines = (report / "results.jsonl").read_text().splitlines()

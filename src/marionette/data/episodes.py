@@ -26,7 +26,7 @@ from marionette.data.manifest import ClipEntry, Manifest, clip_path
 from marionette.data.store import ClipReader
 from marionette.errors import InputError
 from marionette.landmarks.layout import IBUG68_MIRROR
-from marionette.landmarks.measures import CLOSED_EYE, WIDE_MOUTH, eye_openness, lip_gap
+from marionette.landmarks.measures import hard_frames
 from marionette.landmarks.render import render_landmarks
 from marionette.tensors import to_tensor
 from marionette.warp import WarpRenderer
@@ -96,8 +96,7 @@ class EpisodeDataset(Dataset):
     @functools.lru_cache(maxsize=None)  # noqa: B019 (as _reader's)
     def _hard_frames(self, clip_id: str) -> np.ndarray:
         """Indices of the clip's frames with closed eyes or a wide-open mouth (its stored meshes)."""
-        mesh = self._reader(clip_id).mesh()  # (N, 478, 3)
-        return np.flatnonzero((eye_openness(mesh) < CLOSED_EYE) | (lip_gap(mesh) > WIDE_MOUTH))
+        return hard_frames(self._reader(clip_id).mesh())  # mesh (N, 478, 3)
 
     def __getitem__(self, key: int | tuple[int, int, int]) -> Episode:
         index, k, episode_seed = (key, self.config.k_max, key) if isinstance(key, int) else key

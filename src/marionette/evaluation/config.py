@@ -13,6 +13,7 @@ from marionette.landmark_transformer.config import EXPRESSIONS
 from marionette.landmark_transformer.config import MODES as DRIVE_MODES
 
 MODES = ("self", "cross")  # episodes: the driver from the targets' own clip, or from another identity's
+DRIVERS = ("uniform", "hard")  # driver frames: any, or those with closed eyes or a wide-open mouth
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
 
@@ -42,6 +43,8 @@ class EvalConfig(Settings):
     episodes: int = 110  # episodes per (mode, shots): with videos, a video_psnr difference resolves to about
     # ±0.3 dB on the shipped split's test identities (copy vs warp: ±0.29 dB, 810 s on 2 cores; docs/evaluation.md)
     seed: int = 0  # seed of the episode lists
+    drivers: str = "uniform"  # driver frames: uniform (any, as the paper) or hard (ours: the split's closed-eye and
+    # wide-mouth frames, each at most once; episodes caps their number)
     cross_mode: str = "relative"  # landmark transformer mode in cross episodes (relative or absolute)
     cross_expression: str = "driver"  # relative mode's expression in cross episodes: the driver's, or the target's own moved by the driver's change
     alpha: float = 1.0  # expression strength of the landmark transformer in cross episodes
@@ -56,7 +59,7 @@ class EvalConfig(Settings):
     external: tuple[str, ...] = ()  # other methods' videos of the episodes, scored as renderers: NAME:FOLDER (comma list)
 
     RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
-                 modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0),
+                 modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0), drivers=one_of(*DRIVERS),
                  cross_mode=one_of(*DRIVE_MODES), cross_expression=one_of(*EXPRESSIONS), alpha=between(0, 4),
                  samples=at_least(0), arcface=text(optional=True),
                  checkpoint=text(optional=True), landmark_transformer=text(optional=True), device=DEVICE_RULE,

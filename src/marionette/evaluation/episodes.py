@@ -6,19 +6,24 @@ from one video of a held-out identity (the driver frame is the ground truth); re
 different identity takes the driver from another identity. ours: episode i of a mode draws its
 clip(s) round-robin over the split's clips (cross: the driver's clip from the other identities),
 then 8 target frames and a driver frame distinct from them; the K-shot episode i uses the first K
-of those targets, so 1-shot and 8-shot episodes share drivers and are paired.
+of those targets, so 1-shot and 8-shot episodes share drivers and are paired. With `hard` (ours,
+`drivers=hard`), the drivers are instead the split's closed-eye and wide-mouth frames, taken
+round-robin over the clips (self: episode i drives its own clip with the i-th of them; cross: with
+the first of them from i on that is another identity's), at most one episode per such frame.
 """
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain, zip_longest
 from pathlib import Path
 
 import numpy as np
 
 from marionette.data.config import SPLITS
-from marionette.data.manifest import Manifest
+from marionette.data.manifest import ClipEntry, Manifest
 from marionette.errors import InputError
 from marionette.media import atomic_path
 
@@ -43,8 +48,9 @@ class EvalEpisode:
 
 
 def make_episodes(manifest: Manifest, split: str, modes: tuple[str, ...], shots: tuple[int, ...],
-                  count: int, seed: int) -> list[EvalEpisode]:
-    """`count` episodes per (mode, shots) from the clips of `split`."""
+                  count: int, seed: int, hard: Callable[[str], np.ndarray] | None = None) -> list[EvalEpisode]:
+    """`count` episodes per (mode, shots) from the clips of `split`; with `hard` (a clip id -> the
+    indices of its hard frames), at most one per hard frame, driven by them."""
     if any(not 1 <= k <= MAX_SHOTS for k in shots):
         raise InputError(f"shots {shots}: each must be in 1..{MAX_SHOTS}")
     held = manifest.split(split)
@@ -58,6 +64,13 @@ def make_episodes(manifest: Manifest, split: str, modes: tuple[str, ...], shots:
     if not clips:
         raise InputError(f"split {split!r}: no clip has more than {MAX_SHOTS} frames (an episode takes {MAX_SHOTS} "
                          f"targets and a driver frame); preprocess with max_frames above {MAX_SHOTS}")
+    drivers: list[tuple[ClipEntry, int]] = []  # hard: (clip, frame), round-robin over the clips
+    if hard is not None:
+        per_clip = ([(clip, int(f)) for f in hard(clip.info.clip_id)] for clip in clips)
+        drivers = [d for d in chain.from_iterable(zip_longest(*per_clip)) if d is not None]
+        if not drivers:
+            raise InputError(f"split {split!r}: no frame has closed eyes or a wide-open mouth (drivers=hard)")
+        count = min(count, len(drivers))
     episodes = []
     for mode in modes:
         if mode == "cross" and len({c.info.identity for c in clips}) < 2:
@@ -65,10 +78,22 @@ def make_episodes(manifest: Manifest, split: str, modes: tuple[str, ...], shots:
         for i in range(count):
             rng = np.random.default_rng([seed, ("self", "cross").index(mode), i])
             target = clips[i % len(clips)]
-            if mode == "self":
+            if mode == "self" and drivers:
+                target = driver = drivers[i][0]
+                driver_frame = drivers[i][1]
+                targets = rng.choice(np.delete(np.arange(target.info.frames), driver_frame), size=MAX_SHOTS,
+                                     replace=False)
+            elif mode == "self":
                 driver = target
                 frames = rng.choice(target.info.frames, size=MAX_SHOTS + 1, replace=False)
                 targets, driver_frame = frames[:MAX_SHOTS], int(frames[MAX_SHOTS])
+            elif drivers:
+                others = [d for d in drivers[i:] + drivers[:i] if d[0].info.identity != target.info.identity]
+                if not others:
+                    raise InputError(f"split {split!r}: no other identity has a hard frame to drive "
+                                     f"{target.info.clip_id} (drivers=hard)")
+                driver, driver_frame = others[0]
+                targets = rng.choice(target.info.frames, size=MAX_SHOTS, replace=False)
             else:
                 others = [c for c in clips if c.info.identity != target.info.identity]
                 driver = others[rng.integers(len(others))]

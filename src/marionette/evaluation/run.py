@@ -53,6 +53,7 @@ from marionette.evaluation.report import write_report, write_video_wall
 from marionette.inference.config import ReenactConfig
 from marionette.inference.pipeline import ReenactPipeline
 from marionette.landmarks.crop import CropBox
+from marionette.landmarks.measures import hard_frames
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, save_image
 from marionette.outputs import check_work_folder
@@ -92,7 +93,7 @@ def _check_settings(out: Path, settings: dict) -> None:
             raise InputError(f"{out}: made with other settings ({', '.join(changed)}); use a new report folder")
 
 
-def _episodes(out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: Path | None
+def _episodes(data: Path, out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: Path | None
               ) -> tuple[list[EvalEpisode], list[EvalEpisode]]:
     """The folder's episode list (to save) and the episodes of `config`'s modes and shots."""
     path = out / EPISODES
@@ -101,7 +102,9 @@ def _episodes(out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: P
     elif path.is_file():
         episodes = load_episodes(path)
     else:
-        episodes = make_episodes(manifest, config.split, config.modes, config.shots, config.episodes, config.seed)
+        clips = EpisodeData(Path(data))
+        hard = (lambda clip_id: hard_frames(clips.clip(clip_id)[1])) if config.drivers == "hard" else None
+        episodes = make_episodes(manifest, config.split, config.modes, config.shots, config.episodes, config.seed, hard)
     known = {c.info.clip_id for c in manifest.clips}
     unknown = sorted({c for e in episodes for c in (e.target_clip, e.driver_clip)} - known)
     if unknown:
@@ -198,12 +201,13 @@ def _evaluate(data: Path, out: Path, config: EvalConfig, manifest: Manifest,
     settings = {"dataset": str(Path(data).resolve()), "split": config.split, "seed": config.seed,
                 "cross_mode": config.cross_mode, "cross_expression": config.cross_expression, "alpha": config.alpha,
                 "expression": to_dict(tools.expression_config),
-                "judge": tools.judge.name, **({"videos": True} if config.videos else {})}
+                "judge": tools.judge.name, **({"videos": True} if config.videos else {}),
+                **({"drivers": config.drivers} if config.drivers != "uniform" else {})}
     half = {p.renderer.placement.precision for p in pipelines.values() if p.renderer.placement is not None} - {"fp32"}
     if half:  # half precision changes the neural renderer's pixels: no mixing in one report
         settings["precision"] = half.pop()
     _check_settings(out, settings)
-    listed, episodes = _episodes(out, manifest, config, episodes_csv)
+    listed, episodes = _episodes(data, out, manifest, config, episodes_csv)
     done = _done(out / RESULTS)
     renderers = (*config.renderers, *folders)
     todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]

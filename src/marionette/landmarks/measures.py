@@ -38,3 +38,9 @@ def eye_ratios(mesh: np.ndarray) -> np.ndarray:
 def eye_openness(mesh: np.ndarray) -> np.ndarray:
     """(..., 478, 2+) meshes -> (...,) eye aspect ratio, the mean of both eyes."""
     return eye_ratios(mesh).mean(-1)
+
+
+def hard_frames(mesh: np.ndarray) -> np.ndarray:
+    """(N, 478, 2+) a clip's meshes -> indices of its frames with closed eyes or a wide-open mouth
+    (what a warp of other frames cannot draw)."""
+    return np.flatnonzero((eye_openness(mesh) < CLOSED_EYE) | (lip_gap(mesh) > WIDE_MOUTH))
