@@ -64,6 +64,7 @@ def test_train_more_replaces_the_shipped_generator_only_when_better(train_datase
     assert exported.model == config and exported.step == record[-1]["steps"] > 0
     text = card.read_text()
     assert "2 sitting(s)" in text and "research use only" in text and f"{record[-1]['val']['psnr']:.4f}" in text
+    assert record[-1]["settings"] == SETTINGS and "`lr_g=1e-9`" in text  # what the sitting was given
 
     # a sitting warm-started from it that moves nothing ties it: both files stay as they were
     before = asset.read_bytes(), card.read_text()

@@ -81,7 +81,7 @@ marionette train --config "$PRESET" --data "$DATA" --run "$run" --quiet ${init[@
     --set steps=1000000000 --set max_minutes="$MINUTES" --set workers="$LOADERS" "${settings[@]}"
 minutes=$(awk -v start="$start" -v end="$(date +%s.%N)" 'BEGIN { printf "%.2f", (end - start) / 60 }')
 
-"$PYTHON" - "$DATA" "$run" "$ASSET" "$CARD" "$minutes" "$from" "$VAL_KS" "$VAL_EPISODES" "$MIN_GAIN" "$TERMS" <<'PY'
+"$PYTHON" - "$DATA" "$run" "$ASSET" "$CARD" "$minutes" "$from" "$VAL_KS" "$VAL_EPISODES" "$MIN_GAIN" "$TERMS" "$@" <<'PY'
 import json, sys
 from pathlib import Path
 from marionette.errors import InputError
@@ -89,10 +89,11 @@ from marionette.training.loop import git_revision
 from marionette.training.promote import finish_sitting
 
 data, run, asset, card = map(Path, sys.argv[1:5])
-minutes, started_from, ks, episodes, min_gain, terms = sys.argv[5:]
+minutes, started_from, ks, episodes, min_gain, terms = sys.argv[5:11]  # then the settings given
 try:
     verdict = finish_sitting(data, run / "export" / "generator.safetensors", asset, card, float(minutes), started_from,
-                             [int(k) for k in ks.split(",")], int(episodes), float(min_gain), terms, git_revision())
+                             [int(k) for k in ks.split(",")], int(episodes), float(min_gain), terms, git_revision(),
+                             sys.argv[11:])
 except InputError as e:
     sys.exit(f"train_more: error: {e}")
 (run / "sitting.json").write_text(json.dumps({"replaced": verdict.better, "why": verdict.why, "bar": verdict.bar,

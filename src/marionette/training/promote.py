@@ -104,6 +104,13 @@ def ship(candidate: Path, asset: Path, record: list[dict[str, Any]]) -> None:
     write_safetensors(asset, half, {**metadata, "sittings": json.dumps(record)})
 
 
+def settings_text(sitting: dict[str, Any]) -> str:
+    """A sitting's settings for the card: none given (the preset's), as given, or ? (not recorded)."""
+    if "settings" not in sitting:
+        return "?"
+    return " ".join(f"`{s}`" for s in sitting["settings"]) or "none (the preset's)"
+
+
 def model_card(asset: Path, data: Path, terms: str) -> str:
     """The markdown model card of a shipped generator, from its header."""
     exported = load_generator(asset)
@@ -119,7 +126,7 @@ def model_card(asset: Path, data: Path, terms: str) -> str:
     rows = "\n".join(
         f"| {i + 1} | {s['date']} | {number(s['minutes'], 1)} | {s['steps']} | {s['from']} "
         f"| {number(s.get('val', {}).get('psnr'))} | {number(s.get('before', {}).get('psnr'))} ({s.get('bar', '?')}) "
-        f"| {s.get('revision', '?')} |" for i, s in enumerate(record))
+        f"| {s.get('revision', '?')} | {settings_text(s)} |" for i, s in enumerate(record))
     last = record[-1]
     val_ids = sorted({c.info.identity for c in manifest.split("val")})
     train_clips = manifest.split("train")
@@ -149,17 +156,19 @@ def model_card(asset: Path, data: Path, terms: str) -> str:
         "figures of these weights, and whether the renderers use them by default: docs/training.md, \"Sittings\"); "
         f"trained at {model.image_size} px on few identities",
         "",
-        "| sitting | date | minutes | steps | from | val PSNR | before (bar) | code |",
-        "|---:|---|---:|---:|---|---:|---|---|",
+        "| sitting | date | minutes | steps | from | val PSNR | before (bar) | code | settings given |",
+        "|---:|---|---:|---:|---|---:|---|---|---|",
         rows,
         "",
     ])
 
 
 def finish_sitting(data: Path, candidate: Path, asset: Path, card: Path, minutes: float, started_from: str,
-                   ks: list[int], episodes: int, min_gain_db: float, terms: str, revision: str) -> Verdict:
+                   ks: list[int], episodes: int, min_gain_db: float, terms: str, revision: str,
+                   settings: list[str]) -> Verdict:
     """Score the sitting's export `candidate` against `asset` (or the warp when there is none) and
-    replace `asset` and `card` if it is better."""
+    replace `asset` and `card` if it is better; `settings` are the KEY=VALUE training settings the
+    sitting was given beyond its preset (recorded)."""
     shipped = asset if asset.is_file() else None
     bar = f"shipped export (step {load_generator(shipped).step})" if shipped else "warp renderer"
     scores = score(data, {"candidate": candidate, "shipped": shipped}, ks, episodes)
@@ -167,7 +176,8 @@ def finish_sitting(data: Path, candidate: Path, asset: Path, card: Path, minutes
     if better:
         sitting = {"date": time.strftime("%Y-%m-%d"), "minutes": round(minutes, 1),
                    "steps": load_generator(candidate).step, "from": started_from, "ks": ks, "episodes": episodes,
-                   "val": scores["candidate"], "before": scores["shipped"], "bar": bar, "revision": revision}
+                   "val": scores["candidate"], "before": scores["shipped"], "bar": bar, "revision": revision,
+                   "settings": settings}
         ship(candidate, asset, (sittings(shipped) if shipped else []) + [sitting])
         text = model_card(asset, data, terms)
         with atomic_path(card) as tmp:
