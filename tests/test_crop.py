@@ -40,8 +40,11 @@ def test_box_geometry():
 def test_whole_image_box_is_identity():
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, size=(40, 40, 3), dtype=np.uint8)
-    box = CropBox(19.5, 19.5, 40.0)  # pixel centres 0..39: the box is exactly the image
+    box = CropBox.whole(40)
+    assert box == CropBox(19.5, 19.5, 40.0)  # pixel centres 0..39: the box is exactly the image
     assert np.array_equal(crop_image(image, box, 40), image)
+    points = rng.uniform(0, 39, (478, 3)).astype(np.float32)
+    assert np.allclose(box.to_crop(points, 40), points, atol=1e-5)
 
 
 def _dot_image(h: int, w: int, x: float, y: float, sigma: float) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from marionette.inference import demo
 from marionette.inference.driving import SHUT_AT, SHUT_FROM, Driving, neutral_frames, shut_lids, uncrossed
 from marionette.inference.io import open_driver
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.landmark_transformer.model import LandmarkTransformer, limit_turn
 from marionette.landmarks.crop import CropBox
@@ -111,8 +111,8 @@ def test_the_demos_mouth_follows_its_driver(settings: dict, follows: bool) -> No
     pipeline.set_targets([str(demo.TARGET)])
     driver, output = [], []
     with FaceMesh(video=True, max_faces=1) as on_driver, FaceMesh(video=True, max_faces=1) as on_output:
-        for frame, result, _ in pipeline.frames(open_driver(str(demo.DRIVER)), RunStats()):
-            driver.append(lip_gap(on_driver.detect(frame)[0].mesh))
-            output.append(lip_gap(on_output.detect(result)[0].mesh))
+        for rendered in pipeline.render_frames(open_driver(str(demo.DRIVER))):
+            driver.append(lip_gap(on_driver.detect(rendered.driver)[0].mesh))
+            output.append(lip_gap(on_output.detect(rendered.output)[0].mesh))
     r = np.corrcoef(driver, output)[0, 1]
     assert (r > 0.9 and np.mean(output) > 0.1) if follows else np.mean(output) < 0.05, (r, np.mean(output))

@@ -198,8 +198,7 @@ def test_evaluate_scores_what_reenact_runs(small, report):
     from marionette.data.manifest import clip_path
     from marionette.data.store import ClipReader
     from marionette.evaluation.metrics import psnr
-    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
-    from marionette.landmarks.crop import CropBox
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, TrackedDriver
 
     root, manifest = small
     size = manifest.config.size
@@ -217,8 +216,7 @@ def test_evaluate_scores_what_reenact_runs(small, report):
         mesh = reader.mesh()  # (F, 478, 3) in crop pixels
         frames = list(episode.target_frames)
         pipeline.set_target_crops(reader.images(frames), mesh[frames])
-        start = pipeline.driving.reference(mesh, CropBox((size - 1) / 2, (size - 1) / 2, float(size)))
-        output = pipeline.render(pipeline.driving(mesh[episode.driver_frame], start))
+        output = next(pipeline.render_frames(TrackedDriver(mesh, [episode.driver_frame]))).output
         truth = reader.images([episode.driver_frame])[0]
         assert np.isclose(psnr(output, truth), records[episode.shots, episode.episode], atol=1e-6)
 
@@ -291,8 +289,7 @@ def _render_episode(root: Path, episode: dict, size: int) -> np.ndarray:
     the dataset's stored meshes as evaluate drives it: (F, S, S, 3)."""
     from marionette.data.manifest import clip_path
     from marionette.data.store import ClipReader
-    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
-    from marionette.landmarks.crop import CropBox
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, TrackedDriver
 
     drive = dict(transform=False, mode="absolute") if episode["mode"] == "self" else dict(mode="relative")
     pipeline = ReenactPipeline(ReenactConfig(renderer="warp", size=size, paste_back=False, **drive))
@@ -300,8 +297,7 @@ def _render_episode(root: Path, episode: dict, size: int) -> np.ndarray:
     frames = episode["target_frames"]
     pipeline.set_target_crops(target.images(frames), target.mesh()[frames])
     meshes = driver.mesh()  # (F, 478, 3)
-    start = pipeline.driving.reference(meshes, CropBox((size - 1) / 2, (size - 1) / 2, float(size)))
-    return np.stack([pipeline.render(pipeline.driving(m, start)) for m in meshes])
+    return np.stack([r.output for r in pipeline.render_frames(TrackedDriver(meshes, range(len(meshes))))])
 
 
 def test_inputs_for_other_tools_and_their_videos_scored_beside_ours(small, tmp_path, capsys):

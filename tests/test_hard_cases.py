@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from marionette.inference.io import open_driver
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, eye_openness, lip_gap
 from marionette.landmarks.mesh import FaceMesh
 
@@ -23,9 +23,9 @@ def render(shared_data: Path, case_id: str, frames: int) -> tuple[np.ndarray, np
     pipeline.set_targets([str(shared_data.parent / t) for t in case["target"]])
     driver, output = [], []
     with FaceMesh(video=True, max_faces=1) as on_driver, FaceMesh(video=True, max_faces=1) as on_output:
-        for frame, result, _ in pipeline.frames(open_driver(str(shared_data.parent / case["driver"])), RunStats()):
-            driver.append(on_driver.detect(frame)[0].mesh)
-            found = on_output.detect(result)
+        for rendered in pipeline.render_frames(open_driver(str(shared_data.parent / case["driver"]))):
+            driver.append(on_driver.detect(rendered.driver)[0].mesh)
+            found = on_output.detect(rendered.output)
             assert found, "the output's face was lost"
             output.append(found[0].mesh)
     return np.stack(driver), np.stack(output)

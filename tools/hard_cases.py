@@ -35,7 +35,7 @@ import numpy as np
 from marionette.config import override
 from marionette.inference import demo
 from marionette.inference.io import open_driver
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, WIDE_MOUTH, eye_openness, lip_gap
 from marionette.landmarks.mesh import FaceMesh
@@ -72,24 +72,22 @@ def render_case(case: dict, settings: list[str], checkpoint: Path | None = None)
     config = override(ReenactConfig(paste_back=False, renderer="warp" if checkpoint is None else "auto"), settings)
     pipeline = ReenactPipeline(config, checkpoint=checkpoint)
     pipeline.set_targets(case["target"])
-    driven: list[np.ndarray] = []
     folded: list[float] = []
     render_batch = pipeline.renderer.render_batch  # every renderer draws through it (the neural one in batches)
 
     def recording(meshes: np.ndarray) -> np.ndarray:  # (B, 478, 3) driven meshes
-        share = getattr(pipeline.renderer, "folded_share", None)
-        for mesh in meshes:
-            driven.append(mesh)
-            folded.append(share(mesh) if share else np.nan)
+        share = getattr(pipeline.renderer, "folded_share", None)  # before the render: it reads the warp's blend so far
+        folded.extend(share(mesh) if share else np.nan for mesh in meshes)
         return render_batch(meshes)
 
     pipeline.renderer.render_batch = recording  # type: ignore[method-assign]
-    drivers, outputs, frames = [], [], []
+    driven, drivers, outputs, frames = [], [], [], []
     with FaceMesh(video=True, max_faces=1) as on_driver, FaceMesh(video=True, max_faces=1) as on_output:
-        for frame, output, _ in pipeline.frames(open_driver(case["driver"]), RunStats()):
-            drivers.append(_mesh(on_driver, frame))
-            outputs.append(_mesh(on_output, output))
-            frames.append((frame, output))
+        for rendered in pipeline.render_frames(open_driver(case["driver"])):
+            driven.append(rendered.driven)
+            drivers.append(_mesh(on_driver, rendered.driver))
+            outputs.append(_mesh(on_output, rendered.output))
+            frames.append((rendered.driver, rendered.output))
     driver, out = np.stack(drivers), np.stack(outputs)
     picks = _picks(driver)
     return {"driver": driver, "driven": np.stack(driven), "output": out, "folded": np.array(folded),

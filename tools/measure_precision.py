@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import statistics
 import tempfile
 import time
@@ -33,7 +34,7 @@ from marionette.data.config import PreprocessConfig
 from marionette.devices import Placement
 from marionette.inference.export import export_generator
 from marionette.inference.io import open_driver
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
 from marionette.resources import SAMPLE_TARGET, asset
@@ -108,12 +109,8 @@ def measure_render(preset: str, driver: str, frames: int) -> None:
                      for p in ("fp32", "bf16")}
     for pipeline in pipelines.values():
         pipeline.set_targets([str(asset(SAMPLE_TARGET))])
-    meshes = []  # the driven meshes of the first pipeline's run
-    first = pipelines["fp32"]
-    first.render = lambda mesh: (meshes.append(mesh), first.renderer.render(mesh))[1]
-    for done, _ in enumerate(first.frames(open_driver(driver), RunStats()), 1):
-        if done >= frames:
-            break
+    run = itertools.islice(pipelines["fp32"].render_frames(open_driver(driver)), frames)
+    meshes = [rendered.driven for rendered in run]  # the driven meshes of the first pipeline's run
     times: dict[str, list[float]] = {p: [] for p in pipelines}
     errors = []
     for i, mesh in enumerate(meshes):

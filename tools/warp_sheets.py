@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from marionette.inference.io import open_driver
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, RunStats
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import load_image, save_image
@@ -76,11 +76,8 @@ def _crops(targets: list[str], driver: str, settings: dict) -> Iterator[tuple[np
     """(driven mesh, output crop) per driver frame."""
     pipeline = ReenactPipeline(ReenactConfig(renderer="warp", paste_back=False, **settings))
     pipeline.set_targets(targets)
-    driven: list[np.ndarray] = []
-    render = pipeline.render
-    pipeline.render = lambda mesh: driven.append(mesh) or render(mesh)  # type: ignore[method-assign]
-    for _, crop in pipeline.frames(open_driver(driver), RunStats()):
-        yield driven[-1], crop
+    for rendered in pipeline.render_frames(open_driver(driver)):
+        yield rendered.driven, rendered.output
 
 
 def jumps(target_video: str, driver: str) -> None:

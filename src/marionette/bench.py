@@ -24,6 +24,7 @@ from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.preprocess import preprocess
 from marionette.errors import InputError
+from marionette.inference.config import RENDERERS
 from marionette.inference.export import export_generator
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline, RunStats
@@ -145,9 +146,6 @@ class _LoopedDriver(DriverSource):
                 yield frame, None
 
 
-REENACT_RENDERERS = ("warp", "neural", "onnx")  # the rows of the reenact table, in order
-
-
 def _untrained_export(path: Path) -> Path:
     """A `cpu`-preset generator export with random weights: it costs what a trained one does."""
     config = model_config("cpu")
@@ -192,8 +190,8 @@ def _onnx_export(weights: Path, tmp: str) -> Path | None:
 
 
 def bench_reenact(video: Path, loops: int, checkpoint: str | None = None, config: ReenactConfig | None = None) -> str:
-    """End-to-end frames/s (wall clock) of `marionette reenact` with each renderer in
-    REENACT_RENDERERS, with each stage's busy time (stages overlap, so these add up to more than
+    """End-to-end frames/s (wall clock) of `marionette reenact` with each renderer of RENDERERS
+    but the baseline, with each stage's busy time (stages overlap, so these add up to more than
     the wall clock), the CPU time of every thread (what a shared machine's other jobs compete
     for) and resident memory early and late in a long driver. The neural renderers run
     `checkpoint` (the onnx one its ONNX export), or, without one, an untrained `cpu`-preset
@@ -202,9 +200,10 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None, config
     config = config or ReenactConfig()
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(checkpoint) if checkpoint else _untrained_export(Path(tmp) / "cpu.safetensors")
-        sources = {"warp": None, "neural": weights, "onnx": _onnx_export(weights, tmp)}
-        runs = {name: _reenact_row(dataclasses.replace(config, renderer=name), video, loops, sources[name], tmp)
-                for name in REENACT_RENDERERS if name == "warp" or sources[name] is not None}
+        checkpoints = {"": None, "export": weights, "onnx": _onnx_export(weights, tmp)}  # by RendererSpec.checkpoint
+        runs = {name: _reenact_row(dataclasses.replace(config, renderer=name), video, loops, checkpoints[spec.checkpoint], tmp)
+                for name, spec in RENDERERS.items()  # a row per renderer but the baseline, none for a failed export
+                if not spec.baseline and not (spec.checkpoint and checkpoints[spec.checkpoint] is None)}
     about = f"`{weights.name}`" if checkpoint else "untrained `cpu` preset"
     head = (f"reenact: {info.width}x{info.height} driver played {loops}x, pasted into the bundled portrait, "
             f"H.264; busy ms/frame per stage, the CPU time of every thread, then the wall clock")
@@ -213,7 +212,7 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None, config
 
     def cells(name: str, stats: RunStats, rss: dict[int, float], where: str) -> list[str]:
         ms = [stats.seconds[stage] for stage in STAGES] + [stats.cpu, stats.wall]
-        label = name if name == "warp" else f"{name} ({about}{where})"
+        label = f"{name} ({about}{where})" if RENDERERS[name].checkpoint else name
         return [label, *(f"{stats.per_frame(s):.1f}" for s in ms),
                 f"**{stats.frames / stats.wall:.1f}**", f"{rss.get(100, rss[stats.frames]):.0f} / "
                 f"{rss[stats.frames]:.0f} ({stats.frames})"]

@@ -1,8 +1,8 @@
 """`marionette evaluate`: score renderers on deterministic episodes of a dataset split.
 
 Per episode: read the targets and the driver from the dataset; for each renderer, drive and render
-through the ReenactPipeline `marionette reenact` runs (its per-frame API: targets from the stored
-crops and meshes, the driver's stored meshes driven, the crop rendered; no paste-back),
+through the ReenactPipeline `marionette reenact` runs (its per-frame call, `render_frames`: targets
+from the stored crops and meshes, the driver clip's stored meshes driven, the crop rendered; no paste-back),
 find the face mesh of the result (still-image mode) and measure every registered metric of the
 episode's mode. One JSON line per (renderer, shots, mode, episode) is appended to
 REPORT_DIR/results.jsonl as soon as it is done, so a rerun skips finished ones; the report
@@ -50,9 +50,8 @@ from marionette.evaluation.expression import ExpressionConfig
 from marionette.evaluation.external import external_folders, external_video, load_external, write_inputs
 from marionette.evaluation.metrics import REGISTRY, TEMPORAL, Sample, Tools, measure_sample, metrics_for
 from marionette.evaluation.report import write_report, write_video_wall
-from marionette.inference.config import ReenactConfig
-from marionette.inference.pipeline import ReenactPipeline
-from marionette.landmarks.crop import CropBox
+from marionette.inference.config import RENDERERS, ReenactConfig
+from marionette.inference.pipeline import ReenactPipeline, TrackedDriver
 from marionette.landmarks.measures import hard_frames
 from marionette.landmarks.mesh import FaceMesh
 from marionette.media import atomic_path, save_image
@@ -150,17 +149,19 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
     """The ReenactPipeline `reenact` would run for each renderer and mode: self episodes drive with
     the driver's own landmarks as they are (no landmark transformer, absolute: the driver frame's
     mesh is the ground truth's geometry); cross episodes with the landmark transformer in
-    `cross_mode`. A generator is scored only on crops made as its training crops were."""
+    `cross_mode`. A generator is scored only on crops made as its training crops were, each frame
+    drawn in a generator call of its own (batch=1: a frame's pixels do not depend on the frame beside it)."""
     pipelines = {}
     # resolved once: an absent device is said once, not once per pipeline
-    place = placement(config.device, config.precision).settings() if "neural" in config.renderers else {}
+    placed = any(RENDERERS[name].placed for name in config.renderers)
+    place = placement(config.device, config.precision).settings() if placed else {}
     for name in config.renderers:
         for mode in config.modes:
             drive = dict(transform=False, mode="absolute") if mode == "self" else dict(mode=config.cross_mode,
                                                                                          alpha=config.alpha,
                                                                                          expression=config.cross_expression)
-            pipeline = ReenactPipeline(ReenactConfig(renderer=name, size=crops.size, paste_back=False, **drive, **place),
-                                       checkpoint=config.checkpoint if name in ("neural", "onnx") else None,
+            settings = ReenactConfig(renderer=name, size=crops.size, paste_back=False, batch=1, **drive, **place)
+            pipeline = ReenactPipeline(settings, checkpoint=config.checkpoint if RENDERERS[name].checkpoint else None,
                                        landmark_transformer=config.landmark_transformer)
             trained = pipeline.crop
             if trained != crops.crop:
@@ -238,7 +239,6 @@ def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipeline
     results = out / RESULTS
     wanted = [m for m in REGISTRY.values() if m.missing() is None and (config.videos or m.name not in TEMPORAL)]
     metrics = {mode: [m.name for m in wanted if mode in m.modes] for mode in MODES}
-    whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # dataset meshes are already in crop pixels
     bar = tqdm(total=sum(len(renderers) for _ in todo), unit="render", desc="evaluate", disable=not progress)
     if results.is_file() and results.stat().st_size and not results.read_bytes().endswith(b"\n"):
         # a kill cut the last line short
@@ -251,12 +251,14 @@ def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipeline
             frames = list(episode.target_frames)
             crops, meshes = target_reader.images(frames), target_mesh[frames]  # (K, S, S, 3), (K, 478, 3)
             driver_image = driver_reader.images([episode.driver_frame])[0]  # (S, S, 3)
-            # one driving for every renderer: the first one's pipeline, from the driver clip's reference face
-            driving = pipelines[config.renderers[0], episode.mode].driving
-            driving.set_targets(meshes)
-            start = driving.reference(driver_mesh, whole)  # the whole clip, as a file driver's first seconds
-            driven = driving(driver_mesh[episode.driver_frame], start)  # (478, 3)
-            driven_video = np.stack([driving(m, start) for m in driver_mesh]) if config.videos else None  # (F, 478, 3)
+            # the whole clip drawn (videos), or its driver frame alone; its reference face from the whole clip either way
+            driver = TrackedDriver(driver_mesh, range(len(driver_mesh)) if config.videos else (episode.driver_frame,))
+            at = episode.driver_frame if config.videos else 0  # the driver frame among those drawn
+            # one driving for every renderer, other methods' too: the first one's pipeline's
+            first = pipelines[config.renderers[0], episode.mode]
+            first.set_target_crops(crops, meshes)
+            driven_frames = first.drive(driver)  # (F, 478, 3) or (1, 478, 3)
+            driven, driven_video = driven_frames[at], (driven_frames if config.videos else None)  # (478, 3), (F, 478, 3)
             self_mode = episode.mode == "self"
             driver_video = driver_reader.images(list(range(len(driver_mesh)))) if config.videos else None  # (F, S, S, 3)
             prefix = episode.name
@@ -268,17 +270,16 @@ def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipeline
             for name in renderers:
                 if (name, episode.shots, episode.mode, episode.episode) in done:
                     continue
-                video = video_meshes = None
+                video_meshes = None
                 if name in config.renderers:
                     pipeline = pipelines[name, episode.mode]
                     pipeline.set_target_crops(crops, meshes)  # each crop its own photo, its mesh as stored
-                    if driven_video is not None:
-                        video = np.stack([pipeline.render(m) for m in driven_video])  # (F, S, S, 3)
-                    output = pipeline.render(driven) if video is None else video[episode.driver_frame]  # (S, S, 3)
+                    drawn = np.stack([r.output for r in pipeline.render_frames(driver)])  # (F, S, S, 3) or (1, S, S, 3)
+                    output = drawn[at]
                 else:  # another method's video of the episode
-                    made = load_external(videos[name, prefix], len(driver_mesh), size)  # (F, S, S, 3)
-                    output = made[episode.driver_frame]
-                    video = made if driven_video is not None else None
+                    drawn = load_external(videos[name, prefix], len(driver_mesh), size)  # (F, S, S, 3)
+                    output = drawn[episode.driver_frame]
+                video = drawn if config.videos else None
                 faces = face_mesh.detect(output)
                 if video is not None:
                     video_meshes = tuple(f[0].mesh if (f := face_mesh.detect(frame)) else None for frame in video)

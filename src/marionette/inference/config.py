@@ -10,8 +10,24 @@ from dataclasses import dataclass
 from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, off_or, one_of
 from marionette.landmark_transformer.config import EXPRESSIONS, MODES
 
-RENDERERS = ("warp", "neural", "onnx", "copy")  # what draws a frame (inference/renderers.py)
-RENDERER_SETTINGS = ("auto", "neural", "onnx", "warp", "copy")  # `renderer=`: one of them, or auto
+
+@dataclass(frozen=True)
+class RendererSpec:
+    """What the callers of a renderer know of it before it is built (inference/renderers.py builds
+    each, by its name in RENDERERS)."""
+
+    checkpoint: str = ""  # what it runs: "" nothing, "export" a generator export file, "onnx" that export's ONNX folder
+    placed: bool = False  # its generator runs at `device` in `precision` (else on the CPU, in fp32)
+    baseline: bool = False  # draws no new pixel: evaluation's reference point, no row of `bench reenact`
+
+
+RENDERERS = {  # what draws a frame, in the order reports list them: the baseline first
+    "copy": RendererSpec(baseline=True),
+    "warp": RendererSpec(),
+    "neural": RendererSpec(checkpoint="export", placed=True),
+    "onnx": RendererSpec(checkpoint="onnx"),
+}
+RENDERER_SETTINGS = ("auto", *RENDERERS)  # `renderer=`: one of them, or auto
 DRIVING_MODES = ("auto",) + MODES
 REFERENCES = ("neutral", "first")  # what relative mode measures the driver's motion from
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # resolved by marionette.devices

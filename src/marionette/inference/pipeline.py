@@ -1,11 +1,13 @@
-"""Reenactment as a pipeline object: the CLI, the demo and the evaluator all call this.
+"""Reenactment as a pipeline object: the CLI, the demo, the app, the evaluator and the bench all call this.
 
-Targets (1..K images, or frames sampled from a target video) are prepared once; the driver is
-streamed frame by frame: track its face mesh, smooth it, move its motion onto the target's face
-(landmark transformer or raw landmarks), render, paste back into the target photo, mark as
-synthetic, write. Decoding, tracking, rendering and writing overlap, each in a thread of its own
-(a frame is tracked while the one before it is rendered). Preprocessing (face mesh, crop) is the
-one the dataset builder uses, so crops match between training and use.
+Targets (1..K images, or frames sampled from a target video; or crops a dataset stored) are
+prepared once; then `render_frames`, the one per-frame call, streams the driver frame by frame:
+track its face mesh, smooth it, move its motion onto the target's face (landmark transformer or
+raw landmarks), render, paste back into the target photo. `record` marks each frame as synthetic
+and writes it. Decoding, tracking, rendering and writing overlap, each in a thread of its own
+(a frame is tracked while the one before it is rendered). A driver whose face is tracked already
+(a dataset clip's meshes, `TrackedDriver`) is driven and rendered the same way. Preprocessing
+(face mesh, crop) is the one the dataset builder uses, so crops match between training and use.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from marionette.errors import InputError
-from marionette.inference.config import ReenactConfig
+from marionette.inference.config import RENDERERS, ReenactConfig
 from marionette.inference.driving import DriverReference, Driving
 from marionette.inference.io import MILLISECOND, DriverSource, FrameWriter, open_driver
 from marionette.inference.renderers import Renderer, generator_renderer, make_renderer
@@ -61,6 +63,25 @@ class Target:
     crop: np.ndarray  # (S, S, 3) its head crop
     mesh: np.ndarray  # (478, 3) face mesh in crop pixels
     paste: PasteBack  # puts a rendered crop back into `image`
+
+
+@dataclass(frozen=True)
+class TrackedDriver:
+    """A driver whose face is tracked already, as a dataset clip's: its reference face is found over
+    all its meshes (a file driver's over its first neutral_seconds), then the frames `drawn` are driven."""
+
+    meshes: np.ndarray  # (N, 478, 3) in crop pixels, of crops the targets' size
+    drawn: Sequence[int]  # the frames rendered, in this order
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    """One frame of `render_frames`."""
+
+    driver: np.ndarray | None  # (H, W, 3) the driver frame (None: a TrackedDriver's)
+    driven: np.ndarray  # (478, 3) the mesh the renderer drew, in crop pixels
+    output: np.ndarray  # (S, S, 3) uint8 the rendered crop, pasted back or side by side as configured
+    at: Fraction | None  # its time in seconds (None: untimed)
 
 
 FAST_PARTS = np.ones((478, 1))  # the One-Euro cut-off's factor per mesh vertex: lids and inner lips move fast
@@ -147,7 +168,7 @@ class ReenactPipeline:
             "warp" if checkpoint is None else generator_renderer(checkpoint))
         if config.renderer == "auto" and name == "warp":
             log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
-        if name in ("neural", "onnx"):  # onnxruntime's sessions take torch's thread count
+        if RENDERERS[name].checkpoint:  # a generator's: onnxruntime's sessions take torch's thread count
             # measured (cpu preset, 2 shared cores, stages overlapped): 20.4 frames/s with 1 thread, 3.5 with 2,
             # as torch's threads wait on each other whenever the tracker, the decoder or another process holds a core
             torch.set_num_threads(config.torch_threads)
@@ -196,8 +217,7 @@ class ReenactPipeline:
             self._resize(crops.shape[1])
         size = self.size
         assert crops.shape[1:] == (size, size, 3) and meshes.shape[1:] == (478, 3), (crops.shape, meshes.shape)
-        whole = CropBox((size - 1) / 2, (size - 1) / 2, float(size))  # the identity crop
-        self._prepare(list(crops), [whole] * len(crops), list(crops), list(meshes))
+        self._prepare(list(crops), [CropBox.whole(size)] * len(crops), list(crops), list(meshes))
 
     def _prepare(self, photos: list[np.ndarray], boxes: list[CropBox], crops: list[np.ndarray],
                  meshes: list[np.ndarray]) -> None:
@@ -207,37 +227,51 @@ class ReenactPipeline:
         self.renderer.prepare(np.stack(crops), np.stack(meshes))
         self.driving.set_targets(np.stack(meshes))
 
-    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
-        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 rendered crop."""
-        return self.renderer.render(driven_mesh)
-
-    def frames(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
-        """Stream (driver frame, output frame, its time in seconds or None) triples. Decoding,
-        tracking and rendering overlap, each in a thread of its own (inference/stages.py); pasting
-        runs in the caller's thread, between the frames it takes."""
+    def render_frames(self, driver: DriverSource | TrackedDriver, stats: RunStats | None = None
+                      ) -> Iterator[RenderedFrame]:
+        """The pipeline's per-frame call: each frame of `driver` driven, rendered and (as configured)
+        pasted back, in order. A DriverSource's frames are decoded, tracked and rendered in threads
+        of their own (inference/stages.py), a TrackedDriver's rendered here; pasting runs in the
+        caller's thread, between the frames it takes. `stats` adds up the stages' times."""
         if not self.targets:
             raise InputError("set_targets() first")
-        target = self.targets[0]
+        stats = RunStats() if stats is None else stats
+        if isinstance(driver, TrackedDriver):
+            assert not self.config.side_by_side, "side_by_side needs the driver's frames"
+            yield from self._finish(self._render_tracked(driver, stats), stats)
+            return
         with FaceMesh(video=True, max_faces=max(2, self.config.driver_face + 1)) as tracker, Stages() as stages:
-            started, cpu = time.perf_counter(), time.process_time()
-            try:
-                decoded = stages.start(self._decode(driver, stats))
-                tracked = stages.start(self._track(decoded, tracker, driver.fps, stats))
-                for frame, crop, at in stages.start(self._render(tracked, driver, stats)):
-                    start = time.perf_counter()
-                    result = target.paste(target.image, crop) if self.config.paste_back else crop
-                    if self.config.side_by_side:
-                        result = self._side_by_side(frame, target.crop, result)
-                    stats.seconds["paste"] += time.perf_counter() - start
-                    stats.frames += 1
-                    yield frame, result, at
-            finally:
-                stats.wall += time.perf_counter() - started
-                stats.cpu += time.process_time() - cpu
+            decoded = stages.start(self._decode(driver, stats))
+            tracked = stages.start(self._track(decoded, tracker, driver.fps, stats))
+            yield from self._finish(stages.start(self._render(tracked, driver, stats)), stats)
         if stats.frames == 0:
             which = "no face" if self.config.driver_face == LARGEST else (
                 f"no face {self.config.driver_face} (numbered from 0, left to right; driver_face=-1: the largest)")
             raise InputError(f"{driver.spec}: {which} found in any driver frame")
+
+    def drive(self, driver: TrackedDriver) -> np.ndarray:
+        """(len(driver.drawn), 478, 3) the meshes `render_frames` draws for `driver`, in crop pixels
+        (what another method's video of it is asked to show)."""
+        reference = self.driving.reference(driver.meshes, CropBox.whole(self.size))
+        return np.stack([self.driving(driver.meshes[i], reference) for i in driver.drawn])
+
+    def _finish(self, rendered: Iterator[tuple[np.ndarray | None, np.ndarray, np.ndarray, Fraction | None]],
+                stats: RunStats) -> Iterator[RenderedFrame]:
+        """Paste each rendered crop back (or show it side by side), timing the whole stream."""
+        target = self.targets[0]
+        started, cpu = time.perf_counter(), time.process_time()
+        try:
+            for frame, driven, crop, at in rendered:
+                start = time.perf_counter()
+                output = target.paste(target.image, crop) if self.config.paste_back else crop
+                if self.config.side_by_side:
+                    output = self._side_by_side(frame, target.crop, output)
+                stats.seconds["paste"] += time.perf_counter() - start
+                stats.frames += 1
+                yield RenderedFrame(frame, driven, output, at)
+        finally:
+            stats.wall += time.perf_counter() - started
+            stats.cpu += time.process_time() - cpu
 
     def _decode(self, driver: DriverSource, stats: RunStats) -> Iterator[tuple[np.ndarray, Fraction | None]]:
         """Stage 1: the driver's (frame, time) pairs, at most max_frames."""
@@ -270,13 +304,13 @@ class ReenactPipeline:
                 yield frame, last, at
 
     def _render(self, tracked: Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]], driver: DriverSource,
-                stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
-        """Stage 3: (frame, rendered (S, S, 3) crop, time): the driver's motion moved onto the
-        target's face, then drawn. A file driver's first neutral_seconds are tracked before its
-        first frame is drawn, so relative mode measures from its neutral face; a webcam's reference
-        is re-estimated from the frames so far for as long (or reset to the current frame by
-        `set_neutral`). A batched renderer (neural, onnx) draws a file driver's frames `batch` at a time
-        (one generator call); a webcam's go one by one, adding no delay."""
+                stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, Fraction | None]]:
+        """Stage 3: (frame, driven (478, 3) mesh, rendered (S, S, 3) crop, time): the driver's motion
+        moved onto the target's face, then drawn. A file driver's first neutral_seconds are tracked
+        before its first frame is drawn, so relative mode measures from its neutral face; a webcam's
+        reference is re-estimated from the frames so far for as long (or reset to the current frame
+        by `set_neutral`). A batched renderer (neural, onnx) draws a file driver's frames `batch` at a
+        time (one generator call); a webcam's go one by one, adding no delay."""
         batch = self.config.batch if self.renderer.batched and not driver.live else 1
         window = max(1, round(self.config.neutral_seconds * driver.fps)) if self.config.reference == "neutral" else 1
         still = not driver.live and Path(driver.spec).suffix.lower() in IMAGE_EXTS
@@ -295,12 +329,29 @@ class ReenactPipeline:
                 box = self.crop.box(seen[0])
                 reference = self.driving.reference(np.stack(seen), box, still)
             driven = np.stack([self.driving(mesh, reference) for _, mesh, _ in group])  # (B, 478, 3)
-            rendered_at = time.perf_counter()
-            crops = self.renderer.render_batch(driven)
-            stats.seconds["transform"] += rendered_at - start
-            stats.seconds["render"] += time.perf_counter() - rendered_at
-            for (frame, _, at), crop in zip(group, crops):
-                yield frame, crop, at
+            stats.seconds["transform"] += time.perf_counter() - start
+            for (frame, _, at), mesh, crop in zip(group, driven, self._draw(driven, stats)):
+                yield frame, mesh, crop, at
+
+    def _render_tracked(self, driver: TrackedDriver, stats: RunStats
+                        ) -> Iterator[tuple[None, np.ndarray, np.ndarray, None]]:
+        """(None, driven (478, 3) mesh, rendered (S, S, 3) crop, None) per drawn frame of a tracked
+        driver; a batched renderer draws `batch` at a time, as a file driver's."""
+        start = time.perf_counter()
+        driven = self.drive(driver)  # (F, 478, 3)
+        stats.seconds["transform"] += time.perf_counter() - start
+        batch = self.config.batch if self.renderer.batched else 1
+        for first in range(0, len(driven), batch):
+            group = driven[first : first + batch]  # (B, 478, 3)
+            for mesh, crop in zip(group, self._draw(group, stats)):
+                yield None, mesh, crop, None
+
+    def _draw(self, driven: np.ndarray, stats: RunStats) -> np.ndarray:
+        """(B, 478, 3) driven meshes -> (B, S, S, 3) uint8 crops, in one render_batch call."""
+        start = time.perf_counter()
+        crops = self.renderer.render_batch(driven)
+        stats.seconds["render"] += time.perf_counter() - start
+        return crops
 
     def set_neutral(self) -> None:
         """Take the driver's face at the next frame drawn as its neutral face (relative mode)."""
@@ -350,14 +401,15 @@ class ReenactPipeline:
 
     def record(self, source: DriverSource, writer: FrameWriter, stats: RunStats,
                on_frame: Callable[[np.ndarray], None] | None = None) -> None:
-        """Stream `source` through the pipeline into `writer`, every frame marked as synthetic, until
-        the driver ends (or the preview window is closed). `on_frame` gets each frame once written."""
-        with contextlib.closing(self.frames(source, stats)) as frames:  # closed: its threads stop here
-            for _, result, at in frames:
+        """Stream `source` through `render_frames` into `writer`, every frame marked as synthetic, until
+        the driver ends (or the preview window is closed): what `run` and the bench write. `on_frame`
+        gets each frame once written."""
+        with contextlib.closing(self.render_frames(source, stats)) as frames:  # closed: its threads stop here
+            for rendered in frames:
                 start = time.perf_counter()
-                marked = self.watermark.embed(result)  # every output frame says it is synthetic
+                marked = self.watermark.embed(rendered.output)  # every output frame says it is synthetic
                 marked_at = time.perf_counter()
-                writer.write(marked, at=at)  # a video's or webcam's own timestamps, if it has them
+                writer.write(marked, at=rendered.at)  # a video's or webcam's own timestamps, if it has them
                 stats.seconds["mark"] += marked_at - start
                 stats.seconds["encode"] += time.perf_counter() - marked_at
                 if on_frame is not None:

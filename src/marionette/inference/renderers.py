@@ -1,6 +1,8 @@
 """Renderers: what draws the face crop for a driven mesh. `reenact` and `evaluate` call every
 renderer the same way, through ReenactPipeline, which asks the Renderer interface what it needs
-(how to cut crops, whether to group frames per call) and tests no renderer's type:
+(how to cut crops, whether to group frames per call) and tests no renderer's type. Their names,
+and what callers know of each before it is built, are inference/config.py's RENDERERS (free of
+torch, for the settings); BUILDERS builds each by that name:
 
   warp    the training-free piecewise-affine warp of the target photo (marionette/warp.py)
   neural  the MarioNETte generator of an inference export (inference/neural.py)
@@ -12,6 +14,7 @@ renderer the same way, through ReenactPipeline, which asks the Renderer interfac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,7 +28,6 @@ from marionette.landmarks.pose import head_pose
 
 if TYPE_CHECKING:
     from marionette.devices import Placement
-
 
 
 class Renderer(Protocol):
@@ -78,34 +80,49 @@ def generator_renderer(checkpoint: str | Path) -> str:
     return "onnx" if Path(checkpoint).is_dir() else "neural"
 
 
+def _copy(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
+    return CopyRenderer(size)
+
+
+def _warp(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
+    from marionette.warp import WarpRenderer
+
+    return WarpRenderer(size)
+
+
+def _neural(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
+    if checkpoint is None:
+        raise InputError("renderer neural needs a trained generator (--checkpoint)")
+    from marionette.devices import placement
+    from marionette.inference.export import load_generator
+    from marionette.inference.neural import NeuralRenderer
+
+    export = load_generator(checkpoint)
+    where = placement(device, precision)
+    return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
+                          crop=export.preprocess.crop, precision=where.precision)
+
+
+def _onnx(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
+    if checkpoint is None:
+        raise InputError("renderer onnx needs an ONNX export folder (--checkpoint DIR, from `marionette export-onnx`)")
+    from marionette.inference.neural import NeuralRenderer
+    from marionette.inference.onnx_runtime import OnnxGenerator
+
+    backend, preprocess = OnnxGenerator.load(checkpoint)
+    return NeuralRenderer(backend, size, source=str(checkpoint), crop=preprocess.crop, name="onnx")
+
+
+BUILDERS: dict[str, Callable[[int, str | Path | None, str, str], Renderer]] = {
+    "copy": _copy, "warp": _warp, "neural": _neural, "onnx": _onnx}  # (size, checkpoint, device, precision) -> renderer
+assert BUILDERS.keys() == RENDERERS.keys()
+
+
 def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, device: str = "auto",
                   precision: str = "auto") -> Renderer:
-    """The renderer `name` drawing `size`-pixel crops; `neural` runs the export at `checkpoint` on
-    `device` in `precision` (settings of marionette.devices). `onnx` runs the ONNX export folder
-    at `checkpoint` with onnxruntime on the CPU, as do warp and copy."""
-    if name == "warp":
-        from marionette.warp import WarpRenderer
-
-        return WarpRenderer(size)
-    if name == "neural":
-        if checkpoint is None:
-            raise InputError("renderer neural needs a trained generator (--checkpoint)")
-        from marionette.devices import placement
-        from marionette.inference.export import load_generator
-        from marionette.inference.neural import NeuralRenderer
-
-        export = load_generator(checkpoint)
-        where = placement(device, precision)
-        return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
-                              crop=export.preprocess.crop, precision=where.precision)
-    if name == "onnx":
-        if checkpoint is None:
-            raise InputError("renderer onnx needs an ONNX export folder (--checkpoint DIR, from `marionette export-onnx`)")
-        from marionette.inference.neural import NeuralRenderer
-        from marionette.inference.onnx_runtime import OnnxGenerator
-
-        backend, preprocess = OnnxGenerator.load(checkpoint)
-        return NeuralRenderer(backend, size, source=str(checkpoint), crop=preprocess.crop, name="onnx")
-    if name == "copy":
-        return CopyRenderer(size)
-    raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
+    """The renderer `name` (RENDERERS) drawing `size`-pixel crops; `neural` runs the export at
+    `checkpoint` on `device` in `precision` (settings of marionette.devices). `onnx` runs the ONNX
+    export folder at `checkpoint` with onnxruntime on the CPU, as do warp and copy."""
+    if name not in BUILDERS:
+        raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
+    return BUILDERS[name](size, checkpoint, device, precision)

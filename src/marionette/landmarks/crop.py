@@ -25,6 +25,11 @@ class CropBox:
     cy: float
     side: float
 
+    @classmethod
+    def whole(cls, size: int) -> CropBox:
+        """The box of a whole size x size image: its crop at `size` pixels is the image itself."""
+        return cls((size - 1) / 2, (size - 1) / 2, float(size))
+
     def matrix(self, size: int) -> np.ndarray:
         """(2, 3) affine map from source pixels to the pixels of a size x size crop."""
         k = size / self.side
