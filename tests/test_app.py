@@ -55,11 +55,11 @@ def test_defaults_bind_loopback_only() -> None:
     assert AppConfig().host == "127.0.0.1"
 
 
-@pytest.mark.parametrize("kind,offered", [("file", "neural"), ("folder", "onnx")])
-def test_a_checkpoint_adds_its_renderer(tmp_path: Path, kind: str, offered: str) -> None:
-    checkpoint = tmp_path / "generator"  # a generator export (a file) or its ONNX export (a folder)
+@pytest.mark.parametrize("kind,offered", [("none", "neural"), ("file", "neural"), ("folder", "onnx")])
+def test_the_generator_is_offered_and_the_default(tmp_path: Path, kind: str, offered: str) -> None:
+    checkpoint = tmp_path / "generator"  # none (the shipped generator), an export (a file) or its ONNX export (a folder)
     checkpoint.mkdir() if kind == "folder" else checkpoint.write_bytes(b"")
-    app = WebApp(AppConfig(checkpoint=str(checkpoint), temp_dir=str(tmp_path / "app")))
+    app = WebApp(AppConfig(checkpoint=str(checkpoint) if kind != "none" else "", temp_dir=str(tmp_path / "app")))
     try:
         assert app.renderers == ["warp", offered]
     finally:
@@ -153,7 +153,7 @@ def test_browser_webcam_recording_drives_the_target(app: WebApp, playwright, tmp
         width, duration, verdict = _result(page)
     finally:
         browser.close()
-    frames = int(re.search(r"\n(\d+) frames, renderer warp", verdict).group(1))
+    frames = int(re.search(r"\n(\d+) frames, renderer neural", verdict).group(1))
     assert width == 512 and frames >= 25 and "synthetic, made by marionette" in verdict and "watermark: present" in verdict
 
 

@@ -175,11 +175,13 @@ def test_rerun_resumes_only_missing_lines(small, report):
         evaluate(root, report, EvalConfig(seed=1, renderers=("copy",), shots=(1,), episodes=1, videos=False), progress=False)
 
 
-def test_neural_without_checkpoint_is_a_one_line_error(small, tmp_path, capsys):
+def test_onnx_without_checkpoint_is_a_one_line_error(small, tmp_path, capsys):
     root, _ = small
-    assert main(["evaluate", "--data", str(root), "--out", str(tmp_path / "r"), "--set", "renderers=neural"]) == 2
+    assert main(["evaluate", "--data", str(root), "--out", str(tmp_path / "r"), "--set", "renderers=onnx"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == "marionette: error: renderer neural needs a trained generator (--checkpoint)"
+    assert err == ("marionette: error: renderer onnx needs an ONNX export folder (--checkpoint DIR, "
+                   "from `marionette export-onnx`)")
+    assert not (tmp_path / "r").exists()  # a failed evaluation leaves nothing behind
 
 
 def test_arcface_without_onnxruntime_is_a_one_line_error(tmp_path, monkeypatch):

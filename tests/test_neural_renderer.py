@@ -7,11 +7,12 @@ import numpy as np
 import torch
 from helpers import hopper_targets
 
-from marionette.inference.neural import NeuralRenderer, face_mask, match_colours
+from marionette.inference.neural import STILL_FROM, STILL_TO, NeuralRenderer, face_mask, match_colours, still_gate
 from marionette.inference.renderers import make_renderer
 from marionette.landmarks.crop import CropConfig
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
+from marionette.warp import eye_span
 
 
 def test_renders_crops_and_ignores_target_order(hopper) -> None:
@@ -118,3 +119,13 @@ def test_a_batch_of_frames_renders_as_the_frames_one_by_one(hopper) -> None:
         # random generator's flat output gets a large colour-matching gain, which can make 1 level 3 or 4
         assert batch.shape == (3, 96, 96, 3) and differ.max() <= 4 and (differ > 1).mean() < 1e-3
         assert not np.array_equal(batch[0], batch[1])  # each frame its own driven mesh
+
+
+def test_still_gate_closes_for_a_targets_own_mesh_and_opens_with_motion() -> None:
+    rng = np.random.default_rng(0)
+    targets = rng.uniform(20, 80, (2, 478, 3)).astype(np.float32)  # (K, 478, 3)
+    span = eye_span(targets[1])
+    driven = np.repeat(targets[1:], 4, axis=0)  # (4, 478, 3): target 1 with one landmark moved by
+    for b, move in enumerate((0.0, STILL_FROM, (STILL_FROM + STILL_TO) / 2, 2 * STILL_TO)):
+        driven[b, 13, 1] += move * span  # 0, STILL_FROM, half-way, twice STILL_TO eye spans
+    np.testing.assert_allclose(still_gate(driven, targets), [0, 0, 0.5, 1], atol=1e-4)

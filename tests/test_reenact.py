@@ -162,10 +162,13 @@ def test_webcam_session_ends_with_ctrl_c_or_max_frames_and_keeps_the_output(
     monkeypatch.setattr(FakeWebcam, "pace", 0.1)
     out = tmp_path / "live.mp4"
     config = ReenactConfig(size=128, paste_back=False, max_frames=0 if how == "ctrl-c" else 5)
+    pipeline = ReenactPipeline(config)
+    assert pipeline.renderer_name == "neural"  # the default: the shipped generator
     try:
-        stats = ReenactPipeline(config).run([TARGET], "0", out, progress=False)
+        stats = pipeline.run([TARGET], "0", out, progress=False)
     except KeyboardInterrupt:  # (re-raised, it would stop the whole pytest session)
         pytest.fail("Ctrl-C ended the webcam session by losing its recording")
+    assert pipeline.renderer_name == "warp"  # a webcam's default: the renderer that keeps up in real time
     assert stats.frames == (7 if how == "ctrl-c" else 5) and FakeWebcam.last.released
     assert not [t for t in threading.enumerate() if t.name.startswith("marionette-")]
     assert len(list(iter_video(out))) == stats.frames and verify(out).watermark.present
@@ -182,7 +185,7 @@ def test_webcam_neutral_face_is_estimated_over_its_first_frames_then_set_by_the_
     """A webcam's relative-mode reference is re-estimated from all its frames so far until
     neutral_seconds have passed, then kept; set_neutral() makes the next frame drawn the neutral face."""
     monkeypatch.setattr(cv2, "VideoCapture", FakeWebcam)
-    config = ReenactConfig(size=128, paste_back=False, max_frames=9, neutral_seconds=0.16)  # 4 frames at 25 frames/s
+    config = ReenactConfig(renderer="warp", size=128, paste_back=False, max_frames=9, neutral_seconds=0.16)  # 4 frames at 25/s
     pipeline = ReenactPipeline(config)
     windows: list[np.ndarray] = []  # the driver meshes each estimate of the reference used
     estimate, render = pipeline.driving.reference, pipeline.renderer.render_batch
@@ -226,7 +229,9 @@ def test_preview_window_shows_each_frame_and_q_stops(driver: Path, tmp_path: Pat
 def test_driver_audio_is_copied(tmp_path: Path) -> None:
     driver = make_clip(tmp_path / "talking.mp4", audio="aac")
     out = tmp_path / "result.mp4"
-    ReenactPipeline(ReenactConfig(size=128)).run([TARGET], str(driver), out, progress=False)
+    pipeline = ReenactPipeline(ReenactConfig(size=128))
+    pipeline.run([TARGET], str(driver), out, progress=False)
+    assert pipeline.renderer_name == "neural"  # a file driver's default: the shipped generator
     assert has_audio(driver) and has_audio(out)
     with av.open(str(out)) as container:
         assert container.streams.audio[0].codec_context.name == "aac"

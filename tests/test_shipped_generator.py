@@ -23,8 +23,9 @@ STORED = Path(__file__).with_name("shipped_generator_output.json")
 LOWER_LIP = (14, 87, 178, 88, 95, 317, 402, 318, 324, 15, 86, 179, 89, 96, 316, 403, 319, 325)  # inner and outer
 
 
-def render(image: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(warp, generator) crops (S, S, 3) uint8 of the shipped generator's size, the lower lip moved down."""
+def render(image: np.ndarray, mesh: np.ndarray, lip_move: float = 1 / 40) -> tuple[np.ndarray, np.ndarray]:
+    """(warp, generator) crops (S, S, 3) uint8 of the shipped generator's size, the lower lip moved
+    down by `lip_move` of the crop's side."""
     from marionette.landmarks.crop import crop_image, head_box
 
     exported = load_generator(SHIPPED)
@@ -32,7 +33,7 @@ def render(image: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     box = head_box(mesh, 1.8, -0.1)
     crops, meshes = crop_image(image, box, size)[None], box.to_crop(mesh, size)[None]  # (1, S, S, 3), (1, 478, 3)
     opened = meshes[0].copy()
-    opened[list(LOWER_LIP), 1] += size / 40
+    opened[list(LOWER_LIP), 1] += size * lip_move
     warp, neural = WarpRenderer(size), NeuralRenderer(exported.generator, crop_size=size)
     warp.prepare(crops, meshes)
     neural.prepare(crops, meshes)
@@ -56,6 +57,17 @@ def test_shipped_generator_loads_is_finite_and_reproduces_its_stored_output(hopp
     assert np.abs(np.array(found["blocks"]) - np.array(stored["blocks"])).max() <= 1.0
     assert found["change"] == pytest.approx(stored["change"], abs=0.2)
     assert found["change"] > 0  # the trained weights change the warp (an untrained export leaves it exactly)
+
+
+def test_a_still_driver_gets_the_target_photo_a_moving_one_the_correction(hopper) -> None:
+    """Driven by the target's own mesh (a frozen driver, or relative motion at the driver's
+    neutral) the output is the warp, which is the target's photo; from a lip move of 1% of the eye
+    span on, the generator corrects it."""
+    image, face = hopper
+    warp, output = render(image, face.mesh, lip_move=0)
+    assert np.array_equal(output, warp)
+    warp, output = render(image, face.mesh, lip_move=1 / 160)  # ~1.6 px at 256: 0.02 eye spans
+    assert np.abs(output.astype(int) - warp).mean() > 0.05
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ class AppConfig(Settings):
     queue_size: int = 8  # jobs that may wait for a turn; a job beyond them is refused ("Queue is full")
     keep_minutes: float = 30.0  # uploads and results are deleted this long after they were made
     temp_dir: str = ""  # where the app's folder of uploads, results and job files is made ("": the system temp folder); removed at exit
-    checkpoint: str = ""  # a trained generator export (or its ONNX export folder): the page offers the neural (onnx) renderer too ("": warp only)
+    checkpoint: str = ""  # a trained generator export (or its ONNX export folder) for the neural (onnx) renderer ("": the shipped generator)
     device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
     precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
 
@@ -58,7 +58,7 @@ class AppConfig(Settings):
                  max_seconds=between(0.1, 86_400), max_targets=between(1, MAX_SHOTS), concurrency=between(1, 64),
                  queue_size=between(1, 10_000), keep_minutes=between(0, 100_000),
                  temp_dir=Rule(lambda v: isinstance(v, str), "a folder, or empty for the system's"),
-                 checkpoint=Rule(lambda v: isinstance(v, str), "an export file, or empty for none"),
+                 checkpoint=Rule(lambda v: isinstance(v, str), "an export file, or empty for the shipped one"),
                  device=DEVICE_RULE, precision=PRECISION_RULE)
 
 
@@ -104,9 +104,9 @@ class WebApp:
         self.temp_dir = Path(tempfile.mkdtemp(prefix="marionette-app-", dir=config.temp_dir or None)).resolve()
         from marionette.devices import placement
 
-        self.renderers = ["warp"] + ([generator_renderer(config.checkpoint)] if config.checkpoint else [])
+        self.renderers = ["warp", generator_renderer(config.checkpoint) if config.checkpoint else "neural"]  # the last: default
         # the neural renderer's device, resolved once: an absent one is said at start, not in every job
-        self.device_settings = placement(config.device, config.precision).settings() if config.checkpoint else {}
+        self.device_settings = placement(config.device, config.precision).settings()
         # Gradio reads its cache folder from GRADIO_TEMP_DIR, when making components and when
         # checking that a request's files were uploaded: it holds for the app's life
         self._env_before = os.environ.get("GRADIO_TEMP_DIR")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 SAMPLE_TARGET = "samples/02_grace_hopper.jpg"  # the demo's portrait (public domain)
 SAMPLE_DRIVER = "samples/grid_lbax4n.mp4"  # the demo's driver, a GRID corpus clip (CC BY 4.0)
+SHIPPED_GENERATOR = "generator.safetensors"  # the trained warp-guided generator (model card: generator.md)
 
 
 def asset(name: str) -> Path:

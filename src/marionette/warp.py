@@ -79,7 +79,7 @@ def _frontal_areas() -> np.ndarray:
     """(T,) areas of the face triangles in the frontal mean mesh, per squared inter-ocular unit (the
     sides of the face, which it shows facing away, by their size)."""
     frontal = frontal_mesh()
-    return np.abs(signed_areas(frontal[face_triangles(), :2])) / _eye_span(frontal) ** 2
+    return np.abs(signed_areas(frontal[face_triangles(), :2])) / eye_span(frontal) ** 2
 
 
 def signed_areas(corners: np.ndarray) -> np.ndarray:
@@ -88,7 +88,7 @@ def signed_areas(corners: np.ndarray) -> np.ndarray:
     return 0.5 * (ab[..., 0] * ac[..., 1] - ab[..., 1] * ac[..., 0])
 
 
-def _eye_span(mesh: np.ndarray) -> float:
+def eye_span(mesh: np.ndarray) -> float:
     """3D distance between the outer eye corners of a (478, 3) mesh: its size, whatever its pose."""
     return float(np.linalg.norm(mesh[MESH_EYE_OPENINGS[0, 0]] - mesh[MESH_EYE_OPENINGS[1, 0]]))
 
@@ -264,7 +264,7 @@ class WarpRenderer:
     def _prepare_one(self, image: np.ndarray, mesh: np.ndarray) -> WarpTarget:
         """Precompute what every frame needs from one (S, S, 3) target crop and its (478, 3) mesh."""
         triangles = face_triangles()
-        frontal = _frontal_areas() * _eye_span(mesh) ** 2  # (T,) each triangle's area if seen face on
+        frontal = _frontal_areas() * eye_span(mesh) ** 2  # (T,) each triangle's area if seen face on
         own = mesh[triangles, :2]  # (T, 3, 2)
         mirrored = mesh[MESH_MIRROR[triangles], :2]  # its mirror image: a reflection, so orientation flips
         shown, shown_mirrored = signed_areas(own) / frontal, -signed_areas(mirrored) / frontal
@@ -320,7 +320,7 @@ class WarpRenderer:
     @staticmethod
     def _shown(driven_mesh: np.ndarray) -> np.ndarray:
         """(T,) each face triangle's area in the driven mesh (478, 3) per its area seen face on."""
-        return signed_areas(driven_mesh[face_triangles(), :2]) / (_frontal_areas() * _eye_span(driven_mesh) ** 2)
+        return signed_areas(driven_mesh[face_triangles(), :2]) / (_frontal_areas() * eye_span(driven_mesh) ** 2)
 
     @staticmethod
     def _unshown(target: WarpTarget, shown: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ SIZE_RULE = Rule(lambda v: v == 0 or between(64, 1024).test(v), "0 (auto) or in 
 
 @dataclass(frozen=True)
 class ReenactConfig(Settings):
-    renderer: str = "auto"  # warp (training-free), neural (a trained generator), onnx (its ONNX export), auto: either given one; copy: a baseline
+    renderer: str = "auto"  # neural (--checkpoint's generator, else the shipped one), warp, onnx, copy (a baseline); auto: neural (webcam: warp)
     size: int = 0  # side of the face crop the renderer works at, pixels; 0 (auto): the target face's own size in its photo, 256..512
     transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
     mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image

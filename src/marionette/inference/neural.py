@@ -9,7 +9,10 @@ A warp-guided generator (ours, `ModelConfig.warp_guided`) also gets the warp ren
 the driven mesh. The warp is drawn at the pipeline's crop size; the generator sees it resized to
 its own, and only its correction (output minus its input warp) is resized back and added to the
 full-size warp, so the warp's detail is kept wherever the generator leaves it alone. Its colours
-are the targets' already: no colour matching.
+are the targets' already: no colour matching. Where the driven mesh is a target's own mesh (to
+within the tracker's noise: a frozen driver, or relative motion at the driver's neutral) that
+target's photo is the right output and the warp draws it; the correction is faded out there
+(`still_gate`, ours).
 
 A file driver's frames are drawn a few per generator call (`render_batch`, ours): the targets'
 cache is shared by every frame of the batch, and one call costs less per frame than several.
@@ -34,7 +37,7 @@ from marionette.landmarks.render import render_landmarks
 from marionette.model.config import ModelConfig
 from marionette.model.generator import TargetCache
 from marionette.tensors import to_tensor, to_uint8
-from marionette.warp import WarpRenderer
+from marionette.warp import WarpRenderer, eye_span
 
 
 class GeneratedImages(Protocol):
@@ -65,6 +68,20 @@ def face_mask(mesh: np.ndarray, size: int) -> np.ndarray:
     mask = np.zeros((size, size), np.uint8)
     cv2.fillConvexPoly(mask, cv2.convexHull(np.round(mesh[:, :2]).astype(np.int32)), 1)
     return mask
+
+
+STILL_FROM, STILL_TO = 0.005, 0.01  # largest landmark move, in eye spans: the gate opens from..to (ours)
+
+
+def still_gate(driven: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(B, 478, 2+) driven meshes and (K, 478, 2+) target meshes in crop pixels -> (B,) weights in
+    [0, 1] of the generator's correction: 0 where some target's mesh is within STILL_FROM eye spans of
+    the driven one at every landmark, 1 beyond STILL_TO, linear between. STILL_FROM is above the
+    largest move between frames of frozen clips (p99 0.004) and below every pair of frames of the
+    training clips that move (minimum 0.0065)."""
+    spans = np.array([eye_span(t) for t in targets])  # (K,)
+    moves = np.linalg.norm(driven[:, None, :, :2] - targets[None, :, :, :2], axis=-1).max(-1) / spans  # (B, K)
+    return np.clip((moves.min(1) - STILL_FROM) / (STILL_TO - STILL_FROM), 0, 1)
 
 
 def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -100,6 +117,7 @@ class NeuralRenderer:
         self._cache: TargetCache | None = None
         self._warp = WarpRenderer(crop_size) if backend.config.warp_guided else None
         self._lab_mean = self._lab_std = np.zeros(3, np.float32)
+        self._meshes = np.zeros((0, 478, 3), np.float32)  # (K, 478, 3) the targets' meshes
 
     def _landmark_image(self, meshes: np.ndarray) -> torch.Tensor:
         """(..., 478, 3) meshes in crop pixels -> (..., 3, s, s) landmark images at the model's size."""
@@ -119,6 +137,7 @@ class NeuralRenderer:
             self._cache = self.backend.encode_targets(images, landmarks)
         if self._warp is not None:
             self._warp.prepare(crops, meshes)
+        self._meshes = meshes
         labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size).astype(bool)].astype(np.float32)
                 for c, m in zip(crops, meshes)]
         pixels = np.concatenate(labs)  # (N, 3) Lab of every target face pixel
@@ -149,6 +168,7 @@ class NeuralRenderer:
                              "its weights are unusable")
         if warps is not None:
             corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) levels
+            corrections *= still_gate(driven_meshes, self._meshes)[:, None, None, None].astype(np.float32)
             return np.stack([np.clip(w + cv2.resize(c, (crop, crop), interpolation=cv2.INTER_CUBIC) + 0.5, 0, 255)
                              .astype(np.uint8) for w, c in zip(warps_full, corrections)])
         outs = to_uint8(images)  # (B, s, s, 3)

@@ -158,25 +158,17 @@ class ReenactPipeline:
     def __init__(self, config: ReenactConfig = ReenactConfig(), checkpoint: str | Path | None = None,
                  landmark_transformer: str | Path | None = None):
         """`checkpoint`: a trained generator (an inference export of `marionette train`) for the
-        neural renderer; its crop settings are the ones it was trained with. `landmark_transformer`:
+        neural renderer (default: the shipped one); its crop settings are the ones it was trained with. `landmark_transformer`:
         a fitted file (default: the one shipped with marionette); used when config.transform is on."""
         if config.preview and sys.platform.startswith("linux") and not (
                 os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("preview=true needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
         self.config = config
-        name = config.renderer if config.renderer != "auto" else (
-            "warp" if checkpoint is None else generator_renderer(checkpoint))
-        if config.renderer == "auto" and name == "warp":
-            log.warning("no checkpoint given: using the training-free warp renderer (a baseline)")
-        if RENDERERS[name].checkpoint:  # a generator's: onnxruntime's sessions take torch's thread count
-            # measured (cpu preset, 2 shared cores, stages overlapped): 20.4 frames/s with 1 thread, 3.5 with 2,
-            # as torch's threads wait on each other whenever the tracker, the decoder or another process holds a core
-            torch.set_num_threads(config.torch_threads)
-        self._make_renderer = functools.partial(make_renderer, name, checkpoint=checkpoint, device=config.device,
-                                                precision=config.precision)
+        self._checkpoint = checkpoint
+        self._auto = config.renderer == "auto" and checkpoint is None  # the shipped generator; a webcam's: the warp
         self.size = config.size or AUTO_SIZE[0]  # the crop side now (auto: set by the first target)
-        self.renderer: Renderer = self._make_renderer(self.size)
-        self.crop = self.renderer.crop  # crops as the renderer needs them: a generator's are those it was trained on
+        self._use(config.renderer if config.renderer != "auto" else (
+            "neural" if checkpoint is None else generator_renderer(checkpoint)))
         transformer = LandmarkTransformer.load(landmark_transformer or DEFAULT_PATH) if config.transform else None
         self.driving = Driving(transformer, config.mode, config.alpha, self.size, config.reference,
                                config.expression, config.max_turn)
@@ -203,6 +195,17 @@ class ReenactPipeline:
         size = self.size
         self._prepare(photos, boxes, [crop_image(p, b, size) for p, b in zip(photos, boxes)],
                       [b.to_crop(m, size) for b, m in zip(boxes, faces)])
+
+    def _use(self, name: str) -> None:
+        """Draw with the renderer `name` (RENDERERS) from now on, at the current crop size."""
+        if RENDERERS[name].checkpoint:  # a generator's: onnxruntime's sessions take torch's thread count
+            # measured (cpu preset, 2 shared cores, stages overlapped): 20.4 frames/s with 1 thread, 3.5 with 2,
+            # as torch's threads wait on each other whenever the tracker, the decoder or another process holds a core
+            torch.set_num_threads(self.config.torch_threads)
+        self._make_renderer = functools.partial(make_renderer, name, checkpoint=self._checkpoint,
+                                                device=self.config.device, precision=self.config.precision)
+        self.renderer: Renderer = self._make_renderer(self.size)
+        self.crop = self.renderer.crop  # crops as the renderer needs them: a generator's are those it was trained on
 
     def _resize(self, size: int) -> None:
         """Work at crops of `size` pixels from now on (a new renderer when it changes)."""
@@ -374,6 +377,10 @@ class ReenactPipeline:
         bar, a virtual camera)."""
         check_media_output(out, [*targets, driver], self.config.overwrite)
         source = open_driver(driver)
+        if self._auto and source.live and self.renderer.name != "warp":
+            # ours: the shipped generator draws about 5 frames/s on 2 CPU cores, the warp keeps up with a webcam
+            log.info("a webcam driver: the warp renderer, which keeps up in real time (renderer=neural: the generator)")
+            self._use("warp")
         total = min(source.announced or 0, self.config.max_frames or source.announced or 0) or None
         check_one_image_output(out, driver, total)
         self.set_targets(targets)

@@ -5,7 +5,8 @@ and what callers know of each before it is built, are inference/config.py's REND
 torch, for the settings); BUILDERS builds each by that name:
 
   warp    the training-free piecewise-affine warp of the target photo (marionette/warp.py)
-  neural  the MarioNETte generator of an inference export (inference/neural.py)
+  neural  the MarioNETte generator of an inference export (inference/neural.py); without one, the
+          generator shipped in the package (assets/generator.safetensors, its card generator.md)
   onnx    the neural renderer with the generator's ONNX export (`export-onnx`) run by onnxruntime
           (inference/onnx_runtime.py)
   copy    evaluation's baseline: the target frame whose head pose is nearest the driven pose,
@@ -91,12 +92,12 @@ def _warp(size: int, checkpoint: str | Path | None, device: str, precision: str)
 
 
 def _neural(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
-    if checkpoint is None:
-        raise InputError("renderer neural needs a trained generator (--checkpoint)")
     from marionette.devices import placement
     from marionette.inference.export import load_generator
     from marionette.inference.neural import NeuralRenderer
+    from marionette.resources import SHIPPED_GENERATOR, asset
 
+    checkpoint = checkpoint or asset(SHIPPED_GENERATOR)
     export = load_generator(checkpoint)
     where = placement(device, precision)
     return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
@@ -121,7 +122,8 @@ assert BUILDERS.keys() == RENDERERS.keys()
 def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, device: str = "auto",
                   precision: str = "auto") -> Renderer:
     """The renderer `name` (RENDERERS) drawing `size`-pixel crops; `neural` runs the export at
-    `checkpoint` on `device` in `precision` (settings of marionette.devices). `onnx` runs the ONNX
+    `checkpoint` (default: the shipped one) on `device` in `precision` (settings of
+    marionette.devices). `onnx` runs the ONNX
     export folder at `checkpoint` with onnxruntime on the CPU, as do warp and copy."""
     if name not in BUILDERS:
         raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
