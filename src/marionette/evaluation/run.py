@@ -165,7 +165,7 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
                                        landmark_transformer=config.landmark_transformer)
             trained = pipeline.crop
             if trained != crops.crop:
-                raise InputError(f"{config.checkpoint}: trained on crops of crop_scale={trained.scale}, "
+                raise InputError(f"{config.checkpoint or 'the shipped generator'}: trained on crops of crop_scale={trained.scale}, "
                                  f"crop_shift={trained.shift}, but the dataset's are {crops.crop_scale}, "
                                  f"{crops.crop_shift}; preprocess it with those settings")
             pipelines[name, mode] = pipeline

@@ -77,8 +77,8 @@ def still_gate(driven: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """(B, 478, 2+) driven meshes and (K, 478, 2+) target meshes in crop pixels -> (B,) weights in
     [0, 1] of the generator's correction: 0 where some target's mesh is within STILL_FROM eye spans of
     the driven one at every landmark, 1 beyond STILL_TO, linear between. STILL_FROM is above the
-    largest move between frames of frozen clips (p99 0.004) and below every pair of frames of the
-    training clips that move (minimum 0.0065)."""
+    move between frames of the corpus's frozen clips (per-clip median 0.0013-0.0036) and below that
+    of every pair of frames of the clips that move (minimum 0.0065; docs/training.md)."""
     spans = np.array([eye_span(t) for t in targets])  # (K,)
     moves = np.linalg.norm(driven[:, None, :, :2] - targets[None, :, :, :2], axis=-1).max(-1) / spans  # (B, K)
     return np.clip((moves.min(1) - STILL_FROM) / (STILL_TO - STILL_FROM), 0, 1)

@@ -158,8 +158,9 @@ class ReenactPipeline:
     def __init__(self, config: ReenactConfig = ReenactConfig(), checkpoint: str | Path | None = None,
                  landmark_transformer: str | Path | None = None):
         """`checkpoint`: a trained generator (an inference export of `marionette train`) for the
-        neural renderer (default: the shipped one); its crop settings are the ones it was trained with. `landmark_transformer`:
-        a fitted file (default: the one shipped with marionette); used when config.transform is on."""
+        neural renderer (default: the shipped one); its crop settings are the ones it was trained
+        with. `landmark_transformer`: a fitted file (default: the one shipped with marionette); used
+        when config.transform is on."""
         if config.preview and sys.platform.startswith("linux") and not (
                 os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
             raise InputError("preview=true needs a display (neither DISPLAY nor WAYLAND_DISPLAY is set)")

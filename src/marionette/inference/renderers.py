@@ -123,8 +123,8 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, de
                   precision: str = "auto") -> Renderer:
     """The renderer `name` (RENDERERS) drawing `size`-pixel crops; `neural` runs the export at
     `checkpoint` (default: the shipped one) on `device` in `precision` (settings of
-    marionette.devices). `onnx` runs the ONNX
-    export folder at `checkpoint` with onnxruntime on the CPU, as do warp and copy."""
+    marionette.devices). `onnx` runs the ONNX export folder at `checkpoint` with onnxruntime on the
+    CPU, as do warp and copy."""
     if name not in BUILDERS:
         raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
     return BUILDERS[name](size, checkpoint, device, precision)
