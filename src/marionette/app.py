@@ -221,7 +221,7 @@ class WebApp:
                     driver_face = gr.Number(LARGEST, label="Driver face (-1 = largest, else 0, 1, ... from the left)",
                                             precision=0, minimum=LARGEST, maximum=15, elem_id="driver_face")
                     mode = gr.Radio(["relative", "absolute"], value="relative", label="Motion",
-                                    info="relative: the driver's motion since its first frame")
+                                    info="relative: the driver's motion from its neutral face")
                     alpha = gr.Slider(0.0, 2.0, value=1.0, step=0.05, label="Expression strength")
                     renderer = gr.Dropdown(self.renderers, value=self.renderers[-1], label="Renderer")
                     output = gr.Radio(["paste back", "crop"], value="paste back", label="Output")
