@@ -467,6 +467,14 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, before)
 
 
+def _last_line(message: str) -> None:
+    """A stopped run's last line on stderr. Threads of native libraries still winding down (MediaPipe's
+    graph, stopped mid-start, logs from C++ past Python's logging) write nothing after it."""
+    print(message, file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         try:
@@ -482,16 +490,16 @@ def main(argv: list[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as for any program a closed pipe stops
     except Terminated:
-        print("marionette: terminated", file=sys.stderr)
+        _last_line("marionette: terminated")
         return 143  # 128 + SIGTERM
     except (InputError, OSError) as e:
         if _terminating.is_set():  # e.g. torch turns the signal's exception, raised inside its tensor creation, into a TypeError
-            print("marionette: terminated", file=sys.stderr)
+            _last_line("marionette: terminated")
             return 143
         print(f"marionette: error: {e if isinstance(e, InputError) else os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("marionette: interrupted", file=sys.stderr)
+        _last_line("marionette: interrupted")
         return 130
     return status or 0
 
