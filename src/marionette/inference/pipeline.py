@@ -378,10 +378,11 @@ class ReenactPipeline:
         bar, a virtual camera)."""
         check_media_output(out, [*targets, driver], self.config.overwrite)
         source = open_driver(driver)
-        if self._auto and source.live and self.renderer.name != "warp":
-            # ours: the shipped generator draws about 5 frames/s on 2 CPU cores, the warp keeps up with a webcam
-            log.info("a webcam driver: the warp renderer, which keeps up in real time (renderer=neural: the generator)")
-            self._use("warp")
+        wanted = "warp" if source.live else "neural"  # ours: the shipped generator draws ~5 frames/s on 2 CPU cores
+        if self._auto and self.renderer.name != wanted:  # a pipeline run again takes each driver's own
+            if source.live:
+                log.info("a webcam driver: the warp renderer, which keeps up in real time (renderer=neural: the generator)")
+            self._use(wanted)
         total = min(source.announced or 0, self.config.max_frames or source.announced or 0) or None
         check_one_image_output(out, driver, total)
         self.set_targets(targets)
