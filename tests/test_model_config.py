@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from marionette.config import describe, from_dict, to_dict
-from marionette.model.config import PRESETS, LossConfig, ModelConfig, model_config
+from marionette.config import from_dict, to_dict
+from marionette.model.config import PRESETS, ModelConfig, model_config
 
 
 def test_presets_list_only_differences_and_keep_their_sizes() -> None:
@@ -32,10 +30,3 @@ def test_overrides_and_errors() -> None:
         model_config("tiny", ["attention_heads=3"])
     config = model_config("cpu")
     assert from_dict(ModelConfig, to_dict(config)) == config
-
-
-@pytest.mark.parametrize("cls", [ModelConfig, LossConfig])
-def test_every_field_has_a_comment(cls: type) -> None:
-    lines = describe(cls).splitlines()
-    assert len(lines) == len(dataclasses.fields(cls))
-    assert all(line.split("  ", 2)[-1].strip() for line in lines)

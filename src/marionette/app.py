@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from marionette.config import MAX_SHOTS, Rule, Settings, between, text
+from marionette.config import MAX_SHOTS, Rule, Settings, between, setting, text
 from marionette.errors import InputError
 from marionette.inference.config import DEVICE_RULE, PRECISION_RULE, ReenactConfig
 from marionette.inference.renderers import generator_renderer
@@ -41,25 +41,33 @@ RESULT_NAME = "reenacted.mp4"  # the file a job writes (and a user downloads)
 
 @dataclass(frozen=True)
 class AppConfig(Settings):
-    host: str = "127.0.0.1"  # address to listen on; 0.0.0.0 opens the app to the whole network
-    port: int = 7860  # TCP port (0: the first free one from 7860)
-    max_upload_mb: float = 50.0  # largest file accepted, megabytes; Gradio refuses bigger uploads
-    max_seconds: float = 60.0  # longest driver or target video accepted, seconds
-    max_targets: int = 8  # most target files per job (K)
-    concurrency: int = 1  # jobs run at the same time (each keeps about one CPU core busy)
-    queue_size: int = 8  # jobs that may wait for a turn; a job beyond them is refused ("Queue is full")
-    keep_minutes: float = 30.0  # uploads and results are deleted this long after they were made
-    temp_dir: str = ""  # where the app's folder of uploads, results and job files is made ("": the system temp folder); removed at exit
-    checkpoint: str = ""  # a trained generator export (or its ONNX export folder) for the neural (onnx) renderer ("": the shipped generator)
-    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
-    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
-
-    RULES = dict(host=text(), port=between(0, 65535), max_upload_mb=between(0.01, 100_000),
-                 max_seconds=between(0.1, 86_400), max_targets=between(1, MAX_SHOTS), concurrency=between(1, 64),
-                 queue_size=between(1, 10_000), keep_minutes=between(0, 100_000),
-                 temp_dir=Rule(lambda v: isinstance(v, str), "a folder, or empty for the system's"),
-                 checkpoint=Rule(lambda v: isinstance(v, str), "an export file, or empty for the shipped one"),
-                 device=DEVICE_RULE, precision=PRECISION_RULE)
+    host: str = setting("127.0.0.1", "address to listen on; 0.0.0.0 opens the app to the whole network", text())
+    port: int = setting(7860, "TCP port (0: the first free one from 7860)", between(0, 65535))
+    max_upload_mb: float = setting(50.0, "largest file accepted, megabytes; Gradio refuses bigger uploads",
+                                   between(0.01, 100_000))
+    max_seconds: float = setting(60.0, "longest driver or target video accepted, seconds", between(0.1, 86_400))
+    max_targets: int = setting(8, "most target files per job (K)", between(1, MAX_SHOTS))
+    concurrency: int = setting(1, "jobs run at the same time (each keeps about one CPU core busy)", between(1, 64))
+    queue_size: int = setting(8, 'jobs that may wait for a turn; a job beyond them is refused ("Queue is full")',
+                              between(1, 10_000))
+    keep_minutes: float = setting(30.0, "uploads and results are deleted this long after they were made",
+                                  between(0, 100_000))
+    temp_dir: str = setting("",
+                            'where the app\'s folder of uploads, results and job files is made ("": the'
+                            ' system temp folder); removed at exit',
+                            Rule(lambda v: isinstance(v, str), "a folder, or empty for the system's"))
+    checkpoint: str = setting("",
+                              'a trained generator export (or its ONNX export folder) for the neural (onnx)'
+                              ' renderer ("": the shipped generator)',
+                              Rule(lambda v: isinstance(v, str), "an export file, or empty for the shipped one"))
+    device: str = setting("auto",
+                          "where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda,"
+                          " cuda:N, mps (warp, copy: CPU only)",
+                          DEVICE_RULE)
+    precision: str = setting("auto",
+                             "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on"
+                             " cpu, bf16 (else fp16) on cuda, fp16 on mps",
+                             PRECISION_RULE)
 
 
 def _video_seconds(path: str) -> tuple[int, float]:

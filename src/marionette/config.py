@@ -1,9 +1,9 @@
 """Typed configuration shared by every concern.
 
-Each concern keeps its own dataclass of settings (fields with a one-line comment, defaults in one
-place). Every field is checked where it is defined: a `Settings` subclass lists one `Rule` per
-field in `RULES` (bool fields need none), so that every command that uses it rejects a bad value
-with one line, `NAME=VALUE: must be ...`. This module also turns `key=value` overrides into a new
+Each concern keeps its own dataclass of settings. Every field is declared once, with
+`setting(default, help, rule)`: its default, the one line that `--help` prints, and the `Rule` its
+value must pass (bool fields need none), so that every command that uses it rejects a bad value with
+one line, `NAME=VALUE: must be ...`. This module also turns `key=value` overrides into a new
 instance and rejects unknown keys.
 """
 
@@ -15,7 +15,7 @@ import math
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 from marionette.errors import InputError
 
@@ -78,15 +78,23 @@ def text(optional: bool = False) -> Rule:
                 "a non-empty text" + (" or None" if optional else ""))
 
 
-class Settings:
-    """Base of every config dataclass: checks each field against the class's `RULES` on creation."""
+def setting(default: Any, help: str, rule: Rule | None = None) -> Any:
+    """A field of a `Settings` dataclass: its default, its one-line help and its rule (None: a bool)."""
+    return dataclasses.field(default=default, metadata={"help": help, "rule": rule})
 
-    RULES: ClassVar[dict[str, Rule]] = {}
+
+def rule_of(cls: type, name: str) -> Rule:
+    """The rule of field `name` of a `Settings` dataclass (for a field that mirrors another class's)."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata["rule"]
+
+
+class Settings:
+    """Base of every config dataclass: checks each field against its `setting` rule on creation."""
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            rule = self.RULES.get(f.name)
+            rule = f.metadata.get("rule")
             if rule is None and isinstance(value, bool):
                 continue
             if rule is None:
@@ -165,17 +173,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
 
 def describe(cls: type, skip: tuple[str, ...] = ()) -> str:
-    """One line per field of a config dataclass: `name = default  comment [rule]`, for --help texts.
-    The comment is the field's own one-line comment in the source (defaults live in one place)."""
-    import inspect
-    import re
-
-    comments = {}
-    for line in inspect.getsource(cls).splitlines():
-        match = re.match(r"\s+(\w+):.*?#\s*(.*)$", line)
-        if match:
-            comments[match.group(1)] = match.group(2)
-    rules: dict[str, Rule] = getattr(cls, "RULES", {})
-    return "\n".join(f"  {f.name} = {f.default!r}  {comments.get(f.name, '')}"
-                     + (f" [{rules[f.name].text}]" if f.name in rules else "") for f in dataclasses.fields(cls)
-                     if f.name not in skip)
+    """One line per field of a `Settings` dataclass, `name = default  help [rule]`, for --help texts."""
+    return "\n".join(f"  {f.name} = {f.default!r}  {f.metadata['help']}"
+                     + (f" [{f.metadata['rule'].text}]" if f.metadata["rule"] else "")
+                     for f in dataclasses.fields(cls) if f.name not in skip)

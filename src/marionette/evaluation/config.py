@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, each, one_of, text
+from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, each, one_of, setting, text
 from marionette.data.config import SPLITS
 from marionette.inference.config import DEVICE_RULE, PRECISION_RULE, RENDERERS
 from marionette.landmark_transformer.config import EXPRESSIONS
@@ -36,31 +36,52 @@ EXTERNAL_RULE = Rule(_valid, "NAME:FOLDER entries (NAME: a letter, then letters,
 
 @dataclass(frozen=True)
 class EvalConfig(Settings):
-    split: str = "test"  # dataset split the episodes come from (train, val, test or all)
-    renderers: tuple[str, ...] = ("copy", "warp")  # renderers compared (copy, warp, neural, onnx)
-    shots: tuple[int, ...] = (1, 8)  # K values, each in 1..8
-    modes: tuple[str, ...] = ("self", "cross")  # self: driver from the targets' clip; cross: another identity
-    episodes: int = 110  # episodes per (mode, shots): with videos, a video_psnr difference resolves to about
+    split: str = setting("test", "dataset split the episodes come from (train, val, test or all)",
+                         one_of(*SPLITS, "all"))
+    renderers: tuple[str, ...] = setting(("copy", "warp"), "renderers compared (copy, warp, neural, onnx)",
+                                         each(one_of(*RENDERERS)))
+    shots: tuple[int, ...] = setting((1, 8), "K values, each in 1..8", each(between(1, MAX_SHOTS)))
+    modes: tuple[str, ...] = setting(("self", "cross"), "self: driver from the targets' clip; cross: another identity",
+                                     each(one_of(*MODES)))
+    episodes: int = setting(110, "episodes per (mode, shots): with videos, a video_psnr difference resolves to about",
+                            between(1, 100_000))
     # ±0.3 dB on the shipped split's test identities (copy vs warp: ±0.29 dB, 810 s on 2 cores; docs/evaluation.md)
-    seed: int = 0  # seed of the episode lists
-    drivers: str = "uniform"  # driver frames: uniform (any, as the paper) or hard (ours: the split's closed-eye and
+    seed: int = setting(0, "seed of the episode lists", at_least(0))
+    drivers: str = setting("uniform",
+                           "driver frames: uniform (any, as the paper) or hard (ours: the split's closed-eye and",
+                           one_of(*DRIVERS))
     # wide-mouth frames, each at most once; episodes caps their number)
-    cross_mode: str = "relative"  # landmark transformer mode in cross episodes (relative or absolute)
-    cross_expression: str = "driver"  # relative mode's expression in cross episodes: the driver's, or the target's own moved by the driver's change
-    alpha: float = 1.0  # expression strength of the landmark transformer in cross episodes
-    samples: int = 4  # episodes per (mode, shots) kept as images for the sample grids
-    arcface: str | None = None  # ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)
-    checkpoint: str | None = None  # trained generator checkpoint for the neural renderer (its ONNX export folder for onnx)
-    landmark_transformer: str | None = None  # fitted landmark transformer driving cross episodes (None: the shipped one)
-    videos: bool = True  # also render each episode's whole driver clip: motion fidelity, stillness, video_psnr, video walls
-    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
-    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
-    inputs: bool = False  # also write every episode's targets and driver under inputs/, for other tools
-    external: tuple[str, ...] = ()  # other methods' videos of the episodes, scored as renderers: NAME:FOLDER (comma list)
-
-    RULES = dict(split=one_of(*SPLITS, "all"), renderers=each(one_of(*RENDERERS)), shots=each(between(1, MAX_SHOTS)),
-                 modes=each(one_of(*MODES)), episodes=between(1, 100_000), seed=at_least(0), drivers=one_of(*DRIVERS),
-                 cross_mode=one_of(*DRIVE_MODES), cross_expression=one_of(*EXPRESSIONS), alpha=between(0, 4),
-                 samples=at_least(0), arcface=text(optional=True),
-                 checkpoint=text(optional=True), landmark_transformer=text(optional=True), device=DEVICE_RULE,
-                 precision=PRECISION_RULE, external=EXTERNAL_RULE)
+    cross_mode: str = setting("relative", "landmark transformer mode in cross episodes (relative or absolute)",
+                              one_of(*DRIVE_MODES))
+    cross_expression: str = setting("driver",
+                                    "relative mode's expression in cross episodes: the driver's, or the"
+                                    " target's own moved by the driver's change",
+                                    one_of(*EXPRESSIONS))
+    alpha: float = setting(1.0, "expression strength of the landmark transformer in cross episodes", between(0, 4))
+    samples: int = setting(4, "episodes per (mode, shots) kept as images for the sample grids", at_least(0))
+    arcface: str | None = setting(None, "ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)",
+                                  text(optional=True))
+    checkpoint: str | None = setting(None,
+                                     "trained generator checkpoint for the neural renderer (its ONNX export"
+                                     " folder for onnx)",
+                                     text(optional=True))
+    landmark_transformer: str | None = setting(None,
+                                               "fitted landmark transformer driving cross episodes (None: the"
+                                               " shipped one)",
+                                               text(optional=True))
+    videos: bool = setting(True,
+                           "also render each episode's whole driver clip: motion fidelity, stillness,"
+                           " video_psnr, video walls")
+    device: str = setting("auto",
+                          "where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda,"
+                          " cuda:N, mps (warp, copy: CPU only)",
+                          DEVICE_RULE)
+    precision: str = setting("auto",
+                             "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on"
+                             " cpu, bf16 (else fp16) on cuda, fp16 on mps",
+                             PRECISION_RULE)
+    inputs: bool = setting(False, "also write every episode's targets and driver under inputs/, for other tools")
+    external: tuple[str, ...] = setting((),
+                                        "other methods' videos of the episodes, scored as renderers:"
+                                        " NAME:FOLDER (comma list)",
+                                        EXTERNAL_RULE)

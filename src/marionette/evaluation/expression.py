@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from marionette.config import Settings, between
+from marionette.config import Settings, between, setting
 from marionette.landmarks.layout import LEFT_EYE, RIGHT_EYE, mesh_to_ibug68
 
 INDICATORS = ("mouth_open", "smile", "eye_closed_r", "eye_closed_l", "brows_raised")
@@ -34,12 +34,13 @@ INDICATORS = ("mouth_open", "smile", "eye_closed_r", "eye_closed_l", "brows_rais
 
 @dataclass(frozen=True)
 class ExpressionConfig(Settings):
-    mouth_open: float = 0.08  # inner-lip gap / inter-ocular above which the mouth counts as open
-    smile_rise: float = 0.06  # mouth width above the face's baseline median by this fraction = smile
-    eye_closed: float = 0.14  # eye aspect ratio below which an eye counts as closed
-    brow_rise: float = 0.05  # brow-eye distance above the face's baseline median by this fraction = raised
-
-    RULES = dict(mouth_open=between(0, 1), smile_rise=between(0, 1), eye_closed=between(0, 1), brow_rise=between(0, 1))
+    mouth_open: float = setting(0.08, "inner-lip gap / inter-ocular above which the mouth counts as open",
+                                between(0, 1))
+    smile_rise: float = setting(0.06, "mouth width above the face's baseline median by this fraction = smile",
+                                between(0, 1))
+    eye_closed: float = setting(0.14, "eye aspect ratio below which an eye counts as closed", between(0, 1))
+    brow_rise: float = setting(0.05, "brow-eye distance above the face's baseline median by this fraction = raised",
+                               between(0, 1))
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, off_or, one_of
+from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, off_or, one_of, setting
 from marionette.landmark_transformer.config import EXPRESSIONS, MODES
 
 
@@ -41,45 +41,80 @@ SIZE_RULE = Rule(lambda v: v == 0 or between(64, 1024).test(v), "0 (auto) or in 
 
 @dataclass(frozen=True)
 class ReenactConfig(Settings):
-    renderer: str = "auto"  # neural (--checkpoint's generator, else the shipped one), warp, onnx, copy (a baseline); auto: neural (webcam: warp)
-    size: int = 0  # side of the face crop the renderer works at, pixels; 0 (auto): the target face's own size in its photo, 256..512
-    transform: bool = True  # landmark transformer: the driver's expression and pose on the target's face shape
-    mode: str = "auto"  # relative: the driver's motion from its reference face; absolute: its pose; auto: absolute for an image
-    reference: str = "neutral"  # relative mode measures from: neutral (the driver's neutral face in its first neutral_seconds) or first (frame)
-    expression: str = "driver"  # relative mode: the driver's expression on the target, or the target's own moved by the driver's change
-    max_turn: float = 45.0  # degrees the output may turn from the target's own pose, a soft limit (ours: a warp shreds beyond; 0 = off)
-    neutral_seconds: float = 4.0  # seconds of a driver searched for its neutral face (a file's are tracked before its first frame is drawn)
-    alpha: float = 1.0  # expression strength of the landmark transformer
-    smooth_min_cutoff: float = 1.5  # One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)
-    smooth_beta: float = 0.02  # One-Euro filter: how fast the cut-off rises with speed (per px/s)
-    paste_back: bool = True  # paste the result into the target photo (else output the crop)
-    max_side: int = 1920  # target photos with a longer side are scaled down to it first: bounds the output (0 = off)
-    side_by_side: bool = False  # output driver | target | result side by side
-    target_frames: int = 8  # frames sampled from a target video (K)
-    max_frames: int = 0  # stop after this many driver frames (0 = all; a webcam runs until Ctrl-C, keeping the output)
-    preview: bool = False  # show each output frame in a window as it is made; q or Esc stops, keeping the output
-    face: int = -1  # which face of the targets: -1 the largest, else numbered from 0 left to right
-    driver_face: int = -1  # which face of the driver: -1 the largest, else numbered from 0 left to right
-    crf: int = 18  # H.264 quality of video outputs (lower = better)
-    batch: int = 2  # frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)
-    torch_threads: int = 1  # CPU threads of the neural renderer; more contend with the tracker and decoder (ours)
-    device: str = "auto"  # where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU only)
-    precision: str = "auto"  # the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 (else fp16) on cuda, fp16 on mps
-    overwrite: bool = False  # replace an existing output (a file, or a folder of marionette's PNG frames)
-
-    RULES = dict(renderer=one_of(*RENDERER_SETTINGS), size=SIZE_RULE, mode=one_of(*DRIVING_MODES), alpha=between(0, 4),
-                 reference=one_of(*REFERENCES), expression=one_of(*EXPRESSIONS), neutral_seconds=between(0, 60),
-                 max_turn=off_or(between(5, 180)),
-                 smooth_min_cutoff=between(0, 1000), smooth_beta=between(0, 1000), max_side=off_or(between(64, 16384)),
-                 target_frames=between(1, MAX_SHOTS), max_frames=at_least(0), face=between(-1, 15),
-                 driver_face=between(-1, 15), crf=between(0, 51), batch=between(1, 64), torch_threads=between(1, 256),
-                 device=DEVICE_RULE, precision=PRECISION_RULE)
+    renderer: str = setting("auto",
+                            "neural (--checkpoint's generator, else the shipped one), warp, onnx, copy (a"
+                            " baseline); auto: neural (webcam: warp)",
+                            one_of(*RENDERER_SETTINGS))
+    size: int = setting(0,
+                        "side of the face crop the renderer works at, pixels; 0 (auto): the target face's own"
+                        " size in its photo, 256..512",
+                        SIZE_RULE)
+    transform: bool = setting(True, "landmark transformer: the driver's expression and pose on the target's face shape")
+    mode: str = setting("auto",
+                        "relative: the driver's motion from its reference face; absolute: its pose; auto:"
+                        " absolute for an image",
+                        one_of(*DRIVING_MODES))
+    reference: str = setting("neutral",
+                             "relative mode measures from: neutral (the driver's neutral face in its first"
+                             " neutral_seconds) or first (frame)",
+                             one_of(*REFERENCES))
+    expression: str = setting("driver",
+                              "relative mode: the driver's expression on the target, or the target's own"
+                              " moved by the driver's change",
+                              one_of(*EXPRESSIONS))
+    max_turn: float = setting(45.0,
+                              "degrees the output may turn from the target's own pose, a soft limit (ours: a"
+                              " warp shreds beyond; 0 = off)",
+                              off_or(between(5, 180)))
+    neutral_seconds: float = setting(4.0,
+                                     "seconds of a driver searched for its neutral face (a file's are tracked"
+                                     " before its first frame is drawn)",
+                                     between(0, 60))
+    alpha: float = setting(1.0, "expression strength of the landmark transformer", between(0, 4))
+    smooth_min_cutoff: float = setting(1.5, "One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)",
+                                       between(0, 1000))
+    smooth_beta: float = setting(0.02, "One-Euro filter: how fast the cut-off rises with speed (per px/s)",
+                                 between(0, 1000))
+    paste_back: bool = setting(True, "paste the result into the target photo (else output the crop)")
+    max_side: int = setting(1920,
+                            "target photos with a longer side are scaled down to it first: bounds the output (0 = off)",
+                            off_or(between(64, 16384)))
+    side_by_side: bool = setting(False, "output driver | target | result side by side")
+    target_frames: int = setting(8, "frames sampled from a target video (K)", between(1, MAX_SHOTS))
+    max_frames: int = setting(0,
+                              "stop after this many driver frames (0 = all; a webcam runs until Ctrl-C,"
+                              " keeping the output)",
+                              at_least(0))
+    preview: bool = setting(False,
+                            "show each output frame in a window as it is made; q or Esc stops, keeping the output")
+    face: int = setting(-1, "which face of the targets: -1 the largest, else numbered from 0 left to right",
+                        between(-1, 15))
+    driver_face: int = setting(-1, "which face of the driver: -1 the largest, else numbered from 0 left to right",
+                               between(-1, 15))
+    crf: int = setting(18, "H.264 quality of video outputs (lower = better)", between(0, 51))
+    batch: int = setting(2,
+                         "frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)",
+                         between(1, 64))
+    torch_threads: int = setting(1,
+                                 "CPU threads of the neural renderer; more contend with the tracker and decoder (ours)",
+                                 between(1, 256))
+    device: str = setting("auto",
+                          "where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda,"
+                          " cuda:N, mps (warp, copy: CPU only)",
+                          DEVICE_RULE)
+    precision: str = setting("auto",
+                             "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on"
+                             " cpu, bf16 (else fp16) on cuda, fp16 on mps",
+                             PRECISION_RULE)
+    overwrite: bool = setting(False, "replace an existing output (a file, or a folder of marionette's PNG frames)")
 
 
 @dataclass(frozen=True)
 class OnnxExportConfig(Settings):
-    opset: int = 17  # ONNX opset of both graphs (17: InstanceNorm, GridSample and LayerNorm are native)
-    check: bool = True  # run both graphs in onnxruntime at K = 1 and K = 8 and refuse an export off torch's output
-    tolerance: float = 1e-3  # largest |onnxruntime - torch| pixel difference the check accepts (images in [-1, 1])
-
-    RULES = dict(opset=between(17, 23), tolerance=between(0, 1))
+    opset: int = setting(17, "ONNX opset of both graphs (17: InstanceNorm, GridSample and LayerNorm are native)",
+                         between(17, 23))
+    check: bool = setting(True,
+                          "run both graphs in onnxruntime at K = 1 and K = 8 and refuse an export off torch's output")
+    tolerance: float = setting(1e-3,
+                               "largest |onnxruntime - torch| pixel difference the check accepts (images in [-1, 1])",
+                               between(0, 1))

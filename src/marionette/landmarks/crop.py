@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from marionette.config import Settings, between
+from marionette.config import Settings, between, setting
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,10 @@ def head_box(mesh: np.ndarray, scale: float, shift_y: float) -> CropBox:
 
 @dataclass(frozen=True)
 class CropConfig(Settings):
-    scale: float = 1.8  # crop side / larger extent of the face mesh (loose: hair and chin inside)
-    shift: float = -0.1  # vertical crop-centre shift / mesh extent (negative = up, towards hair)
-
-    RULES = dict(scale=between(1, 4), shift=between(-1, 1))
+    scale: float = setting(1.8, "crop side / larger extent of the face mesh (loose: hair and chin inside)",
+                           between(1, 4))
+    shift: float = setting(-0.1, "vertical crop-centre shift / mesh extent (negative = up, towards hair)",
+                           between(-1, 1))
 
     def box(self, mesh: np.ndarray) -> CropBox:
         """The head box of a (478, 2+) mesh (see head_box)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from marionette.config import Settings, at_least, between, one_of, override, text
+from marionette.config import Settings, at_least, between, one_of, override, setting, text
 
 LEVELS = 5  # the target encoder halves the image five times (paper: five residual down blocks)
 CORRECTIONS = ("residual", "blend", "refine")  # how the warp-guided decoder corrects the warp image (ours; decoder.py)
@@ -21,24 +21,29 @@ CORRECTIONS = ("residual", "blend", "refine")  # how the warp-guided decoder cor
 class ModelConfig(Settings):
     """Sizes of the generator and the discriminator; level j means resolution image_size / 2**j."""
 
-    image_size: int = 256  # side of the square input and output images, pixels (multiple of 32)
-    channels: int = 64  # encoder width at full resolution; doubles per halving (paper)
-    max_channels: int = 512  # cap on any encoder width (paper)
-    decoder_channels: int = 32  # decoder width at full resolution; doubles per halving up to max_channels (ours)
-    attention_blocks: int = 3  # image attention blocks in the blender (ours)
-    attention_heads: int = 8  # heads per image attention block (ours)
-    flow_max: float = 1.0  # bound of the tanh flow offsets, grid units (2 = image side) (ours)
-    disc_channels: int = 64  # discriminator width at full resolution; doubles per halving (ours)
-    disc_max_channels: int = 512  # cap on any discriminator width (ours)
-    warp_guided: bool = False  # ours: E_x also sees the warp renderer's image and Q corrects it
-    correction: str = "residual"  # ours, warp-guided: Q's gated residual on the warp, "blend" of it with Q's painting,
+    image_size: int = setting(256, "side of the square input and output images, pixels (multiple of 32)",
+                              between(2 ** (LEVELS + 1), 1024))
+    channels: int = setting(64, "encoder width at full resolution; doubles per halving (paper)", between(1, 1024))
+    max_channels: int = setting(512, "cap on any encoder width (paper)", between(1, 4096))
+    decoder_channels: int = setting(32,
+                                    "decoder width at full resolution; doubles per halving up to max_channels (ours)",
+                                    between(1, 1024))
+    attention_blocks: int = setting(3, "image attention blocks in the blender (ours)", between(1, 16))
+    attention_heads: int = setting(8, "heads per image attention block (ours)", between(1, 64))
+    flow_max: float = setting(1.0, "bound of the tanh flow offsets, grid units (2 = image side) (ours)",
+                              between(0.01, 2))
+    disc_channels: int = setting(64, "discriminator width at full resolution; doubles per halving (ours)",
+                                 between(1, 1024))
+    disc_max_channels: int = setting(512, "cap on any discriminator width (ours)", between(1, 4096))
+    warp_guided: bool = setting(False, "ours: E_x also sees the warp renderer's image and Q corrects it")
+    correction: str = setting("residual",
+                              'ours, warp-guided: Q\'s gated residual on the warp, "blend" of it with Q\'s painting,',
+                              one_of(*CORRECTIONS))
     # or "refine": a U-Net of its own over the warp moves and paints its pixels (refiner.py)
-    refine_channels: int = 16  # ours, correction=refine: the refiner's width at full resolution; doubles per halving
-
-    RULES = dict(image_size=between(2 ** (LEVELS + 1), 1024), channels=between(1, 1024), max_channels=between(1, 4096),
-                 decoder_channels=between(1, 1024), attention_blocks=between(1, 16), attention_heads=between(1, 64),
-                 flow_max=between(0.01, 2), disc_channels=between(1, 1024), disc_max_channels=between(1, 4096),
-                 correction=one_of(*CORRECTIONS), refine_channels=between(1, 256))
+    refine_channels: int = setting(16,
+                                   "ours, correction=refine: the refiner's width at full resolution; doubles"
+                                   " per halving",
+                                   between(1, 256))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -87,18 +92,33 @@ class LossConfig(Settings):
     Paths are .pth (torch.load, weights_only) or .safetensors state dicts in torchvision's layout;
     "random" and "none" are explicit choices to run without pretrained weights and log a warning."""
 
-    adversarial_weight: float = 1.0  # hinge GAN term (paper: L_GAN)
-    feature_matching_weight: float = 10.0  # L1 discriminator feature matching (NeuralHead: 10)
-    perceptual_weight: float = 1.0  # VGG19 L1 perceptual term (ours; NeuralHead: 1e-2 on Caffe features)
-    pixel_weight: float = 0.0  # L1 on pixels (ours, off in the paper's objective; short CPU runs use it to learn fast)
-    face_perceptual_weight: float = 0.2  # VGG-Face perceptual term (ours: 1/5 of perceptual_weight, NeuralHead's ratio)
-    perceptual_weights: str = "shipped"  # VGG19: "shipped" (package asset, relu1_1..3_1), a full VGG19's path, "random"
-    face_weights: str = "none"  # VGG-Face weights (VGG16, features.N.*): a path, "random", or "none" (term off)
-    painted_weight: float = 1.0  # ours, correction=blend: the pixel and perceptual (and face) terms also on Q's painting, x this
-    perceptual_scale: float = 1.0  # ours: images are resized by this factor before the whole-image VGG terms (0.5 on CPU)
-    region_weight: float = 0.0  # ours: pixel L1 + perceptual on crops around the driver's mouth and eyes (losses.py)
-
-    RULES = dict(adversarial_weight=at_least(0), feature_matching_weight=at_least(0), perceptual_weight=at_least(0),
-                 pixel_weight=at_least(0), face_perceptual_weight=at_least(0), perceptual_weights=text(),
-                 face_weights=text(), painted_weight=at_least(0),
-                 perceptual_scale=between(0.125, 1), region_weight=at_least(0))
+    adversarial_weight: float = setting(1.0, "hinge GAN term (paper: L_GAN)", at_least(0))
+    feature_matching_weight: float = setting(10.0, "L1 discriminator feature matching (NeuralHead: 10)", at_least(0))
+    perceptual_weight: float = setting(1.0, "VGG19 L1 perceptual term (ours; NeuralHead: 1e-2 on Caffe features)",
+                                       at_least(0))
+    pixel_weight: float = setting(0.0,
+                                  "L1 on pixels (ours, off in the paper's objective; short CPU runs use it to"
+                                  " learn fast)",
+                                  at_least(0))
+    face_perceptual_weight: float = setting(0.2,
+                                            "VGG-Face perceptual term (ours: 1/5 of perceptual_weight,"
+                                            " NeuralHead's ratio)",
+                                            at_least(0))
+    perceptual_weights: str = setting("shipped",
+                                      'VGG19: "shipped" (package asset, relu1_1..3_1), a full VGG19\'s path, "random"',
+                                      text())
+    face_weights: str = setting("none",
+                                'VGG-Face weights (VGG16, features.N.*): a path, "random", or "none" (term off)',
+                                text())
+    painted_weight: float = setting(1.0,
+                                    "ours, correction=blend: the pixel and perceptual (and face) terms also"
+                                    " on Q's painting, x this",
+                                    at_least(0))
+    perceptual_scale: float = setting(1.0,
+                                      "ours: images are resized by this factor before the whole-image VGG"
+                                      " terms (0.5 on CPU)",
+                                      between(0.125, 1))
+    region_weight: float = setting(0.0,
+                                   "ours: pixel L1 + perceptual on crops around the driver's mouth and eyes"
+                                   " (losses.py)",
+                                   at_least(0))

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from marionette.config import MAX_SHOTS, SettingError, Settings, at_least, between, each, from_dict, one_of, override, to_dict
+from marionette.config import MAX_SHOTS, SettingError, Settings, at_least, between, each, from_dict, one_of, override, setting, to_dict
 from marionette.data.config import EpisodeConfig
 from marionette.model.config import PRESETS as MODEL_PRESETS
 from marionette.model.config import LossConfig, ModelConfig, model_config
@@ -22,31 +22,39 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class TrainConfig(Settings):
-    steps: int = 500_000  # optimizer steps (one D step + one G step each); a rerun with more steps continues
-    max_minutes: float = 0.0  # wall-clock budget of one sitting: then validate, checkpoint, export and stop (0 = none)
-    decay_steps: int = 0  # over the last decay_steps steps both learning rates fall linearly to 0 (pix2pix; 0 = off)
-    batch_size: int = 8  # episodes per step, summed over all ranks
-    lr_g: float = 5e-5  # Adam learning rate of the generator (NeuralHead's TTUR)
-    lr_d: float = 2e-4  # Adam learning rate of the discriminator (NeuralHead's TTUR)
-    betas: tuple[float, float] = (0.5, 0.999)  # Adam (beta1, beta2) of both optimizers
-    ema_decay: float = 0.999  # decay of the generator's exponential moving average (ramped up: min(decay, (1+t)/(10+t)))
-    grad_clip: float = 0.0  # max gradient norm per network (0 = no clipping)
-    autocast: bool = True  # bf16 autocast on CUDA (bf16 needs no loss scaling); ignored on CPU
-    log_every: int = 50  # steps between stats.jsonl lines (and TensorBoard scalars)
-    sample_every: int = 1000  # steps between sample grids (targets | driver landmarks | output | truth)
-    val_every: int = 5000  # steps between validations on the val split (0 = never)
-    val_episodes: int = 64  # fixed self-reenactment episodes per validation
-    val_k: int = 4  # targets per validation episode
-    checkpoint_every: int = 5000  # steps between checkpoints (one is also written at the last step)
-    keep_last: int = 3  # checkpoints kept in RUN/checkpoints (older ones are deleted)
-    workers: int = 2  # DataLoader worker processes per rank
-    tensorboard: bool = False  # also write TensorBoard scalars to RUN/tensorboard (needs the tensorboard package)
-
-    RULES = dict(steps=at_least(0), max_minutes=at_least(0), decay_steps=at_least(0), batch_size=between(1, 65536),
-                 lr_g=between(1e-9, 1), lr_d=between(1e-9, 1), betas=each(between(0, 0.9999), 2),
-                 ema_decay=between(0, 1), grad_clip=at_least(0), log_every=at_least(1),
-                 sample_every=at_least(1), val_every=at_least(0), val_episodes=at_least(1), val_k=between(1, MAX_SHOTS),
-                 checkpoint_every=at_least(1), keep_last=at_least(1), workers=between(0, 256))
+    steps: int = setting(500_000, "optimizer steps (one D step + one G step each); a rerun with more steps continues",
+                         at_least(0))
+    max_minutes: float = setting(0.0,
+                                 "wall-clock budget of one sitting: then validate, checkpoint, export and"
+                                 " stop (0 = none)",
+                                 at_least(0))
+    decay_steps: int = setting(0,
+                               "over the last decay_steps steps both learning rates fall linearly to 0"
+                               " (pix2pix; 0 = off)",
+                               at_least(0))
+    batch_size: int = setting(8, "episodes per step, summed over all ranks", between(1, 65536))
+    lr_g: float = setting(5e-5, "Adam learning rate of the generator (NeuralHead's TTUR)", between(1e-9, 1))
+    lr_d: float = setting(2e-4, "Adam learning rate of the discriminator (NeuralHead's TTUR)", between(1e-9, 1))
+    betas: tuple[float, float] = setting((0.5, 0.999), "Adam (beta1, beta2) of both optimizers",
+                                         each(between(0, 0.9999), 2))
+    ema_decay: float = setting(0.999,
+                               "decay of the generator's exponential moving average (ramped up: min(decay,"
+                               " (1+t)/(10+t)))",
+                               between(0, 1))
+    grad_clip: float = setting(0.0, "max gradient norm per network (0 = no clipping)", at_least(0))
+    autocast: bool = setting(True, "bf16 autocast on CUDA (bf16 needs no loss scaling); ignored on CPU")
+    log_every: int = setting(50, "steps between stats.jsonl lines (and TensorBoard scalars)", at_least(1))
+    sample_every: int = setting(1000, "steps between sample grids (targets | driver landmarks | output | truth)",
+                                at_least(1))
+    val_every: int = setting(5000, "steps between validations on the val split (0 = never)", at_least(0))
+    val_episodes: int = setting(64, "fixed self-reenactment episodes per validation", at_least(1))
+    val_k: int = setting(4, "targets per validation episode", between(1, MAX_SHOTS))
+    checkpoint_every: int = setting(5000, "steps between checkpoints (one is also written at the last step)",
+                                    at_least(1))
+    keep_last: int = setting(3, "checkpoints kept in RUN/checkpoints (older ones are deleted)", at_least(1))
+    workers: int = setting(2, "DataLoader worker processes per rank", between(0, 256))
+    tensorboard: bool = setting(False,
+                                "also write TensorBoard scalars to RUN/tensorboard (needs the tensorboard package)")
 
 
 TRAIN_PRESETS: dict[str, dict[str, Any]] = {
@@ -131,19 +139,20 @@ def run_config(preset: str, overrides: list[str] = ()) -> RunConfig:
 class BenchTrainConfig(Settings):
     """`marionette bench train`'s settings (bench_train.py)."""
 
-    presets: tuple[str, ...] = ("cpu", "warp-cpu")  # training presets: model widths, loss, episodes (size and batch below)
-    sizes: tuple[int, ...] = (128,)  # image sizes to time, px (model.image_size; multiples of 32)
-    batches: tuple[int, ...] = (4,)  # episodes per step
-    ks: tuple[int, ...] = (4,)  # targets per episode (one K per configuration)
-    precisions: tuple[str, ...] = ("fp32", "bf16")  # bf16: autocast, timed only where the device runs it natively
-    warp_guided: bool = True  # make the faithful presets warp-guided (ours; its loader draws the warp image)
-    rounds: int = 5  # interleaved timing rounds; the median is reported
-    threads: int = 0  # torch threads (0: torch's default)
-    device: str = "cpu"  # cpu or cuda
-
-    RULES = dict(presets=each(one_of(*TRAIN_PRESETS)), sizes=each(between(64, 1024)), batches=each(between(1, 256)),
-                 ks=each(between(1, 8)), precisions=each(one_of("fp32", "bf16")), rounds=between(1, 1000),
-                 threads=at_least(0), device=one_of("cpu", "cuda"))
+    presets: tuple[str, ...] = setting(("cpu", "warp-cpu"),
+                                       "training presets: model widths, loss, episodes (size and batch below)",
+                                       each(one_of(*TRAIN_PRESETS)))
+    sizes: tuple[int, ...] = setting((128,), "image sizes to time, px (model.image_size; multiples of 32)",
+                                     each(between(64, 1024)))
+    batches: tuple[int, ...] = setting((4,), "episodes per step", each(between(1, 256)))
+    ks: tuple[int, ...] = setting((4,), "targets per episode (one K per configuration)", each(between(1, 8)))
+    precisions: tuple[str, ...] = setting(("fp32", "bf16"),
+                                          "bf16: autocast, timed only where the device runs it natively",
+                                          each(one_of("fp32", "bf16")))
+    warp_guided: bool = setting(True, "make the faithful presets warp-guided (ours; its loader draws the warp image)")
+    rounds: int = setting(5, "interleaved timing rounds; the median is reported", between(1, 1000))
+    threads: int = setting(0, "torch threads (0: torch's default)", at_least(0))
+    device: str = setting("cpu", "cpu or cuda", one_of("cpu", "cuda"))
 
     def __post_init__(self) -> None:
         super().__post_init__()
