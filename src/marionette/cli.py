@@ -301,8 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "or .png for an image driver")
     p.add_argument("--checkpoint", default=None,
                    help="trained generator (inference export of `marionette train`) for the neural renderer, or "
-                        "its `export-onnx` folder for the onnx renderer (default: none, so the training-free warp "
-                        "renderer is used)")
+                        "its `export-onnx` folder for the onnx renderer (default: the generator shipped with "
+                        "marionette)")
     p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer FILE.safetensors "
                    "(from `marionette fit-landmarks`; default: the one shipped with marionette)")
     p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
@@ -322,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="settings (--set key=value):\n" + describe(AppConfig))
     p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=None, help="TCP port (default: 7860)")
-    p.add_argument("--checkpoint", default=None, help="trained generator export: offer the neural renderer too")
+    p.add_argument("--checkpoint", default=None, help="trained generator export (or its ONNX export folder) the "
+                   "neural (onnx) renderer runs (default: the shipped generator)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting listed below (repeat for more)")
     p.set_defaults(func=_app)
@@ -376,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess`")
     p.add_argument("--out", required=True, help="report folder (created; a rerun resumes and rebuilds the report)")
     p.add_argument("--episode-list", help="reuse this episodes.csv (default: REPORT_DIR/episodes.csv if present, else a new list)")
-    p.add_argument("--checkpoint", help="trained generator checkpoint (needed by the neural renderer)")
+    p.add_argument("--checkpoint", help="trained generator export the neural renderer runs (default: the shipped "
+                   "generator), or the ONNX export folder the onnx renderer needs")
     p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer driving cross-identity "
                    "episodes (default: the one shipped with marionette)")
     p.add_argument("--arcface", help="ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)")

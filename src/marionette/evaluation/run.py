@@ -92,7 +92,7 @@ def _check_settings(out: Path, settings: dict) -> None:
             raise InputError(f"{out}: made with other settings ({', '.join(changed)}); use a new report folder")
 
 
-def _episodes(data: Path, out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: Path | None
+def _episodes(clips: EpisodeData, out: Path, manifest: Manifest, config: EvalConfig, episodes_csv: Path | None
               ) -> tuple[list[EvalEpisode], list[EvalEpisode]]:
     """The folder's episode list (to save) and the episodes of `config`'s modes and shots."""
     path = out / EPISODES
@@ -101,7 +101,6 @@ def _episodes(data: Path, out: Path, manifest: Manifest, config: EvalConfig, epi
     elif path.is_file():
         episodes = load_episodes(path)
     else:
-        clips = EpisodeData(Path(data))
         hard = (lambda clip_id: hard_frames(clips.clip(clip_id)[1])) if config.drivers == "hard" else None
         episodes = make_episodes(manifest, config.split, config.modes, config.shots, config.episodes, config.seed, hard)
     known = {c.info.clip_id for c in manifest.clips}
@@ -208,7 +207,8 @@ def _evaluate(data: Path, out: Path, config: EvalConfig, manifest: Manifest,
     if half:  # half precision changes the neural renderer's pixels: no mixing in one report
         settings["precision"] = half.pop()
     _check_settings(out, settings)
-    listed, episodes = _episodes(data, out, manifest, config, episodes_csv)
+    clips = EpisodeData(Path(data))
+    listed, episodes = _episodes(clips, out, manifest, config, episodes_csv)
     done = _done(out / RESULTS)
     renderers = (*config.renderers, *folders)
     todo = [e for e in episodes if any((r, e.shots, e.mode, e.episode) not in done for r in renderers)]
@@ -217,16 +217,15 @@ def _evaluate(data: Path, out: Path, config: EvalConfig, manifest: Manifest,
     with atomic_path(out / SETTINGS) as tmp:
         tmp.write_text(json.dumps(settings, indent=1) + "\n")
     save_episodes(out / EPISODES, listed)
-    _run(data, out, config, manifest, pipelines, tools, renderers, episodes, todo, done, videos, progress)
+    _run(clips, out, config, manifest, pipelines, tools, renderers, episodes, todo, done, videos, progress)
 
 
-def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipelines: dict[tuple[str, str], ReenactPipeline],
+def _run(clips: EpisodeData, out: Path, config: EvalConfig, manifest: Manifest, pipelines: dict[tuple[str, str], ReenactPipeline],
          tools: Tools, renderers: tuple[str, ...], episodes: list[EvalEpisode], todo: list[EvalEpisode],
          done: set[tuple[str, int, str, int]], videos: dict[tuple[str, str], Path], progress: bool) -> None:
     """Write the inputs (inputs=true) and the calibration, and measure every `todo` episode with
     every renderer (ours, then the external ones, whose video files are `videos`)."""
     size = manifest.config.size
-    clips = EpisodeData(Path(data))
     if config.inputs:
         for episode in episodes:
             target_reader, _ = clips.clip(episode.target_clip)
@@ -234,7 +233,7 @@ def _run(data: Path, out: Path, config: EvalConfig, manifest: Manifest, pipeline
             write_inputs(out / INPUTS, episode, target_reader.images(list(episode.target_frames)),
                          driver_reader.images(list(range(len(driver_mesh)))), clips.info(episode.driver_clip))
     (out / "samples").mkdir(exist_ok=True)
-    identity_references = _calibration(out, Path(data), manifest, tools)
+    identity_references = _calibration(out, clips.root, manifest, tools)
     identity_of = {c.info.clip_id: c.info.identity for c in manifest.clips}
     results = out / RESULTS
     wanted = [m for m in REGISTRY.values() if m.missing() is None and (config.videos or m.name not in TEMPORAL)]
