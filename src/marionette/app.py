@@ -30,7 +30,7 @@ from typing import Any
 
 from marionette.config import MAX_SHOTS, Rule, Settings, between, setting, text
 from marionette.errors import InputError
-from marionette.inference.config import DEVICE_RULE, PRECISION_RULE, ReenactConfig
+from marionette.inference.config import ReenactConfig, device_setting, precision_setting
 from marionette.inference.renderers import generator_renderer
 from marionette.landmarks.mesh import LARGEST
 from marionette.media import IMAGE_EXTS, load_image, probe_video
@@ -60,14 +60,8 @@ class AppConfig(Settings):
                               'a trained generator export (or its ONNX export folder) for the neural (onnx)'
                               ' renderer ("": the shipped generator)',
                               Rule(lambda v: isinstance(v, str), "an export file, or empty for the shipped one"))
-    device: str = setting("auto",
-                          "where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda,"
-                          " cuda:N, mps (warp, copy: CPU only)",
-                          DEVICE_RULE)
-    precision: str = setting("auto",
-                             "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on"
-                             " cpu, bf16 (else fp16) on cuda, fp16 on mps",
-                             PRECISION_RULE)
+    device: str = device_setting()
+    precision: str = precision_setting()
 
 
 def _video_seconds(path: str) -> tuple[int, float]:

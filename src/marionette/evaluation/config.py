@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, each, one_of, setting, text
 from marionette.data.config import SPLITS
-from marionette.inference.config import DEVICE_RULE, PRECISION_RULE, RENDERERS
+from marionette.inference.config import RENDERERS, device_setting, precision_setting
 from marionette.landmark_transformer.config import EXPRESSIONS
 from marionette.landmark_transformer.config import MODES as DRIVE_MODES
 
@@ -72,14 +72,8 @@ class EvalConfig(Settings):
     videos: bool = setting(True,
                            "also render each episode's whole driver clip: motion fidelity, stillness,"
                            " video_psnr, video walls")
-    device: str = setting("auto",
-                          "where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda,"
-                          " cuda:N, mps (warp, copy: CPU only)",
-                          DEVICE_RULE)
-    precision: str = setting("auto",
-                             "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on"
-                             " cpu, bf16 (else fp16) on cuda, fp16 on mps",
-                             PRECISION_RULE)
+    device: str = device_setting()
+    precision: str = precision_setting()
     inputs: bool = setting(False, "also write every episode's targets and driver under inputs/, for other tools")
     external: tuple[str, ...] = setting((),
                                         "other methods' videos of the episodes, scored as renderers:"

@@ -36,6 +36,20 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICE_RULE = Rule(lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v) is not None,
                    "one of " + ", ".join(DEVICES))
 PRECISION_RULE = Rule(lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS))
+
+
+def device_setting() -> str:
+    """The `device` setting of every command that runs the neural renderer."""
+    return setting("auto", "where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps "
+                   "(warp, copy: CPU only)", DEVICE_RULE)
+
+
+def precision_setting() -> str:
+    """The `precision` setting of every command that runs the neural renderer."""
+    return setting("auto", "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 "
+                   "(else fp16) on cuda, fp16 on mps", PRECISION_RULE)
+
+
 SIZE_RULE = Rule(lambda v: v == 0 or between(64, 1024).test(v), "0 (auto) or in 64..1024")
 
 
@@ -98,14 +112,8 @@ class ReenactConfig(Settings):
     torch_threads: int = setting(1,
                                  "CPU threads of the neural renderer; more contend with the tracker and decoder (ours)",
                                  between(1, 256))
-    device: str = setting("auto",
-                          "where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda,"
-                          " cuda:N, mps (warp, copy: CPU only)",
-                          DEVICE_RULE)
-    precision: str = setting("auto",
-                             "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on"
-                             " cpu, bf16 (else fp16) on cuda, fp16 on mps",
-                             PRECISION_RULE)
+    device: str = device_setting()
+    precision: str = precision_setting()
     overwrite: bool = setting(False, "replace an existing output (a file, or a folder of marionette's PNG frames)")
 
 
