@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from marionette.cli import build_parser, main
+from marionette.cli import COMMANDS, build_parser, main
 from marionette.media import load_image
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -32,6 +33,32 @@ def test_help_documents_every_option(command: str, capsys: pytest.CaptureFixture
         assert "max_frames = 32" in text and "identity_level = 0" in text
     if command == "export-onnx":
         assert "opset = 17" in text and "tolerance = 0.001" in text
+
+
+def test_parser_is_the_command_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """The parser has the table's commands, in its order, each running its handler; `marionette --help`
+    lists each with its line; a command's --help lists every field of its settings class (or has it
+    as an option of its own)."""
+    parsers = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert list(parsers) == [command.name for command in COMMANDS]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    overview = "".join(capsys.readouterr().out.split())  # without the wrapping
+    for command in COMMANDS:
+        assert callable(command.run) and parsers[command.name].get_default("func") is command.run
+        assert "".join(command.help.split()) in overview, command.name
+        if command.settings is None:
+            continue
+        with pytest.raises(SystemExit):
+            main([command.name, "--help"])
+        text = capsys.readouterr().out
+        options = {flag for action in parsers[command.name]._actions for flag in action.option_strings}
+        assert "--set" in options, command.name
+        for field in dataclasses.fields(command.settings):
+            if field.name in command.skip:
+                assert "--" + field.name.replace("_", "-") in options, f"{command.name}: {field.name}"
+            else:
+                assert f"\n  {field.name} = {field.default!r}  " in text, f"{command.name}: {field.name}"
 
 
 @pytest.mark.subprocess

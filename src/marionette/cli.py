@@ -1,11 +1,14 @@
-"""The `marionette` command line: thin entry points over the library. At the top it imports only
-settings (no torch, no mediapipe), so that `--help` and a bad argument answer at once; each
-command imports what it runs when it runs."""
+"""The `marionette` command line: thin entry points over the library, and `COMMANDS`, the table of
+commands (each one's help, handler, arguments as data and the settings class that `--set` overrides)
+from which `build_parser` builds the parser. At the top it imports only settings (no torch, no
+mediapipe), so that `--help` and a bad argument answer at once; each command imports what it runs
+when it runs."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -14,7 +17,8 @@ import signal
 import sys
 import threading
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from marionette import __version__
@@ -227,7 +231,7 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _count(low: int, high: int):
+def _count(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer in low..high."""
     def parse(value: str) -> int:
         try:
@@ -240,7 +244,7 @@ def _count(low: int, high: int):
     return parse
 
 
-def _counts(low: int, high: int):
+def _counts(low: int, high: int) -> Callable[[str], list[int]]:
     """An argparse type: a comma list of integers in low..high."""
     def parse(value: str) -> list[int]:
         items = _comma_list(value)
@@ -258,186 +262,216 @@ def _shard(value: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
+@dataclass(frozen=True)
+class Arg:
+    """One argument of a command: its flag (or a positional's name), its help, and what else
+    `add_argument` takes; a field left at its default is not passed, so argparse's own applies."""
+
+    flag: str
+    help: str
+    short: str | None = None  # a one-letter alias, listed before the flag
+    type: Callable[[str], typing.Any] | None = None  # parses and checks the value (an argparse type)
+    default: typing.Any = None
+    nargs: str | None = None
+    choices: tuple[str, ...] | None = None
+    action: str | None = None
+    metavar: str | None = None
+    required: bool = False
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        # copied: each parser gets a list default of its own (a Namespace holds the parser's list)
+        options = {f.name: copy.copy(getattr(self, f.name)) for f in dataclasses.fields(self)
+                   if f.name not in ("flag", "help", "short") and getattr(self, f.name) != f.default}
+        parser.add_argument(*filter(None, (self.short, self.flag)), help=self.help, **options)
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command: its line in `marionette --help`, its handler (which imports what it runs), its
+    arguments, and the settings class that `--set KEY=VALUE` overrides, listed after the options."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int | None]
+    args: tuple[Arg, ...]
+    settings: type | None = None
+    heading: str = "settings (--set key=value):"  # the line above the settings
+    skip: tuple[str, ...] = ()  # settings given as options of their own, not listed
+    notes: tuple[str, ...] = ()  # paragraphs after the settings
+
+    def epilog(self) -> str | None:
+        if self.settings is None:
+            return None
+        return "\n\n".join((f"{self.heading}\n{describe(self.settings, skip=self.skip)}", *self.notes))
+
+
+def _set(help: str = "override one setting listed below (repeat for more)") -> Arg:
+    """The repeatable `--set KEY=VALUE` option."""
+    return Arg("--set", help, action="append", default=[], metavar="KEY=VALUE")
+
+
+_QUIET = Arg("--quiet", "no progress bar", action="store_true")
+
+COMMANDS: tuple[Command, ...] = (
+    Command("landmarks", "show what the system sees in one image: 68 3D points, pose, crop preview", _landmarks, (
+        Arg("image", "a photo, painting or illustration with a face"),
+        Arg("--out", "write a preview PNG: the crop with landmarks beside the landmark image"),
+        Arg("--json", "print the 68 points (x, y, z in image pixels) and pose as JSON", action="store_true"),
+        Arg("--overwrite", "replace an existing preview file", action="store_true"),
+        Arg("--face", "which face: -1 the largest, else numbered from 0 left to right (--json lists them all)",
+            type=_count(-1, 15), default=-1),
+        Arg("--size", "crop size of the preview, pixels", type=_count(32, 1024), default=PreprocessConfig.size),
+    )),
+    Command("preprocess", "build a dataset of face crops and 3D landmarks from a tree of videos", _preprocess, (
+        Arg("src", "folder of videos (mp4, avi, mov, mkv, webm) and image-sequence folders"),
+        Arg("out", "dataset folder (created; a rerun resumes)"),
+        Arg("--workers", "parallel worker processes (default: 2)", type=_count(1, 256), default=2),
+        Arg("--retry-failed", "retry clips listed in failures.jsonl", action="store_true"),
+        Arg("--shard", "process only every N-th clip from the I-th (0-based), for job arrays; default 0/1 (all)",
+            type=_shard, default=(0, 1), metavar="I/N"),
+        _QUIET,
+        _set(),
+    ), settings=PreprocessConfig),
+    Command("reenact", "animate target photo(s) with a driver video, image, folder or webcam", _reenact, (
+        Arg("--target", "1..K images of the target (or a target video: frames are sampled from it)",
+            nargs="+", required=True),
+        Arg("--driver", "driver: video file (an animated GIF too), image, folder of images, or webcam index",
+            required=True),
+        Arg("--out", "output: .mp4/.mov/.mkv (H.264, the driver's audio copied), .gif, a folder for PNG frames, "
+            "or .png for an image driver", short="-o", required=True),
+        Arg("--checkpoint", "trained generator (inference export of `marionette train`) for the neural renderer, "
+            "or its `export-onnx` folder for the onnx renderer (default: the generator shipped with marionette)"),
+        Arg("--landmark-transformer", "fitted landmark transformer FILE.safetensors (from `marionette "
+            "fit-landmarks`; default: the one shipped with marionette)"),
+        Arg("--stages", "print time per stage (decode, landmarks, ..., encode)", action="store_true"),
+        Arg("--overwrite", "replace an existing output (a file, or a folder of marionette's frames); the same as "
+            "--set overwrite=true", action="store_true"),
+        Arg("--virtual-camera", "also send the frames to a virtual camera at the driver's pace (pyvirtualcam: "
+            'v4l2loopback on Linux, OBS on macOS/Windows; pip install "marionette[live]")', action="store_true"),
+        Arg("--camera-device", "virtual camera device, e.g. /dev/video4 (default: the first free one)"),
+        _QUIET,
+        _set(),
+    ), settings=ReenactConfig),
+    Command("app", 'serve a web page and an HTTP API for reenactment (pip install "marionette[app]")', _app, (
+        Arg("--host", "address to listen on (default: 127.0.0.1, this machine only)"),
+        Arg("--port", "TCP port (default: 7860)", type=int),
+        Arg("--checkpoint", "trained generator export (or its ONNX export folder) the neural (onnx) renderer runs "
+            "(default: the shipped generator)"),
+        _set(),
+    ), settings=AppConfig),
+    Command("demo", "reenact the bundled sample portrait with a bundled clip", _demo, (
+        Arg("--out", "folder for the result and the side-by-side video", default="out/demo"),
+        _QUIET,
+    )),
+    Command("fit-landmarks", "fit the landmark transformer (expression basis, disentangler) on a dataset's landmarks",
+            _fit_landmarks, (
+        Arg("dataset", "dataset folder made by `marionette preprocess`"),
+        Arg("--out", "output FILE.safetensors (FILE.json is written beside it)", required=True),
+        Arg("--overwrite", "replace an existing FILE.safetensors and FILE.json", action="store_true"),
+        _QUIET,
+        _set(),
+    ), settings=LandmarkTransformerConfig),
+    Command("export-onnx", "write a trained generator as ONNX for the onnx renderer (pip install 'marionette[onnx]')",
+            _export_onnx, (
+        Arg("export", "inference export of `marionette train` (RUN/export/generator.safetensors)"),
+        Arg("--out", "folder to write (new or empty): target_encoder.onnx, frame_generator.onnx, model.json",
+            required=True),
+        Arg("--overwrite", "replace an earlier ONNX export in that folder", action="store_true"),
+        _set(),
+    ), settings=OnnxExportConfig),
+    Command("verify", "check files for marionette's C2PA manifest, synthetic-media tag and invisible watermark",
+            _verify, (
+        Arg("files", "videos or images to check; a folder: every image and video in it (recursively). Exit status, "
+            "of the least trusted file: 0 signed by a trusted signer, 3 claims marionette (a tag, an untrusted "
+            "manifest or the watermark: forgeable), 1 no mark, 4 edited after signing (a manifest that fails "
+            "validation); 2 some file unreadable", nargs="+"),
+        Arg("--trust", "a PEM bundle of root certificates whose signers are trusted (repeat for more; also "
+            "$MARIONETTE_TRUSTED_CERTS, and this machine's local root)", action="append", default=[], metavar="PEM"),
+        Arg("--json", "print one JSON list: a report (with its level) or an error per file", action="store_true"),
+    )),
+    Command("evaluate", "score renderers on self- and cross-identity episodes of a dataset split (resumable)",
+            _evaluate, (
+        Arg("--data", "dataset folder made by `marionette preprocess`", required=True),
+        Arg("--out", "report folder (created; a rerun resumes and rebuilds the report)", required=True),
+        Arg("--episode-list", "reuse this episodes.csv (default: REPORT_DIR/episodes.csv if present, else a new list)"),
+        Arg("--checkpoint", "trained generator export the neural renderer runs (default: the shipped generator), "
+            "or the ONNX export folder the onnx renderer needs"),
+        Arg("--landmark-transformer", "fitted landmark transformer driving cross-identity episodes (default: the "
+            "one shipped with marionette)"),
+        Arg("--arcface", "ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)"),
+        _QUIET,
+        _set("override one setting listed below (repeat for more; expression.KEY for the thresholds)"),
+    ), settings=EvalConfig, skip=("arcface", "checkpoint", "landmark_transformer"),
+        heading="settings (--set KEY=VALUE; comma lists for renderers, shots, modes, external; external may also "
+                "be repeated):",
+        notes=("expression thresholds (--set expression.KEY=VALUE):\n" + describe(ExpressionConfig),)),
+    Command("bench", "measure preprocessing, episode-loading, reenactment throughput, the networks' cost (model) "
+            "and a training step's phases (train)", _bench, (
+        Arg("what", "which benchmark (all: every one but model and train)",
+            choices=("preprocess", "episodes", "reenact", "model", "train", "all")),
+        Arg("--video", "video to use (None: the demo's sample clip); the README's figures use "
+            "../shared/data/videos/lp_d0.mp4 (preprocess, episodes) and lp_d3.mp4 (reenact)"),
+        Arg("--workers", "DataLoader workers to measure", type=_count(0, 256), nargs="+", default=[0, 2]),
+        Arg("--episodes", "episodes timed per setting", type=_count(1, 1_000_000), default=200),
+        Arg("--repeats", "runs per measurement; the best is reported", type=_count(1, 1000), default=3),
+        Arg("--checkpoint", "reenact: the generator export the neural and onnx renderers run (None: an untrained "
+            "`cpu`-preset one, which costs the same)"),
+        Arg("--presets", "model: comma list of presets", default="tiny,cpu,paper"),
+        Arg("--ks", "model: comma list of numbers of targets", type=_counts(1, 64), default="1,2,4,8"),
+        Arg("--batch", "model: comma list of batch sizes (frames per call, one target set)", type=_counts(1, 1024),
+            default="1"),
+        Arg("--precision", "model: comma list of fp32, bf16, fp16 (weights and inputs cast; on CPUs without native "
+            "bf16 a paper-preset frame takes minutes)", default="fp32"),
+        Arg("--device", "model: where to run", choices=("cpu", "cuda", "mps"), default="cpu"),
+        Arg("--rounds", "model: interleaved timing rounds (median)", type=_count(1, 10000), default=15),
+        Arg("--out", "model, train: also write the report to this markdown file"),
+        Arg("--data", "train: dataset made by `marionette preprocess` at one of the sizes (None: synthetic clips)"),
+        _set("reenact: override one `marionette reenact` setting (repeat for more), e.g. precision=bf16 or "
+             "device=cuda; train: one of " + " ".join(
+                 f"{f.name}={','.join(map(str, f.default)) if isinstance(f.default, tuple) else f.default}"
+                 for f in dataclasses.fields(BenchTrainConfig))),
+    )),
+    Command("train", "train the generator and discriminator on a dataset (rerun the same command to resume)", _train, (
+        _set(),
+        Arg("--config", "preset: paper (256 px), cpu (128 px, trains on a CPU), warp-cpu (ours: the warp-guided "
+            "model and its recipe for two CPU cores, 128 px), tiny (64 px, tests) (default: cpu)",
+            default="cpu", choices=tuple(TRAIN_PRESETS)),
+        Arg("--data", "dataset folder made by `marionette preprocess` (crops of the preset's size)", required=True),
+        Arg("--run", "run folder (created; rerunning the same command resumes from its last checkpoint)",
+            required=True),
+        Arg("--init", "start a new run's generator and its EMA from this generator export "
+            "(RUN/export/generator.safetensors, or a shipped one; its model config must be the run's); the "
+            "discriminator and optimizers start fresh; a run folder that resumes ignores it", metavar="EXPORT"),
+        Arg("--dry-run", "print the resolved config as JSON and exit", action="store_true"),
+        _QUIET,
+    ), settings=TrainConfig,
+        heading="training settings (--set KEY=VALUE; model, loss and episode settings as --set model.KEY=VALUE, "
+                "loss.KEY=VALUE, episodes.KEY=VALUE):",
+        notes=("presets change these training settings:\n" + "\n".join(
+                   f"  {name}: {' '.join(f'{k}={v}' for k, v in changes.items()) or '(none)'}"
+                   for name, changes in TRAIN_PRESETS.items()),
+               "model.KEY:\n" + describe(ModelConfig),
+               "loss.KEY:\n" + describe(LossConfig),
+               "episodes.KEY (tiny: k_max=2; warp-cpu: k_max=4 colour_jitter=0.4):\n" + describe(EpisodeConfig),
+               "multiple GPUs or nodes: torchrun --nproc_per_node N [--nnodes M --node_rank R --rdzv_backend c10d "
+               "--rdzv_endpoint HOST:PORT] -m marionette.cli train ...")),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    """The parser of `COMMANDS`. A command with settings keeps its epilog's line breaks; one without
+    shows each option's default."""
     parser = _Parser(prog="marionette", description="Few-shot face reenactment (MarioNETte).",
-                                     formatter_class=fmt)
+                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--version", action="version", version=f"marionette {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("landmarks", formatter_class=fmt,
-                       help="show what the system sees in one image: 68 3D points, pose, crop preview")
-    p.add_argument("image", help="a photo, painting or illustration with a face")
-    p.add_argument("--out", help="write a preview PNG: the crop with landmarks beside the landmark image")
-    p.add_argument("--json", action="store_true", help="print the 68 points (x, y, z in image pixels) and pose as JSON")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing preview file")
-    p.add_argument("--face", type=_count(-1, 15), default=-1, help="which face: -1 the largest, else numbered "
-                   "from 0 left to right (--json lists them all)")
-    p.add_argument("--size", type=_count(32, 1024), default=PreprocessConfig.size, help="crop size of the preview, pixels")
-    p.set_defaults(func=_landmarks)
-
-    p = sub.add_parser("preprocess", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="build a dataset of face crops and 3D landmarks from a tree of videos",
-                       epilog="settings (--set key=value):\n" + describe(PreprocessConfig))
-    p.add_argument("src", help="folder of videos (mp4, avi, mov, mkv, webm) and image-sequence folders")
-    p.add_argument("out", help="dataset folder (created; a rerun resumes)")
-    p.add_argument("--workers", type=_count(1, 256), default=2, help="parallel worker processes (default: 2)")
-    p.add_argument("--retry-failed", action="store_true", help="retry clips listed in failures.jsonl")
-    p.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N",
-                   help="process only every N-th clip from the I-th (0-based), for job arrays; default 0/1 (all)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting listed below (repeat for more)")
-    p.set_defaults(func=_preprocess)
-
-    p = sub.add_parser("reenact", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="animate target photo(s) with a driver video, image, folder or webcam",
-                       epilog="settings (--set key=value):\n" + describe(ReenactConfig))
-    p.add_argument("--target", nargs="+", required=True,
-                   help="1..K images of the target (or a target video: frames are sampled from it)")
-    p.add_argument("--driver", required=True, help="driver: video file (an animated GIF too), image, folder of images, or webcam index")
-    p.add_argument("-o", "--out", required=True,
-                   help="output: .mp4/.mov/.mkv (H.264, the driver's audio copied), .gif, a folder for PNG frames, "
-                        "or .png for an image driver")
-    p.add_argument("--checkpoint", default=None,
-                   help="trained generator (inference export of `marionette train`) for the neural renderer, or "
-                        "its `export-onnx` folder for the onnx renderer (default: the generator shipped with "
-                        "marionette)")
-    p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer FILE.safetensors "
-                   "(from `marionette fit-landmarks`; default: the one shipped with marionette)")
-    p.add_argument("--stages", action="store_true", help="print time per stage (decode, landmarks, ..., encode)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (a file, or a folder of "
-                   "marionette's frames); the same as --set overwrite=true")
-    p.add_argument("--virtual-camera", action="store_true",
-                   help="also send the frames to a virtual camera at the driver's pace (pyvirtualcam: v4l2loopback "
-                        'on Linux, OBS on macOS/Windows; pip install "marionette[live]")')
-    p.add_argument("--camera-device", default=None, help="virtual camera device, e.g. /dev/video4 (default: the first free one)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting listed below (repeat for more)")
-    p.set_defaults(func=_reenact)
-
-    p = sub.add_parser("app", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help='serve a web page and an HTTP API for reenactment (pip install "marionette[app]")',
-                       epilog="settings (--set key=value):\n" + describe(AppConfig))
-    p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, default=None, help="TCP port (default: 7860)")
-    p.add_argument("--checkpoint", default=None, help="trained generator export (or its ONNX export folder) the "
-                   "neural (onnx) renderer runs (default: the shipped generator)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting listed below (repeat for more)")
-    p.set_defaults(func=_app)
-
-    p = sub.add_parser("demo", formatter_class=fmt, help="reenact the bundled sample portrait with a bundled clip")
-    p.add_argument("--out", default="out/demo", help="folder for the result and the side-by-side video")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_demo)
-
-    p = sub.add_parser("fit-landmarks", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="fit the landmark transformer (expression basis, disentangler) on a dataset's landmarks",
-                       epilog="settings (--set key=value):\n" + describe(LandmarkTransformerConfig))
-    p.add_argument("dataset", help="dataset folder made by `marionette preprocess`")
-    p.add_argument("--out", required=True, help="output FILE.safetensors (FILE.json is written beside it)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing FILE.safetensors and FILE.json")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting listed below (repeat for more)")
-    p.set_defaults(func=_fit_landmarks)
-
-    p = sub.add_parser("export-onnx", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="write a trained generator as ONNX for the onnx renderer (pip install 'marionette[onnx]')",
-                       epilog="settings (--set key=value):\n" + describe(OnnxExportConfig))
-    p.add_argument("export", help="inference export of `marionette train` (RUN/export/generator.safetensors)")
-    p.add_argument("--out", required=True, help="folder to write (new or empty): target_encoder.onnx, "
-                   "frame_generator.onnx, model.json")
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier ONNX export in that folder")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting listed below (repeat for more)")
-    p.set_defaults(func=_export_onnx)
-
-    p = sub.add_parser("verify", formatter_class=fmt,
-                       help="check files for marionette's C2PA manifest, synthetic-media tag and invisible watermark")
-    p.add_argument("files", nargs="+", help="videos or images to check; a folder: every image and video in it "
-                   "(recursively). Exit status, of the least trusted file: 0 signed by a trusted signer, 3 claims "
-                   "marionette (a tag, an untrusted manifest or the watermark: forgeable), 1 no mark, 4 edited "
-                   "after signing (a manifest that fails validation); 2 some file unreadable")
-    p.add_argument("--trust", action="append", default=[], metavar="PEM",
-                   help="a PEM bundle of root certificates whose signers are trusted (repeat for more; also "
-                   "$MARIONETTE_TRUSTED_CERTS, and this machine's local root)")
-    p.add_argument("--json", action="store_true", help="print one JSON list: a report (with its level) or an "
-                   "error per file")
-    p.set_defaults(func=_verify)
-
-    p = sub.add_parser("evaluate", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="score renderers on self- and cross-identity episodes of a dataset split (resumable)",
-                       epilog="settings (--set KEY=VALUE; comma lists for renderers, shots, modes, external; "
-                              "external may also be repeated):\n"
-                              + describe(EvalConfig, skip=("arcface", "checkpoint", "landmark_transformer"))
-                              + "\n\nexpression thresholds (--set expression.KEY=VALUE):\n" + describe(ExpressionConfig))
-    p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess`")
-    p.add_argument("--out", required=True, help="report folder (created; a rerun resumes and rebuilds the report)")
-    p.add_argument("--episode-list", help="reuse this episodes.csv (default: REPORT_DIR/episodes.csv if present, else a new list)")
-    p.add_argument("--checkpoint", help="trained generator export the neural renderer runs (default: the shipped "
-                   "generator), or the ONNX export folder the onnx renderer needs")
-    p.add_argument("--landmark-transformer", default=None, help="fitted landmark transformer driving cross-identity "
-                   "episodes (default: the one shipped with marionette)")
-    p.add_argument("--arcface", help="ArcFace ONNX file for CSIM (needs onnxruntime; default judge: dlib's ResNet)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting listed below (repeat for more; expression.KEY for the thresholds)")
-    p.set_defaults(func=_evaluate)
-
-    p = sub.add_parser("bench", formatter_class=fmt, help="measure preprocessing, episode-loading, reenactment "
-                       "throughput, the networks' cost (model) and a training step's phases (train)")
-    p.add_argument("what", choices=["preprocess", "episodes", "reenact", "model", "train", "all"],
-                   help="which benchmark (all: every one but model and train)")
-    p.add_argument("--video", default=None, help="video to use (None: the demo's sample clip); the README's figures "
-                   "use ../shared/data/videos/lp_d0.mp4 (preprocess, episodes) and lp_d3.mp4 (reenact)")
-    p.add_argument("--workers", type=_count(0, 256), nargs="+", default=[0, 2], help="DataLoader workers to measure")
-    p.add_argument("--episodes", type=_count(1, 1_000_000), default=200, help="episodes timed per setting")
-    p.add_argument("--repeats", type=_count(1, 1000), default=3, help="runs per measurement; the best is reported")
-    p.add_argument("--checkpoint", default=None, help="reenact: the generator export the neural and onnx renderers run "
-                   "(None: an untrained `cpu`-preset one, which costs the same)")
-    p.add_argument("--presets", default="tiny,cpu,paper", help="model: comma list of presets")
-    p.add_argument("--ks", type=_counts(1, 64), default="1,2,4,8", help="model: comma list of numbers of targets")
-    p.add_argument("--batch", type=_counts(1, 1024), default="1", help="model: comma list of batch sizes (frames per call, one target set)")
-    p.add_argument("--precision", default="fp32", help="model: comma list of fp32, bf16, fp16 (weights and inputs "
-                   "cast; on CPUs without native bf16 a paper-preset frame takes minutes)")
-    p.add_argument("--device", choices=["cpu", "cuda", "mps"], default="cpu", help="model: where to run")
-    p.add_argument("--rounds", type=_count(1, 10000), default=15, help="model: interleaved timing rounds (median)")
-    p.add_argument("--out", default=None, help="model, train: also write the report to this markdown file")
-    p.add_argument("--data", default=None, help="train: dataset made by `marionette preprocess` at one of the sizes "
-                   "(None: synthetic clips)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="reenact: override one "
-                   "`marionette reenact` setting (repeat for more), e.g. precision=bf16 or device=cuda; train: one "
-                   "of " + " ".join(f"{f.name}={','.join(map(str, f.default)) if isinstance(f.default, tuple) else f.default}"
-                                    for f in dataclasses.fields(BenchTrainConfig)))
-    p.set_defaults(func=_bench)
-
-    p = sub.add_parser("train", formatter_class=argparse.RawDescriptionHelpFormatter,
-                       help="train the generator and discriminator on a dataset (rerun the same command to resume)",
-                       epilog="training settings (--set KEY=VALUE; model, loss and episode settings as "
-                              "--set model.KEY=VALUE, loss.KEY=VALUE, episodes.KEY=VALUE):\n" + describe(TrainConfig)
-                              + "\n\npresets change these training settings:\n"
-                              + "\n".join(f"  {name}: {' '.join(f'{k}={v}' for k, v in changes.items()) or '(none)'}"
-                                           for name, changes in TRAIN_PRESETS.items()) + "\n\nmodel.KEY:\n" + describe(ModelConfig)
-                              + "\n\nloss.KEY:\n" + describe(LossConfig) + "\n\nepisodes.KEY (tiny: k_max=2; warp-cpu: k_max=4 colour_jitter=0.4):\n"
-                              + describe(EpisodeConfig) + "\n\nmultiple GPUs or nodes: "
-                              "torchrun --nproc_per_node N [--nnodes M --node_rank R --rdzv_backend c10d "
-                              "--rdzv_endpoint HOST:PORT] -m marionette.cli train ...")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override one setting listed below (repeat for more)")
-    p.add_argument("--config", default="cpu", choices=list(TRAIN_PRESETS),
-                   help="preset: paper (256 px), cpu (128 px, trains on a CPU), warp-cpu (ours: the warp-guided model "
-                        "and its recipe for two CPU cores, 128 px), tiny (64 px, tests) (default: cpu)")
-    p.add_argument("--data", required=True, help="dataset folder made by `marionette preprocess` (crops of the preset's size)")
-    p.add_argument("--run", required=True, help="run folder (created; rerunning the same command resumes from its last checkpoint)")
-    p.add_argument("--init", default=None, metavar="EXPORT", help="start a new run's generator and its EMA from this "
-                   "generator export (RUN/export/generator.safetensors, or a shipped one; its model config must be the "
-                   "run's); the discriminator and optimizers start fresh; a run folder that resumes ignores it")
-    p.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_train)
+    for command in COMMANDS:
+        epilog = command.epilog()
+        p = sub.add_parser(command.name, help=command.help, epilog=epilog, formatter_class=(
+            argparse.ArgumentDefaultsHelpFormatter if epilog is None else argparse.RawDescriptionHelpFormatter))
+        for arg in command.args:
+            arg.add_to(p)
+        p.set_defaults(func=command.run)
     return parser
 
 
