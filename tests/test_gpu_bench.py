@@ -1,5 +1,6 @@
 """tools/gpu_bench.sh on CPU with the tiny preset: it writes the model benchmark table (ceilings,
-the FOMM reference, one row per batch size) under $OUT."""
+the FOMM reference, one row per batch size) under $OUT; tools/gpu_bench_mesh.sh on CPU: the
+preprocess benchmark's table on the torch face mesh."""
 
 from __future__ import annotations
 
@@ -34,3 +35,24 @@ def test_gpu_bench_script_names_a_missing_device(tmp_path: Path) -> None:
     done = subprocess.run([str(REPO / "tools" / "gpu_bench.sh")], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "device 'mps' is not available" in done.stderr
     assert not (tmp_path / "bench_model.md").exists()
+
+
+@pytest.mark.subprocess
+def test_gpu_bench_mesh_script_on_cpu(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "DEVICE": "cpu", "ROUNDS": "1", "REPEATS": "1",
+           "WORKERS": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(REPO / "tools" / "gpu_bench_mesh.sh")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = (out / "bench_mesh.md").read_text()
+    assert text.count("## round") == 1 and "load average after:" in text  # DEVICE=cpu: the CPU round alone
+    assert "| decode + face mesh tracking (torch on cpu, 1 process)" in text
+    assert "| `marionette preprocess`, 1 worker(s), 6 clips" in text
+
+
+@pytest.mark.subprocess
+def test_gpu_bench_mesh_script_names_a_missing_device(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "DEVICE": "mps"}
+    done = subprocess.run([str(REPO / "tools" / "gpu_bench_mesh.sh")], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "device 'mps' is not available" in done.stderr
+    assert not (tmp_path / "bench_mesh.md").exists()

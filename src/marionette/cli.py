@@ -28,7 +28,7 @@ from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.errors import InputError, os_error
 from marionette.evaluation.config import EvalConfig
 from marionette.evaluation.expression import ExpressionConfig
-from marionette.inference.config import OnnxExportConfig, ReenactConfig
+from marionette.inference.config import DEVICE_RULE, OnnxExportConfig, ReenactConfig
 from marionette.landmark_transformer.config import LandmarkTransformerConfig
 from marionette.model.config import LossConfig, ModelConfig
 from marionette.training.config import TRAIN_PRESETS, BenchTrainConfig, TrainConfig
@@ -58,7 +58,8 @@ def _preprocess(args: argparse.Namespace) -> None:
 
     config = override(PreprocessConfig(), args.set)
     manifest, failures = preprocess(Path(args.src), Path(args.out), config, workers=args.workers,
-                                    retry_failed=args.retry_failed, progress=not args.quiet, shard=args.shard)
+                                    retry_failed=args.retry_failed, progress=not args.quiet, shard=args.shard,
+                                    device=args.device)
     splits = {s: len(manifest.split(s)) for s in ("train", "val", "test")}
     frames = sum(c.info.frames for c in manifest.clips)
     print(f"{args.out}: {len(manifest.clips)} clips, {frames} frames (train {splits['train']}, "
@@ -254,6 +255,13 @@ def _counts(low: int, high: int) -> Callable[[str], list[int]]:
     return parse
 
 
+def _device(value: str) -> str:
+    """An argparse type: a device setting, as reenact's `device` takes it (DEVICE_RULE)."""
+    if not DEVICE_RULE.test(value):
+        raise argparse.ArgumentTypeError(f"{value}: must be {DEVICE_RULE.text}")
+    return value
+
+
 def _shard(value: str) -> tuple[int, int]:
     """An argparse type: I/N with 0 <= I < N."""
     index, _, count = value.partition("/")
@@ -329,6 +337,9 @@ COMMANDS: tuple[Command, ...] = (
         Arg("--retry-failed", "retry clips listed in failures.jsonl", action="store_true"),
         Arg("--shard", "process only every N-th clip from the I-th (0-based), for job arrays; default 0/1 (all)",
             type=_shard, default=(0, 1), metavar="I/N"),
+        Arg("--device", "where the face mesh runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps; "
+            "mediapipe's runs on the CPU, so a GPU picks the torch mesh unless MARIONETTE_FACE_MESH=mediapipe "
+            "(default: auto)", type=_device, default="auto"),
         _QUIET,
         _set(),
     ), settings=PreprocessConfig),
@@ -422,7 +433,8 @@ COMMANDS: tuple[Command, ...] = (
             default="1"),
         Arg("--precision", "model: comma list of fp32, bf16, fp16 (weights and inputs cast; on CPUs without native "
             "bf16 a paper-preset frame takes minutes)", default="fp32"),
-        Arg("--device", "model: where to run", choices=("cpu", "cuda", "mps"), default="cpu"),
+        Arg("--device", "model: where to run; preprocess: where the face mesh runs", choices=("cpu", "cuda", "mps"),
+            default="cpu"),
         Arg("--rounds", "model: interleaved timing rounds (median)", type=_count(1, 10000), default=15),
         Arg("--out", "model, train: also write the report to this markdown file"),
         Arg("--data", "train: dataset made by `marionette preprocess` at one of the sizes (None: synthetic clips)"),

@@ -1,8 +1,9 @@
 """`marionette preprocess SRC_DIR OUT_DIR`: talking-head videos -> a dataset of face crops.
 
-Per clip: decode (PyAV), track the face mesh over every frame (video mode), compute steady crops,
-keep up to `max_frames` evenly spaced frames with their 68- and 478-point 3D landmarks, pose and
-crop boxes (see store.py). Clips are processed by parallel workers; each finished clip is one
+Per clip: decode (PyAV), track the face mesh over every frame (video mode; MESH_BATCH frames a
+call, the torch backend on `device` detecting them in one batch), compute steady crops, keep up
+to `max_frames` evenly spaced frames with their 68- and 478-point 3D landmarks, pose and crop
+boxes (see store.py). Clips are processed by parallel workers; each finished clip is one
 atomic file, so a rerun skips finished clips and kill -9 loses only the clips in flight. Bad input
 is skipped and listed with its reason in `failures.jsonl`.
 
@@ -33,7 +34,7 @@ from marionette.data.store import ClipInfo, encode_jpeg, write_clip
 from marionette.errors import InputError
 from marionette.landmarks.crop import CropBox, crop_image, smooth_boxes
 from marionette.landmarks.layout import mesh_to_ibug68
-from marionette.landmarks.mesh import FaceMesh, mesh_backend
+from marionette.landmarks.mesh import FaceMesh, frame_chunks, mesh_placement
 from marionette.landmarks.pose import head_pose
 from marionette.media import IMAGE_EXTS, VIDEO_EXTS, iter_frames, list_image_sequence, probe_video, sweep_temporaries
 from marionette.outputs import check_work_folder
@@ -82,28 +83,32 @@ def evenly_spaced(n: int, k: int) -> np.ndarray:
     return np.round(np.linspace(0, n - 1, k)).astype(np.int64)
 
 
-def process_clip(job: ClipJob, src_root: Path, out_root: Path, config: PreprocessConfig) -> ClipResult:
-    """Track, crop and store one clip. Bad input becomes a ClipResult with an error, never a raise."""
+def process_clip(job: ClipJob, src_root: Path, out_root: Path, config: PreprocessConfig,
+                 backend: str | None = None, device: str = "cpu") -> ClipResult:
+    """Track (the face mesh's `backend` on `device`, as `mesh_placement` resolved them), crop and
+    store one clip. Bad input becomes a ClipResult with an error, never a raise."""
     try:
-        return _process_clip(job, src_root, out_root, config)
+        return _process_clip(job, src_root, out_root, config, backend, device)
     except InputError as e:
         return ClipResult(job.clip_id, 0, 0, str(e))
 
 
-def _process_clip(job: ClipJob, src_root: Path, out_root: Path, config: PreprocessConfig) -> ClipResult:
+def _process_clip(job: ClipJob, src_root: Path, out_root: Path, config: PreprocessConfig,
+                  backend: str | None, device: str) -> ClipResult:
     info = probe_video(job.source) if job.source.is_file() else None
     n_reported = info.frames if info else len(list_image_sequence(job.source))
     wanted = set(evenly_spaced(n_reported, config.max_frames).tolist()) if n_reported else None
     meshes: list[np.ndarray | None] = []
     kept: dict[int, np.ndarray] = {}  # frame index -> frame, only frames we may store
     shape = (0, 0)
-    with FaceMesh(video=True, max_faces=config.max_faces) as tracker:
-        for t, frame in enumerate(iter_frames(job.source)):
-            shape = frame.shape[:2]
-            faces = tracker.detect(frame)
-            meshes.append(faces[0].mesh if faces and faces[0].width >= config.min_face else None)
-            if wanted is None or t in wanted:
-                kept[t] = frame
+    with FaceMesh(video=True, max_faces=config.max_faces, backend=backend, device=device) as tracker:
+        for chunk in frame_chunks(iter_frames(job.source)):
+            shape = chunk[0].shape[:2]
+            for frame, faces in zip(chunk, tracker.detect_batch(np.stack(chunk))):  # (B, H, W, 3) frames
+                t = len(meshes)
+                meshes.append(faces[0].mesh if faces and faces[0].width >= config.min_face else None)
+                if wanted is None or t in wanted:
+                    kept[t] = frame
     n = len(meshes)
     if n == 0:
         return ClipResult(job.clip_id, 0, 0, f"{job.source}: empty video (no frames decoded)")
@@ -154,8 +159,9 @@ def _worker_init(parent: int) -> None:
     os.close(devnull)
 
 
-def _run_job(args: tuple[ClipJob, Path, Path, PreprocessConfig]) -> ClipResult:
-    if mesh_backend() == "mediapipe":
+def _run_job(args: tuple[ClipJob, Path, Path, PreprocessConfig, str, str]) -> ClipResult:
+    """`process_clip` of (job, src_root, out_root, config, backend, device)."""
+    if args[4] == "mediapipe":  # the backend
         return process_clip(*args)
     # the torch face mesh's last digits depend on torch's thread count (0.007 px between 1 and 2 threads):
     # every clip is landmarked on one thread, in a worker or not, so that shards made anywhere are the same bytes
@@ -183,16 +189,20 @@ def _read_failures(path: Path) -> dict[str, str]:
 
 
 def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2, retry_failed: bool = False,
-               progress: bool = True, shard: tuple[int, int] = (0, 1)) -> tuple[Manifest, dict[str, str]]:
+               progress: bool = True, shard: tuple[int, int] = (0, 1), device: str = "auto"
+               ) -> tuple[Manifest, dict[str, str]]:
     """Build (or resume building) a dataset from the clips of shard `shard` = (I, N) (every N-th
     clip from the I-th; (0, 1) = all); returns the manifest of every clip in `out` and the failures
-    (clip -> reason)."""
+    (clip -> reason). `device`: where the face mesh runs, a device setting (auto: cuda, else mps,
+    else cpu; `mesh_placement`), resolved once, each worker building its own mesh there; not in
+    the manifest (landmarks tracked on two devices differ by float rounding only)."""
     src, out = Path(src), Path(out)
     index, count = shard
     if not 0 <= index < count:
         raise InputError(f"--shard {index}/{count}: needs 0 <= I < N")
     if not src.is_dir():
         raise InputError(f"{src}: not a folder")
+    backend, where = mesh_placement(device=device)
     split_identities([], config)  # a bad split file fails now, not after the clips are processed
     check_work_folder(out, [src], ("manifest.json", "clips", "failures.jsonl"), "dataset")
     if (out / "manifest.json").is_file() and Manifest.load(out).config != config:
@@ -211,7 +221,7 @@ def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2,
     todo = [j for j in jobs[index::count] if j.clip_id not in failures and not clip_path(out, j.clip_id).is_file()]
     frames, start = 0, time.perf_counter()
     bar = tqdm(total=len(todo), unit="clip", desc="preprocess", disable=not progress or not todo)
-    args = [(j, src, out, config) for j in todo]
+    args = [(j, src, out, config, backend, where) for j in todo]
     pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(os.getpid(),)) if workers > 1 and len(todo) > 1 else None
     try:
         results = pool.imap_unordered(_run_job, args) if pool else map(_run_job, args)

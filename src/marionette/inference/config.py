@@ -39,9 +39,10 @@ PRECISION_RULE = Rule(lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISION
 
 
 def device_setting() -> str:
-    """The `device` setting of every command that runs the neural renderer."""
-    return setting("auto", "where the neural renderer runs: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps "
-                   "(warp, copy: CPU only)", DEVICE_RULE)
+    """The `device` setting of every command that runs the neural renderer (and tracks a driver)."""
+    return setting("auto", "where the neural renderer and the driver's face mesh run: auto (cuda, else mps, else cpu), "
+                   "cpu, cuda, cuda:N, mps (warp, copy: CPU only; a GPU tracks with the torch mesh unless MARIONETTE_FACE_MESH=mediapipe)",
+                   DEVICE_RULE)
 
 
 def precision_setting() -> str:

@@ -5,7 +5,8 @@ prepared once; then `render_frames`, the one per-frame call, streams the driver 
 track its face mesh, smooth it, move its motion onto the target's face (landmark transformer or
 raw landmarks), render, paste back into the target photo. `record` marks each frame as synthetic
 and writes it. Decoding, tracking, rendering and writing overlap, each in a thread of its own
-(a frame is tracked while the one before it is rendered). A driver whose face is tracked already
+(a frame is tracked while the one before it is rendered; a file driver's frames are tracked
+MESH_BATCH at a time, a webcam's one by one). A driver whose face is tracked already
 (a dataset clip's meshes, `TrackedDriver`) is driven and rendered the same way. Preprocessing
 (face mesh, crop) is the one the dataset builder uses, so crops match between training and use.
 """
@@ -42,7 +43,7 @@ from marionette.inference.stages import Stages
 from marionette.landmark_transformer.model import DEFAULT_PATH, LandmarkTransformer
 from marionette.landmarks.crop import CropBox, PasteBack, crop_image
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
-from marionette.landmarks.mesh import LARGEST, FaceMesh, detect_face, pick_face
+from marionette.landmarks.mesh import LARGEST, MESH_BATCH, FaceMesh, detect_face, frame_chunks, pick_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.outputs import check_media_output, check_one_image_output
 from marionette.provenance import Watermark, container_tags
@@ -244,9 +245,11 @@ class ReenactPipeline:
             assert not self.config.side_by_side, "side_by_side needs the driver's frames"
             yield from self._finish(self._render_tracked(driver, stats), stats)
             return
-        with FaceMesh(video=True, max_faces=max(2, self.config.driver_face + 1)) as tracker, Stages() as stages:
-            decoded = stages.start(self._decode(driver, stats))
-            tracked = stages.start(self._track(decoded, tracker, driver.fps, stats))
+        chunk = 1 if driver.live else MESH_BATCH  # frames per tracking call: a webcam's one by one, adding no delay
+        with FaceMesh(video=True, max_faces=max(2, self.config.driver_face + 1), device=self.config.device) as tracker, \
+                Stages() as stages:
+            decoded = stages.start(self._decode(driver, stats), depth=max(stages.depth, chunk))  # the next chunk decodes meanwhile
+            tracked = stages.start(self._track(decoded, tracker, driver.fps, chunk, stats))
             yield from self._finish(stages.start(self._render(tracked, driver, stats)), stats)
         if stats.frames == 0:
             which = "no face" if self.config.driver_face == LARGEST else (
@@ -291,21 +294,26 @@ class ReenactPipeline:
                 yield item
 
     def _track(self, decoded: Iterator[tuple[np.ndarray, Fraction | None]], tracker: FaceMesh, fps: float,
-               stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
-        """Stage 2: (frame, smoothed (478, 3) driver mesh, time); a frame without a face holds the
-        last mesh; frames before the first face are dropped."""
+               chunk: int, stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]]:
+        """Stage 2: (frame, smoothed (478, 3) driver mesh, time), in order; a frame without a face
+        holds the last mesh; frames before the first face are dropped. Frames are tracked `chunk` at
+        a time (one `detect_batch` call: the torch mesh detects them in one batch)."""
         smooth = OneEuroFilter(fps, self.config.smooth_min_cutoff, self.config.smooth_beta, boost=FAST_PARTS)
         last: np.ndarray | None = None
-        for frame, at in decoded:
+        for group in frame_chunks(decoded, lambda item: item[0], chunk):
             start = time.perf_counter()
-            face = pick_face(tracker.detect(frame), self.config.driver_face)
-            if face is not None:
-                last = smooth(face.mesh)
-            else:
-                stats.faceless += 1
+            found = tracker.detect_batch(np.stack([frame for frame, _ in group]))  # from (B, H, W, 3) frames
+            tracked = []
+            for (frame, at), faces in zip(group, found):
+                face = pick_face(faces, self.config.driver_face)
+                if face is not None:
+                    last = smooth(face.mesh)
+                else:
+                    stats.faceless += 1
+                if last is not None:
+                    tracked.append((frame, last, at))
             stats.seconds["landmarks"] += time.perf_counter() - start
-            if last is not None:
-                yield frame, last, at
+            yield from tracked
 
     def _render(self, tracked: Iterator[tuple[np.ndarray, np.ndarray, Fraction | None]], driver: DriverSource,
                 stats: RunStats) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, Fraction | None]]:

@@ -8,11 +8,11 @@ rendered, the next is tracked and the one after decoded. The heavy parts of ever
         for item in tracked:                      # here, in the caller's thread
             ...
 
-Items pass through bounded queues (`depth` each), so order is kept and memory is bounded. An
-exception raised in a stage (even KeyboardInterrupt, as a webcam's capture may raise) is
-re-raised where the next stage reads, after the items that came before it, and so on to the
-caller. Leaving the `with` block (normally, by an exception or by the caller stopping early)
-stops every thread, closes its stage and waits for it: no thread outlives the block.
+Items pass through bounded queues (`depth` each, or a stage's own), so order is kept and memory
+is bounded. An exception raised in a stage (even KeyboardInterrupt, as a webcam's capture may
+raise) is re-raised where the next stage reads, after the items that came before it, and so on
+to the caller. Leaving the `with` block (normally, by an exception or by the caller stopping
+early) stops every thread, closes its stage and waits for it: no thread outlives the block.
 """
 
 from __future__ import annotations
@@ -34,9 +34,10 @@ class Stages:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
-    def start(self, stage: Generator[T, None, None]) -> Iterator[T]:
-        """Run the generator `stage` in a new thread; iterate its items, in order, from the result."""
-        handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(self.depth)
+    def start(self, stage: Generator[T, None, None], depth: int | None = None) -> Iterator[T]:
+        """Run the generator `stage` in a new thread; iterate its items, in order, from the result,
+        through a queue of `depth` items (None: the Stages' own)."""
+        handoff: queue.Queue[tuple[object, BaseException | None]] = queue.Queue(depth or self.depth)
 
         def work() -> None:
             try:

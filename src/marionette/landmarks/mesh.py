@@ -4,23 +4,29 @@ method.md (Preprocessing): the paper uses a 3D landmark detector; ours is MediaP
 iris refinement (478 points). Points are returned in image pixels: x right, y down, z in the same
 pixel scale as x, smaller z nearer the camera (MediaPipe's convention). Two backends give the same
 points: "mediapipe" runs the wheel's C++ graph (the optional `mediapipe` extra; about 4x faster on
-the CPU), "torch" the same models and geometry ported to torch (torch_mesh.py, docs/face_mesh.md).
+the CPU), "torch" the same models and geometry ported to torch (torch_mesh.py, docs/face_mesh.md),
+on any torch device. `detect_batch` takes a clip's frames a chunk at a time (MESH_BATCH).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from marionette.config import SettingError
 from marionette.errors import InputError
 from marionette.landmarks.layout import Face
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -41,6 +47,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 
 MESH_BACKENDS = ("auto", "mediapipe", "torch")  # auto: mediapipe when it is installed, else torch
 MESH_BACKEND_ENV = "MARIONETTE_FACE_MESH"  # the backend of every FaceMesh not given one (unset: auto)
+MESH_BATCH = 16  # frames of a video per detect_batch call (preprocess, a file driver's tracking, the bench)
 
 
 def mesh_backend(backend: str | None = None) -> str:
@@ -64,18 +71,58 @@ def mesh_backend(backend: str | None = None) -> str:
     return "mediapipe"
 
 
+def mesh_placement(backend: str | None = None, device: str = "cpu") -> tuple[str, str]:
+    """(backend, device) a FaceMesh runs on: `backend` as `mesh_backend` takes it, `device` a device
+    setting (auto, cpu, cuda, cuda:N, mps) resolved by marionette.devices. MediaPipe runs on the CPU
+    only: a GPU (named, or found by auto) picks the torch backend unless mediapipe is named (argument
+    or MESH_BACKEND_ENV), which then runs on the CPU (one warning line where the GPU was named).
+    Resolve once and pass the result on: a device asked for but absent warns once."""
+    where = "cpu"
+    if device != "cpu":
+        from marionette.devices import resolve_device  # torch: only where a device other than the CPU is asked for
+
+        where = str(resolve_device(device))
+    if where != "cpu" and (backend or os.environ.get(MESH_BACKEND_ENV) or "auto") == "auto":
+        return "torch", where
+    chosen = mesh_backend(backend)
+    if chosen == "mediapipe" and where != "cpu":
+        if device != "auto":
+            log.warning(f"device={device}: the mediapipe face mesh runs on the CPU ({MESH_BACKEND_ENV}=torch runs on {where})")
+        where = "cpu"
+    return chosen, where
+
+
+def frame_chunks(items: Iterable[T], frame: Callable[[T], np.ndarray] = lambda item: item,
+                 size: int = MESH_BATCH) -> Iterator[list[T]]:
+    """Consecutive runs of at most `size` items whose frames (`frame(item)`) have one shape: what one
+    `detect_batch` call takes. A run is handed on as soon as it is full, or when a frame of another
+    shape (an image sequence's) or the end comes."""
+    chunk: list[T] = []
+    for item in items:
+        if chunk and frame(item).shape != frame(chunk[0]).shape:
+            yield chunk
+            chunk = []
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 class FaceMesh:
     """MediaPipe's face mesh. `video=True` tracks across consecutive frames (faster, steadier);
-    `backend`: one of MESH_BACKENDS (None: `mesh_backend()`'s choice)."""
+    `backend`: one of MESH_BACKENDS (None: `mesh_backend()`'s choice); `device`: a device setting,
+    where the torch backend runs (mediapipe runs on the CPU: a GPU picks torch unless mediapipe is named)."""
 
     def __init__(self, video: bool = False, max_faces: int = 4, min_confidence: float = 0.5,
-                 backend: str | None = None):
-        self.backend = mesh_backend(backend)
+                 backend: str | None = None, device: str = "cpu"):
+        self.backend, self.device = mesh_placement(backend, device)
         self._torch = None
         if self.backend == "torch":
             from marionette.landmarks.torch_mesh import TorchFaceMesh
 
-            self._torch = TorchFaceMesh(video, max_faces, min_confidence)
+            self._torch = TorchFaceMesh(video, max_faces, min_confidence, device=self.device)
             return
         import mediapipe as mp
 
@@ -107,6 +154,14 @@ class FaceMesh:
             # pixel centres at integer coordinates (OpenCV), z in the pixel scale of x
             faces.append(Face(xyz * np.array([w, h, w], np.float32) - np.array([0.5, 0.5, 0], np.float32)))
         return sorted(faces, key=lambda f: -f.width)
+
+    def detect_batch(self, frames: np.ndarray) -> list[list[Face]]:
+        """Faces in each of (B, H, W, 3) uint8 RGB frames, largest first, as `detect` frame by frame
+        finds them (video mode: consecutive frames). Torch runs the detector on the B frames in one
+        batch (TorchFaceMesh.detect_batch); MediaPipe's graph takes one frame a call."""
+        if self._torch is not None:
+            return self._torch.detect_batch(frames)
+        return [self.detect(frame) for frame in frames]
 
     def close(self) -> None:
         (self._torch or self._mesh).close()

@@ -131,13 +131,15 @@ def overlap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(inter / (a[2] ** 2 + b[2] ** 2 - inter))
 
 
-def associate(detected: torch.Tensor, tracked: torch.Tensor) -> torch.Tensor:
+def associate(detected: torch.Tensor, tracked: torch.Tensor) -> tuple[torch.Tensor, bool]:
     """AssociationNormRectCalculator: ROIs (K, 4) detected, then (M, 4) tracked, each replacing the
-    earlier ones it overlaps by more than TRACK_IOU -> (R, 4)."""
-    result: list[torch.Tensor] = []
-    for roi in torch.cat([detected, tracked]):
-        result = [r for r in result if overlap(r, roi) <= TRACK_IOU] + [roi]
-    return torch.stack(result) if result else detected
+    earlier ones it overlaps by more than TRACK_IOU -> (R, 4), and whether a detected one is among
+    them (a face not tracked yet)."""
+    rois = torch.cat([detected, tracked])  # (K + M, 4)
+    kept: list[int] = []
+    for i, roi in enumerate(rois):
+        kept = [k for k in kept if overlap(rois[k], roi) <= TRACK_IOU] + [i]
+    return rois[kept], any(k < len(detected) for k in kept)
 
 
 class TorchFaceMesh:
@@ -164,21 +166,29 @@ class TorchFaceMesh:
 
     @torch.inference_mode()
     def detect_batch(self, images: np.ndarray) -> list[list[Face]]:
-        """Faces in each of (B, H, W, 3) uint8 RGB frames, largest first; in video mode the frames
-        are consecutive (tracked in order), else all are detected in one batch."""
+        """Faces in each of (B, H, W, 3) uint8 RGB frames, largest first. Image mode detects all
+        frames in one batch. Video mode takes the frames as consecutive: the detector, which does
+        not depend on tracking, runs on all B in one batch (a frame that tracks `max_faces` faces
+        leaves its detections unused), then the landmark model tracks frame by frame, in order.
+        Where a detection starts a track, that frame is detected again alone: a batch's float
+        rounding differs from a lone frame's (on the CPU torch convolves the detector's two 1 x 1
+        classifier heads another way at batch 1: 1e-5 px in the region), which tracking would grow
+        to 0.1-0.3 px; so the faces are those `detect` finds frame by frame (to the bit, measured)."""
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"expected (B, H, W, 3) uint8 RGB frames, got {images.shape} {images.dtype}")
+        detected = self.detect_rois(images)  # per frame, (K, 4) ROIs
         if not self.video:
-            detected = self.detect_rois(images)
             index = [b for b, rois in enumerate(detected) for _ in range(len(rois))]
             points, keep = self.landmarks(images, index, torch.cat(detected))
             frame = torch.tensor(index, dtype=torch.long, device=self.device)
             return [self.faces(points[(frame == b) & keep]) for b in range(len(images))]
         results = []
-        for image in images:
+        for image, found in zip(images, detected):
             rois = self.tracked
             if len(rois) < self.max_faces:  # face_landmark_front_cpu.pbtxt: detect while too few are tracked
-                rois = associate(self.detect_rois(image[None])[0], rois)
+                rois, fresh = associate(found, self.tracked)
+                if fresh and len(images) > 1:  # a track starts here: its region from this frame detected alone, as `detect` does
+                    rois, _ = associate(self.detect_rois(image[None])[0], self.tracked)
             points, keep = self.landmarks(image[None], [0] * len(rois), rois)
             self.tracked = roi_from_landmarks(points[keep])
             results.append(self.faces(points[keep]))
