@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from marionette.config import MAX_SHOTS, to_dict
@@ -74,19 +76,30 @@ def _k_axes(small: Mapping[str, torch.Tensor], large: Mapping[str, torch.Tensor]
     return axes
 
 
+NOISE_GRAIN = 4  # pixels per cell of the check's random images (ours): image-like, not white noise
+
+
+def _random_images(rng: torch.Generator, *lead: int, size: int) -> torch.Tensor:
+    """(*lead, 3, size, size) random images in [-1, 1]: uniform noise on a grid of NOISE_GRAIN-pixel
+    cells, bilinearly upsampled. Image-like on purpose: on white noise, a warp-guided generator's
+    flow turns a float difference of 1e-4 grid units into a 0.1 jump between neighbouring pixels
+    (the shipped generator: 0.12 on white noise, at most 1 grey level on real crops)."""
+    cells = max(size // NOISE_GRAIN, 1)
+    coarse = torch.rand(math.prod(lead), 3, cells, cells, generator=rng) * 2 - 1
+    return F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False).reshape(*lead, 3, size, size)
+
+
 def _targets(config: ModelConfig, k: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Random target images and landmark images (1, K, 3, s, s) in [-1, 1]: export and check inputs."""
     rng = torch.Generator().manual_seed(seed)
-    s = config.image_size
-    return tuple(torch.rand(2, 1, k, 3, s, s, generator=rng) * 2 - 1)  # type: ignore[return-value]
+    return tuple(_random_images(rng, 2, 1, k, size=config.image_size))  # type: ignore[return-value]
 
 
 def _frame_inputs(config: ModelConfig, seed: int = 1, batch: int = 1) -> dict[str, torch.Tensor]:
     """Random driver landmark images (and warp images for a warp-guided model) (B, 3, s, s)."""
     rng = torch.Generator().manual_seed(seed)
-    s = config.image_size
     names = ["driver_landmark_image"] + ["warp_image"] * config.warp_guided
-    return {name: torch.rand(batch, 3, s, s, generator=rng) * 2 - 1 for name in names}
+    return {name: _random_images(rng, batch, size=config.image_size) for name in names}
 
 
 def _to_onnx(module: nn.Module, inputs: dict[str, torch.Tensor], outputs: list[str], axes: dict[str, dict[int, str]],
