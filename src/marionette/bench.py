@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from marionette import bench_model, bench_train
@@ -25,14 +24,11 @@ from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDatase
 from marionette.data.preprocess import preprocess
 from marionette.errors import InputError
 from marionette.inference.config import RENDERERS
-from marionette.inference.export import export_generator
 from marionette.inference.io import DriverSource, FrameWriter, open_driver
 from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline, RunStats
 from marionette.landmarks.mesh import FaceMesh, frame_chunks, mesh_placement
 from marionette.media import atomic_path, iter_video, probe_video
-from marionette.model.config import model_config
-from marionette.model.generator import Generator
-from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, asset
+from marionette.resources import SAMPLE_DRIVER, SAMPLE_TARGET, SHIPPED_GENERATOR, asset
 from marionette.training.config import BenchTrainConfig
 
 
@@ -149,14 +145,6 @@ class _LoopedDriver(DriverSource):
                 yield frame, None
 
 
-def _untrained_export(path: Path) -> Path:
-    """A `cpu`-preset generator export with random weights: it costs what a trained one does."""
-    config = model_config("cpu")
-    torch.manual_seed(0)
-    export_generator(path, Generator(config).eval(), config, PreprocessConfig(), step=0)
-    return path
-
-
 def _reenact_row(config: ReenactConfig, video: Path, loops: int, checkpoint: Path,
                  tmp: str) -> tuple[RunStats, dict[int, float], str]:
     """One run of `reenact` with `config` (pasted into the bundled portrait, H.264 output): its
@@ -197,17 +185,17 @@ def bench_reenact(video: Path, loops: int, checkpoint: str | None = None, config
     but the baseline, with each stage's busy time (stages overlap, so these add up to more than
     the wall clock), the CPU time of every thread (what a shared machine's other jobs compete
     for) and resident memory early and late in a long driver. The neural renderers run
-    `checkpoint` (the onnx one its ONNX export), or, without one, an untrained `cpu`-preset
-    export; `config`: reenact's settings (its renderer is replaced by each row's)."""
+    `checkpoint` (the onnx one its ONNX export), or, without one, the shipped generator, as
+    `reenact` does; `config`: reenact's settings (its renderer is replaced by each row's)."""
     info = probe_video(video)
     config = config or ReenactConfig()
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(checkpoint) if checkpoint else _untrained_export(Path(tmp) / "cpu.safetensors")
+        weights = Path(checkpoint) if checkpoint else asset(SHIPPED_GENERATOR)
         checkpoints = {"": None, "export": weights, "onnx": _onnx_export(weights, tmp)}  # by RendererSpec.checkpoint
         runs = {name: _reenact_row(dataclasses.replace(config, renderer=name), video, loops, checkpoints[spec.checkpoint], tmp)
                 for name, spec in RENDERERS.items()  # a row per renderer but the baseline, none for a failed export
                 if not spec.baseline and not (spec.checkpoint and checkpoints[spec.checkpoint] is None)}
-    about = f"`{weights.name}`" if checkpoint else "untrained `cpu` preset"
+    about = f"`{weights.name}`" if checkpoint else "the shipped generator"
     head = (f"reenact: {info.width}x{info.height} driver played {loops}x, pasted into the bundled portrait, "
             f"H.264; busy ms/frame per stage, the CPU time of every thread, then the wall clock")
     columns = ["renderer", *STAGES, "CPU ms/frame", "wall ms/frame", "frames/s (wall clock)",

@@ -425,8 +425,8 @@ COMMANDS: tuple[Command, ...] = (
         Arg("--workers", "DataLoader workers to measure", type=_count(0, 256), nargs="+", default=[0, 2]),
         Arg("--episodes", "episodes timed per setting", type=_count(1, 1_000_000), default=200),
         Arg("--repeats", "runs per measurement; the best is reported", type=_count(1, 1000), default=3),
-        Arg("--checkpoint", "reenact: the generator export the neural and onnx renderers run (None: an untrained "
-            "`cpu`-preset one, which costs the same)"),
+        Arg("--checkpoint", "reenact: the generator export the neural and onnx renderers run (None: the shipped "
+            "generator, as reenact runs it)"),
         Arg("--presets", "model: comma list of presets", default="tiny,cpu,paper"),
         Arg("--ks", "model: comma list of numbers of targets", type=_counts(1, 64), default="1,2,4,8"),
         Arg("--batch", "model: comma list of batch sizes (frames per call, one target set)", type=_counts(1, 1024),
