@@ -19,6 +19,7 @@ from marionette.errors import InputError
 from marionette.inference.export import export_generator, load_generator
 from marionette.inference.onnx_export import OnnxExportConfig, export_onnx
 from marionette.inference.onnx_runtime import FILES, MANIFEST_FILE, OnnxGenerator, flatten_cache, unflatten_cache
+from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, TrackedDriver
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
@@ -109,8 +110,6 @@ def test_manifest_names_the_source_and_the_graphs(exported: tuple[Path, Path]) -
 def _first_frames(hopper, size: int, renderers: tuple[tuple[str, Path], ...]) -> dict[str, np.ndarray]:
     """Each (renderer, checkpoint)'s output, as int, for Grace Hopper's crop (size px) and its mirror
     image as the targets, driven by her mesh moved 4 px down."""
-    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline, TrackedDriver
-
     image, face = hopper
     box = head_box(face.mesh, 1.7, -0.1)
     crop, mesh = crop_image(image, box, size), box.to_crop(face.mesh, size)
@@ -137,8 +136,6 @@ def test_onnx_renderer_draws_what_the_neural_renderer_draws(exported: tuple[Path
     # matching's gain on an untrained generator's flat output); the generator's own parity is 1e-3 (above)
     assert difference.max() <= 4 and difference.mean() < 0.01
     assert np.array_equal(frames["onnx"], frames["auto"])
-    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
-
     assert ReenactPipeline(ReenactConfig(renderer="onnx"), checkpoint=folder).crop.scale == 1.7  # the export's crops
 
 
