@@ -15,12 +15,12 @@ import torch
 from marionette.cli import main
 from marionette.data.config import PreprocessConfig
 from marionette.errors import InputError
-from marionette.inference.export import load_generator
+from marionette.inference.export import export_generator, load_generator
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
 from marionette.training.checkpoint import list_checkpoints
 from marionette.training.config import run_config
-from marionette.training.loop import train
+from marionette.training.loop import load_init, train
 from marionette.training.validation import Validator
 
 BASE = ["loss.perceptual_weights=random", "batch_size=2", "episodes.k_max=2", "log_every=1", "val_every=0",
@@ -78,6 +78,16 @@ def test_an_export_of_another_model_or_no_export_is_a_one_line_error(train_datas
     assert main(["train", "--config", "tiny", "--data", str(train_dataset), "--run", str(tmp_path / "cli"),
                  "--init", str(tmp_path / "missing.safetensors"), "--quiet"]) == 2
     assert not (tmp_path / "cli").exists()
+
+
+def test_a_run_may_widen_the_refiner_of_its_export_but_not_narrow_it(tmp_path: Path) -> None:
+    refine = ["model.warp_guided=true", "model.correction=refine", "model.refine_channels=4"]
+    generator = Generator(run_config("tiny", refine).model)
+    export_generator(tmp_path / "g.safetensors", generator, generator.config, PreprocessConfig(), step=3)
+    wider = run_config("tiny", [*refine, "model.refine_channels=6"])
+    assert load_init(tmp_path / "g.safetensors", wider).model.refine_channels == 4  # the run grows it (test_warp_guided)
+    with pytest.raises(InputError, match="refine_channels: 4 in the export, 2 in the run"):
+        load_init(tmp_path / "g.safetensors", run_config("tiny", [*refine, "model.refine_channels=2"]))
 
 
 def test_a_resumed_run_ignores_init_and_stays_exact(train_dataset: Path, source: Path, tmp_path: Path,

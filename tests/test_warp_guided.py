@@ -209,6 +209,32 @@ def test_refiner_is_exactly_the_warp_at_initialisation_and_learns_upstream_from_
     assert moved.mask.mean() > 0 and (moved.image - truth).abs().mean() < (warp - truth).abs().mean()
 
 
+def test_a_wider_refiner_grows_from_a_narrower_one_keeping_its_output_and_then_learns(one_thread) -> None:
+    torch.manual_seed(0)
+    narrow = Generator(model_config("tiny", REFINE))
+    with torch.no_grad():  # a trained-looking refiner: every weight moved, the head included
+        for p in narrow.decoder.correction.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    wide = Generator(model_config("tiny", [*REFINE[:-1], "refine_channels=7"]))
+    wide.start_from(narrow)
+    targets, target_landmarks, driver_landmarks, warp = inputs(2, 3)
+    expected = narrow(targets, target_landmarks, driver_landmarks, warp).image
+    assert (expected - warp).abs().mean() > 0.01  # the narrow refiner does move the warp
+    out = wide(targets, target_landmarks, driver_landmarks, warp)
+    assert torch.allclose(out.image, expected, atol=1e-5)
+    # the weights that read the new channels learn
+    optimizer = torch.optim.Adam(wide.decoder.correction.parameters(), lr=1e-3)
+    truth = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(9)) * 2 - 1
+    new = [p for n, p in wide.decoder.correction.named_parameters() if n == "up.0.0.weight"][0]
+    for _ in range(2):
+        optimizer.zero_grad()
+        (wide(targets, target_landmarks, driver_landmarks, warp).image - truth).abs().mean().backward()
+        optimizer.step()
+    assert new.grad[:4, 8:14].abs().sum() > 0  # the filters reading the coarser scale's new channels (8 -> 14)
+    with pytest.raises(ValueError, match="cannot grow"):
+        narrow.start_from(wide)
+
+
 def test_blend_is_exactly_the_warp_at_initialisation(one_thread) -> None:
     torch.manual_seed(0)
     generator = Generator(model_config("tiny", BLEND))

@@ -43,6 +43,7 @@ class WarpRefiner(nn.Module):
         super().__init__()
         assert len(feature_widths) == SCALES, feature_widths
         widths = [config.refine_channels * 2**j for j in range(SCALES)]  # at H, H/2, H/4, H/8
+        self.widths, self.feature_widths = widths, feature_widths
         self.down = nn.ModuleList(_block(6 if j == 0 else widths[j - 1], widths[j], 1 if j == 0 else 2)
                                   for j in range(SCALES))
         # up[j] makes the width-j features at scale j from [the coarser scale's, upsampled (or, at
@@ -53,6 +54,30 @@ class WarpRefiner(nn.Module):
         with torch.no_grad():
             self.head.weight.zero_()
             self.head.bias.zero_()
+
+    def _convs(self) -> list[tuple[nn.Conv2d, list[int]]]:
+        """Every conv with the widths of the parts its input concatenates, in order."""
+        w, f = self.widths, self.feature_widths
+        convs = [(block[0], [6 if j == 0 else w[j - 1]]) for j, block in enumerate(self.down)]
+        convs += [(block[0], w[j + 1:j + 2] + [w[j], f[SCALES - 1 - j]]) for j, block in enumerate(self.up)]
+        convs += [(block[2], [w[j]]) for blocks in (self.down, self.up) for j, block in enumerate(blocks)]
+        return [*convs, (self.head, [w[0]])]
+
+    @torch.no_grad()
+    def grow_from(self, narrow: WarpRefiner) -> None:
+        """Ours: start from a narrower refiner's weights and compute exactly its function. Each conv
+        keeps the narrow one's filters, each input part (a concatenation's parts move apart as they
+        widen) where it was; the new channels keep their fresh incoming filters and every weight that
+        reads one is zero, so they change nothing until trained (their outgoing weights learn first)."""
+        for (wide, wide_parts), (old, old_parts) in zip(self._convs(), narrow._convs(), strict=True):
+            if any(n < o for n, o in zip(wide_parts, old_parts, strict=True)) or wide.out_channels < old.out_channels:
+                raise ValueError(f"a refiner of widths {self.widths} cannot grow from one of widths {narrow.widths}")
+            out, at_wide, at_old = old.out_channels, 0, 0
+            wide.weight[:out].zero_()
+            for n, o in zip(wide_parts, old_parts, strict=True):
+                wide.weight[:out, at_wide:at_wide + o] = old.weight[:, at_old:at_old + o]
+                at_wide, at_old = at_wide + n, at_old + o
+            wide.bias[:out] = old.bias
 
     def forward(self, features: tuple[torch.Tensor, ...], landmark_image: torch.Tensor, warp_image: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

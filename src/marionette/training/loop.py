@@ -130,11 +130,13 @@ def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
 def load_init(init: Path, config: RunConfig) -> ExportedGenerator:
     """The generator export a new run starts from; one line when it is not an export or its model
     config differs from the run's in anything but image_size (ours: the weights are convolutions and
-    attention under a size-relative positional encoding, so a run at 256 px can continue one at 128)."""
+    attention under a size-relative positional encoding, so a run at 256 px can continue one at 128)
+    or a wider refiner (ours: Generator.start_from grows it, keeping the export's function)."""
     exported = load_generator(init)
     theirs, ours = to_dict(exported.model), to_dict(config.model)
+    grows = ours["correction"] == "refine" and ours["refine_channels"] > theirs["refine_channels"]
     diff = "; ".join(f"{k}: {theirs[k]} in the export, {ours[k]} in the run" for k in ours
-                     if theirs[k] != ours[k] and k != "image_size")
+                     if theirs[k] != ours[k] and k != "image_size" and not (k == "refine_channels" and grows))
     if diff:
         raise InputError(f"{init}: the export's model config differs from the run's ({diff}); set the run's "
                          "model.KEY=VALUE to the export's")
@@ -199,7 +201,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
     torch.manual_seed(config.episodes.seed)
     generator = Generator(config.model)
     if exported is not None:  # a new run started from an export: G (and so its EMA) from its weights
-        generator.load_state_dict(exported.generator.state_dict())
+        generator.start_from(exported.generator)
     generator = generator.to(device)
     discriminator = Discriminator(config.model).to(device)
     ema = copy.deepcopy(generator).eval().requires_grad_(False)
