@@ -101,11 +101,12 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path: Path, capsys: pytest.Ca
     assert "not a folder" in capsys.readouterr().err
     assert main(["preprocess", str(tmp_path), str(tmp_path / "out"), "--set", "max_frame=3"]) == 2
     assert "max_frame=3: unknown PreprocessConfig setting" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:  # argparse's usage error
-        main(["preprocess", str(tmp_path), str(tmp_path / "out"), "--device", "gpu"])
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and err.count("\n") == 0
-    assert "--device: gpu: must be one of auto, cpu, cuda, cuda:N, mps" in err
+    for command in (["preprocess", str(tmp_path), str(tmp_path / "out")], ["bench", "model"]):  # one device rule
+        with pytest.raises(SystemExit) as e:  # argparse's usage error
+            main([*command, "--device", "gpu"])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and err.count("\n") == 0
+        assert "--device: gpu: must be one of auto, cpu, cuda, cuda:N, mps" in err
 
 
 @pytest.mark.subprocess

@@ -433,8 +433,8 @@ COMMANDS: tuple[Command, ...] = (
             default="1"),
         Arg("--precision", "model: comma list of fp32, bf16, fp16 (weights and inputs cast; on CPUs without native "
             "bf16 a paper-preset frame takes minutes)", default="fp32"),
-        Arg("--device", "model: where to run; preprocess: where the face mesh runs", choices=("cpu", "cuda", "mps"),
-            default="cpu"),
+        Arg("--device", "model: where to run; preprocess: where the face mesh runs: auto (cuda, else mps, else cpu), "
+            "cpu, cuda, cuda:N, mps (default: cpu)", type=_device, default="cpu"),
         Arg("--rounds", "model: interleaved timing rounds (median)", type=_count(1, 10000), default=15),
         Arg("--out", "model, train: also write the report to this markdown file"),
         Arg("--data", "train: dataset made by `marionette preprocess` at one of the sizes (None: synthetic clips)"),

@@ -16,6 +16,7 @@ a final run over the merged folder (nothing left to do) writes the manifest of t
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -159,9 +160,11 @@ def _worker_init(parent: int) -> None:
     os.close(devnull)
 
 
-def _run_job(args: tuple[ClipJob, Path, Path, PreprocessConfig, str, str]) -> ClipResult:
-    """`process_clip` of (job, src_root, out_root, config, backend, device)."""
-    if args[4] == "mediapipe":  # the backend
+def _run_job(job: ClipJob, src_root: Path, out_root: Path, config: PreprocessConfig, backend: str,
+             device: str) -> ClipResult:
+    """`process_clip`, in a worker or not (the pool maps a partial of it over the jobs)."""
+    args = (job, src_root, out_root, config, backend, device)
+    if backend == "mediapipe":
         return process_clip(*args)
     # the torch face mesh's last digits depend on torch's thread count (0.007 px between 1 and 2 threads):
     # every clip is landmarked on one thread, in a worker or not, so that shards made anywhere are the same bytes
@@ -221,10 +224,10 @@ def preprocess(src: Path, out: Path, config: PreprocessConfig, workers: int = 2,
     todo = [j for j in jobs[index::count] if j.clip_id not in failures and not clip_path(out, j.clip_id).is_file()]
     frames, start = 0, time.perf_counter()
     bar = tqdm(total=len(todo), unit="clip", desc="preprocess", disable=not progress or not todo)
-    args = [(j, src, out, config, backend, where) for j in todo]
+    run = functools.partial(_run_job, src_root=src, out_root=out, config=config, backend=backend, device=where)
     pool = mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(os.getpid(),)) if workers > 1 and len(todo) > 1 else None
     try:
-        results = pool.imap_unordered(_run_job, args) if pool else map(_run_job, args)
+        results = pool.imap_unordered(run, todo) if pool else map(run, todo)
         with failures_path.open("a") as log:
             for result in results:
                 frames += result.source_frames

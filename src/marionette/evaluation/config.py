@@ -72,7 +72,7 @@ class EvalConfig(Settings):
     videos: bool = setting(True,
                            "also render each episode's whole driver clip: motion fidelity, stillness,"
                            " video_psnr, video walls")
-    device: str = device_setting()
+    device: str = device_setting(tracks=False)  # the dataset's meshes: nothing tracked
     precision: str = precision_setting()
     inputs: bool = setting(False, "also write every episode's targets and driver under inputs/, for other tools")
     external: tuple[str, ...] = setting((),

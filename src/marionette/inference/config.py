@@ -38,11 +38,13 @@ DEVICE_RULE = Rule(lambda v: isinstance(v, str) and re.fullmatch(r"auto|cpu|mps|
 PRECISION_RULE = Rule(lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS))
 
 
-def device_setting() -> str:
-    """The `device` setting of every command that runs the neural renderer (and tracks a driver)."""
-    return setting("auto", "where the neural renderer and the driver's face mesh run: auto (cuda, else mps, else cpu), "
-                   "cpu, cuda, cuda:N, mps (warp, copy: CPU only; a GPU tracks with the torch mesh unless MARIONETTE_FACE_MESH=mediapipe)",
-                   DEVICE_RULE)
+def device_setting(tracks: bool = True) -> str:
+    """The `device` setting of every command that runs the neural renderer; `tracks`: the command also
+    tracks a driver's face mesh there."""
+    where = ("the neural renderer and the driver's face mesh run" if tracks else "the neural renderer runs")
+    gpu_mesh = "; a GPU tracks with the torch mesh unless MARIONETTE_FACE_MESH=mediapipe" if tracks else ""
+    return setting("auto", f"where {where}: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps (warp, copy: CPU "
+                   f"only{gpu_mesh})", DEVICE_RULE)
 
 
 def precision_setting() -> str:

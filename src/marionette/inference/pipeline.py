@@ -6,7 +6,7 @@ track its face mesh, smooth it, move its motion onto the target's face (landmark
 raw landmarks), render, paste back into the target photo. `record` marks each frame as synthetic
 and writes it. Decoding, tracking, rendering and writing overlap, each in a thread of its own
 (a frame is tracked while the one before it is rendered; a file driver's frames are tracked
-MESH_BATCH at a time, a webcam's one by one). A driver whose face is tracked already
+MESH_BATCH at a time where the face mesh runs on a GPU, else one by one). A driver whose face is tracked already
 (a dataset clip's meshes, `TrackedDriver`) is driven and rendered the same way. Preprocessing
 (face mesh, crop) is the one the dataset builder uses, so crops match between training and use.
 """
@@ -245,9 +245,11 @@ class ReenactPipeline:
             assert not self.config.side_by_side, "side_by_side needs the driver's frames"
             yield from self._finish(self._render_tracked(driver, stats), stats)
             return
-        chunk = 1 if driver.live else MESH_BATCH  # frames per tracking call: a webcam's one by one, adding no delay
         with FaceMesh(video=True, max_faces=max(2, self.config.driver_face + 1), device=self.config.device) as tracker, \
                 Stages() as stages:
+            # frames per tracking call: MESH_BATCH on a GPU (one batched detection); on the CPU batching buys nothing
+            # (docs/face_mesh.md) and would delay the first frame, and a webcam's must add no delay: one by one
+            chunk = MESH_BATCH if tracker.device != "cpu" and not driver.live else 1
             decoded = stages.start(self._decode(driver, stats), depth=max(stages.depth, chunk))  # the next chunk decodes meanwhile
             tracked = stages.start(self._track(decoded, tracker, driver.fps, chunk, stats))
             yield from self._finish(stages.start(self._render(tracked, driver, stats)), stats)
