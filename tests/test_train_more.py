@@ -82,3 +82,11 @@ def test_train_more_replaces_the_shipped_generator_only_when_better(train_datase
 def test_decide_needs_a_psnr_gain_and_a_lower_l1(candidate: tuple[float, float], replaced: bool) -> None:
     psnr, l1 = candidate
     assert decide({"psnr": psnr, "l1": l1}, {"psnr": 30.0, "l1": 0.0300}, min_gain_db=0.01)[0] is replaced
+
+
+def test_decide_refuses_a_lower_mouth_psnr_at_any_k() -> None:
+    shipped = {"psnr": 30.0, "l1": 0.0300, "psnr_mouth_k1": 25.0, "psnr_mouth_k8": 28.0}
+    better = {"psnr": 30.05, "l1": 0.0299, "psnr_mouth_k1": 25.2, "psnr_mouth_k8": 28.0}
+    assert decide(better, shipped, min_gain_db=0.01)[0] is True
+    replaced, why = decide({**better, "psnr_mouth_k8": 27.9}, shipped, min_gain_db=0.01)
+    assert replaced is False and "mouth PSNR is lower (K = 8: 27.9000 vs 28.0000 dB)" in why

@@ -129,6 +129,10 @@ def test_validation_scores_a_generator_of_another_size_as_the_renderer_uses_it(d
     validator = Validator(dataset_128, "val", 4, 2, 0, 4)
     scores = validator(generator, torch.device("cpu"))
     assert scores["val/psnr"] == pytest.approx(scores["warp/psnr"], abs=1e-9)
+    assert scores["val/psnr_mouth"] == pytest.approx(scores["warp/psnr_mouth"], abs=1e-9)
+    # the mouth box holds fewer pixels than the frame: its PSNR differs from the whole frame's
+    assert abs(scores["warp/psnr_mouth"] - scores["warp/psnr"]) > 0.1
     with torch.no_grad():  # a correction that is not zero moves the scores
         generator.decoder.correction.head.bias.add_(0.1)
-    assert validator(generator, torch.device("cpu"))["val/psnr"] < scores["warp/psnr"] - 0.1
+    moved = validator(generator, torch.device("cpu"))
+    assert moved["val/psnr"] < scores["warp/psnr"] - 0.1 and moved["val/psnr_mouth"] < scores["warp/psnr_mouth"] - 0.1

@@ -314,7 +314,12 @@ MIN_BOX = 16  # smallest box side, pixels (the perceptual network pools twice)
 def region_boxes(mesh: np.ndarray, region: str, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
     """(x0, y0, x1, y1) pixel boxes of `region` ("mouth" or "eyes") around a (478, 3) mesh's
     68-point groups, padded, at least MIN_BOX wide, inside an image of `shape`."""
-    points = mesh_to_ibug68(mesh)[:, :2]
+    return landmark_boxes(mesh_to_ibug68(mesh), region, shape)
+
+
+def landmark_boxes(landmarks: np.ndarray, region: str, shape: tuple[int, ...]) -> list[tuple[int, int, int, int]]:
+    """`region_boxes` around (68, >=2) points (what a training episode carries)."""
+    points = np.asarray(landmarks)[:, :2]
     boxes = []
     for group in REGIONS[region]:
         lo, hi = points[group].min(0), points[group].max(0)

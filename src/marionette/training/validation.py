@@ -16,12 +16,12 @@ from torch.utils.data import default_collate
 
 from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import Episode, EpisodeDataset
-from marionette.evaluation.metrics import Sample, Tools, measure_sample, summarize
+from marionette.evaluation.metrics import Sample, Tools, landmark_boxes, measure_sample, psnr, summarize
 from marionette.landmarks.render import render_landmarks
 from marionette.media import atomic_path
 from marionette.tensors import to_tensor, to_uint8
 
-METRICS = ("l1", "psnr", "ssim")
+METRICS = ("l1", "psnr", "ssim")  # and psnr_mouth: the evaluation's mouth box around the driver's landmarks
 
 
 class Validator:
@@ -38,13 +38,20 @@ class Validator:
         return [default_collate([self.dataset[key] for key in self.keys[i:i + self.batch_size]])
                 for i in range(0, len(self.keys), self.batch_size)]
 
-    def _score(self, outputs: list[torch.Tensor], truths: list[torch.Tensor]) -> dict[str, float]:
-        records = [measure_sample(Sample(mode="self", output=to_uint8(o), truth=to_uint8(t)), METRICS, self.tools)
-                   for o, t in zip(outputs, truths, strict=True)]
+    def _score(self, outputs: list[torch.Tensor], truths: list[torch.Tensor], landmarks: list[torch.Tensor]
+               ) -> dict[str, float]:
+        """Means of METRICS and psnr_mouth over (3, S, S) outputs and truths, landmarks (68, 3) the driver's."""
+        records = []
+        for output, truth, points in zip(outputs, truths, landmarks, strict=True):
+            o, t = to_uint8(output), to_uint8(truth)  # (S, S, 3)
+            record = measure_sample(Sample(mode="self", output=o, truth=t), METRICS, self.tools)
+            (x0, y0, x1, y1), = landmark_boxes(points.numpy(), "mouth", t.shape)
+            record["psnr_mouth"] = psnr(o[y0:y1, x0:x1], t[y0:y1, x0:x1])
+            records.append(record)
         return summarize(records)
 
     def _score_baselines(self) -> dict[str, float]:
-        first, nearest, warped, truths = [], [], [], []
+        first, nearest, warped, truths, landmarks = [], [], [], [], []
         for batch in self.batches():
             offsets = batch.target_landmarks[..., :2] - batch.driver_landmarks[:, None, :, :2]  # (B, K, 68, 2)
             pick = offsets.norm(dim=-1).mean(dim=-1).argmin(dim=1)  # (B,) target nearest the driver's pose
@@ -52,9 +59,10 @@ class Validator:
             nearest += list(batch.target_images[torch.arange(len(pick)), pick])
             warped += list(batch.warp_image)
             truths += list(batch.driver_image)
-        return {**{f"copy_first/{k}": v for k, v in self._score(first, truths).items()},
-                **{f"copy_nearest/{k}": v for k, v in self._score(nearest, truths).items()},
-                **{f"warp/{k}": v for k, v in self._score(warped, truths).items()}}
+            landmarks += list(batch.driver_landmarks)
+        return {**{f"copy_first/{k}": v for k, v in self._score(first, truths, landmarks).items()},
+                **{f"copy_nearest/{k}": v for k, v in self._score(nearest, truths, landmarks).items()},
+                **{f"warp/{k}": v for k, v in self._score(warped, truths, landmarks).items()}}
 
     @staticmethod
     def _generate(generator: torch.nn.Module, batch: Episode, device: torch.device) -> torch.Tensor:
@@ -87,12 +95,14 @@ class Validator:
 
     @torch.no_grad()
     def __call__(self, generator: torch.nn.Module, device: torch.device) -> dict[str, float]:
-        """{val/l1, val/psnr, val/ssim, copy_first/..., copy_nearest/..., warp/...} of `generator` (eval mode)."""
-        outputs, truths = [], []
+        """{val/l1, val/psnr, val/ssim, val/psnr_mouth, copy_first/..., copy_nearest/..., warp/...} of
+        `generator` (eval mode)."""
+        outputs, truths, landmarks = [], [], []
         for batch in self.batches():
             outputs += list(self._generate(generator, batch, device))
             truths += list(batch.driver_image)
-        return {**{f"val/{k}": v for k, v in self._score(outputs, truths).items()}, **self.baselines}
+            landmarks += list(batch.driver_landmarks)
+        return {**{f"val/{k}": v for k, v in self._score(outputs, truths, landmarks).items()}, **self.baselines}
 
     @torch.no_grad()
     def sample_grid(self, generator: torch.nn.Module, device: torch.device, rows: int = 4) -> np.ndarray:
