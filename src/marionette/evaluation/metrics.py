@@ -338,8 +338,12 @@ def _crops(image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> list[np
 
 def region_psnr(s: Sample, region: str) -> float:
     """PSNR over the pixels of the region's boxes (both eyes pooled)."""
-    boxes = region_boxes(s.truth_mesh, region, s.truth.shape)
-    out, truth = _crops(s.output, boxes), _crops(s.truth, boxes)
+    return boxes_psnr(s.output, s.truth, region_boxes(s.truth_mesh, region, s.truth.shape))
+
+
+def boxes_psnr(output: np.ndarray, truth: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> float:
+    """PSNR over the pixels of `boxes` (x0, y0, x1, y1) of two (S, S, 3) uint8 images, pooled."""
+    out, truth = _crops(output, boxes), _crops(truth, boxes)
     return psnr(np.concatenate([o.reshape(-1, 3) for o in out]), np.concatenate([t.reshape(-1, 3) for t in truth]))
 
 

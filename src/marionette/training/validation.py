@@ -16,7 +16,7 @@ from torch.utils.data import default_collate
 
 from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import Episode, EpisodeDataset
-from marionette.evaluation.metrics import Sample, Tools, landmark_boxes, measure_sample, psnr, summarize
+from marionette.evaluation.metrics import Sample, Tools, boxes_psnr, landmark_boxes, measure_sample, summarize
 from marionette.landmarks.render import render_landmarks
 from marionette.media import atomic_path
 from marionette.tensors import to_tensor, to_uint8
@@ -45,8 +45,7 @@ class Validator:
         for output, truth, points in zip(outputs, truths, landmarks, strict=True):
             o, t = to_uint8(output), to_uint8(truth)  # (S, S, 3)
             record = measure_sample(Sample(mode="self", output=o, truth=t), METRICS, self.tools)
-            (x0, y0, x1, y1), = landmark_boxes(points.numpy(), "mouth", t.shape)
-            record["psnr_mouth"] = psnr(o[y0:y1, x0:x1], t[y0:y1, x0:x1])
+            record["psnr_mouth"] = boxes_psnr(o, t, landmark_boxes(points.numpy(), "mouth", t.shape))
             records.append(record)
         return summarize(records)
 
