@@ -97,13 +97,14 @@ def test_hinge_losses_have_the_right_signs() -> None:
 
 def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
     torch.manual_seed(0)
-    c = model_config("tiny")
+    c = override(model_config("tiny"), dict(mouth_disc_channels=4))
     d = Discriminator(c)
     _, _, driver_landmarks, driver = episode
     fake = driver.flip(-1)
     with caplog.at_level(logging.WARNING):
         weighted = random_objective(d, adversarial_weight=0.5, feature_matching_weight=2.0, perceptual_weight=3.0,
-                                    face_perceptual_weight=4.0, pixel_weight=5.0, region_weight=6.0)
+                                    face_perceptual_weight=4.0, pixel_weight=5.0, region_weight=6.0,
+                                    mouth_adversarial_weight=7.0)
     assert "perceptual_weights=random" in caplog.text and "face_weights=random" in caplog.text
     torch.manual_seed(1)
     with torch.no_grad():
@@ -111,22 +112,26 @@ def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
         losses = weighted.generator_step(fake, driver, driver_landmarks, landmarks=face_points(2))
     terms = losses.as_dict()
     assert set(terms) == {"G/total", "G/adversarial", "G/feature_matching", "G/perceptual", "G/face_perceptual",
-                          "G/pixel", "G/painted", "G/region"}
+                          "G/pixel", "G/painted", "G/region", "G/mouth_adversarial"}
     assert losses.pixel.item() == pytest.approx((fake - driver).abs().mean().item(), rel=1e-6)
     assert terms["G/painted"] == 0  # no painted image: the warp-guided blend's term
-    assert all(v > 0 for k, v in terms.items() if k not in ("G/adversarial", "G/total", "G/painted"))
+    assert all(v > 0 for k, v in terms.items()
+               if k not in ("G/adversarial", "G/mouth_adversarial", "G/total", "G/painted"))
     expected = (0.5 * losses.adversarial + 2 * losses.feature_matching + 3 * losses.perceptual
-                + 4 * losses.face_perceptual + 5 * losses.pixel + 6 * losses.region)
+                + 4 * losses.face_perceptual + 5 * losses.pixel + 6 * losses.region + 7 * losses.mouth_adversarial)
     assert losses.total.item() == pytest.approx(expected.item(), rel=1e-5)
     with torch.no_grad():
         same = weighted.generator_step(driver, driver, driver_landmarks, landmarks=face_points(2))
     assert same.feature_matching == 0 and same.perceptual == 0 and same.face_perceptual == 0 and same.pixel == 0
     assert same.region == 0
-    with pytest.raises(ValueError, match="region_weight > 0 needs the driver's landmarks"):
+    with pytest.raises(ValueError, match="_weight > 0 needs the driver's landmarks"):
         weighted.generator_step(fake, driver, driver_landmarks)
-    d_terms = weighted.discriminator_step(driver, fake, driver_landmarks).as_dict()
-    assert set(d_terms) == {"D/total", "D/real", "D/fake"}
-    assert d_terms["D/total"] == pytest.approx(0.5 * (d_terms["D/real"] + d_terms["D/fake"]), rel=1e-5)
+    d_terms = weighted.discriminator_step(driver, fake, driver_landmarks, face_points(2)).as_dict()
+    assert set(d_terms) == {"D/total", "D/real", "D/fake", "D/mouth_real", "D/mouth_fake"}
+    assert d_terms["D/total"] == pytest.approx(0.5 * (d_terms["D/real"] + d_terms["D/fake"])
+                                               + 7 * (d_terms["D/mouth_real"] + d_terms["D/mouth_fake"]), rel=1e-5)
+    with pytest.raises(ValueError, match="mouth_adversarial_weight > 0 needs the driver's landmarks"):
+        weighted.discriminator_step(driver, fake, driver_landmarks)
 
 
 def test_face_term_off_is_logged_and_zero(episode, caplog) -> None:
@@ -166,3 +171,39 @@ def test_an_objective_without_discriminator_terms_never_runs_it(episode) -> None
     losses = objective.generator_step(driver.flip(-1), driver, driver_landmarks)
     assert not objective.uses_discriminator and calls == []
     assert losses.adversarial == 0 and losses.feature_matching == 0 and losses.pixel > 0
+
+
+def test_the_mouth_discriminator_scores_the_mouth_alone_and_learns_teeth_from_a_dark_slot() -> None:
+    """The mouth's patch D (ours): without whole-image terms only it runs; G's term reaches the
+    output inside the mouth's crop and nowhere else; trained a few dozen steps it tells a mouth
+    with teeth from the same mouth as a dark slot (what the warp draws), which the whole-image D
+    never learned on CPU."""
+    torch.manual_seed(0)
+    d = Discriminator(override(model_config("tiny"), dict(mouth_disc_channels=8)))
+    whole = []
+    d.stem.register_forward_hook(lambda *_: whole.append(1))
+    objective = random_objective(d, adversarial_weight=0, feature_matching_weight=0, mouth_adversarial_weight=1.0)
+    points = face_points(4)
+    background = torch.rand(4, 3, SIZE, SIZE) * 0.4 - 0.2
+    teeth = background.clone()
+    teeth[:, :, 41:48, 25:40] = torch.tensor([0.9, 0.9, 0.8]).view(3, 1, 1)  # a white row of teeth ...
+    teeth[:, :, 44, 25:40] = -0.6  # ... parted by the dark line between the jaws
+    slot = background.clone()
+    slot[:, :, 41:48, 25:40] = -0.9  # the warp's dark mouth
+    landmark_image = torch.zeros(4, 3, SIZE, SIZE)
+
+    fake = slot.clone().requires_grad_(True)
+    losses = objective.generator_step(fake, teeth, landmark_image, landmarks=points)
+    (grad,) = torch.autograd.grad(losses.mouth_adversarial, fake)
+    assert whole == [] and losses.mouth_adversarial.requires_grad
+    assert grad[:, :, 40:49, 24:41].abs().sum() > 0 and grad[:, :, :20].abs().sum() == 0  # eyes, brow: untouched
+
+    optimizer = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    for _ in range(60):
+        optimizer.zero_grad()
+        d_losses = objective.discriminator_step(teeth, slot, landmark_image, points)
+        d_losses.total.backward()
+        optimizer.step()
+    assert whole == [] and d_losses.real_score is None
+    scores = objective.discriminator_step(teeth, slot, landmark_image, points)
+    assert (scores.mouth_real_score.mean(1) > 0).all() and (scores.mouth_fake_score.mean(1) < 0).all()

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from marionette.cli import main
+from marionette.config import SettingError
 from marionette.model.config import LossConfig
 from marionette.model.discriminator import Discriminator
 from marionette.model.losses import build_objective
@@ -54,3 +55,11 @@ def test_dry_run_prints_the_resolved_config(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit):  # the old spelling, KEY=VALUE words, is a clear usage error
         main(["train", "--config", "cpu", "--data", "none", "--run", "none", "steps=3"])
     assert "--set KEY=VALUE" in capsys.readouterr().err
+
+
+def test_the_mouth_adversarial_term_needs_the_mouth_discriminator() -> None:
+    with pytest.raises(SettingError, match="model.mouth_disc_channels"):
+        run_config("warp-cpu", ["loss.mouth_adversarial_weight=0.5"])
+    config = run_config("warp-cpu", ["loss.mouth_adversarial_weight=0.5", "model.mouth_disc_channels=16"])
+    objective = build_objective(config.loss, Discriminator(config.model))
+    assert objective.uses_discriminator and not objective.uses_image_discriminator

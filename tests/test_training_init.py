@@ -88,6 +88,10 @@ def test_a_run_may_widen_the_refiner_of_its_export_but_not_narrow_it(tmp_path: P
     assert load_init(tmp_path / "g.safetensors", wider).model.refine_channels == 4  # the run grows it (test_warp_guided)
     with pytest.raises(InputError, match="refine_channels: 4 in the export, 2 in the run"):
         load_init(tmp_path / "g.safetensors", run_config("tiny", [*refine, "model.refine_channels=2"]))
+    # the discriminator starts fresh, so its sizes are the run's own (a mouth D added to a run from the export)
+    mouth = run_config("tiny", [*refine, "model.mouth_disc_channels=8", "model.disc_channels=4",
+                                "loss.mouth_adversarial_weight=1"])
+    assert load_init(tmp_path / "g.safetensors", mouth).model.mouth_disc_channels == 0
 
 
 def test_a_resumed_run_ignores_init_and_stays_exact(train_dataset: Path, source: Path, tmp_path: Path,
@@ -136,3 +140,20 @@ def test_validation_scores_a_generator_of_another_size_as_the_renderer_uses_it(d
         generator.decoder.correction.head.bias.add_(0.1)
     moved = validator(generator, torch.device("cpu"))
     assert moved["val/psnr"] < scores["warp/psnr"] - 0.1 and moved["val/psnr_mouth"] < scores["warp/psnr_mouth"] - 0.1
+
+
+def test_the_discriminator_warms_up_alone_then_the_generator_learns(train_dataset: Path, source: Path,
+                                                                    tmp_path: Path) -> None:
+    """d_warmup_steps (ours): a run from an export with the mouth's patch D; during the warm-up D's
+    losses are logged and G keeps the export's weights; after it G moves."""
+    mouth = ["model.mouth_disc_channels=4", "loss.mouth_adversarial_weight=1", "d_warmup_steps=2", "lr_g=1e-2"]
+    run = tmp_path / "warm"
+    train(train_dataset, run, run_config("tiny", [*BASE, *mouth, "steps=2"]), progress=False, init=source)
+    start, warmed = weights(source), weights(export(run))
+    assert all(torch.allclose(warmed[k], start[k], atol=1e-5) for k in start)
+    train(train_dataset, run, run_config("tiny", [*BASE, *mouth, "steps=3"]), progress=False)
+    lines = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [("D/mouth_fake" in line, "G/total" in line) for line in lines] == [(True, False), (True, False),
+                                                                               (True, True)]
+    moved = weights(export(run))
+    assert not all(torch.allclose(moved[k], start[k], atol=1e-5) for k in start)

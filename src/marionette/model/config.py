@@ -35,6 +35,10 @@ class ModelConfig(Settings):
     disc_channels: int = setting(64, "discriminator width at full resolution; doubles per halving (ours)",
                                  between(1, 1024))
     disc_max_channels: int = setting(512, "cap on any discriminator width (ours)", between(1, 4096))
+    mouth_disc_channels: int = setting(0,
+                                       "ours: width of a patch discriminator on the driver's mouth crop; doubles"
+                                       " per halving (0 = none)",
+                                       between(0, 256))
     warp_guided: bool = setting(False, "ours: E_x also sees the warp renderer's image and Q corrects it")
     correction: str = setting("residual",
                               'ours, warp-guided: Q\'s gated residual on the warp, "blend" of it with Q\'s painting,',
@@ -122,3 +126,7 @@ class LossConfig(Settings):
                                    "ours: pixel L1 + perceptual on crops around the driver's mouth and eyes"
                                    " (losses.py)",
                                    at_least(0))
+    mouth_adversarial_weight: float = setting(0.0,
+                                              "ours: hinge GAN term of the mouth crop's patch discriminator"
+                                              " (needs model.mouth_disc_channels > 0)",
+                                              at_least(0))

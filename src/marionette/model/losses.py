@@ -13,7 +13,9 @@ scaled by `painted_weight`, so that the parts upstream of it learn from the firs
 the blend mask does. `region_weight` (ours) adds pixel L1 and perceptual terms on crops around the
 driver's mouth and eyes (from its 68 landmarks), where the warp is most wrong and the whole-image
 terms, averaged over a face, hardly see it. With adversarial_weight and feature_matching_weight both
-0 the discriminator is never run (`uses_discriminator`): no D step, no D pass in the G step.
+0 the whole-image discriminator is never run. `mouth_adversarial_weight` (ours) adds the hinge term of
+D's patch discriminator on the driver's mouth crop (and its landmark image's); with no D term at all
+there is no D step (`uses_discriminator`).
 `perceptual_scale` < 1 (ours) runs the whole-image VGG terms on images resized by that factor: at
 0.5 a quarter of their cost, the larger share of a CPU step; the region crops keep the full detail
 of the mouth and eyes.
@@ -35,15 +37,20 @@ from marionette.model.vgg import VGGFeatures, load_vgg19, load_vgg_face
 
 @dataclass(frozen=True)
 class DiscriminatorLosses:
-    total: torch.Tensor  # real + fake, scaled by adversarial_weight
-    real: torch.Tensor  # mean relu(1 - D(real))
+    total: torch.Tensor  # real + fake scaled by adversarial_weight, + the mouth's scaled by mouth_adversarial_weight
+    real: torch.Tensor  # mean relu(1 - D(real)); 0 without the whole-image terms
     fake: torch.Tensor  # mean relu(1 + D(fake))
-    real_score: torch.Tensor  # (B,) D(real), detached: for the training's diagnostics, not a loss
-    fake_score: torch.Tensor  # (B,) D(fake), detached
+    real_score: torch.Tensor | None  # (B,) D(real), detached: for the training's diagnostics, not a loss; None if not run
+    fake_score: torch.Tensor | None  # (B,) D(fake), detached
+    mouth_real: torch.Tensor | None = None  # ours: the same on the mouth crops (per patch); None without the mouth's D
+    mouth_fake: torch.Tensor | None = None
+    mouth_real_score: torch.Tensor | None = None  # (B, P) detached
+    mouth_fake_score: torch.Tensor | None = None
 
     def as_dict(self) -> dict[str, float]:
         """The losses by name (not the scores)."""
-        return {f"D/{name}": float(getattr(self, name).detach()) for name in ("total", "real", "fake")}
+        return {f"D/{name}": float(getattr(self, name).detach())
+                for name in ("total", "real", "fake", "mouth_real", "mouth_fake") if getattr(self, name) is not None}
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,7 @@ class GeneratorLosses:
     pixel: torch.Tensor  # mean absolute pixel difference, unweighted (ours; weight 0 by default)
     painted: torch.Tensor  # ours: the reconstruction terms (weighted) on the blend's painted image; zero without one
     region: torch.Tensor  # ours: pixel L1 + perceptual on the mouth and eye crops, unweighted; zero when region_weight is 0
+    mouth_adversarial: torch.Tensor  # ours: -mean over the mouth crop's patches of D(fake), unweighted; zero when off
 
     def as_dict(self) -> dict[str, float]:
         return {f"G/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
@@ -67,12 +75,13 @@ REGIONS = (MOUTH, RIGHT_EYE, LEFT_EYE)
 REGION_SCALE, REGION_SIZE = 1.6, 48
 
 
-def region_crops(images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-    """images (B, 3, S, S), landmarks (B, 68, >=2) in crop pixels -> the REGIONS' crops
-    (B·len(REGIONS), 3, REGION_SIZE, REGION_SIZE), bilinear, region-major within each image."""
+def region_crops(images: torch.Tensor, landmarks: torch.Tensor,
+                 regions: tuple[list[int], ...] | tuple[tuple[int, ...], ...] = REGIONS) -> torch.Tensor:
+    """images (B, 3, S, S), landmarks (B, 68, >=2) in crop pixels -> the crops of `regions` (point
+    groups) (B·len(regions), 3, REGION_SIZE, REGION_SIZE), bilinear, region-major within each image."""
     b, size = images.shape[0], images.shape[-1]
     thetas = []
-    for indices in REGIONS:
+    for indices in regions:
         points = landmarks[:, indices, :2].float()  # (B, n, 2)
         low, high = points.amin(dim=1), points.amax(dim=1)  # (B, 2)
         centre = (low + high) / 2 / size * 2 - 1  # (B, 2) in grid units
@@ -82,7 +91,7 @@ def region_crops(images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         thetas.append(theta)
     theta = torch.stack(thetas, dim=1).flatten(0, 1)  # (B·R, 2, 3)
     grid = F.affine_grid(theta, [theta.shape[0], 3, REGION_SIZE, REGION_SIZE], align_corners=False)
-    repeated = images.unsqueeze(1).expand(b, len(REGIONS), *images.shape[1:]).flatten(0, 1)  # (B·R, 3, S, S)
+    repeated = images.unsqueeze(1).expand(b, len(regions), *images.shape[1:]).flatten(0, 1)  # (B·R, 3, S, S)
     return F.grid_sample(repeated, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -114,33 +123,65 @@ class Objective:
         self.face_perceptual = face_perceptual
 
     @property
-    def uses_discriminator(self) -> bool:
-        """Whether any term needs D (else the D step and the G step's D passes are skipped)."""
+    def uses_image_discriminator(self) -> bool:
+        """Whether a term needs the whole-image D."""
         return self.config.adversarial_weight > 0 or self.config.feature_matching_weight > 0
 
-    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, landmark_image: torch.Tensor
-                           ) -> DiscriminatorLosses:
-        """real, fake (B, 3, H, W) images, landmark_image (B, 3, H, W) the driver's; fake is detached."""
-        real_score = self.discriminator(real, landmark_image).score  # (B,)
-        fake_score = self.discriminator(fake.detach(), landmark_image).score  # (B,)
-        loss_real, loss_fake = hinge_discriminator(real_score, fake_score)
-        return DiscriminatorLosses(total=self.config.adversarial_weight * (loss_real + loss_fake),
-                                   real=loss_real, fake=loss_fake, real_score=real_score.detach(),
-                                   fake_score=fake_score.detach())
+    @property
+    def uses_discriminator(self) -> bool:
+        """Whether any term needs D, whole-image or the mouth's (else there is no D step)."""
+        return self.uses_image_discriminator or self.config.mouth_adversarial_weight > 0
+
+    def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, landmark_image: torch.Tensor,
+                           landmarks: torch.Tensor | None = None) -> DiscriminatorLosses:
+        """real, fake (B, 3, H, W) images, landmark_image (B, 3, H, W) the driver's; fake is detached;
+        landmarks (B, 68, 3) the driver's in crop pixels (needed when mouth_adversarial_weight > 0)."""
+        c = self.config
+        total = loss_real = loss_fake = real.new_zeros(())
+        real_score = fake_score = None
+        if self.uses_image_discriminator:
+            real_score = self.discriminator(real, landmark_image).score  # (B,)
+            fake_score = self.discriminator(fake.detach(), landmark_image).score  # (B,)
+            loss_real, loss_fake = hinge_discriminator(real_score, fake_score)
+            total = c.adversarial_weight * (loss_real + loss_fake)
+            real_score, fake_score = real_score.detach(), fake_score.detach()
+        mouth: dict[str, torch.Tensor] = {}
+        if c.mouth_adversarial_weight > 0:
+            real_crop, fake_crop, landmark_crop = self._mouth_crops((real, fake.detach(), landmark_image), landmarks)
+            mouth_real_score = self.discriminator(real_crop, landmark_crop, part="mouth").score  # (B, P)
+            mouth_fake_score = self.discriminator(fake_crop, landmark_crop, part="mouth").score  # (B, P)
+            mouth_real, mouth_fake = hinge_discriminator(mouth_real_score, mouth_fake_score)
+            total = total + c.mouth_adversarial_weight * (mouth_real + mouth_fake)
+            mouth = dict(mouth_real=mouth_real, mouth_fake=mouth_fake, mouth_real_score=mouth_real_score.detach(),
+                         mouth_fake_score=mouth_fake_score.detach())
+        return DiscriminatorLosses(total=total, real=loss_real, fake=loss_fake, real_score=real_score,
+                                   fake_score=fake_score, **mouth)
+
+    @staticmethod
+    def _mouth_crops(images: tuple[torch.Tensor, ...], landmarks: torch.Tensor | None) -> list[torch.Tensor]:
+        """Each (B, 3, S, S) of `images` cropped to the driver's mouth: (B, 3, REGION_SIZE, REGION_SIZE)."""
+        if landmarks is None:
+            raise ValueError("loss.mouth_adversarial_weight > 0 needs the driver's landmarks")
+        return [region_crops(image, landmarks, (MOUTH,)) for image in images]
 
     def generator_step(self, fake: torch.Tensor, real: torch.Tensor, landmark_image: torch.Tensor,
                        painted: torch.Tensor | None = None, landmarks: torch.Tensor | None = None) -> GeneratorLosses:
         """fake (B, 3, H, W) from G, real (B, 3, H, W) the driver frame (ground truth), landmark_image
         its r_x; painted (B, 3, H, W) the blend correction's painted image (GeneratorOutput.painted);
-        landmarks (B, 68, 3) the driver's, in crop pixels (needed when region_weight > 0)."""
+        landmarks (B, 68, 3) the driver's, in crop pixels (needed when region_weight or mouth_adversarial_weight > 0)."""
         c = self.config
-        adversarial = feature_matching = fake.new_zeros(())
+        adversarial = feature_matching = mouth_adversarial = fake.new_zeros(())
         if self.uses_discriminator:
             self.critic.requires_grad_(False)  # the graph records D's weights as constants
             try:
-                fake_d = self.critic(fake, landmark_image)
+                if self.uses_image_discriminator:
+                    fake_d = self.critic(fake, landmark_image)
+                if c.mouth_adversarial_weight > 0:
+                    fake_crop, landmark_crop = self._mouth_crops((fake, landmark_image), landmarks)
+                    mouth_adversarial = hinge_generator(self.critic(fake_crop, landmark_crop, part="mouth").score)
             finally:
                 self.critic.requires_grad_(True)
+        if self.uses_image_discriminator:
             with torch.no_grad():
                 real_d = self.critic(real, landmark_image)
             adversarial = hinge_generator(fake_d.score)
@@ -164,10 +205,11 @@ class Objective:
                              + c.face_perceptual_weight * painted_face)
         total = (c.adversarial_weight * adversarial + c.feature_matching_weight * feature_matching
                  + c.perceptual_weight * perceptual + c.face_perceptual_weight * face_perceptual
-                 + c.pixel_weight * pixel + c.painted_weight * painted_terms + c.region_weight * region)
+                 + c.pixel_weight * pixel + c.painted_weight * painted_terms + c.region_weight * region
+                 + c.mouth_adversarial_weight * mouth_adversarial)
         return GeneratorLosses(total=total, adversarial=adversarial, feature_matching=feature_matching,
                                perceptual=perceptual, face_perceptual=face_perceptual, pixel=pixel,
-                               painted=painted_terms, region=region)
+                               painted=painted_terms, region=region, mouth_adversarial=mouth_adversarial)
 
     def _scaled(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) resized by perceptual_scale (area-averaged), as the whole-image VGG terms see it."""

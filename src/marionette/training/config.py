@@ -32,6 +32,10 @@ class TrainConfig(Settings):
                                "over the last decay_steps steps both learning rates fall linearly to 0"
                                " (pix2pix; 0 = off)",
                                at_least(0))
+    d_warmup_steps: int = setting(0,
+                                  "ours: the first N steps train the discriminator alone (G frozen), so that its"
+                                  " verdicts mean something when G starts to listen",
+                                  at_least(0))
     batch_size: int = setting(8, "episodes per step, summed over all ranks", between(1, 65536))
     lr_g: float = setting(5e-5, "Adam learning rate of the generator (NeuralHead's TTUR)", between(1e-9, 1))
     lr_d: float = setting(2e-4, "Adam learning rate of the discriminator (NeuralHead's TTUR)", between(1e-9, 1))
@@ -95,6 +99,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.episodes.cross_identity:
             raise SettingError("episodes.cross_identity=True: training needs the driver's own frame as ground truth")
+        if self.loss.mouth_adversarial_weight > 0 and self.model.mouth_disc_channels == 0:
+            raise SettingError("loss.mouth_adversarial_weight > 0 needs the mouth's discriminator: set"
+                               " model.mouth_disc_channels (e.g. 32)")
 
     def to_dict(self) -> dict[str, Any]:
         return dict(preset=self.preset, model=to_dict(self.model), loss=to_dict(self.loss), train=to_dict(self.train),

@@ -17,7 +17,8 @@ beside the losses, to see why a recipe stands still:
   painted images it is computed on (0 without them).
 - `D/real_acc`, `D/fake_acc`: the share of real frames D scores above 0 and of generated frames
   it scores below 0, in the D step (before its update); `D/real_logit`, `D/fake_logit`: their mean
-  scores. A D that separates nothing reads 0.5 and equal logits.
+  scores. A D that separates nothing reads 0.5 and equal logits. `D/mouth_real_acc` ... the same of
+  the mouth crop's patch discriminator (ours), over its patches.
 - warp-guided only: `correction/change`, the mean |output - warp| in [-1, 1] units, and
   `correction/mask`, the mean of the correction's mask (the refiner's: its mean departure).
 """
@@ -95,10 +96,18 @@ def output_gradient_norms(losses: GeneratorLosses, weights: LossConfig, image: t
 
 
 def discriminator_scores(losses: DiscriminatorLosses) -> dict[str, float]:
-    """D's accuracy on real and generated frames and its mean scores, from the D step's scores (B,)."""
-    real, fake = losses.real_score.float(), losses.fake_score.float()
-    return {"D/real_acc": float((real > 0).float().mean()), "D/fake_acc": float((fake < 0).float().mean()),
-            "D/real_logit": float(real.mean()), "D/fake_logit": float(fake.mean())}
+    """D's accuracy on real and generated frames and its mean scores, from the D step's scores (B,)
+    (`D/...`), and the same of the mouth's patch scores (B, P) (`D/mouth_...`), for the parts that ran."""
+    found = {}
+    for prefix, real, fake in (("D/", losses.real_score, losses.fake_score),
+                               ("D/mouth_", losses.mouth_real_score, losses.mouth_fake_score)):
+        if real is None or fake is None:
+            continue
+        real, fake = real.float(), fake.float()
+        found |= {f"{prefix}real_acc": float((real > 0).float().mean()),
+                  f"{prefix}fake_acc": float((fake < 0).float().mean()),
+                  f"{prefix}real_logit": float(real.mean()), f"{prefix}fake_logit": float(fake.mean())}
+    return found
 
 
 def correction_stats(output: GeneratorOutput, warp: torch.Tensor) -> dict[str, float]:

@@ -127,16 +127,21 @@ def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
         raise InputError(f"{run}: the run folder holds a different config ({'; '.join(diff)}); use a new --run")
 
 
+DISCRIMINATOR_SETTINGS = ("disc_channels", "disc_max_channels", "mouth_disc_channels")  # not in an export's weights
+
+
 def load_init(init: Path, config: RunConfig) -> ExportedGenerator:
     """The generator export a new run starts from; one line when it is not an export or its model
     config differs from the run's in anything but image_size (ours: the weights are convolutions and
     attention under a size-relative positional encoding, so a run at 256 px can continue one at 128)
-    or a wider refiner (ours: Generator.start_from grows it, keeping the export's function)."""
+    or a wider refiner (ours: Generator.start_from grows it, keeping the export's function); the
+    discriminator's sizes are the run's own (it starts fresh)."""
     exported = load_generator(init)
     theirs, ours = to_dict(exported.model), to_dict(config.model)
     grows = ours["correction"] == "refine" and ours["refine_channels"] > theirs["refine_channels"]
     diff = "; ".join(f"{k}: {theirs[k]} in the export, {ours[k]} in the run" for k in ours
-                     if theirs[k] != ours[k] and k != "image_size" and not (k == "refine_channels" and grows))
+                     if theirs[k] != ours[k] and k not in ("image_size", *DISCRIMINATOR_SETTINGS)
+                     and not (k == "refine_channels" and grows))
     if diff:
         raise InputError(f"{init}: the export's model config differs from the run's ({diff}); set the run's "
                          "model.KEY=VALUE to the export's")
@@ -211,7 +216,9 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
 
     # Separate DDP wrappers for G and D (each syncs its own gradients); the raw modules are saved.
     g_train = DistributedDataParallel(generator) if world > 1 else generator
-    d_train = DistributedDataParallel(discriminator) if world > 1 else discriminator
+    # a D step may run only one of D's parts (the mouth's patch D without the whole-image terms)
+    d_train = (DistributedDataParallel(discriminator, find_unused_parameters=discriminator.mouth is not None)
+               if world > 1 else discriminator)
     # Built before resuming, so "random" perceptual weights come from the same seed in a resumed run.
     objective = build_objective(config.loss, d_train)  # perceptual weights: "random"/"none" log a warning
     objective.perceptual.to(device)
@@ -258,10 +265,10 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
             now = time.perf_counter()
             d_terms = result.d_losses.as_dict() if result.d_losses is not None else {}
             stats = {"step": step, "K": result.k, "lr_scale": lr_scale, **d_terms,
-                     **result.g_losses.as_dict(), **result.diagnostics,
+                     **(result.g_losses.as_dict() if result.g_losses is not None else {}), **result.diagnostics,
                      "episodes_per_s": t.batch_size * (step - tick_step) / max(now - tick, 1e-9)}
             tick, tick_step = now, step
-            shown = {"D": stats.get("D/total"), "G": stats["G/total"], "fm": stats["G/feature_matching"],
+            shown = {"D": stats.get("D/total"), "G": stats.get("G/total"), "fm": stats.get("G/feature_matching"),
                      "ep/s": stats["episodes_per_s"]}
             bar.set_postfix({name: f"{value:.3f}" for name, value in shown.items() if value is not None})
             if distributed.is_main():  # the losses are rank 0's batch

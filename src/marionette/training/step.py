@@ -3,8 +3,9 @@ G forward -> D step (zero D's gradients, hinge loss on real vs detached fake, op
 Adam) -> G step (adversarial + feature matching + perceptual (+ pixel) through the updated D,
 whose weights are frozen for this pass, and the painted image's own terms for the warp-guided
 blend correction, and the region terms; optional clipping, Adam) -> EMA update. When no term
-needs the discriminator (adversarial and feature matching weights 0) it is never run: no D step,
-no D pass in the G step (ours: the recipe CPU runs use, at a fifth less time). On log steps it
+needs the discriminator (adversarial, feature matching and the mouth's weights 0) it is never run:
+no D step, no D pass in the G step (ours: the recipe CPU runs use, at a fifth less time). During the
+first `d_warmup_steps` (ours) only D learns: G's forward runs without a graph and there is no G step. On log steps it
 also returns the diagnostics of training/diagnostics.py. A `Clock` (the benchmark's) times its
 phases; without one nothing is timed."""
 
@@ -56,7 +57,7 @@ class Clock:
 @dataclass
 class StepResult:
     d_losses: DiscriminatorLosses | None  # None when the objective does not use D
-    g_losses: GeneratorLosses
+    g_losses: GeneratorLosses | None  # None on D's warm-up steps
     k: int  # targets per episode in this batch
     diagnostics: dict[str, float] = field(default_factory=dict)  # on diagnosed steps only
 
@@ -91,13 +92,15 @@ class TrainStep:
         target_landmarks = batch.target_landmark_images.to(d, non_blocking=True)  # (B, K, 3, S, S)
         driver_landmarks = batch.driver_landmark_image.to(d, non_blocking=True)  # (B, 3, S, S)
         real = batch.driver_image.to(d, non_blocking=True)  # (B, 3, S, S): the ground truth
+        landmarks = batch.driver_landmarks.to(d, non_blocking=True)  # (B, 68, 3) in crop pixels
         warp = batch.warp_image.to(d, non_blocking=True) if nets.generator.config.warp_guided else None  # (B, 3, S, S)
         for optimizer, lr in ((nets.opt_g, t.lr_g), (nets.opt_d, t.lr_d)):
             for group in optimizer.param_groups:
                 group["lr"] = lr * lr_scale
         found: dict[str, float] = {}
+        warmup = step < t.d_warmup_steps and self.objective.uses_discriminator  # D learns alone
 
-        with phase("G forward"), self._autocast():
+        with phase("G forward"), self._autocast(), torch.set_grad_enabled(not warmup):
             output = self.g_train(targets, target_landmarks, driver_landmarks, warp)
         fake = output.image  # (B, 3, S, S)
 
@@ -106,7 +109,7 @@ class TrainStep:
             with phase("D step"):
                 nets.opt_d.zero_grad(set_to_none=True)
                 with self._autocast():
-                    d_losses = self.objective.discriminator_step(real, fake, driver_landmarks)
+                    d_losses = self.objective.discriminator_step(real, fake, driver_landmarks, landmarks)
                 d_losses.total.backward()
             if diagnose:
                 found |= {"grad/D": diagnostics.gradient_norm(nets.discriminator),
@@ -115,12 +118,13 @@ class TrainStep:
                 if t.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(nets.discriminator.parameters(), t.grad_clip)
                 nets.opt_d.step()
+        if warmup:
+            return StepResult(d_losses=d_losses, g_losses=None, k=int(targets.shape[1]), diagnostics=found)
 
         with phase("G losses"):
             nets.opt_g.zero_grad(set_to_none=True)
             with self._autocast():
-                g_losses = self.objective.generator_step(fake, real, driver_landmarks, output.painted,
-                                                         batch.driver_landmarks.to(d, non_blocking=True))
+                g_losses = self.objective.generator_step(fake, real, driver_landmarks, output.painted, landmarks)
         if diagnose:
             found |= diagnostics.output_gradient_norms(g_losses, self.objective.config, fake, output.painted)
         with phase("G backward"):
