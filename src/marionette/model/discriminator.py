@@ -45,6 +45,7 @@ class Discriminator(nn.Module):
         if part == "mouth":
             assert self.mouth is not None, "model.mouth_disc_channels is 0"
             return self.mouth(image, landmark_image)
+        assert part == "image", part
         b = image.shape[0]
         assert image.shape == landmark_image.shape == (b, 3, self.image_size, self.image_size), image.shape
         x = self.stem(torch.cat((image, landmark_image), dim=1))  # (B, C_0, H, W)
