@@ -75,10 +75,9 @@ REGIONS = (MOUTH, RIGHT_EYE, LEFT_EYE)
 REGION_SCALE, REGION_SIZE = 1.6, 48
 
 
-def region_crops(images: torch.Tensor, landmarks: torch.Tensor,
-                 regions: tuple[list[int], ...] | tuple[tuple[int, ...], ...] = REGIONS) -> torch.Tensor:
-    """images (B, 3, S, S), landmarks (B, 68, >=2) in crop pixels -> the crops of `regions` (point
-    groups) (B·len(regions), 3, REGION_SIZE, REGION_SIZE), bilinear, region-major within each image."""
+def region_crops(images: torch.Tensor, landmarks: torch.Tensor, regions: tuple[slice, ...] = REGIONS) -> torch.Tensor:
+    """images (B, 3, S, S), landmarks (B, 68, >=2) in crop pixels -> the crops of `regions` (iBUG-68
+    point groups) (B·len(regions), 3, REGION_SIZE, REGION_SIZE), bilinear, region-major within each image."""
     b, size = images.shape[0], images.shape[-1]
     thetas = []
     for indices in regions:
@@ -128,9 +127,14 @@ class Objective:
         return self.config.adversarial_weight > 0 or self.config.feature_matching_weight > 0
 
     @property
+    def uses_mouth_discriminator(self) -> bool:
+        """Whether the mouth's adversarial term is on (ours)."""
+        return self.config.mouth_adversarial_weight > 0
+
+    @property
     def uses_discriminator(self) -> bool:
         """Whether any term needs D, whole-image or the mouth's (else there is no D step)."""
-        return self.uses_image_discriminator or self.config.mouth_adversarial_weight > 0
+        return self.uses_image_discriminator or self.uses_mouth_discriminator
 
     def discriminator_step(self, real: torch.Tensor, fake: torch.Tensor, landmark_image: torch.Tensor,
                            landmarks: torch.Tensor | None = None) -> DiscriminatorLosses:
@@ -146,7 +150,7 @@ class Objective:
             total = c.adversarial_weight * (loss_real + loss_fake)
             real_score, fake_score = real_score.detach(), fake_score.detach()
         mouth: dict[str, torch.Tensor] = {}
-        if c.mouth_adversarial_weight > 0:
+        if self.uses_mouth_discriminator:
             real_crop, fake_crop, landmark_crop = self._mouth_crops((real, fake.detach(), landmark_image), landmarks)
             mouth_real_score = self.discriminator(real_crop, landmark_crop, part="mouth").score  # (B, P)
             mouth_fake_score = self.discriminator(fake_crop, landmark_crop, part="mouth").score  # (B, P)
@@ -176,7 +180,7 @@ class Objective:
             try:
                 if self.uses_image_discriminator:
                     fake_d = self.critic(fake, landmark_image)
-                if c.mouth_adversarial_weight > 0:
+                if self.uses_mouth_discriminator:
                     fake_crop, landmark_crop = self._mouth_crops((fake, landmark_image), landmarks)
                     mouth_adversarial = hinge_generator(self.critic(fake_crop, landmark_crop, part="mouth").score)
             finally:
