@@ -142,6 +142,21 @@ def test_validation_scores_a_generator_of_another_size_as_the_renderer_uses_it(d
     assert moved["val/psnr"] < scores["warp/psnr"] - 0.1 and moved["val/psnr_mouth"] < scores["warp/psnr_mouth"] - 0.1
 
 
+def test_validation_measures_what_the_generator_draws_from_its_targets(dataset_128: Path) -> None:
+    # a warp-guided generator whose correction ignores the targets (zero at initialisation, then a
+    # constant colour shift) gains nothing from their pixels; one that paints from them (the paper's) does
+    guided = Generator(model_config("tiny", ["warp_guided=true", "correction=refine", "image_size=128"])).eval()
+    validator = Validator(dataset_128, "val", 4, 2, 0, 4, target_use=True)
+    assert validator(guided, torch.device("cpu"))["val/psnr_from_targets"] == 0.0
+    with torch.no_grad():
+        guided.decoder.correction.head.bias.add_(0.1)
+    assert validator(guided, torch.device("cpu"))["val/psnr_from_targets"] == 0.0
+    torch.manual_seed(0)
+    painter = Generator(model_config("tiny", ["image_size=128"])).eval()
+    assert abs(validator(painter, torch.device("cpu"))["val/psnr_from_targets"]) > 0.01
+    assert "val/psnr_from_targets" not in Validator(dataset_128, "val", 4, 2, 0, 4)(painter, torch.device("cpu"))
+
+
 def test_the_discriminator_warms_up_alone_then_the_generator_learns(train_dataset: Path, source: Path,
                                                                     tmp_path: Path) -> None:
     """d_warmup_steps (ours): a run from an export with the mouth's patch D; during the warm-up D's

@@ -198,7 +198,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
                     dataset.skipped, config.episodes.k_max + 1)
     sampler = EpisodeBatchSampler(len(dataset), t.batch_size // world, dataset.config, shuffle=True,
                                   num_replicas=world, rank=rank)
-    validator = (Validator(data, "val", t.val_episodes, t.val_k, config.episodes.seed, t.batch_size)
+    validator = (Validator(data, "val", t.val_episodes, t.val_k, config.episodes.seed, t.batch_size, target_use=True)
                  if distributed.is_main() and t.val_every > 0 else None)
 
     # ---- build: networks, objective (losses live outside the networks), optimizers, EMA ---------
@@ -287,8 +287,8 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
                 writer.add_scalar(key, value, step)
             plot_validation(run / "stats.jsonl", run / "val_curve.png", f"{run.name}: held-out self-reenactment")
             bar.write(f"step {step}: val L1 {scores['val/l1']:.4f} PSNR {scores['val/psnr']:.2f} "
-                      f"(copy first target: PSNR {scores['copy_first/psnr']:.2f}; warp: L1 {scores['warp/l1']:.4f} "
-                      f"PSNR {scores['warp/psnr']:.2f})")
+                      f"({scores['val/psnr_from_targets']:+.3f} dB from the targets' pixels; copy first target: PSNR "
+                      f"{scores['copy_first/psnr']:.2f}; warp: L1 {scores['warp/l1']:.4f} PSNR {scores['warp/psnr']:.2f})")
         if step % t.checkpoint_every == 0 or last:
             if distributed.is_main():
                 save_checkpoint(run, step, config, nets, keep_last=t.keep_last)

@@ -2,7 +2,9 @@
 with the shared metric registry (evaluation/metrics.py: l1, psnr, ssim), next to three baselines
 on the same episodes: the first target frame, the target whose landmarks are nearest the driver's
 (a pose-matched copy), and the training-free warp renderer (the one to beat; the warp-guided model
-starts from it). Also the sample grids of the run folder."""
+starts from it). Also the sample grids of the run folder, and (ours, optional) how much the
+generator draws from its targets' pixels: its PSNR minus its PSNR when every target photo is
+replaced by flat grey (their landmarks and the warp image kept)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,11 @@ METRICS = ("l1", "psnr", "ssim")  # and psnr_mouth: the evaluation's mouth box a
 class Validator:
     """A fixed list of self-reenactment episodes (K = k each) from one split, and their scores."""
 
-    def __init__(self, root: Path, split: str, episodes: int, k: int, seed: int, batch_size: int) -> None:
+    def __init__(self, root: Path, split: str, episodes: int, k: int, seed: int, batch_size: int,
+                 target_use: bool = False) -> None:
+        """`target_use`: also score the generator with grey targets (`val/psnr_from_targets`; a second
+        generator pass per episode)."""
+        self.target_use = target_use
         self.dataset = EpisodeDataset(root, split, EpisodeConfig(k_min=k, k_max=k, flip=False, seed=seed, warp=True))
         self.keys = [(j % len(self.dataset), k, j) for j in range(episodes)]  # (clip index, K, episode seed)
         self.batch_size = batch_size
@@ -95,13 +101,20 @@ class Validator:
     @torch.no_grad()
     def __call__(self, generator: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """{val/l1, val/psnr, val/ssim, val/psnr_mouth, copy_first/..., copy_nearest/..., warp/...} of
-        `generator` (eval mode)."""
-        outputs, truths, landmarks = [], [], []
+        `generator` (eval mode), and with `target_use` val/psnr_from_targets: val/psnr minus the PSNR
+        of the same generator given flat grey target photos (0: it draws nothing from them)."""
+        outputs, blind, truths, landmarks = [], [], [], []
         for batch in self.batches():
             outputs += list(self._generate(generator, batch, device))
+            if self.target_use:  # the same episodes, every target photo flat grey (0 in [-1, 1])
+                grey = batch._replace(target_images=torch.zeros_like(batch.target_images))
+                blind += list(self._generate(generator, grey, device))
             truths += list(batch.driver_image)
             landmarks += list(batch.driver_landmarks)
-        return {**{f"val/{k}": v for k, v in self._score(outputs, truths, landmarks).items()}, **self.baselines}
+        scores = {f"val/{k}": v for k, v in self._score(outputs, truths, landmarks).items()}
+        if self.target_use:
+            scores["val/psnr_from_targets"] = scores["val/psnr"] - self._score(blind, truths, landmarks)["psnr"]
+        return {**scores, **self.baselines}
 
     @torch.no_grad()
     def sample_grid(self, generator: torch.nn.Module, device: torch.device, rows: int = 4) -> np.ndarray:
