@@ -126,6 +126,32 @@ def test_episode_warp_image_is_the_warp_renderers(train_dataset: Path) -> None:
     assert EpisodeDataset(train_dataset, "train", EpisodeConfig(k_max=3))[key].warp_image.numel() == 0
 
 
+def test_warp_from_one_target_is_that_targets_warp(train_dataset: Path) -> None:
+    dataset = EpisodeDataset(train_dataset, "train", EpisodeConfig(k_max=3, flip=False, warp=True, warp_one_target=1.0))
+    every = EpisodeDataset(train_dataset, "train", EpisodeConfig(k_max=3, flip=False, warp=True))
+    reader = ClipReader(clip_path(train_dataset, dataset.clips[0].info.clip_id))
+    frames = to_tensor(reader.images(np.arange(len(reader))))  # (N, 3, S, S)
+
+    def frame_of(image: torch.Tensor) -> int:
+        return int(np.flatnonzero([torch.equal(f, image) for f in frames])[0])
+
+    renderer, chosen = WarpRenderer(SIZE), set()
+    for seed in range(12):
+        episode = dataset[(0, 3, seed)]
+        assert torch.equal(episode.target_images, every[(0, 3, seed)].target_images)  # the same frames
+        driver = reader.mesh()[frame_of(episode.driver_image)]
+        one = []
+        for target in episode.target_images:  # the warp of each target alone, with its own mesh
+            frame = frame_of(target)
+            renderer.prepare(reader.images([frame]), reader.mesh()[[frame]])
+            one.append(torch.equal(episode.warp_image, to_tensor(renderer.render(driver))))
+        assert sum(one) == 1
+        chosen.add(one.index(True))
+    assert len(chosen) > 1  # a random target, not always the same one
+    # a K = 1 episode's warp is unchanged
+    assert torch.equal(dataset[(0, 1, 0)].warp_image, every[(0, 1, 0)].warp_image)
+
+
 @pytest.mark.parametrize("settings", [["warp_guided=true"], REFINE], ids=["residual", "refine"])
 def test_tiny_model_learns_to_correct_the_warp_on_real_clips(train_dataset: Path, one_thread, settings: list[str]
                                                              ) -> None:

@@ -67,6 +67,10 @@ class EpisodeConfig(Settings):
                                   "share of self-mode drivers drawn from their clip's closed-eye or"
                                   " wide-mouth frames (ours; 0: uniform, as the paper)",
                                   between(0, 1))
+    warp_one_target: float = setting(0.0,
+                                     "share of episodes whose warp image is drawn from one random target of"
+                                     " their K (ours: what that warp lacks, only the other targets can give)",
+                                     between(0, 1))
     seed: int = setting(0, "seed of frame choice, flips and driver choice", at_least(0))
 
     def __post_init__(self) -> None:

@@ -7,7 +7,8 @@ one identity, driver from another identity's clip) serves evaluation. Landmark i
 at load time from the stored 3D landmarks, after the (episode-wide) flip. With `warp` on (ours,
 for the warp-guided model and the validation's warp baseline), the training-free warp renderer
 (marionette/warp.py, through its public prepare/render) draws the driver's mesh from the K target
-crops and meshes, before the flip and colour jitter, which then apply to it like to every image.
+crops and meshes, before the flip and colour jitter, which then apply to it like to every image;
+with `warp_one_target` (ours, training) a share of episodes draws it from one random target only.
 """
 
 from __future__ import annotations
@@ -122,7 +123,11 @@ class EpisodeDataset(Dataset):
         driver_image = driver_reader.images([driver_idx])[0]  # (S, S, 3)
         target_lmk = reader.ibug68[target_idx]  # (K, 68, 3)
         driver_lmk = driver_reader.ibug68[driver_idx]  # (68, 3)
-        warp = self._warp_image(reader, target_idx, target_images, driver_reader, driver_idx)  # (S, S, 3) or (0,)
+        warp_from = np.arange(k)  # the targets the warp image is drawn from
+        if self.config.warp and k > 1 and self.config.warp_one_target and rng.random() < self.config.warp_one_target:
+            warp_from = rng.integers(k, size=1)
+        warp = self._warp_image(reader, target_idx[warp_from], target_images[warp_from], driver_reader,
+                                driver_idx)  # (S, S, 3) or (0,)
         if self.config.flip and rng.random() < 0.5:
             target_images, driver_image = target_images[:, :, ::-1], driver_image[:, ::-1]
             target_lmk, driver_lmk = flip_landmarks(target_lmk, self.size), flip_landmarks(driver_lmk, self.size)
@@ -142,7 +147,7 @@ class EpisodeDataset(Dataset):
 
     def _warp_image(self, reader: ClipReader, target_idx: np.ndarray, target_images: np.ndarray,
                     driver_reader: ClipReader, driver_idx: int) -> np.ndarray:
-        """The warp renderer's (S, S, 3) uint8 image of the driver's mesh from the K targets, or an
+        """The warp renderer's (S, S, 3) uint8 image of the driver's mesh from the given targets, or an
         empty array when `warp` is off."""
         if not self.config.warp:
             return np.zeros((0,), np.uint8)
