@@ -326,7 +326,7 @@ def test_blend_mask_opens_where_the_painting_learns_to_beat_the_warp(one_thread)
     objective = build_objective(loss, Discriminator(config))
     optimizer = torch.optim.Adam(generator.parameters(), lr=2e-3)
     losses = []
-    for _ in range(40):
+    for _ in range(60):
         optimizer.zero_grad()
         out = generator(targets, target_landmarks, target_landmarks[:, 0], warp)
         step = objective.generator_step(out.image, truth, target_landmarks[:, 0], out.painted)
@@ -335,7 +335,9 @@ def test_blend_mask_opens_where_the_painting_learns_to_beat_the_warp(one_thread)
         losses.append(float(step.pixel.detach()))
     warp_l1 = float((warp - truth).abs().mean())
     assert losses[0] == warp_l1  # step 0 is the warp
-    # 0.0203 against the warp's 0.0307 when written (the mask 0.37 in the box, 0.09 on average)
+    # the fall starts between steps 20 and 40, how early depends on the CPU's kernels (at step 40: 0.66 of the
+    # warp's on an AVX2 CPU, 0.85 with AVX-512); at step 60, 0.56 and 0.50 of it (AVX-512, and the same CPU with
+    # ATEN_CPU_CAPABILITY=avx2), the mask 0.46 and 0.54 in the box, 0.13 and 0.14 on average
     assert losses[-1] < 0.85 * warp_l1, (warp_l1, losses[::8])
     box = out.mask[..., 24:40, 20:44].mean()
     assert box > 0.2 and box > 2 * out.mask.mean(), (float(box), float(out.mask.mean()))
