@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from marionette.bench_train import COLUMNS, BenchTrainConfig, native_bf16, report, synthetic_dataset
+from marionette.bench_train import COLUMNS, BenchTrainConfig, report, synthetic_dataset
 from marionette.cli import main
 from marionette.config import SettingError, override
 from marionette.data.config import EpisodeConfig
 from marionette.data.episodes import EpisodeDataset
+from marionette.devices import native_bf16
 from marionette.errors import InputError
 
 

@@ -1,10 +1,12 @@
 """Training on a tiny dataset: 2 steps then resume equals an uninterrupted run, the run folder, keep
 last N, the inference export (no pickle), and bad input (missing dataset, wrong crop size, corrupt
-or mismatched checkpoint, a failed save)."""
+or mismatched checkpoint, a failed save), and bf16 autocast on a CPU only where asked and native."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,9 +17,10 @@ from marionette.errors import InputError
 from marionette.inference.export import load_generator
 from marionette.provenance import verify
 from marionette.training import checkpoint as checkpoint_module
+from marionette.training import loop
 from marionette.training.checkpoint import list_checkpoints, load_checkpoint, remove_partial, save_checkpoint
 from marionette.training.config import TrainConfig, run_config
-from marionette.training.loop import learning_rate_scale, train
+from marionette.training.loop import learning_rate_scale, train, training_autocast
 
 BASE = ["loss.perceptual_weights=random", "batch_size=2", "episodes.k_max=2", "log_every=1", "val_every=0",
         "checkpoint_every=2", "keep_last=2", "workers=0"]
@@ -149,3 +152,34 @@ def test_temporaries_of_a_killed_write_are_removed(tmp_path: Path) -> None:
     (tmp_path / "checkpoints" / "step_000000002").mkdir()
     assert len(remove_partial(tmp_path)) == 4
     assert [p.name for p in tmp_path.rglob(".*")] == [] and list_checkpoints(tmp_path)
+
+
+def test_cpu_autocast_runs_bf16_only_where_the_cpu_has_it(train_dataset: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    t = TrainConfig()
+    assert training_autocast(t, cuda) and not training_autocast(dataclasses.replace(t, autocast=False), cuda)
+    assert not training_autocast(t, cpu)  # off on a CPU unless asked
+    on = dataclasses.replace(t, cpu_autocast=True)
+    monkeypatch.setattr(loop, "native_bf16", lambda device: (False, "this CPU has no native bf16"))
+    with caplog.at_level(logging.WARNING):
+        assert not training_autocast(on, cpu)
+    assert [r.getMessage() for r in caplog.records] == ["cpu_autocast: this CPU has no native bf16; training in fp32"]
+    monkeypatch.setattr(loop, "native_bf16", lambda device: (True, "the CPU has avx512_bf16"))
+    assert training_autocast(on, cpu)
+    # a run with it trains with its convolutions in bf16 (autocast runs anywhere, natively or not)
+    dtypes = set()
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: dtypes.add(out.dtype) if isinstance(module, torch.nn.Conv2d) else None)
+    try:
+        run = tmp_path / "run"
+        train(train_dataset, run, run_config("tiny", ["model.warp_guided=true", "loss.perceptual_weights=random",
+                                                      "steps=2", "batch_size=2", "episodes.k_max=2", "val_every=0",
+                                                      "workers=0", "cpu_autocast=true"]), progress=False)
+    finally:
+        hook.remove()
+    assert torch.bfloat16 in dtypes
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    losses = [v for s in stats for k, v in s.items() if k.startswith("G/")]
+    assert losses and all(torch.isfinite(torch.tensor(losses)))

@@ -41,6 +41,7 @@ from marionette.data.config import EpisodeConfig, PreprocessConfig
 from marionette.data.episodes import Episode, EpisodeBatchSampler, EpisodeDataset
 from marionette.data.manifest import Manifest, build_manifest, clip_path
 from marionette.data.store import ClipInfo, encode_jpeg, write_clip
+from marionette.devices import native_bf16
 from marionette.errors import InputError
 from marionette.landmarks.frontal import frontal_mesh
 from marionette.landmarks.layout import mesh_to_ibug68
@@ -55,25 +56,6 @@ from marionette.training.step import Clock, TrainStep
 # the G losses' parts timed through forward hooks, and what is left of the phase
 D_OUTPUT, D_TRUTH, VGG, REST = "D on output (adversarial + FM)", "D on truth (FM)", "VGG (perceptual)", "other G losses"
 COLUMNS = ("loader", "G forward", "D step", D_OUTPUT, D_TRUTH, VGG, REST, "G backward", "optimizers", "EMA")
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
-def native_bf16(device: torch.device) -> tuple[bool, str]:
-    """Whether `device` runs bf16 natively, and the evidence in words."""
-    if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported()
-        return ok, f"{torch.cuda.get_device_name(device)} {'supports' if ok else 'lacks'} bf16"
-    try:
-        flags = {word for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
-                 for word in line.split(":", 1)[1].split()}
-    except OSError:
-        return False, "no /proc/cpuinfo to read the CPU's flags from"
-    found = [f for f in BF16_FLAGS if f in flags]
-    if found:
-        return True, f"the CPU has {' and '.join(found)}"
-    return False, f"this CPU has no native bf16 (neither {' nor '.join(BF16_FLAGS)} in /proc/cpuinfo's flags)"
-
-
 def synthetic_dataset(root: Path, size: int, clips: int = 4, frames: int = 12, seed: int = 0) -> Path:
     """A dataset of `clips` synthetic clips at `size` px: smooth noise textures under the mean face
     mesh (the landmark transformer's reference), turned a little per frame. Episodes drawn from

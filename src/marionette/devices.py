@@ -20,12 +20,31 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 log = logging.getLogger(__name__)
+
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def native_bf16(device: torch.device) -> tuple[bool, str]:
+    """Whether `device` runs bf16 natively, and the evidence in words."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+        return ok, f"{torch.cuda.get_device_name(device)} {'supports' if ok else 'lacks'} bf16"
+    try:
+        flags = {word for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+                 for word in line.split(":", 1)[1].split()}
+    except OSError:
+        return False, "no /proc/cpuinfo to read the CPU's flags from"
+    found = [f for f in BF16_FLAGS if f in flags]
+    if found:
+        return True, f"the CPU has {' and '.join(found)}"
+    return False, f"this CPU has no native bf16 (neither {' nor '.join(BF16_FLAGS)} in /proc/cpuinfo's flags)"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from marionette.config import to_dict
 from marionette.data.episodes import EpisodeBatchSampler, EpisodeDataset
 from marionette.data.manifest import Manifest
+from marionette.devices import native_bf16
 from marionette.errors import InputError
 from marionette.inference.export import ExportedGenerator, export_generator, load_generator
 from marionette.media import atomic_path
@@ -112,6 +113,19 @@ def read_run_file(run: Path) -> dict:
                          ) from None
 
 
+def training_autocast(t: TrainConfig, device: torch.device) -> bool:
+    """Whether the forward passes run under bf16 autocast: `autocast` on CUDA; `cpu_autocast` on a
+    CPU, only where it runs bf16 natively (elsewhere one warning line, and fp32)."""
+    if device.type == "cuda":
+        return t.autocast
+    if not t.cpu_autocast:
+        return False
+    native, why = native_bf16(device)
+    if not native:
+        log.warning("cpu_autocast: %s; training in fp32", why)
+    return native
+
+
 def check_same_run(saved: dict, config: RunConfig, run: Path) -> None:
     """A rerun in an existing run folder must use the same config; only the schedule's length
     (`steps`, `decay_steps`) and the sitting's budget (`max_minutes`) may change, so a run can be
@@ -158,7 +172,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
     rank, world = distributed.rank(), distributed.world_size()
     if t.batch_size % world:
         raise InputError(f"batch_size {t.batch_size} is not divisible by the {world} processes")
-    use_autocast = t.autocast and device.type == "cuda"
+    use_autocast = training_autocast(t, device)
     check_work_folder(run, [data], ("config.json", "checkpoints", "stats.jsonl"), "training run")
     saved = read_run_file(run)
     preprocess = Manifest.load(data).config  # missing dataset: one-line InputError
