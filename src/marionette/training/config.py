@@ -49,7 +49,7 @@ class TrainConfig(Settings):
     autocast: bool = setting(True, "bf16 autocast on CUDA (bf16 needs no loss scaling); on a CPU see cpu_autocast")
     cpu_autocast: bool = setting(False,
                                  "bf16 autocast on a CPU with native bf16 (avx512_bf16 or amx_bf16; ours: a step"
-                                 " 1.38x as fast at 256 px, its effect on training unmeasured; fp32 elsewhere)")
+                                 " 1.38x as fast at 256 px, val as in fp32 over one sitting; fp32 elsewhere)")
     log_every: int = setting(50, "steps between stats.jsonl lines (and TensorBoard scalars)", at_least(1))
     sample_every: int = setting(1000, "steps between sample grids (targets | driver landmarks | output | truth)",
                                 at_least(1))
