@@ -124,6 +124,7 @@ class EpisodeDataset(Dataset):
         target_lmk = reader.ibug68[target_idx]  # (K, 68, 3)
         driver_lmk = driver_reader.ibug68[driver_idx]  # (68, 3)
         warp_from = np.arange(k)  # the targets the warp image is drawn from
+        # off (0), no number is drawn, so every other episode stays as it was
         if self.config.warp and k > 1 and self.config.warp_one_target and rng.random() < self.config.warp_one_target:
             warp_from = rng.integers(k, size=1)
         warp = self._warp_image(reader, target_idx[warp_from], target_images[warp_from], driver_reader,
