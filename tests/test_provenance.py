@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from marionette import __version__
+from marionette import __version__, provenance
 from marionette.content_credentials import CERT_ENV, KEY_ENV, TRUST_ENV, _generate_local, config_dir
 from marionette.errors import InputError
 from marionette.inference.io import FrameWriter
 from marionette.media import iter_video, load_image
 from marionette.provenance import (
+    CELLS,
     DEFAULT_KEY,
     MOV_MUXER_OPTIONS,
     PHASES,
@@ -257,7 +258,7 @@ def test_mark_survives_crop_mirror_and_rescale_through_the_search(tmp_path, fram
     report = verify(path)
     w_ = report.watermark
     assert w_.score < THRESHOLD and w_.present, w_  # the frame's own grid is lost; the search finds it
-    assert w_.search.mirrored and w_.search.score >= SEARCH_THRESHOLD and 30 < w_.search.cells < 38, w_.search
+    assert w_.search.mirrored and w_.search.score >= SEARCH_THRESHOLD and abs(w_.search.cells / (CELLS * 0.7071) - 1) < 0.1, w_.search
     assert "search" in format_report(report)
 
     write_h264(path, edit(frames), crf=28)
@@ -295,14 +296,14 @@ def on_page(frame: np.ndarray) -> np.ndarray:
 
 
 REPOSTS = {  # name -> (edit of a 360x288 frame, cells across the result's shorter side, degrees turned)
-    "pillarboxed 16:9": (lambda f: np.pad(f, ((0, 0), (76, 76), (0, 0))), 48, 0),  # 512x288
-    "pillarboxed 9:16": (lambda f: np.pad(f, ((176, 176), (0, 0), (0, 0))), 60, 0),  # 360x640: 48 x 360 / 288
-    "beside another image": (beside, 48, 0),
-    "in a page": (on_page, 135, 0),  # 48 x 810 / 288
-    "12% crop": (lambda f: f[60:160, 150:274], 48 * 100 / 288, 0),  # 124x100 of 360x288: 12.0% of the area
-    "turned 2 degrees": (lambda f: turned(f, 2), 48, 2),
-    "turned 3 degrees": (lambda f: turned(f, 3), 48, 3),
-    "turned 5 degrees": (lambda f: turned(f, 5), 48, 5),
+    "pillarboxed 16:9": (lambda f: np.pad(f, ((0, 0), (76, 76), (0, 0))), CELLS, 0),  # 512x288
+    "pillarboxed 9:16": (lambda f: np.pad(f, ((176, 176), (0, 0), (0, 0))), CELLS * 360 / 288, 0),  # 360x640
+    "beside another image": (beside, CELLS, 0),
+    "in a page": (on_page, CELLS * 810 / 288, 0),
+    "12% crop": (lambda f: f[60:160, 150:274], CELLS * 100 / 288, 0),  # 124x100 of 360x288: 12.0% of the area
+    "turned 2 degrees": (lambda f: turned(f, 2), CELLS, 2),
+    "turned 3 degrees": (lambda f: turned(f, 3), CELLS, 3),
+    "turned 5 degrees": (lambda f: turned(f, 5), CELLS, 5),
 }
 
 
@@ -316,6 +317,17 @@ def test_mark_survives_reposts_through_the_search(tmp_path, marked, repost):
     assert found.present and match.score >= SEARCH_THRESHOLD, found
     # the grid it found (z is flat within about 0.5 degree of the turn)
     assert abs(match.cells / cells - 1) < 0.03 and abs(match.angle - degrees) <= 1, match
+
+
+def test_marks_of_the_earlier_48_cell_grid_are_found_by_the_search(tmp_path, monkeypatch, frames):
+    """Outputs written with 48 cells across (before the grid became CELLS) are still recognised."""
+    monkeypatch.setattr(provenance, "CELLS", 48)
+    old = [Watermark().embed(f) for f in frames[:4]]
+    monkeypatch.undo()
+    path = tmp_path / "old.mp4"
+    write_h264(path, old, crf=23)
+    found = Watermark().detect(list(iter_video(path)))
+    assert found.score < THRESHOLD and found.present and abs(found.search.cells / 48 - 1) < 0.03, found
 
 
 def test_search_is_silent_on_unmarked_images(frames):

@@ -31,14 +31,14 @@
    - Reposts move the grid: a crop, a mirror, a rescale, the output pillarboxed into a 16:9 or 9:16
      frame, set beside another clip or shown in a larger page (a screenshot), a turn (stabilisation,
      a phone re-shoot). When the frame's own grid finds nothing, a search tries hypotheses on the
-     clip's mean luma: SEARCH_SCALES cell counts across the frame's shorter side (16-200: a crop
-     keeping 12% of the area leaves 17, an output a quarter of a page's width spans up to 192; a
+     clip's mean luma: SEARCH_SCALES cell counts across the frame's shorter side (21-260: a crop
+     keeping 12% of the area leaves 22, an output a quarter of a page's width spans up to 256; a
      uniform rescale changes none), SEARCH_ANGLES turns within +-5 degrees, PHASES x PHASES sub-cell
      offsets, all TILE x TILE cyclic shifts of the key (any offset; one FFT per grid) and the
      mirrored key. Coarse to fine: every other scale and angle first, then the grids next to the
      SEARCH_REFINE best. Each hypothesis alone is the same Rademacher sum, and those tried are among
      the N counted, so by the union bound the largest exceeds t with probability <= N exp(-t^2 / 2):
-     SEARCH_THRESHOLD (7.73 for N = 38,556,000) keeps that below 4e-6, and a file's overall false
+     SEARCH_THRESHOLD (7.73 for N = 38,404,800) keeps that below 4e-6, and a file's overall false
      alarm rate below 8e-6.
    Measured figures (detection after H.264 CRF 23/28, a 0.5x downscale, crops, mirroring, rescales,
    framing, pages and turns; false positives on all the shared media; PSNR, ms per frame, seconds
@@ -90,11 +90,13 @@ MOV_MUXER_OPTIONS = {"movflags": "use_metadata_tags"}  # mp4/mov: keep custom ke
 
 DEFAULT_KEY = 0x6D61726F  # "maro"; ours: a fixed public key, so anyone can run `marionette verify`
 WATERMARK_KEY_ENV = "MARIONETTE_WATERMARK_KEY"  # a deployment's secret key (any string), used in place of DEFAULT_KEY
-CELLS = 48  # ours: square cells across the frame's shorter side; 11 px cells at 512 px, 2.7 px after
-#   256 px is halved (measured on the shared clips after CRF 28: per-frame z 1.5x that of 32; 64 fell to
-#   z 3-5 on halved 256 px clips)
-TILE = 20  # ours: the key is a TILE x TILE block of +-1 cells repeated over the frame (2.4 tiles across 48
-#   cells); with 16, which divides 48, three stacked panels (the demo's sheet) fold their similar content
+CELLS = 64  # ours: square cells across the frame's shorter side; 8 px cells at 512 px. 48 (11 px) left a crop to
+#   12% of the area 16-17 cells across, too few: 12 of 50 marked clips missed after CRF 23, and a detector told the
+#   true grid scored only 5.3-6.9 on 9 of them before any codec; with 64 the search finds all 50 (lowest z 7.9). The
+#   cost: one frame of a 256 px output halved (2 px cells) and then CRF 28 scores z >= 5 in 21 of 25 clips (48: 25);
+#   whole clips halved and then CRF 23 are all found (they sum their frames)
+TILE = 20  # ours: the key is a TILE x TILE block of +-1 cells repeated over the frame (3.2 tiles across 64
+#   cells); a tile that divides the cell count (16 with the earlier 48 cells) three stacked panels (the demo's sheet) fold their similar content
 #   onto the same tile cells: the demo sheet scored z 3.8 and a 3-panel test sheet 6.6; with 20, 11.4
 EDGE_SOFTNESS = 0.25  # ours: Gaussian sigma softening cell edges, in cells
 DEFAULT_STRENGTH = 3.4  # ours: luma offset (0-255 levels) where the texture gain is 1 (3.0 left 5 of 18 hard
@@ -106,13 +108,13 @@ MAX_OFFSET_RMS = 2.4  # ours: cap on the RMS offset of a frame (levels): PSNR >=
 #   one shared photo fall to 39.9 dB)
 WHITEN_EPS = 0.3  # floor (levels) added to the local residual spread before dividing by its square
 THRESHOLD = 5.0  # decision on z; Hoeffding: false alarm <= exp(-12.5) < 4e-6 per file
-SEARCH_SCALES = np.geomspace(16.0, 200.0, 255)  # ours: cells across the frame's shorter side searched, 1% apart.
-#   16: a crop keeping 12% of the area leaves 48 x sqrt(0.12) = 16.6; 200: a 16:9 output a quarter of the frame's
-#   width (a screenshot in a page) spans 4 x 48 = 192; a 16:9 output letterboxed into 9:16, 85. Only the marked
-#   part must line up (the shift search absorbs a uniform offset): a 0.5% scale error moves the corner cell of a
-#   16:9 output, 49 cells from its centre, 0.25 cell
+SEARCH_SCALES = np.geomspace(21.0, 260.0, 254)  # ours: cells across the frame's shorter side searched, 1% apart.
+#   21: a crop keeping 12% of the area leaves 64 x sqrt(0.12) = 22.2; 260: a 16:9 output a quarter of the frame's
+#   width (a screenshot in a page) spans 4 x 64 = 256; a 16:9 output letterboxed into 9:16, 114. Marks of the
+#   earlier 48-cell grid fall inside the range. Only the marked part must line up (the shift search absorbs a
+#   uniform offset): a 0.5% scale error moves the corner cell of a 16:9 output, 65 cells from its centre, 0.33 cell
 SEARCH_ANGLES = np.linspace(-5.0, 5.0, 21)  # ours: rotations searched (degrees counter-clockwise), 0.5 apart: a
-#   0.25 degree error moves that corner cell 49 x 0.25 x pi / 180 = 0.21 cell
+#   0.25 degree error moves that corner cell 65 x 0.25 x pi / 180 = 0.28 cell
 SEARCH_MIN_PITCH = 2.0  # ours: scales whose cells would span under 2 px of the searched image are skipped (H.264
 #   erases cells under about 3 px; a skipped hypothesis only lowers the false-alarm rate)
 PHASES = 3  # ours: sub-cell offsets searched per axis (0, 1/3, 2/3 of a cell)
