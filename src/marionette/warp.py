@@ -13,7 +13,9 @@ treating the mesh as a 3D surface:
 - beyond the face (hair, ears, neck, background) a smooth displacement field, interpolated from
   the face outline's motion and decaying to zero at the crop border, carries the rest along;
 - eyes: the opening between the driven eyelids is redrawn with the target's eye white and its iris
-  moved to the driven iris points (468..477), so blinks close the eye and the gaze follows;
+  moved to the driven iris points (468..477), so the gaze follows; an eye the driver shuts on a
+  target whose eye is open gets a drawn closed lid (the skin around it carried over the eye, a lash
+  line where the lids meet), since the target's own lid and lashes stretched over it read as open;
 - mouth: the opening between the driven inner lips shows the interior of the target (of the K)
   whose open mouth is nearest in shape, else a soft shaded cavity; it opens only with the driven lips;
 - K targets: each frame blends the nearest-pose targets with weights smoothed over time, so the
@@ -38,6 +40,7 @@ from marionette.landmarks.layout import (
     MESH_IRIS_START,
     MESH_IRISES,
     MESH_MIRROR,
+    MESH_TO_IBUG68,
     mesh_to_ibug68,
 )
 from marionette.landmarks.measures import lip_gap
@@ -48,6 +51,15 @@ MIRROR_FROM, MIRROR_FULL = 0.7, 0.25  # a face triangle the target shows at unde
 # image's area takes texture from that mirror image, fully at MIRROR_FULL, blended in between
 MIRROR_EYE = 0.6  # an eye the target shows under this share of the other's width is drawn from the other
 GAZE_REDRAW = 0.04  # eye widths the iris moves within the lids before the eye is fully redrawn
+SHUT_LID = (0.15, 0.25)  # ours: a driven eye opened under SHUT_LID[1] of the target's own opening gets a drawn closed
+#   lid, wholly from SHUT_LID[0]: the target's lid and lashes stretched over the eye read to a face mesh as an eye
+#   still open (0.12-0.14 eye openness where the driver's reads 0.03-0.06)
+LID_SPAN = (0.45, 0.1)  # ours: the closed lid drawn from the line where the lids meet up to 0.45 and down to 0.1 eye
+#   widths at the eye's middle (the stretched lashes lie within it), tapering to the corners; up to no more than
+#   LID_TO_BROW of the way to the brow (more carried the brow's dark down into the lid of a low-browed face)
+LID_TO_BROW = 0.5
+LASH_WIDTH = 0.04  # ours: the closed lid's lash line, eye widths thick at its middle
+OPEN_TARGET_EYE = 0.08  # ours: a target eye whose opening is under this area (eye units) is closed itself: no lid drawn
 MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
 POSE_SIGMA = 4.0  # degrees: how fast a target's blend weight falls with its pose distance to the driven pose
 FOLLOW = 0.15  # per frame: how fast the blend weights move to the current frame's (1 = no smoothing)
@@ -148,6 +160,7 @@ class EyeTexture:
     frame: np.ndarray  # (2, 3) the target's eye frame: eye units -> crop pixels (see _eye_frame)
     opening: np.ndarray  # (N, 2) the target's eye opening in eye units
     gaze: np.ndarray  # (2,) the target's iris centre in eye units
+    lash: np.ndarray  # (3,) float32 colour of its lashes (the darkest tenth of the band along its upper lid)
 
 
 @dataclass(frozen=True)
@@ -176,6 +189,7 @@ def _eye_frame(opening: np.ndarray, side: int) -> np.ndarray:
 
 
 EYE_SIDES = (1, -1)  # _eye_frame's side of each row of MESH_EYE_OPENINGS
+MESH_BROWS = (MESH_TO_IBUG68[17:22], MESH_TO_IBUG68[22:27])  # each eye's brow (subject's right, left), as MESH_EYE_OPENINGS
 
 
 def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris: np.ndarray, side: int) -> EyeTexture:
@@ -205,8 +219,16 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     frame = _eye_frame(mesh[opening, :2], side)
     units = np.linalg.solve(frame[:, :2], (mesh[opening, :2] - frame[:, 2]).T).T  # (N, 2) pixels -> eye units
     gaze = np.linalg.solve(frame[:, :2], centre - frame[:, 2])
+    lid = mesh[opening[1:8], :2].astype(np.float64)  # (7, 2) the upper lid, outer corner to inner
+    band = _polygon_mask(image.shape[:2], np.concatenate([lid, (lid - frame[:, 1] * 0.15)[::-1]])) > 0.5
+    band_px = image[band].astype(np.float32)
+    if len(band_px) >= 10:
+        luma = band_px @ np.array([0.299, 0.587, 0.114], np.float32)
+        lash = band_px[luma <= np.quantile(luma, 0.1)].mean(0)
+    else:
+        lash = np.array([40, 32, 28], np.float32)
     return EyeTexture(filled, alpha, radius, white.astype(np.float32), frame, units.astype(np.float32),
-                      gaze.astype(np.float32))
+                      gaze.astype(np.float32), lash.astype(np.float32))
 
 
 def _silhouette_outline(mesh: np.ndarray) -> np.ndarray:
@@ -295,9 +317,9 @@ class WarpRenderer:
         frame = np.zeros((self.crop_size, self.crop_size, 3), np.float32)
         for k in np.flatnonzero(weights):
             frame += weights[k] * self._warp(self.targets[k], driven_mesh, index, outline, shown)
-        for eye, opening, iris, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, EYE_SIDES):
+        for eye, opening, iris, brow, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, MESH_BROWS, EYE_SIDES):
             self._draw_eye(frame, eye, _eye_frame(driven_mesh[opening, :2], side),
-                           driven_mesh[opening, :2], driven_mesh[iris, :2])
+                           driven_mesh[opening, :2], driven_mesh[iris, :2], driven_mesh[brow, :2])
         self._draw_mouth(frame, main, driven_mesh)
         return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
@@ -399,23 +421,32 @@ class WarpRenderer:
             (self._pixels[1] + self._taper * field[..., 1].ravel()).astype(np.float32)
 
     def _draw_eye(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
-                  iris: np.ndarray) -> None:
-        """Redraw, in place, one driven eye (opening (N, 2), iris (5, 2): centre, rim) of a target
+                  iris: np.ndarray, brow: np.ndarray) -> None:
+        """Redraw, in place, one driven eye (opening (N, 2), iris (5, 2): centre, rim; brow (5, 2)) of a target
         (`eye`): in the opening, the eye white, shaded under the lids, and the target's iris at
-        the driven iris points. `frame_eye`: the driven eye's frame. A closing lid is the warp's own:
-        the target's lid skin and lashes stretched over the eye (measured: a repainted lid of skin
-        from above or around the eye read as an open eye to a face mesh, 0.22-0.26 eye openness
-        where the warp's own reads 0.14)."""
+        the driven iris points. `frame_eye`: the driven eye's frame. An eye closing on a target whose
+        eye is open gets a drawn closed lid (`_draw_closed_lid`)."""
         x0, y0, x1, y1 = _box(opening, 3, self.crop_size)
         region = frame[y0:y1, x0:x1]
         mask = _polygon_mask((y1 - y0, x1 - x0), opening - np.array([x0, y0], np.float32))  # (h, w)
         area = cv2.contourArea(opening.astype(np.float32))
-        if area < 1.0:  # closed: only the lids show
-            return
+        target_area = cv2.contourArea(eye.opening)  # eye units
+        opened = area / (target_area * abs(np.linalg.det(frame_eye[:, :2])) + 1e-6)
+        shut = float(np.clip((SHUT_LID[1] - opened) / (SHUT_LID[1] - SHUT_LID[0]), 0, 1))
+        if target_area < OPEN_TARGET_EYE:
+            shut = 0.0  # the target's own closed lid is what the warp moved there
+        if area >= 1.0:
+            self._draw_opening(region, mask, eye, frame_eye, opening, iris, opened, (x0, y0, x1, y1))
+        if shut > 0:
+            self._draw_closed_lid(frame, eye, frame_eye, opening, brow, shut)
+
+    def _draw_opening(self, region: np.ndarray, mask: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray,
+                      opening: np.ndarray, iris: np.ndarray, opened: float, box: tuple[int, int, int, int]) -> None:
+        """The eye white and iris in the driven opening (`mask` over `region`, the frame's `box`)."""
+        x0, y0, x1, y1 = box
         # ours: the warped eye is kept as it is while the driven eye looks like the target's; the
         # redrawn one takes over as the iris moves within the lids or the opening changes size
         gaze = np.linalg.solve(frame_eye[:, :2], iris[0] - frame_eye[:, 2])
-        opened = area / (cv2.contourArea(eye.opening) * abs(np.linalg.det(frame_eye[:, :2])) + 1e-6)
         change = max(np.abs(gaze - eye.gaze).max() / GAZE_REDRAW, abs(np.log(opened)) / 0.3)
         redraw = float(np.clip(1.05 * change - 0.05, 0, 1))  # none for rounding-level changes
         if redraw == 0:
@@ -432,6 +463,37 @@ class WarpRenderer:
         alpha = cv2.warpAffine(eye.alpha, to_local, size, flags=cv2.INTER_LINEAR)[..., None]
         layer = layer * (1 - alpha) + iris_px * alpha
         region += (layer - region) * (redraw * mask[..., None])
+
+    def _draw_closed_lid(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
+                         brow: np.ndarray, shut: float) -> None:
+        """Draw, in place and by `shut` (0..1), a closed lid over one driven eye: the skin around the
+        eye carried over it (inpainted from the lid's surroundings, so the target's lashes stretched
+        over the eye are gone) and a line of the target's lash colour where the lids meet."""
+        upper, lower = opening[1:8], opening[15:8:-1]  # (7, 2) each, outer corner to inner
+        line = np.concatenate([opening[:1], (upper + lower) / 2, opening[8:9]]).astype(np.float64)  # (9, 2) lids meet
+        along = np.linspace(-0.5, 0.5, len(line))
+        bell = 1 - (2 * along) ** 2  # 0 at the corners, 1 in the middle
+        down, side = frame_eye[:, 1], frame_eye[:, 0]  # one eye width towards the chin, along the eye
+        ends = np.array([-0.08, 0, 0, 0, 0, 0, 0, 0, 0.08])[:, None] * side  # the lid reaches past the corners
+        to_brow = float(np.mean((line.mean(0) - brow) @ down)) / float(down @ down)  # eye widths up to the brow
+        top = line + ends - min(LID_SPAN[0], LID_TO_BROW * to_brow) * (0.15 + 0.85 * bell)[:, None] * down
+        bottom = line + ends + LID_SPAN[1] * (0.15 + 0.85 * bell)[:, None] * down
+        width = float(np.linalg.norm(side))
+        x0, y0, x1, y1 = _box(np.concatenate([top, bottom]), int(0.15 * width) + 2, self.crop_size)
+        origin = np.array([x0, y0])
+        hard = _polygon_mask((y1 - y0, x1 - x0), np.concatenate([top, bottom[::-1]]) - origin) > 0.5
+        if not hard.any():
+            return
+        region = frame[y0:y1, x0:x1]
+        skin = cv2.inpaint(np.clip(region + 0.5, 0, 255).astype(np.uint8), hard.astype(np.uint8),
+                           max(2.0, 0.08 * width), cv2.INPAINT_TELEA).astype(np.float32)
+        soft = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), max(0.04 * width, 0.5))[..., None]
+        region += (skin - region) * (shut * soft)
+        thick = LASH_WIDTH * width * (0.3 + 0.7 * np.sqrt(bell))[:, None]  # (9, 1) thickest in the middle
+        lash = _polygon_mask(region.shape[:2], np.concatenate([line - 0.3 * thick * down / width,
+                                                               (line + 0.7 * thick * down / width)[::-1]]) - origin)
+        lash = cv2.GaussianBlur(lash, (0, 0), max(0.01 * width, 0.4))[..., None]
+        region += (eye.lash - region) * (0.9 * shut * lash)
 
     def _draw_mouth(self, frame: np.ndarray, main: WarpTarget, driven_mesh: np.ndarray) -> None:
         """Fill, in place, the opening between the driven inner lips, fading in as they part: the
