@@ -475,7 +475,7 @@ class WarpRenderer:
         bell = 1 - (2 * along) ** 2  # 0 at the corners, 1 in the middle
         down, side = frame_eye[:, 1], frame_eye[:, 0]  # one eye width towards the chin, along the eye
         ends = np.array([-0.08, 0, 0, 0, 0, 0, 0, 0, 0.08])[:, None] * side  # the lid reaches past the corners
-        to_brow = float(np.mean((line.mean(0) - brow) @ down)) / float(down @ down)  # eye widths up to the brow
+        to_brow = max(float(np.mean((line.mean(0) - brow) @ down)) / float(down @ down), 0.0)  # eye widths up to the brow
         top = line + ends - min(LID_SPAN[0], LID_TO_BROW * to_brow) * (0.15 + 0.85 * bell)[:, None] * down
         bottom = line + ends + LID_SPAN[1] * (0.15 + 0.85 * bell)[:, None] * down
         width = float(np.linalg.norm(side))
