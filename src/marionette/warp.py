@@ -426,9 +426,6 @@ class WarpRenderer:
         (`eye`): in the opening, the eye white, shaded under the lids, and the target's iris at
         the driven iris points. `frame_eye`: the driven eye's frame. An eye closing on a target whose
         eye is open gets a drawn closed lid (`_draw_closed_lid`)."""
-        x0, y0, x1, y1 = _box(opening, 3, self.crop_size)
-        region = frame[y0:y1, x0:x1]
-        mask = _polygon_mask((y1 - y0, x1 - x0), opening - np.array([x0, y0], np.float32))  # (h, w)
         area = cv2.contourArea(opening.astype(np.float32))
         target_area = cv2.contourArea(eye.opening)  # eye units
         opened = area / (target_area * abs(np.linalg.det(frame_eye[:, :2])) + 1e-6)
@@ -436,14 +433,17 @@ class WarpRenderer:
         if target_area < OPEN_TARGET_EYE:
             shut = 0.0  # the target's own closed lid is what the warp moved there
         if area >= 1.0:
-            self._draw_opening(region, mask, eye, frame_eye, opening, iris, opened, (x0, y0, x1, y1))
+            self._draw_opening(frame, eye, frame_eye, opening, iris, opened)
         if shut > 0:
             self._draw_closed_lid(frame, eye, frame_eye, opening, brow, shut)
 
-    def _draw_opening(self, region: np.ndarray, mask: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray,
-                      opening: np.ndarray, iris: np.ndarray, opened: float, box: tuple[int, int, int, int]) -> None:
-        """The eye white and iris in the driven opening (`mask` over `region`, the frame's `box`)."""
-        x0, y0, x1, y1 = box
+    def _draw_opening(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
+                      iris: np.ndarray, opened: float) -> None:
+        """Redraw, in place, the eye white and iris in the driven opening (`opened`: its area over the
+        target's own)."""
+        x0, y0, x1, y1 = _box(opening, 3, self.crop_size)
+        region = frame[y0:y1, x0:x1]
+        mask = _polygon_mask((y1 - y0, x1 - x0), opening - np.array([x0, y0], np.float32))  # (h, w)
         # ours: the warped eye is kept as it is while the driven eye looks like the target's; the
         # redrawn one takes over as the iris moves within the lids or the opening changes size
         gaze = np.linalg.solve(frame_eye[:, :2], iris[0] - frame_eye[:, 2])
