@@ -1,4 +1,4 @@
-"""Driving: the neutral reference of relative mode, lids that shut with the driver's, lips and lids
+"""Driving: the neutral reference of relative mode (its lips closed), lids that shut with the driver's, lips and lids
 that never cross, the soft limit on turns, and the fast filter of lids and lips; on real media, the
 bundled demo's mouth follows its driver (re-detected in the output)."""
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from marionette.inference import demo
-from marionette.inference.driving import SHUT_AT, SHUT_FROM, Driving, neutral_frames, shut_lids, uncrossed
+from marionette.inference.driving import (SHUT_AT, SHUT_FROM, Driving, closed_lips, neutral_frames, shut_lids,
+                                         uncrossed)
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.smoothing import OneEuroFilter
@@ -20,6 +21,7 @@ from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 
 UPPER_LIP, LOWER_LIP = [82, 13, 312], [87, 14, 317]  # middle of the inner lips
+SHUT = -0.06  # `mouth` at which face()'s lips meet (the mean face's part a little: lip gap 0.09)
 
 
 def face(yaw: float = 0.0, mouth: float = 0.0, eyes: float = 1.0) -> np.ndarray:
@@ -49,7 +51,7 @@ def test_relative_mode_measures_from_the_neutral_face_not_the_first_frame() -> N
     """A driver whose first frame is mid-word: from its neutral face the target's closed mouth opens
     when the driver's is open and closes when it is closed; from its first frame, the reverse."""
     transformer = LandmarkTransformer.load()
-    clip = np.stack([face(mouth=0.3)] * 3 + [face(mouth=0.0)] * 5 + [face(mouth=0.3)] * 2)
+    clip = np.stack([face(mouth=0.3)] * 3 + [face(mouth=SHUT)] * 5 + [face(mouth=0.3)] * 2)
     box = CropBox(127.5, 127.5, 256.0)
     gaps = {}
     for reference in ("neutral", "first"):
@@ -60,6 +62,29 @@ def test_relative_mode_measures_from_the_neutral_face_not_the_first_frame() -> N
     rest = float(lip_gap(face()))  # the target's own mouth (the mean face's lips part a little)
     assert gaps["neutral"][0] > rest + 0.2 and abs(gaps["neutral"][1] - rest) < 0.01  # open, closed: as the driver
     assert abs(gaps["first"][0] - rest) < 0.01 and gaps["first"][1] < rest - 0.05  # against the driver
+
+
+@pytest.mark.parametrize("transformer", [True, False])
+def test_a_driver_whose_lips_never_meet_opens_the_targets_closed_mouth(transformer: bool) -> None:
+    """A driver whose mouth is open in every frame (a singer's, case 5b of the hard cases): its
+    neutral face has its lips closed, so the target's closed mouth opens by the driver's opening at
+    its rest and further when it opens wider; measured from its first frame, it stays closed there.
+    With the landmark transformer and with raw landmarks."""
+    clip = np.stack([face(mouth=0.1)] * 6 + [face(mouth=0.3)] * 4)  # lip gap 0.24, then 0.55
+    gaps = {}
+    for reference in ("neutral", "first"):
+        driving = Driving(LandmarkTransformer.load() if transformer else None, "relative", 1.0, 256,
+                          reference=reference)
+        driving.set_targets(face(mouth=SHUT)[None])
+        start = driving.reference(clip, CropBox(127.5, 127.5, 256.0))
+        gaps[reference] = [float(lip_gap(driving(mesh, start))) for mesh in clip[[0, 8]]]
+    assert gaps["neutral"][0] > 0.15 and gaps["neutral"][1] > gaps["neutral"][0] + 0.25, gaps
+    assert gaps["first"][0] < 0.03, gaps
+    wide = face(mouth=0.3)  # lip gap 0.55
+    assert abs(lip_gap(wide) - lip_gap(closed_lips(wide, 0.2)) - 0.2) < 0.01  # brought together by 0.2
+    shut = closed_lips(wide, 1.0)
+    assert lip_gap(shut) < 0.035 and lip_gap(closed_lips(face(yaw=30, mouth=0.3), 1.0)) < 0.04  # closed, turned too
+    np.testing.assert_allclose(closed_lips(shut, 1.0), shut, atol=0.05)  # lips that meet: (all but) untouched
 
 
 def test_lids_shut_when_the_drivers_eye_is_at_its_closed_floor() -> None:

@@ -5,15 +5,17 @@ same face mesh, and score it against the driver and the driven landmarks; compar
     PYTHONPATH=src python tools/hard_cases.py compare BEFORE AFTER --out docs/hard_cases [--public]
 
 `run` writes LABEL/CASE.npz (per frame: the driver's, the driven and the output's meshes, NaN where no
-face was found; the renderer's folded-pixel share) and LABEL/CASE_frames.npz (driver and output crops
-at the sheet frames), then LABEL/summary.json. `--demo` adds the bundled demo (Grace Hopper with the
-GRID clip). `compare` writes OUT/table.md (both runs' figures against the bars) and OUT/CASE.jpg
+face was found; the renderer's folded-pixel share; the driver and output crops at the sheet frames),
+then LABEL/summary.json. `--demo` adds the bundled demo (Grace Hopper with the GRID clip). `compare`
+writes OUT/table.md (both runs' figures against the bars, scored again from their meshes) and OUT/CASE.jpg
 contact sheets: driver | target | before | after at the sheet frames (frame 0, the driver's widest
 mouth, its most closed eyes, its largest turn); `--public` keeps to what ../shared/data/SOURCES.md
 puts in tier A (a case whose target is not is left out, a driver that is not is not shown).
 
 Figures (every mesh is MediaPipe's, tracked through the clip; the measures are
-marionette.landmarks.measures): `mouth_r` Pearson r of the output's lip gap with the driver's;
+marionette.landmarks.measures): `mouth_r` Pearson r of the output's lip gap with the driver's
+(in 3D, as every mouth figure here: a turned face's mouth is not foreshortened; `mouth_r_2d` in the
+image, as before 2026-12-05, in summary.json only);
 `mouth_flips` frames whose mouth is closed (< 0.03) in one and open (> 0.15) in the other;
 `eye_recall` share of the driver's closed-eye frames (openness < 0.1) where the output's eyes are
 closed too (with n); `eye_vs_driven` median |output - driven openness| at those frames; `found`
@@ -127,7 +129,7 @@ def score(m: dict[str, np.ndarray]) -> dict[str, float]:
     driver, driven, out = m["driver"], m["driven"], m["output"]
     found = ~np.isnan(out[:, 0, 0])
     both = found & ~np.isnan(driver[:, 0, 0])
-    gap_d, gap_o = lip_gap(driver[both]), lip_gap(out[both])
+    gap_d, gap_o = lip_gap(driver[both], depth=True), lip_gap(out[both], depth=True)  # not foreshortened by turns
     eye_d, eye_o, eye_v = eye_openness(driver[both]), eye_openness(out[both]), eye_openness(driven[both])
     closed = eye_d < CLOSED_EYE
     flips = ((gap_d < CLOSED_MOUTH) & (gap_o > OPEN_MOUTH)) | ((gap_d > OPEN_MOUTH) & (gap_o < CLOSED_MOUTH))
@@ -135,7 +137,8 @@ def score(m: dict[str, np.ndarray]) -> dict[str, float]:
     yaw_v = np.array([head_pose(mesh_to_ibug68(x))[0] for x in driven[found]])
     return {
         "frames": int(len(out)), "found": float(found.mean()),
-        "mouth_r": _pearson(gap_o, gap_d), "mouth_flips": int(flips.sum()),
+        "mouth_r": _pearson(gap_o, gap_d), "mouth_r_2d": _pearson(lip_gap(out[both]), lip_gap(driver[both])),
+        "mouth_flips": int(flips.sum()),
         "mouth_open_ratio": float(np.median(gap_o[gap_d > WIDE_MOUTH]) / np.median(gap_d[gap_d > WIDE_MOUTH]))
         if (gap_d > WIDE_MOUTH).sum() >= 3 else float("nan"),
         "eye_closed_n": int(closed.sum()),
@@ -190,14 +193,14 @@ def compare(before: Path, after: Path, out: Path, public: bool) -> None:
     """The table of both runs, and a contact sheet per case; `public`: only cases whose targets are
     all tier A, the driver column only where the driver is too (research-only media stay out)."""
     out.mkdir(parents=True, exist_ok=True)
-    a, b = json.loads((before / "summary.json").read_text()), json.loads((after / "summary.json").read_text())
     shippable = tier_a()
     cases = {c["id"]: c for c in _cases(None, demo=True)}
+    measured = [case for case in cases if (before / f"{case}.npz").is_file() and (after / f"{case}.npz").is_file()]
+    # both runs scored here, from their per-frame meshes: the same measures whatever the runs' code
+    a, b = ({case: score(dict(np.load(run / f"{case}.npz"))) for case in measured} for run in (before, after))
     lines = ["| case | " + " | ".join(f"{name} ({bar})" for name, bar in COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
-    for case in [k for k in b if k != "settings"]:
-        if case not in a:
-            continue
+    for case in measured:
         cells = []
         for name, _ in COLUMNS:
             x, y = a[case].get(name), b[case].get(name)

@@ -73,7 +73,7 @@ class ReenactConfig(Settings):
                         one_of(*DRIVING_MODES))
     reference: str = setting("neutral",
                              "relative mode measures from: neutral (the driver's neutral face in its first"
-                             " neutral_seconds) or first (frame)",
+                             " neutral_seconds, its lips closed) or first (frame)",
                              one_of(*REFERENCES))
     expression: str = setting("driver",
                               "relative mode: the driver's expression on the target, or the target's own"

@@ -1,8 +1,8 @@
-"""How open a face's mouth and eyes are, measured on its 478-point face mesh (x, y only).
+"""How open a face's mouth and eyes are, measured on its 478-point face mesh (x, y; z on request).
 
 ours: the two scale-free measures the renderers, the driving and the hard-case checks share:
 - `lip_gap`: the inner-lip gap (vertices 13, 14) over the inner-lip corners' distance (78, 308);
-  closed < 0.03, fully open from about 0.08;
+  closed < 0.03, fully open from about 0.08 (in the image; `depth=True` in 3D, for turned faces);
 - `eye_openness`: the 6-point eye aspect ratio (Soukupová & Čech 2016), (|p2-p6| + |p3-p5|) /
   (2 |p1-p4|), averaged over both eyes; MediaPipe reads 0.2-0.45 for open eyes and rarely below
   0.03 for shut ones.
@@ -19,14 +19,17 @@ CLOSED_MOUTH = 0.03  # lip gap below which a mouth counts as closed
 WIDE_MOUTH = 0.3  # lip gap above which a mouth counts as wide open (teeth and the mouth's inside show)
 
 
-def _dist(mesh: np.ndarray, a: int, b: int) -> np.ndarray:
-    return np.linalg.norm(mesh[..., a, :2].astype(np.float64) - mesh[..., b, :2], axis=-1)
+def _dist(mesh: np.ndarray, a: int, b: int, dims: int = 2) -> np.ndarray:
+    return np.linalg.norm(mesh[..., a, :dims].astype(np.float64) - mesh[..., b, :dims], axis=-1)
 
 
-def lip_gap(mesh: np.ndarray) -> np.ndarray:
-    """(..., 478, 2+) meshes -> (...,) inner-lip gap as a share of the mouth's inner width."""
+def lip_gap(mesh: np.ndarray, depth: bool = False) -> np.ndarray:
+    """(..., 478, 2+) meshes -> (...,) inner-lip gap as a share of the mouth's inner width; `depth`:
+    measured in 3D on (..., 478, 3) meshes whose z is in x's units (a face mesh's), so that a turned
+    face's foreshortened mouth width does not inflate it."""
     upper, lower, left, right = LIP_GAP
-    return _dist(mesh, upper, lower) / np.maximum(_dist(mesh, left, right), 1e-6)
+    dims = 3 if depth else 2
+    return _dist(mesh, upper, lower, dims) / np.maximum(_dist(mesh, left, right, dims), 1e-6)
 
 
 def eye_ratios(mesh: np.ndarray) -> np.ndarray:
