@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from marionette.inference import demo
-from marionette.inference.driving import (SHUT_AT, SHUT_FROM, Driving, closed_lips, neutral_frames, shut_lids,
-                                         uncrossed)
+from marionette.inference.driving import SHUT_AT, SHUT_FROM, Driving, closed_lips, neutral_frames, shut_lids, uncrossed
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.smoothing import OneEuroFilter
