@@ -141,8 +141,9 @@ def test_onnx_renderer_draws_what_the_neural_renderer_draws(exported: tuple[Path
 
 def test_the_shipped_generator_exports_and_draws_as_torch_does(tmp_path: Path, hopper) -> None:
     """The shipped (trained, warp-guided) generator passes the export's check at its default tolerance
-    (its flow once failed a check on white noise by 0.12), and on a real portrait the onnx renderer
-    draws what the neural one does to a grey level."""
+    (its flow once failed a check on white noise by 0.12; the weights shipped 2026-12-05 differ by
+    0.007-0.011 there, at 0.001% of the pixels), and on a real portrait the onnx renderer draws what
+    the neural one does to a grey level."""
     from marionette.resources import SHIPPED_GENERATOR, asset
 
     error = export_onnx(asset(SHIPPED_GENERATOR), tmp_path / "onnx")

@@ -126,7 +126,10 @@ class OnnxExportConfig(Settings):
                          between(17, 23))
     check: bool = setting(True,
                           "run both graphs in onnxruntime at K = 1 and K = 8 and refuse an export off torch's output")
-    tolerance: float = setting(0.004,
+    # 0.016: the check's inputs are noise, where a trained correction's few sharpest pixels differ most (the
+    # generator shipped 2026-12-05: 0.007-0.011 at 0.001% of its pixels; on a real portrait within one grey
+    # level); a broken graph (a flow that was exported wrong) differed by 0.12
+    tolerance: float = setting(0.016,
                                "largest |onnxruntime - torch| pixel difference the check accepts (images in [-1, 1]; "
-                               "0.004: half a grey level, so no output pixel moves by more than one level)",
+                               "0.016: two grey levels) on noise inputs",
                                between(0, 1))

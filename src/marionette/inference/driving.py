@@ -91,14 +91,15 @@ class Driving:
         neutral face, or its first frame with reference=first); `box` is the driver's crop; `still`:
         the driver is a single image (mode auto then drives in absolute mode)."""
         mode = self.mode if self.mode != "auto" else ("absolute" if still else "relative")
-        if not self.neutral or len(meshes) == 1:
+        searched = self.neutral and len(meshes) > 1  # a single frame is its own reference, as it is
+        if not searched:
             expression = pose = np.zeros(1, np.int64)
         else:
             expression, pose = neutral_frames(meshes)
         start = None if self.transformer is None else self.transformer.prepare_reference(meshes[expression], meshes[pose])
         raw = meshes[pose[0] if pose[0] in expression else expression[0]]  # raw landmarks: one frame, the expression's first
         apart = float(lip_gap(meshes[expression]).min()) - CLOSED_MOUTH  # > 0: the lips never meet in the window
-        if self.neutral and apart > 0:  # motion measured from closed lips (the start's λ̂ kept: the rest it draws)
+        if searched and apart > 0:  # motion measured from closed lips (the start's λ̂ kept: the rest it draws)
             raw = closed_lips(raw, apart)
             start = None if start is None else replace(start, shape=closed_lips(start.shape, apart))
         return DriverReference(raw, box, start, mode, np.median(eye_ratios(meshes[expression]), 0))
