@@ -1,6 +1,6 @@
-"""Driving: the neutral reference of relative mode (its lips closed), lids that shut with the driver's, lips and lids
-that never cross, the soft limit on turns, and the fast filter of lids and lips; on real media, the
-bundled demo's mouth follows its driver (re-detected in the output)."""
+"""Driving: the neutral reference of relative mode (its lips closed), lids that shut with the
+driver's, lips and lids that never cross, the soft limit on turns, and the fast filter of lids and
+lips; on real media, the bundled demo's mouth follows its driver (re-detected in the output)."""
 
 from __future__ import annotations
 

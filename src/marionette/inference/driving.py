@@ -143,6 +143,7 @@ def closed_lips(mesh: np.ndarray, by: float) -> np.ndarray:
     if excess.max() == 0:
         return mesh
     columns = np.concatenate([[0.0], ((upper + lower) / 2 - left) @ across / width, [1.0]])  # (11,) across the mouth
+    columns = np.maximum.accumulate(columns)  # increasing, as np.interp needs, even on a mesh misread at a turn
     where = (mesh[:, :2] - left) @ across / width  # (478,) position of each vertex across the mouth
     rise = np.interp(where, columns, np.concatenate([[0.0], excess, [0.0]]), left=0.0, right=0.0)  # (478,)
     at_top = np.interp(where, columns[1:-1], top)
