@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from marionette.inference import demo
-from marionette.inference.driving import SHUT_AT, SHUT_FROM, Driving, closed_lips, neutral_frames, shut_lids, uncrossed
+from marionette.inference.driving import SHUT_AT, SHUT_FROM, Driving, neutral_frames, shut_lids
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.smoothing import OneEuroFilter
@@ -17,6 +17,7 @@ from marionette.landmarks.crop import CropBox
 from marionette.landmarks.layout import MESH_EYE_OPENINGS, mesh_to_ibug68
 from marionette.landmarks.measures import eye_ratios, lip_gap
 from marionette.landmarks.mesh import FaceMesh
+from marionette.landmarks.openings import closed_lips, uncrossed
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 
 UPPER_LIP, LOWER_LIP = [82, 13, 312], [87, 14, 317]  # middle of the inner lips
@@ -140,3 +141,30 @@ def test_the_demos_mouth_follows_its_driver(settings: dict, follows: bool) -> No
             output.append(lip_gap(on_output.detect(rendered.output)[0].mesh))
     r = np.corrcoef(driver, output)[0, 1]
     assert (r > 0.9 and np.mean(output) > 0.1) if follows else np.mean(output) < 0.05, (r, np.mean(output))
+
+
+def test_the_drivers_expression_on_another_face_keeps_the_mouths_opening() -> None:
+    """The bundled demo: the driver's rest expression, regressed onto Grace Hopper's identity, pressed
+    her lips through each other, which swallowed that much of every opening (the driven lip gap grew
+    0.61 times the driver's, in inter-ocular units); brought to meet first, 0.77. Her own face, as
+    the only target of itself, is still reproduced exactly (test_landmark_transformer)."""
+    from marionette.landmarks.crop import head_box
+    from marionette.landmarks.layout import inter_ocular
+    from marionette.landmarks.mesh import detect_face
+    from marionette.media import iter_video, load_image
+
+    with FaceMesh(video=True, max_faces=1) as tracker:
+        driver = np.stack([tracker.detect(frame)[0].mesh for frame in iter_video(demo.DRIVER)])  # (75, 478, 3)
+    image = load_image(demo.TARGET)
+    found = detect_face(image, demo.TARGET)
+    box = head_box(found.mesh, 1.8, -0.1)
+    driving = Driving(LandmarkTransformer.load(), "relative", 1.0, 256)  # expression=driver, the default
+    driving.set_targets(box.to_crop(found.mesh, 256)[None])
+    start = driving.reference(driver, CropBox(180.0, 144.0, 360.0))
+    driven = np.stack([driving(mesh, start) for mesh in driver])
+
+    def gap(mesh: np.ndarray) -> np.ndarray:  # (N,) inner-lip gap in inter-ocular units
+        return np.linalg.norm(mesh[:, 13] - mesh[:, 14], axis=-1) / inter_ocular(mesh_to_ibug68(mesh))
+
+    slope = np.polyfit(gap(driver), gap(driven), 1)[0]
+    assert slope > 0.7, slope

@@ -17,7 +17,8 @@ singer's, a mouth breather's), the reference's lips are brought together by that
 so that the output carries that opening too. `reference=first` keeps the first frame as it is, as before.
 
 Lids and lips (ours): the driven lids shut when the driver's eye nearly does (`shut_lids`), and no
-lower lid or lip ever rises above its upper one (`uncrossed`).
+lower lid or lip ever rises above its upper one (`uncrossed`, in landmarks/openings.py, which the
+landmark transformer also applies to the rest face it adds the driver's change to).
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ import numpy as np
 from marionette.inference.config import DRIVING_MODES, REFERENCES
 from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmarks.crop import CropBox
-from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS, mesh_to_ibug68
+from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.measures import CLOSED_MOUTH, eye_openness, eye_ratios, lip_gap
+from marionette.landmarks.openings import LID_PAIRS, closed_lips, uncrossed
 from marionette.landmarks.pose import head_pose
 
 NEUTRAL_SHARE = 0.1  # share of a window's frames averaged into its neutral expression and into its neutral pose
@@ -116,58 +118,6 @@ class Driving:
             if reference.mode == "relative":
                 driven = self._first_target + (driven - reference.box.to_crop(reference.mesh, self.size))
         return uncrossed(shut_lids(driven, driver_mesh, reference.eyes_open))
-
-LID_PAIRS = [(opening[1:8], opening[15:8:-1]) for opening in MESH_EYE_OPENINGS]  # (upper, lower) (7,) each, from the outer corner
-LIP_PAIRS = (MESH_INNER_LIPS[1:10], MESH_INNER_LIPS[19:10:-1])  # inner lips: upper, lower (9,) each, corner to corner
-
-
-def _down(mesh: np.ndarray) -> np.ndarray:
-    """(478, 3) mesh -> (2,) unit vector from between its eyes' outer corners to its mouth, in the image."""
-    eyes = (mesh[MESH_EYE_OPENINGS[0, 0], :2] + mesh[MESH_EYE_OPENINGS[1, 0], :2]) / 2
-    down = (mesh[MESH_INNER_LIPS[0], :2] + mesh[MESH_INNER_LIPS[10], :2]) / 2 - eyes
-    return down / max(float(np.linalg.norm(down)), 1e-6)
-
-
-def closed_lips(mesh: np.ndarray, by: float) -> np.ndarray:
-    """(478, 3) mesh -> the same face with its inner lips brought together by `by` of the mouth's
-    width (each column of the lips at most until it is CLOSED_MOUTH apart): what lies below them (the
-    lower lip, the chin) is raised by its nearest lip columns' share (interpolated across the mouth,
-    none beyond its corners), what lies between them by its share of the way down (ours: a neutral
-    face's lips meet)."""
-    upper, lower = mesh[LIP_PAIRS[0], :2], mesh[LIP_PAIRS[1], :2]  # (9, 2) each, corner to corner
-    left, right = mesh[MESH_INNER_LIPS[0], :2], mesh[MESH_INNER_LIPS[10], :2]
-    width = max(float(np.linalg.norm(right - left)), 1e-6)
-    across, down = (right - left) / width, _down(mesh)  # (2,) each
-    top, bottom = upper @ down, lower @ down  # (9,) heights of the lips along the face's down axis
-    excess = np.clip(bottom - top - CLOSED_MOUTH * width, 0, by * width)  # (9,)
-    if excess.max() == 0:
-        return mesh
-    columns = np.concatenate([[0.0], ((upper + lower) / 2 - left) @ across / width, [1.0]])  # (11,) across the mouth
-    columns = np.maximum.accumulate(columns)  # increasing, as np.interp needs, even on a mesh misread at a turn
-    where = (mesh[:, :2] - left) @ across / width  # (478,) position of each vertex across the mouth
-    rise = np.interp(where, columns, np.concatenate([[0.0], excess, [0.0]]), left=0.0, right=0.0)  # (478,)
-    at_top = np.interp(where, columns[1:-1], top)
-    at_bottom = np.interp(where, columns[1:-1], bottom)
-    share = np.clip((mesh[:, :2] @ down - at_top) / np.maximum(at_bottom - at_top, 1e-6), 0, 1)  # (478,)
-    out = mesh.copy()
-    out[:, :2] -= (rise * share)[:, None] * down
-    return out
-
-
-def uncrossed(mesh: np.ndarray) -> np.ndarray:
-    """(478, 3) mesh whose lips and lids never cross: where a lower point lies above its upper one
-    (along the face's eyes-to-mouth axis, in the image), both move to their middle. A change of
-    expression added to a face whose own expression was misread can push them through each other."""
-    down = _down(mesh)  # (2,)
-    out = mesh
-    for upper, lower in (*LID_PAIRS, LIP_PAIRS):
-        overlap = np.minimum((out[lower, :2] - out[upper, :2]) @ down, 0)  # (P,) <= 0
-        if overlap.min() < 0:
-            out = out.copy() if out is mesh else out
-            out[upper, :2] += 0.5 * overlap[:, None] * down
-            out[lower, :2] -= 0.5 * overlap[:, None] * down
-    return out
-
 
 def shut_lids(driven: np.ndarray, driver: np.ndarray, eyes_open: np.ndarray) -> np.ndarray:
     """(478, 3) driven mesh with the lids of each eye the (478, 3) driver mesh nearly closes brought

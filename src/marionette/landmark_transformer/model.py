@@ -38,6 +38,7 @@ from marionette.config import from_dict, to_dict
 from marionette.errors import InputError, check_finite
 from marionette.landmark_transformer.config import EXPRESSIONS, MODES, LandmarkTransformerConfig
 from marionette.landmarks.layout import mesh_to_ibug68
+from marionette.landmarks.openings import uncrossed
 from marionette.media import atomic_path
 from marionette.resources import asset
 
@@ -219,7 +220,13 @@ class LandmarkTransformer:
             # the change of the driver's own normalised shape is its expression's, identity-free and
             # unshrunk (a single frame's λ̂ regresses to the mean: half a wide mouth, no blinks)
             rest = target.coefficients if expression == "target" else start.coefficients  # (C,)
-            out_shapes = self.mean_shape + target.identity + self.project(rest) + alpha * (shapes - start.shape)
+            face = self.mean_shape + target.identity + self.project(rest)  # (L, 3)
+            if expression == "driver":  # ours: lips or lids that the driver's expression, regressed onto the
+                # target's identity, presses through each other would swallow that much of every opening;
+                # they are brought to meet (what the target's own face crosses is left as it is)
+                own = self.mean_shape + target.identity + self.project(target.coefficients)  # (L, 3)
+                face = face + (uncrossed(face) - face) - (uncrossed(own) - own)
+            out_shapes = face + alpha * (shapes - start.shape)
             turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its reference
             zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel
             out_pose = Pose(turn @ target.pose.rotation, zoom * pose.scale,

@@ -1,0 +1,65 @@
+"""A face mesh's openings, the lips and the lids, kept possible (ours): shared by the driving and the
+landmark transformer, which add a change of expression to a face whose own expression may have been
+misread or regressed towards the mean.
+
+- `uncrossed`: no lower lid or lip above its upper one;
+- `closed_lips`: the lips brought together, what lies below them raised with them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
+from marionette.landmarks.measures import CLOSED_MOUTH
+
+LID_PAIRS = [(opening[1:8], opening[15:8:-1]) for opening in MESH_EYE_OPENINGS]  # (upper, lower) (7,) each, from the outer corner
+LIP_PAIRS = (MESH_INNER_LIPS[1:10], MESH_INNER_LIPS[19:10:-1])  # inner lips: upper, lower (9,) each, corner to corner
+
+
+def _down(mesh: np.ndarray) -> np.ndarray:
+    """(478, 3) mesh -> (2,) unit vector from between its eyes' outer corners to its mouth, in the image."""
+    eyes = (mesh[MESH_EYE_OPENINGS[0, 0], :2] + mesh[MESH_EYE_OPENINGS[1, 0], :2]) / 2
+    down = (mesh[MESH_INNER_LIPS[0], :2] + mesh[MESH_INNER_LIPS[10], :2]) / 2 - eyes
+    return down / max(float(np.linalg.norm(down)), 1e-6)
+
+
+def closed_lips(mesh: np.ndarray, by: float) -> np.ndarray:
+    """(478, 3) mesh -> the same face with its inner lips brought together by `by` of the mouth's
+    width (each column of the lips at most until it is CLOSED_MOUTH apart): what lies below them (the
+    lower lip, the chin) is raised by its nearest lip columns' share (interpolated across the mouth,
+    none beyond its corners), what lies between them by its share of the way down (ours: a neutral
+    face's lips meet)."""
+    upper, lower = mesh[LIP_PAIRS[0], :2], mesh[LIP_PAIRS[1], :2]  # (9, 2) each, corner to corner
+    left, right = mesh[MESH_INNER_LIPS[0], :2], mesh[MESH_INNER_LIPS[10], :2]
+    width = max(float(np.linalg.norm(right - left)), 1e-6)
+    across, down = (right - left) / width, _down(mesh)  # (2,) each
+    top, bottom = upper @ down, lower @ down  # (9,) heights of the lips along the face's down axis
+    excess = np.clip(bottom - top - CLOSED_MOUTH * width, 0, by * width)  # (9,)
+    if excess.max() == 0:
+        return mesh
+    columns = np.concatenate([[0.0], ((upper + lower) / 2 - left) @ across / width, [1.0]])  # (11,) across the mouth
+    columns = np.maximum.accumulate(columns)  # increasing, as np.interp needs, even on a mesh misread at a turn
+    where = (mesh[:, :2] - left) @ across / width  # (478,) position of each vertex across the mouth
+    rise = np.interp(where, columns, np.concatenate([[0.0], excess, [0.0]]), left=0.0, right=0.0)  # (478,)
+    at_top = np.interp(where, columns[1:-1], top)
+    at_bottom = np.interp(where, columns[1:-1], bottom)
+    share = np.clip((mesh[:, :2] @ down - at_top) / np.maximum(at_bottom - at_top, 1e-6), 0, 1)  # (478,)
+    out = mesh.copy()
+    out[:, :2] -= (rise * share)[:, None] * down
+    return out
+
+
+def uncrossed(mesh: np.ndarray) -> np.ndarray:
+    """(478, 3) mesh whose lips and lids never cross: where a lower point lies above its upper one
+    (along the face's eyes-to-mouth axis, in the image), both move to their middle. A change of
+    expression added to a face whose own expression was misread can push them through each other."""
+    down = _down(mesh)  # (2,)
+    out = mesh
+    for upper, lower in (*LID_PAIRS, LIP_PAIRS):
+        overlap = np.minimum((out[lower, :2] - out[upper, :2]) @ down, 0)  # (P,) <= 0
+        if overlap.min() < 0:
+            out = out.copy() if out is mesh else out
+            out[upper, :2] += 0.5 * overlap[:, None] * down
+            out[lower, :2] -= 0.5 * overlap[:, None] * down
+    return out
