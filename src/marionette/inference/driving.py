@@ -100,8 +100,8 @@ class Driving:
             expression, pose = neutral_frames(meshes)
         start = None if self.transformer is None else self.transformer.prepare_reference(meshes[expression], meshes[pose])
         raw = meshes[pose[0] if pose[0] in expression else expression[0]]  # raw landmarks: one frame, the expression's first
-        apart = float(lip_gap(meshes[expression]).min()) - CLOSED_MOUTH  # > 0: the lips never meet in the window
-        if searched and apart > 0:  # motion measured from closed lips (the start's λ̂ kept: the rest it draws)
+        apart = float(lip_gap(meshes[expression]).min()) - CLOSED_MOUTH if searched else 0.0  # > 0: lips never meet
+        if apart > 0:  # motion measured from closed lips (the start's λ̂ kept: the rest it draws)
             raw = closed_lips(raw, apart)
             start = None if start is None else replace(start, shape=closed_lips(start.shape, apart))
         return DriverReference(raw, box, start, mode, np.median(eye_ratios(meshes[expression]), 0))

@@ -123,6 +123,7 @@ class TargetFace:
     identity: np.ndarray  # (L, 3) mean_i l̂_id(y^i)
     coefficients: np.ndarray  # (C,) mean_i λ̂(y^i), the start expression in relative mode
     pose: Pose  # mean rotation (projected to a rotation), mean scale and position
+    uncrossing: np.ndarray  # (L, 3) what `uncrossed` moves on their own normalised face (0 where nothing crosses)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,8 @@ class LandmarkTransformer:
         coefficients = self.expression(shapes)  # (K, C)
         identity = shapes - self.mean_shape - self.project(coefficients)  # (K, L, 3) l̂_id(y^i)
         mean_pose = Pose(nearest_rotation(pose.rotation.mean(0)), pose.scale.mean(0), pose.translation.mean(0))
-        return TargetFace(identity.mean(0), coefficients.mean(0), mean_pose)
+        own = self.mean_shape + identity.mean(0) + self.project(coefficients.mean(0))  # (L, 3)
+        return TargetFace(identity.mean(0), coefficients.mean(0), mean_pose, uncrossed(own) - own)
 
     def prepare_start(self, first_frame: np.ndarray) -> DriverStart:
         """(L, 3) the driver frame relative mode measures motion from -> its expression and pose."""
@@ -224,8 +226,7 @@ class LandmarkTransformer:
             if expression == "driver":  # ours: lips or lids that the driver's expression, regressed onto the
                 # target's identity, presses through each other would swallow that much of every opening;
                 # they are brought to meet (what the target's own face crosses is left as it is)
-                own = self.mean_shape + target.identity + self.project(target.coefficients)  # (L, 3)
-                face = face + (uncrossed(face) - face) - (uncrossed(own) - own)
+                face = uncrossed(face) - target.uncrossing
             out_shapes = face + alpha * (shapes - start.shape)
             turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its reference
             zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel
