@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.landmarks.layout import MESH_INNER_LIPS
 from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, eye_openness, lip_gap
 from marionette.landmarks.mesh import FaceMesh
 
@@ -65,3 +67,35 @@ def test_a_driver_whose_lips_never_meet(shared_data: Path) -> None:
     gap_d, gap_o = lip_gap(driver, depth=True), lip_gap(output, depth=True)
     assert gap_d.min() > 0.1  # the case is what it says
     assert not ((gap_d > 0.15) & (gap_o < CLOSED_MOUTH)).any(), np.round(gap_o[gap_d > 0.15], 3)
+
+
+def teeth_share(image: np.ndarray, ring: np.ndarray) -> float:
+    """Share of the pixels inside an inner-lip ring (20, 2) that are bright and pale: teeth."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 1)
+    pixels = image[cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0].astype(np.float32)
+    peak = pixels.max(1)
+    return float(((pixels.mean(1) > 130) & ((peak - pixels.min(1)) / np.maximum(peak, 1) < 0.4)).mean())
+
+
+def test_a_mouth_opened_wider_than_the_targets_shows_the_drivers_teeth(shared_data: Path) -> None:
+    """Case 7b: a furious driver bares his teeth; the target (Grace Hopper) keeps her mouth closed.
+    With the driver's teeth (mouth=driver, the default) the opened mouth shows teeth, and the output's
+    re-detected mouth follows the driver's (r 0.78 with the drawn cavity alone, measured in 3D)."""
+    if not (shared_data / "hard" / "cases.json").is_file():
+        pytest.skip("no ../shared/data/hard")
+    case = next(c for c in json.loads((shared_data / "hard" / "cases.json").read_text())
+                if c["id"] == "7b_wide_mouth_teeth_furious")
+    shares, gaps = {}, {}
+    for mouth in ("drawn", "driver"):
+        pipeline = ReenactPipeline(ReenactConfig(renderer="warp", size=256, paste_back=False, mouth=mouth))
+        pipeline.set_targets([str(shared_data.parent / t) for t in case["target"]])
+        with FaceMesh(video=True, max_faces=1) as on_driver, FaceMesh(video=True, max_faces=1) as on_output:
+            rows = [(lip_gap(r.driven), teeth_share(r.output, r.driven[MESH_INNER_LIPS, :2]),
+                     lip_gap(on_driver.detect(r.driver)[0].mesh, depth=True),
+                     lip_gap(on_output.detect(r.output)[0].mesh, depth=True))
+                    for r in pipeline.render_frames(open_driver(str(shared_data.parent / case["driver"])))]
+        driven, share, gap_d, gap_o = np.array(rows).T
+        shares[mouth], gaps[mouth] = share[driven > 0.15].mean(), np.corrcoef(gap_d, gap_o)[0, 1]
+    assert shares["drawn"] < 0.02 and shares["driver"] > 0.08, shares  # measured 0.000 and 0.17
+    assert gaps["driver"] > 0.85, gaps

@@ -194,11 +194,11 @@ def test_webcam_neutral_face_is_estimated_over_its_first_frames_then_set_by_the_
         windows.append(meshes.copy())
         return estimate(meshes, *args)
 
-    def rendering(driven: np.ndarray) -> np.ndarray:
+    def rendering(driven: np.ndarray, mouths: list | None = None) -> np.ndarray:
         rendering.calls += 1
         if rendering.calls == 6:  # the user presses the neutral key while the 6th frame is drawn
             pipeline.set_neutral()
-        return render(driven)
+        return render(driven, mouths)
 
     rendering.calls = 0
     monkeypatch.setattr(pipeline.driving, "reference", reference)

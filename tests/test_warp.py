@@ -18,7 +18,7 @@ from marionette.landmarks.measures import CLOSED_EYE, eye_openness
 from marionette.landmarks.mesh import FaceMesh, detect_face
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 from marionette.media import iter_video, load_image
-from marionette.warp import WarpRenderer, face_triangles, signed_areas
+from marionette.warp import WarpRenderer, driver_mouth, face_triangles, signed_areas, skin_colour
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SIZE = 128
@@ -230,6 +230,34 @@ def test_the_mouth_opens_only_with_the_driven_lips(hopper, portrait) -> None:
     renderer.prepare(np.stack([crop, portrait[0]]), np.stack([mesh, portrait[1]]))
     interior = renderer.render(opened)
     assert interior[inner].mean() > cavity[inner].mean() + 40
+
+
+def test_a_mouth_opened_wider_than_the_targets_shows_the_drivers_teeth_in_the_targets_light(hopper, portrait) -> None:
+    image, face = hopper  # closed lips
+    box = head_box(face.mesh, 1.8, -0.1)
+    crop, mesh = crop_image(image, box, SIZE), box.to_crop(face.mesh, SIZE)
+    renderer = WarpRenderer(SIZE)
+    renderer.prepare(crop[None], mesh[None])
+    opened = mesh.copy()
+    lips_meet = (mesh[13, 1] + mesh[14, 1]) / 2
+    opened[[m for m in range(468) if mesh[m, 1] > lips_meet and abs(mesh[m, 0] - mesh[14, 0]) < 40], 1] += 8.0
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    cv2.fillPoly(mask, [np.round(opened[MESH_INNER_LIPS, :2]).astype(np.int32)], 1)
+    inner = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    cavity = renderer.render(opened).astype(np.float32)
+    driver, driver_mesh = portrait  # lips apart, teeth showing
+    teeth = renderer.render(opened, driver_mouth(driver, driver_mesh, skin_colour(driver, driver_mesh)))
+    assert teeth[inner].mean() > cavity[inner].mean() + 40  # measured +52
+    # a driver whose lips meet has no teeth to give: the drawn cavity, as without one
+    assert np.array_equal(renderer.render(opened, driver_mouth(crop, mesh, skin_colour(crop, mesh))), cavity)
+    # a colour cast of the driver's video (green) barely reaches the teeth: they are lit as the target
+    tinted = np.clip(driver * np.array([0.8, 1.15, 0.8]), 0, 255).astype(np.uint8)
+    ring = np.zeros(driver.shape[:2], np.uint8)
+    cv2.fillPoly(ring, [np.round(driver_mesh[MESH_INNER_LIPS, :2]).astype(np.int32)], 1)
+    ring = ring > 0
+    assert np.abs(tinted[ring].mean(0) - driver[ring].mean(0)).max() > 15  # the cast in the driver's mouth
+    recast = renderer.render(opened, driver_mouth(tinted, driver_mesh, skin_colour(tinted, driver_mesh)))
+    assert np.abs(recast[inner].mean(0) - teeth[inner].mean(0)).max() < 10  # measured 6.7
 
 
 def test_eight_targets_over_a_slow_driver_give_no_jump() -> None:

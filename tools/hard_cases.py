@@ -77,10 +77,10 @@ def render_case(case: dict, settings: list[str], checkpoint: Path | None = None)
     folded: list[float] = []
     render_batch = pipeline.renderer.render_batch  # every renderer draws through it (the neural one in batches)
 
-    def recording(meshes: np.ndarray) -> np.ndarray:  # (B, 478, 3) driven meshes
+    def recording(meshes: np.ndarray, mouths: list | None = None) -> np.ndarray:  # (B, 478, 3) driven meshes
         share = getattr(pipeline.renderer, "folded_share", None)  # before the render: it reads the warp's blend so far
         folded.extend(share(mesh) if share else np.nan for mesh in meshes)
-        return render_batch(meshes)
+        return render_batch(meshes, mouths)
 
     pipeline.renderer.render_batch = recording  # type: ignore[method-assign]
     driven, drivers, outputs, frames = [], [], [], []

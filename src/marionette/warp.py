@@ -17,7 +17,9 @@ treating the mesh as a 3D surface:
   target whose eye is open gets a drawn closed lid (the skin around it carried over the eye, a lash
   line where the lids meet), since the target's own lid and lashes stretched over it read as open;
 - mouth: the opening between the driven inner lips shows the interior of the target (of the K)
-  whose open mouth is nearest in shape, else a soft shaded cavity; it opens only with the driven lips;
+  whose open mouth is nearest in shape, else a soft shaded cavity; where the pipeline hands over the
+  driver's own mouth and its lips are apart, its interior (teeth, tongue) in the target's light
+  instead, unless a target's open mouth is nearly as open; it opens only with the driven lips;
 - K targets: each frame blends the nearest-pose targets with weights smoothed over time, so the
   output moves from one target to another without a jump.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -61,11 +64,14 @@ LID_TO_BROW = 0.5
 LASH_WIDTH = 0.04  # ours: the closed lid's lash line, eye widths thick at its middle
 OPEN_TARGET_EYE = 0.08  # ours: a target eye whose opening is under this area (eye units) is closed itself: no lid drawn
 MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
+STRETCH = (1.5, 2.5)  # ours: a target's open mouth fills a driven one up to 1.5 times as open, the driver's from 2.5
+#   (a target's interior stretched further is bars of teeth)
 POSE_SIGMA = 4.0  # degrees: how fast a target's blend weight falls with its pose distance to the driven pose
 FOLLOW = 0.15  # per frame: how fast the blend weights move to the current frame's (1 = no smoothing)
 WEIGHT_FLOOR = 0.03  # blend weights below this are dropped (the rest renormalised): fewer targets to warp
 FOLDED = 0.15  # a face triangle the target shows under this share of its frontal area is folded or edge-on there
 FACE_TRIANGLES = "face_triangles.json"  # package asset: the face surface's triangles
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights of R, G, B
 _SHIFT = 4  # sub-pixel bits of cv2 drawing
 _UPPER_LIP = slice(0, 11)  # MESH_INNER_LIPS[0..10]: upper inner lip, corner to corner
 
@@ -176,6 +182,7 @@ class WarpTarget:
     eyes: tuple[EyeTexture, EyeTexture]  # subject's right, left
     mouth_gap: float  # inner-lip gap / mouth width
     cavity: np.ndarray  # (3,) float32 colour of a mouth cavity drawn for this face
+    skin: np.ndarray | None  # (3,) float32 RGB of its cheeks (skin_colour): the light a driver's teeth are matched to
     outline: np.ndarray  # (N, 2) its face outline on its silhouette (see _silhouette_outline)
 
 
@@ -223,12 +230,54 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     band = _polygon_mask(image.shape[:2], np.concatenate([lid, (lid - frame[:, 1] * 0.15)[::-1]])) > 0.5
     band_px = image[band].astype(np.float32)
     if len(band_px) >= 10:
-        luma = band_px @ np.array([0.299, 0.587, 0.114], np.float32)
+        luma = band_px @ LUMA
         lash = band_px[luma <= np.quantile(luma, 0.1)].mean(0)
     else:
         lash = np.array([40, 32, 28], np.float32)
     return EyeTexture(filled, alpha, radius, white.astype(np.float32), frame, units.astype(np.float32),
                       gaze.astype(np.float32), lash.astype(np.float32))
+
+
+SKIN_PATCHES = ([36, 41, 31, 2, 1], [45, 46, 35, 14, 15])  # ours: each upper cheek, by ibug-68 points (lower eyelid,
+#   nose, jaw): skin seldom under a beard, a fringe or a moustache
+
+
+def skin_colour(image: np.ndarray, mesh: np.ndarray) -> np.ndarray | None:
+    """(3,) float32 the median RGB colour of both upper cheeks of an (H, W, 3) uint8 RGB image with
+    its (478, 3) mesh in its pixels; None where they show too few pixels."""
+    points = mesh_to_ibug68(mesh)[:, :2]
+    pixels = []
+    for patch in SKIN_PATCHES:
+        polygon = points[patch]
+        x0, y0 = np.maximum(np.floor(polygon.min(0)).astype(int), 0)
+        x1, y1 = np.minimum(np.ceil(polygon.max(0)).astype(int) + 1, image.shape[1::-1])
+        if x1 > x0 and y1 > y0:
+            inside = _polygon_mask((y1 - y0, x1 - x0), polygon - np.array([x0, y0])) > 0.5
+            pixels.append(image[y0:y1, x0:x1][inside])
+    pixels = np.concatenate(pixels) if pixels else np.zeros((0, 3), np.uint8)
+    if len(pixels) < 16:
+        return None
+    return np.median(pixels, 0).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class DriverMouth:
+    """ours: one driver frame's mouth, to show what a mouth opened wider than every target's holds (its teeth)."""
+
+    image: np.ndarray  # (h, w, 3) uint8 the driver frame around its mouth
+    ring: np.ndarray  # (20, 2) float32 its inner lips in that patch's pixels
+    gap: float  # its inner-lip gap / mouth width
+    skin: np.ndarray | None  # (3,) float32 RGB of its cheeks (skin_colour): the light its teeth are seen in
+
+
+def driver_mouth(frame: np.ndarray, mesh: np.ndarray, skin: np.ndarray | None) -> DriverMouth:
+    """The mouth of an (H, W, 3) uint8 driver frame with its (478, 3) mesh in frame pixels, the patch
+    cut wide enough for _mouth_interior's soft edge; `skin`: its skin colour (skin_colour)."""
+    ring = mesh[MESH_INNER_LIPS, :2].astype(np.float32)
+    pad = int(0.5 * np.ptp(ring[:, 0])) + 2
+    x0, y0 = np.maximum(np.floor(ring.min(0)).astype(int) - pad, 0)
+    x1, y1 = np.maximum(np.minimum(np.ceil(ring.max(0)).astype(int) + pad + 1, frame.shape[1::-1]), (x0 + 1, y0 + 1))
+    return DriverMouth(frame[y0:y1, x0:x1].copy(), ring - np.array([x0, y0], np.float32), float(lip_gap(mesh)), skin)
 
 
 def _silhouette_outline(mesh: np.ndarray) -> np.ndarray:
@@ -303,10 +352,11 @@ class WarpRenderer:
         return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
                           head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), float(lip_gap(mesh)),
                           cavity=(0.3 * lip_colour).astype(np.float32),  # ours: a dark, lip-tinted cavity
-                          outline=_silhouette_outline(mesh))
+                          skin=skin_colour(image, mesh), outline=_silhouette_outline(mesh))
 
-    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
-        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame."""
+    def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
+        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame; `mouth`: the driver's, shown
+        where the driven mouth opens and no target shows an open mouth (else a drawn cavity)."""
         weights = self._blend_weights(head_pose(mesh_to_ibug68(driven_mesh)))
         main = self.targets[int(np.argmax(weights))]
         shown = self._shown(driven_mesh)
@@ -320,12 +370,15 @@ class WarpRenderer:
         for eye, opening, iris, brow, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, MESH_BROWS, EYE_SIDES):
             self._draw_eye(frame, eye, _eye_frame(driven_mesh[opening, :2], side),
                            driven_mesh[opening, :2], driven_mesh[iris, :2], driven_mesh[brow, :2])
-        self._draw_mouth(frame, main, driven_mesh)
+        self._draw_mouth(frame, main, driven_mesh, mouth)
         return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
-    def render_batch(self, driven_meshes: np.ndarray) -> np.ndarray:
-        """(B, 478, 3) consecutive driven meshes -> (B, S, S, 3) uint8, one render after another."""
-        return np.stack([self.render(mesh) for mesh in driven_meshes])
+    def render_batch(self, driven_meshes: np.ndarray, mouths: Sequence[DriverMouth | None] | None = None
+                     ) -> np.ndarray:
+        """(B, 478, 3) consecutive driven meshes (and their drivers' mouths) -> (B, S, S, 3) uint8,
+        one render after another."""
+        mouths = mouths if mouths is not None else [None] * len(driven_meshes)
+        return np.stack([self.render(mesh, mouth) for mesh, mouth in zip(driven_meshes, mouths)])
 
     def folded_share(self, driven_mesh: np.ndarray) -> float:
         """Share of the face's drawn pixels (the driven mesh (478, 3), as `render` draws it) that take
@@ -495,9 +548,12 @@ class WarpRenderer:
         lash = cv2.GaussianBlur(lash, (0, 0), max(0.01 * width, 0.4))[..., None]
         region += (eye.lash - region) * (0.9 * shut * lash)
 
-    def _draw_mouth(self, frame: np.ndarray, main: WarpTarget, driven_mesh: np.ndarray) -> None:
+    def _draw_mouth(self, frame: np.ndarray, main: WarpTarget, driven_mesh: np.ndarray,
+                    mouth: DriverMouth | None) -> None:
         """Fill, in place, the opening between the driven inner lips, fading in as they part: the
-        interior of the target whose open mouth is nearest in shape, else a soft shaded cavity."""
+        interior of the target whose open mouth is nearest in shape, else a soft shaded cavity; where
+        the target's interior would be stretched (STRETCH) or there is none, the cavity with the
+        driver's teeth (`mouth`), lit as the target, fades in as the driver's lips part."""
         gap = float(lip_gap(driven_mesh))
         strength = float(np.clip(2 * gap / MOUTH_OPEN - 1, 0, 1))  # 0 up to half of MOUTH_OPEN, 1 from it
         if strength == 0:
@@ -508,19 +564,29 @@ class WarpRenderer:
         origin = np.array([x0, y0], np.float32)
         mask = cv2.GaussianBlur(_polygon_mask((y1 - y0, x1 - x0), ring - origin), (0, 0), blur)[..., None]
         open_ones = [t for t in self.targets if t.mouth_gap >= MOUTH_OPEN]
+        # ours: the driver's teeth, lit as the target, over a drawn cavity where no target's open mouth is
+        # nearly as open as the driven one; as much as the driver's own lips are apart
+        driven = float(np.clip(2 * mouth.gap / MOUTH_OPEN - 1, 0, 1)) if mouth is not None else 0.0
         if open_ones:
             source = min(open_ones, key=lambda t: _mouth_shape_distance(t.mesh, driven_mesh))
-            layer = self._mouth_interior(source, ring, (x0, y0, x1, y1))
+            layer = self._mouth_interior(source.image, source.mesh[MESH_INNER_LIPS, :2], ring, (x0, y0, x1, y1))
+            driven *= float(np.clip((gap / source.mouth_gap - STRETCH[0]) / (STRETCH[1] - STRETCH[0]), 0, 1))
         else:
             layer = self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0])  # teeth lit like the eyes
+        if driven > 0:
+            interior = self._mouth_interior(mouth.image, mouth.ring, ring, (x0, y0, x1, y1))
+            teeth = cv2.GaussianBlur(_teeth(interior, mouth.skin), (0, 0), blur / 2)[..., None]  # (h, w, 1) soft-edged
+            drawn = self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0]) if open_ones else layer.copy()
+            drawn += (_relit(interior, mouth.skin, main.skin) - drawn) * teeth
+            layer += (drawn - layer) * driven
         region = frame[y0:y1, x0:x1]
         region += (layer - region) * (strength * mask)
 
-    def _mouth_interior(self, source: WarpTarget, ring: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        """(h, w, 3) float32: `source`'s mouth interior warped into the driven inner-lip ring (20, 2),
-        by a fan of triangles around the ring's centre."""
+    def _mouth_interior(self, image: np.ndarray, src_ring: np.ndarray, ring: np.ndarray,
+                        box: tuple[int, int, int, int]) -> np.ndarray:
+        """(h, w, 3) float32: the mouth interior of `image` inside its inner-lip ring `src_ring` (20, 2)
+        warped into the driven ring (20, 2) in the crop's `box`, by a fan of triangles around their centres."""
         x0, y0, x1, y1 = box
-        src_ring = source.mesh[MESH_INNER_LIPS, :2]
         fan = np.array([[20, i, (i + 1) % 20] for i in range(20)])  # (20, 3); 20 = the centre
         dst = np.concatenate([ring, ring.mean(0, keepdims=True)])[fan]  # (20, 3, 2)
         src = np.concatenate([src_ring, src_ring.mean(0, keepdims=True)])[fan]
@@ -531,7 +597,7 @@ class WarpRenderer:
         ys, xs = np.mgrid[y0:y1, x0:x1]
         pixels = np.stack([xs, ys, np.ones_like(xs)], -1).astype(np.float64)  # (h, w, 3)
         coords = np.einsum("hwk,hwkc->hwc", pixels, maps[np.maximum(index, 0)]).astype(np.float32)
-        return cv2.remap(source.image, coords[..., 0], coords[..., 1], cv2.INTER_LINEAR,
+        return cv2.remap(image, coords[..., 0], coords[..., 1], cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
 
     def _cavity(self, colour: np.ndarray, teeth: np.ndarray, ring: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -548,6 +614,45 @@ class WarpRenderer:
         hint = cv2.GaussianBlur(band, (0, 0), max(gap / 6, 0.7))[..., None]
         strength = 0.6 * float(np.clip((gap / np.ptp(ring[:, 0]) - 0.15) / 0.2, 0, 1))  # ours: only when wide open
         return layer + (0.8 * teeth - layer) * strength * hint
+
+
+LIGHT_GAIN = (0.7, 1.4)  # ours: the most a driver's mouth is darkened or brightened, per channel, to the target's light
+
+
+def _relit(image: np.ndarray, seen: np.ndarray | None, into: np.ndarray | None) -> np.ndarray:
+    """(h, w, 3) float32 RGB seen beside skin of RGB colour `seen`, carried into the light of skin
+    `into` (von Kries, half way): its channels scaled by the square root of the skins' ratios
+    normalised to keep the luma (their colour cast; people's skins differ in hue, so half of it),
+    then by the square root of the skins' luma ratio (half the exposure: skins differ in lightness,
+    teeth less); each factor within LIGHT_GAIN; as it is where a skin is unmeasured."""
+    if seen is None or into is None:
+        return image
+    ratio = into / np.maximum(seen, 1.0)  # (3,)
+    cast = np.clip(np.sqrt(ratio / float(ratio @ LUMA)), *LIGHT_GAIN)
+    exposure = float(np.clip(np.sqrt((into @ LUMA) / max(float(seen @ LUMA), 1.0)), *LIGHT_GAIN))
+    return image * (cast * exposure).astype(np.float32)
+
+
+TEETH_LIGHT = (0.75, 1.0)  # ours: a driver's mouth pixel is teeth from 0.75 of its skin's luma, wholly from 1.0 ...
+TEETH_PALE = (1.15, 0.75)  # ... and from 1.15 of its skin's saturation, wholly under 0.75 of it ((max - min) / max)
+
+
+def _saturation(rgb: np.ndarray) -> np.ndarray:
+    peak = rgb.max(-1)
+    return (peak - rgb.min(-1)) / np.maximum(peak, 1.0)
+
+
+def _teeth(image: np.ndarray, skin: np.ndarray | None) -> np.ndarray:
+    """(h, w) float32 how much each pixel of an (h, w, 3) driver's mouth interior, seen beside skin
+    of RGB colour `skin`, is teeth: as bright as that skin and paler. Only teeth are taken from a
+    driver's mouth: its tongue and shadows are lip-coloured, and a face mesh reads lips drawn into an
+    opening as a closed mouth (the driver's interior whole: 37 frames of one hard case re-detected
+    shut where the driver's were open). No teeth without a measured skin."""
+    if skin is None:
+        return np.zeros(image.shape[:2], np.float32)
+    bright = (image @ LUMA / max(float(skin @ LUMA), 1.0) - TEETH_LIGHT[0]) / (TEETH_LIGHT[1] - TEETH_LIGHT[0])
+    pale = (TEETH_PALE[0] - _saturation(image) / max(float(_saturation(skin)), 0.05)) / (TEETH_PALE[0] - TEETH_PALE[1])
+    return np.clip(bright, 0, 1) * np.clip(pale, 0, 1)
 
 
 def _mirror_weights(target: WarpTarget, shown: np.ndarray) -> np.ndarray:

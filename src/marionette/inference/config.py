@@ -30,6 +30,7 @@ RENDERERS = {  # what draws a frame, in the order reports list them: the baselin
 RENDERER_SETTINGS = ("auto", *RENDERERS)  # `renderer=`: one of them, or auto
 DRIVING_MODES = ("auto",) + MODES
 REFERENCES = ("neutral", "first")  # what relative mode measures the driver's motion from
+MOUTHS = ("driver", "drawn")  # what an open mouth shows where no target shows one open
 DEVICES = ("auto", "cpu", "cuda", "cuda:N", "mps")  # resolved by marionette.devices
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -87,6 +88,10 @@ class ReenactConfig(Settings):
                                      "seconds of a driver searched for its neutral face (a file's are tracked"
                                      " before its first frame is drawn)",
                                      between(0, 60))
+    mouth: str = setting("driver",
+                         "what a mouth opened wider than every target's shows: driver (ours: the driver's own"
+                         " teeth and tongue, in the target's light) or drawn (a shaded cavity)",
+                         one_of(*MOUTHS))
     alpha: float = setting(1.0, "expression strength of the landmark transformer", between(0, 4))
     smooth_min_cutoff: float = setting(1.5, "One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)",
                                        between(0, 1000))

@@ -23,6 +23,7 @@ onnxruntime (`onnx`, inference/onnx_runtime.py); everything around it is this re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 import cv2
@@ -37,7 +38,7 @@ from marionette.landmarks.render import render_landmarks
 from marionette.model.config import ModelConfig
 from marionette.model.generator import TargetCache
 from marionette.tensors import to_tensor, to_uint8
-from marionette.warp import WarpRenderer, eye_span
+from marionette.warp import DriverMouth, WarpRenderer, eye_span
 
 
 class GeneratedImages(Protocol):
@@ -144,20 +145,22 @@ class NeuralRenderer:
         self._lab_mean, self._lab_std = pixels.mean(0), pixels.std(0)
 
     @torch.no_grad()
-    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
+    def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
-        return self.render_batch(driven_mesh[None])[0]
+        return self.render_batch(driven_mesh[None], [mouth])[0]
 
     @torch.no_grad()
-    def render_batch(self, driven_meshes: np.ndarray) -> np.ndarray:
+    def render_batch(self, driven_meshes: np.ndarray, mouths: Sequence[DriverMouth | None] | None = None
+                     ) -> np.ndarray:
         """(B, 478, 3) driven meshes in crop pixels -> (B, S, S, 3) uint8, drawn in one generator call
-        (cheaper per frame than B calls)."""
+        (cheaper per frame than B calls). `mouths`: the drivers', for the warp a warp-guided model
+        corrects (the others draw no mouth from the driver)."""
         assert self._cache is not None, "prepare() the targets first"
         s, crop = self.model_size, self.crop_size
         landmarks = self._landmark_image(driven_meshes).to(self.device)  # (B, 3, s, s)
         warps_full = warps = None
         if self._warp is not None:
-            warps_full = [self._warp.render(mesh) for mesh in driven_meshes]  # B x (S, S, 3) uint8 at the crop size
+            warps_full = list(self._warp.render_batch(driven_meshes, mouths))  # B x (S, S, 3) uint8 at the crop size
             small = np.stack([cv2.resize(w, (s, s), interpolation=cv2.INTER_AREA) for w in warps_full])
             warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
         cache = self._cache if len(driven_meshes) == 1 else self._cache.repeat(len(driven_meshes))

@@ -6,7 +6,8 @@ track its face mesh, smooth it, move its motion onto the target's face (landmark
 raw landmarks), render, paste back into the target photo. `record` marks each frame as synthetic
 and writes it. Decoding, tracking, rendering and writing overlap, each in a thread of its own
 (a frame is tracked while the one before it is rendered; a file driver's frames are tracked
-MESH_BATCH at a time where the face mesh runs on a GPU, else one by one). A driver whose face is tracked already
+MESH_BATCH at a time where the face mesh runs on a GPU, else one by one). With `mouth=driver` each
+driver frame's mouth goes to the renderer too, for a mouth that opens wider than the targets'. A driver whose face is tracked already
 (a dataset clip's meshes, `TrackedDriver`) is driven and rendered the same way. Preprocessing
 (face mesh, crop) is the one the dataset builder uses, so crops match between training and use.
 """
@@ -47,6 +48,7 @@ from marionette.landmarks.mesh import LARGEST, MESH_BATCH, FaceMesh, detect_face
 from marionette.media import IMAGE_EXTS, iter_video, load_image, probe_video
 from marionette.outputs import check_media_output, check_one_image_output
 from marionette.provenance import Watermark, container_tags
+from marionette.warp import DriverMouth, driver_mouth, skin_colour
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -153,6 +155,21 @@ def _target_images(paths: list[str], count: int) -> list[tuple[str, np.ndarray]]
         wanted = set(np.linspace(0, max(total - 1, 0), count).round().astype(int).tolist())
         images += [(f"{spec}#{i}", f) for i, f in enumerate(iter_video(path)) if i in wanted]
     return images
+
+
+class _DriverMouths:
+    """A driver's mouth frame by frame (`mouth=driver`), with the light it is seen in: its skin's
+    colour, a running mean over the frames that show its cheeks."""
+
+    def __init__(self) -> None:
+        self.skin: np.ndarray | None = None  # (3,) RGB
+
+    def __call__(self, frame: np.ndarray, mesh: np.ndarray) -> DriverMouth:
+        """The mouth of an (H, W, 3) driver frame with its (478, 3) mesh in frame pixels."""
+        skin = skin_colour(frame, mesh)
+        if skin is not None:
+            self.skin = skin if self.skin is None else 0.9 * self.skin + 0.1 * skin
+        return driver_mouth(frame, mesh, self.skin)
 
 
 class ReenactPipeline:
@@ -331,6 +348,7 @@ class ReenactPipeline:
         ahead = [] if driver.live else list(itertools.islice(tracked, window))  # a file's window, tracked first
         seen = [mesh for _, mesh, _ in ahead]  # (478, 3) driver meshes the reference is estimated from
         reference: DriverReference | None = None
+        lit = _DriverMouths()
         for group in itertools.chain(_chunks(ahead, batch), _chunks(tracked, batch)):
             start = time.perf_counter()
             if self._neutral_now.is_set():  # the user says: this face is neutral
@@ -343,8 +361,9 @@ class ReenactPipeline:
                 box = self.crop.box(seen[0])
                 reference = self.driving.reference(np.stack(seen), box, still)
             driven = np.stack([self.driving(mesh, reference) for _, mesh, _ in group])  # (B, 478, 3)
+            mouths = [lit(frame, mesh) for frame, mesh, _ in group] if self.config.mouth == "driver" else None
             stats.seconds["transform"] += time.perf_counter() - start
-            for (frame, _, at), mesh, crop in zip(group, driven, self._draw(driven, stats)):
+            for (frame, _, at), mesh, crop in zip(group, driven, self._draw(driven, stats, mouths)):
                 yield frame, mesh, crop, at
 
     def _render_tracked(self, driver: TrackedDriver, stats: RunStats
@@ -360,10 +379,11 @@ class ReenactPipeline:
             for mesh, crop in zip(group, self._draw(group, stats)):
                 yield None, mesh, crop, None
 
-    def _draw(self, driven: np.ndarray, stats: RunStats) -> np.ndarray:
-        """(B, 478, 3) driven meshes -> (B, S, S, 3) uint8 crops, in one render_batch call."""
+    def _draw(self, driven: np.ndarray, stats: RunStats, mouths: list[DriverMouth] | None = None) -> np.ndarray:
+        """(B, 478, 3) driven meshes (and their driver frames' mouths) -> (B, S, S, 3) uint8 crops, in
+        one render_batch call."""
         start = time.perf_counter()
-        crops = self.renderer.render_batch(driven)
+        crops = self.renderer.render_batch(driven, mouths)
         stats.seconds["render"] += time.perf_counter() - start
         return crops
 

@@ -15,7 +15,7 @@ torch, for the settings); BUILDERS builds each by that name:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,6 +29,7 @@ from marionette.landmarks.pose import head_pose
 
 if TYPE_CHECKING:
     from marionette.devices import Placement
+    from marionette.warp import DriverMouth
 
 
 class Renderer(Protocol):
@@ -44,12 +45,15 @@ class Renderer(Protocol):
         """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set)."""
         ...
 
-    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
-        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
+    def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
+        """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8; `mouth`: the driver frame's own
+        (warp.DriverMouth), for a renderer that shows it in an open mouth (the warp's; None: none)."""
         ...
 
-    def render_batch(self, driven_meshes: np.ndarray) -> np.ndarray:
-        """(B, 478, 3) consecutive driven meshes -> (B, S, S, 3) uint8: what B render calls in a row draw."""
+    def render_batch(self, driven_meshes: np.ndarray, mouths: Sequence[DriverMouth | None] | None = None
+                     ) -> np.ndarray:
+        """(B, 478, 3) consecutive driven meshes (and B mouths, or None) -> (B, S, S, 3) uint8: what B
+        render calls in a row draw."""
         ...
 
 
@@ -68,11 +72,12 @@ class CopyRenderer:
         self.crops = crops
         self.poses = head_pose(mesh_to_ibug68(meshes))  # (K, 3)
 
-    def render(self, driven_mesh: np.ndarray) -> np.ndarray:
+    def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
         pose = head_pose(mesh_to_ibug68(driven_mesh))  # (3,)
         return self.crops[int(np.abs(self.poses - pose).sum(-1).argmin())]
 
-    def render_batch(self, driven_meshes: np.ndarray) -> np.ndarray:
+    def render_batch(self, driven_meshes: np.ndarray, mouths: Sequence[DriverMouth | None] | None = None
+                     ) -> np.ndarray:
         return np.stack([self.render(mesh) for mesh in driven_meshes])
 
 
