@@ -3,6 +3,7 @@ same face mesh, and score it against the driver and the driven landmarks; compar
 
     PYTHONPATH=src python tools/hard_cases.py run OUT/LABEL [--cases ID,ID] [--demo] [--set KEY=VALUE ...] [--checkpoint EXPORT]
     PYTHONPATH=src python tools/hard_cases.py compare BEFORE AFTER --out docs/hard_cases [--public]
+    PYTHONPATH=src python tools/hard_cases.py mouths CASE --frames F,F --out FILE.jpg [--set ...] [--checkpoint EXPORT] [--public]
 
 `run` writes LABEL/CASE.npz (per frame: the driver's, the driven and the output's meshes, NaN where no
 face was found; the renderer's folded-pixel share; the driver and output crops at the sheet frames),
@@ -11,6 +12,8 @@ writes OUT/table.md (both runs' figures against the bars, scored again from thei
 contact sheets: driver | target | before | after at the sheet frames (frame 0, the driver's widest
 mouth, its most closed eyes, its largest turn); `--public` keeps to what ../shared/data/SOURCES.md
 puts in tier A (a case whose target is not is left out, a driver that is not is not shown).
+`mouths` draws one case twice, with `mouth=drawn` and `mouth=driver`, and writes close-ups of the
+output's mouth at the given driver frames side by side.
 
 Figures (every mesh is MediaPipe's, tracked through the clip; the measures are
 marionette.landmarks.measures): `mouth_r` Pearson r of the output's lip gap with the driver's
@@ -38,7 +41,7 @@ from marionette.config import override
 from marionette.inference import demo
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
-from marionette.landmarks.layout import mesh_to_ibug68
+from marionette.landmarks.layout import MESH_INNER_LIPS, mesh_to_ibug68
 from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, WIDE_MOUTH, eye_openness, lip_gap
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
@@ -235,6 +238,39 @@ def _sheet(before: Path, after: Path, path: Path, driver: bool) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(np.concatenate(rows, 0), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
 
 
+def mouths(case_id: str, frames: list[int], out: Path, settings: list[str], checkpoint: Path | None,
+           public: bool) -> None:
+    """Close-ups of the output's mouth at `frames` (driver frame numbers), drawn with `mouth=drawn`
+    (the cavity) and `mouth=driver` (the driver's teeth): rows of driver | drawn | driver's teeth (the
+    driver column only where the driver may be shown)."""
+    case = next(c for c in _cases(None, case_id.startswith("0")) if c["id"].startswith(case_id))
+    shown = not public or Path(case["driver"]).name in tier_a()
+    if public and not all(Path(t).name in tier_a() for t in case["target"]):
+        raise SystemExit(f"{case['id']}: its target is not tier A (--public)")
+    rows: dict[int, list[np.ndarray]] = {f: [] for f in frames}
+    for mouth in ("drawn", "driver"):
+        config = override(ReenactConfig(paste_back=False, renderer="warp" if checkpoint is None else "auto",
+                                         max_frames=max(frames) + 1), [*settings, f"mouth={mouth}"])
+        pipeline = ReenactPipeline(config, checkpoint=checkpoint)
+        pipeline.set_targets(case["target"])
+        for i, rendered in enumerate(pipeline.render_frames(open_driver(case["driver"]))):
+            if i in rows:
+                if mouth == "drawn" and shown:
+                    rows[i].append(_label(_fit(rendered.driver), f"driver f{i}"))
+                rows[i].append(_label(_close_up(rendered.output, rendered.driven), f"mouth={mouth}"))
+    sheet = np.concatenate([np.concatenate(row, 1) for row in rows.values()], 0)
+    cv2.imwrite(str(out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def _close_up(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """(ROW, ROW * 3 // 2, 3) the region around a (478, 3) mesh's inner lips, scaled up."""
+    ring = mesh[MESH_INNER_LIPS, :2]
+    centre, half = ring.mean(0), np.ptp(ring[:, 0]) * 1.2
+    x0, y0 = np.maximum(np.round(centre - [half, half * 2 / 3]).astype(int), 0)
+    x1, y1 = np.round(centre + [half, half * 2 / 3]).astype(int)
+    return cv2.resize(image[y0:y1, x0:x1], (ROW * 3 // 2, ROW), interpolation=cv2.INTER_CUBIC)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -249,11 +285,21 @@ def main() -> None:
     c.add_argument("after", type=Path)
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--public", action="store_true", help="only what may be shipped (tier A targets and drivers)")
+    m = sub.add_parser("mouths")
+    m.add_argument("case", help="a case id or its start (0: the demo)")
+    m.add_argument("--frames", required=True, help="driver frame numbers, comma-separated")
+    m.add_argument("--out", type=Path, required=True)
+    m.add_argument("--set", action="append", default=[], dest="settings")
+    m.add_argument("--checkpoint", type=Path, help="a generator export to render with (default: the warp)")
+    m.add_argument("--public", action="store_true", help="only what may be shipped (tier A targets and drivers)")
     args = parser.parse_args()
     if args.command == "run":
         run(args.out, args.cases, args.demo, args.settings, args.checkpoint)
-    else:
+    elif args.command == "compare":
         compare(args.before, args.after, args.out, args.public)
+    else:
+        mouths(args.case, [int(f) for f in args.frames.split(",")], args.out, args.settings, args.checkpoint,
+               args.public)
 
 
 if __name__ == "__main__":
