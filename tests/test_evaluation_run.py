@@ -223,6 +223,28 @@ def test_evaluate_scores_what_reenact_runs(small, report):
         assert np.isclose(psnr(output, truth), records[episode.shots, episode.episode], atol=1e-6)
 
 
+def test_cross_episodes_show_the_drivers_teeth_and_self_episodes_never_take_its_pixels(small, tmp_path, monkeypatch):
+    """In self-reenactment the driver frame is the ground truth: its mouth never reaches the renderer.
+    Cross episodes hand it over as `reenact` does (cross_mouth=driver), or not (drawn)."""
+    from marionette.warp import WarpRenderer
+
+    root, _ = small
+    handed: list[bool] = []  # per render_batch call: were the driver's mouths handed over?
+    render_batch = WarpRenderer.render_batch
+
+    def spy(self, meshes, mouths=None):
+        handed.append(mouths is not None)
+        return render_batch(self, meshes, mouths)
+
+    monkeypatch.setattr(WarpRenderer, "render_batch", spy)
+    config = dataclasses.replace(CONFIG, renderers=("warp",), shots=(1,))
+    evaluate(root, tmp_path / "driver", config, progress=False)
+    assert sorted(handed) == [False] * config.episodes + [True] * config.episodes  # self, then cross episodes
+    handed.clear()
+    evaluate(root, tmp_path / "drawn", dataclasses.replace(config, cross_mouth="drawn"), progress=False)
+    assert handed == [False] * 2 * config.episodes
+
+
 def test_neural_device_is_resolved_once_and_half_precision_is_not_mixed(small, tmp_path, monkeypatch, caplog):
     """device=cuda on a machine without one: one warning for the whole run (not one per pipeline);
     a report made in bf16 is not resumed in fp32."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from marionette.config import MAX_SHOTS, Rule, Settings, at_least, between, each, one_of, setting, text
 from marionette.data.config import SPLITS
-from marionette.inference.config import RENDERERS, device_setting, precision_setting
+from marionette.inference.config import MOUTHS, RENDERERS, device_setting, precision_setting
 from marionette.landmark_transformer.config import EXPRESSIONS
 from marionette.landmark_transformer.config import MODES as DRIVE_MODES
 
@@ -57,6 +57,11 @@ class EvalConfig(Settings):
                                     "relative mode's expression in cross episodes: the driver's, or the"
                                     " target's own moved by the driver's change",
                                     one_of(*EXPRESSIONS))
+    cross_mouth: str = setting("driver",
+                               "what a mouth opened wider than every target's shows in cross episodes: driver (its"
+                               " teeth, as reenact draws) or drawn (self episodes never take the driver's pixels: its"
+                               " mouth is the truth there)",
+                               one_of(*MOUTHS))
     alpha: float = setting(1.0, "expression strength of the landmark transformer in cross episodes", between(0, 4))
     samples: int = setting(4, "episodes per (mode, shots) kept as images for the sample grids", at_least(0))
     arcface: str | None = setting(None, "ArcFace ONNX file for CSIM (None: dlib's face-recognition ResNet)",

@@ -156,9 +156,8 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
     place = placement(config.device, config.precision).settings() if placed else {}
     for name in config.renderers:
         for mode in config.modes:
-            drive = dict(transform=False, mode="absolute") if mode == "self" else dict(mode=config.cross_mode,
-                                                                                         alpha=config.alpha,
-                                                                                         expression=config.cross_expression)
+            drive = dict(transform=False, mode="absolute", mouth="drawn") if mode == "self" else dict(
+                mode=config.cross_mode, alpha=config.alpha, expression=config.cross_expression, mouth=config.cross_mouth)
             settings = ReenactConfig(renderer=name, size=crops.size, paste_back=False, batch=1, **drive, **place)
             pipeline = ReenactPipeline(settings, checkpoint=config.checkpoint if RENDERERS[name].checkpoint else None,
                                        landmark_transformer=config.landmark_transformer)
@@ -199,7 +198,8 @@ def _evaluate(data: Path, out: Path, config: EvalConfig, manifest: Manifest,
     """Check the folder's settings, the episodes and the external videos, then write the settings
     and the episode list and run."""
     settings = {"dataset": str(Path(data).resolve()), "split": config.split, "seed": config.seed,
-                "cross_mode": config.cross_mode, "cross_expression": config.cross_expression, "alpha": config.alpha,
+                "cross_mode": config.cross_mode, "cross_expression": config.cross_expression,
+                "cross_mouth": config.cross_mouth, "alpha": config.alpha,
                 "expression": to_dict(tools.expression_config),
                 "judge": tools.judge.name, **({"videos": True} if config.videos else {}),
                 **({"drivers": config.drivers} if config.drivers != "uniform" else {})}
@@ -250,16 +250,19 @@ def _run(clips: EpisodeData, out: Path, config: EvalConfig, manifest: Manifest, 
             frames = list(episode.target_frames)
             crops, meshes = target_reader.images(frames), target_mesh[frames]  # (K, S, S, 3), (K, 478, 3)
             driver_image = driver_reader.images([episode.driver_frame])[0]  # (S, S, 3)
-            # the whole clip drawn (videos), or its driver frame alone; its reference face from the whole clip either way
-            driver = TrackedDriver(driver_mesh, range(len(driver_mesh)) if config.videos else (episode.driver_frame,))
+            self_mode = episode.mode == "self"
+            driver_video = driver_reader.images(list(range(len(driver_mesh)))) if config.videos else None  # (F, S, S, 3)
+            # the whole clip drawn (videos), or its driver frame alone; its reference face from the whole clip either
+            # way; in cross episodes with their crops, for the driver's teeth (in self episodes they are the truth's)
+            drawn_frames = driver_video if config.videos else driver_image[None]
+            driver = TrackedDriver(driver_mesh, range(len(driver_mesh)) if config.videos else (episode.driver_frame,),
+                                   frames=None if self_mode else drawn_frames)
             at = episode.driver_frame if config.videos else 0  # the driver frame among those drawn
             # one driving for every renderer, other methods' too: the first one's pipeline's
             first = pipelines[config.renderers[0], episode.mode]
             first.set_target_crops(crops, meshes)
             driven_frames = first.drive(driver)  # (F, 478, 3) or (1, 478, 3)
             driven, driven_video = driven_frames[at], (driven_frames if config.videos else None)  # (478, 3), (F, 478, 3)
-            self_mode = episode.mode == "self"
-            driver_video = driver_reader.images(list(range(len(driver_mesh)))) if config.videos else None  # (F, S, S, 3)
             prefix = episode.name
             keep = episode.episode < config.samples
             wall: dict[str, np.ndarray] = {}  # renderer -> its video (kept episodes)

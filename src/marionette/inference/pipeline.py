@@ -71,10 +71,12 @@ class Target:
 @dataclass(frozen=True)
 class TrackedDriver:
     """A driver whose face is tracked already, as a dataset clip's: its reference face is found over
-    all its meshes (a file driver's over its first neutral_seconds), then the frames `drawn` are driven."""
+    all its meshes (a file driver's over its first neutral_seconds), then the frames `drawn` are driven
+    (and, given their crops, their mouths shown as a file driver's are)."""
 
     meshes: np.ndarray  # (N, 478, 3) in crop pixels, of crops the targets' size
     drawn: Sequence[int]  # the frames rendered, in this order
+    frames: np.ndarray | None = None  # (len(drawn), S, S, 3) their crops, for mouth=driver (None: meshes alone)
 
 
 @dataclass(frozen=True)
@@ -374,9 +376,12 @@ class ReenactPipeline:
         driven = self.drive(driver)  # (F, 478, 3)
         stats.seconds["transform"] += time.perf_counter() - start
         batch = self.config.batch if self.renderer.batched else 1
+        lit = _DriverMouths() if self.config.mouth == "driver" and driver.frames is not None else None
         for first in range(0, len(driven), batch):
             group = driven[first : first + batch]  # (B, 478, 3)
-            for mesh, crop in zip(group, self._draw(group, stats)):
+            mouths = None if lit is None else [lit(driver.frames[j], driver.meshes[driver.drawn[j]])
+                                               for j in range(first, first + len(group))]
+            for mesh, crop in zip(group, self._draw(group, stats, mouths)):
                 yield None, mesh, crop, None
 
     def _draw(self, driven: np.ndarray, stats: RunStats, mouths: list[DriverMouth] | None = None) -> np.ndarray:
