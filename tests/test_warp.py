@@ -247,7 +247,7 @@ def test_a_mouth_opened_wider_than_the_targets_shows_the_drivers_teeth_in_the_ta
     cavity = renderer.render(opened).astype(np.float32)
     driver, driver_mesh = portrait  # lips apart, teeth showing
     teeth = renderer.render(opened, driver_mouth(driver, driver_mesh, skin_colour(driver, driver_mesh)))
-    assert teeth[inner].mean() > cavity[inner].mean() + 40  # measured +52
+    assert teeth[inner].mean() > cavity[inner].mean() + 40  # measured +62
     # a driver whose lips meet has no teeth to give: the drawn cavity, as without one
     assert np.array_equal(renderer.render(opened, driver_mouth(crop, mesh, skin_colour(crop, mesh))), cavity)
     # a colour cast of the driver's video (green) barely reaches the teeth: they are lit as the target

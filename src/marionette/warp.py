@@ -18,8 +18,8 @@ treating the mesh as a 3D surface:
   line where the lids meet), since the target's own lid and lashes stretched over it read as open;
 - mouth: the opening between the driven inner lips shows the interior of the target (of the K)
   whose open mouth is nearest in shape, else a soft shaded cavity; where the pipeline hands over the
-  driver's own mouth and its lips are apart, its interior (teeth, tongue) in the target's light
-  instead, unless a target's open mouth is nearly as open; it opens only with the driven lips;
+  driver's own mouth and no target's open mouth is nearly as open, the driver's teeth, in the
+  target's light, over that cavity; it opens only with the driven lips;
 - K targets: each frame blends the nearest-pose targets with weights smoothed over time, so the
   output moves from one target to another without a jump.
 """
@@ -566,19 +566,20 @@ class WarpRenderer:
         open_ones = [t for t in self.targets if t.mouth_gap >= MOUTH_OPEN]
         # ours: the driver's teeth, lit as the target, over a drawn cavity where no target's open mouth is
         # nearly as open as the driven one; as much as the driver's own lips are apart
-        driven = float(np.clip(2 * mouth.gap / MOUTH_OPEN - 1, 0, 1)) if mouth is not None else 0.0
+        from_driver = float(np.clip(2 * mouth.gap / MOUTH_OPEN - 1, 0, 1)) if mouth is not None else 0.0
         if open_ones:
             source = min(open_ones, key=lambda t: _mouth_shape_distance(t.mesh, driven_mesh))
             layer = self._mouth_interior(source.image, source.mesh[MESH_INNER_LIPS, :2], ring, (x0, y0, x1, y1))
-            driven *= float(np.clip((gap / source.mouth_gap - STRETCH[0]) / (STRETCH[1] - STRETCH[0]), 0, 1))
+            from_driver *= float(np.clip((gap / source.mouth_gap - STRETCH[0]) / (STRETCH[1] - STRETCH[0]), 0, 1))
         else:
             layer = self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0])  # teeth lit like the eyes
-        if driven > 0:
+        if from_driver > 0:
             interior = self._mouth_interior(mouth.image, mouth.ring, ring, (x0, y0, x1, y1))
             teeth = cv2.GaussianBlur(_teeth(interior, mouth.skin), (0, 0), blur / 2)[..., None]  # (h, w, 1) soft-edged
-            drawn = self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0]) if open_ones else layer.copy()
+            drawn = (self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0]) if open_ones
+                     else layer.copy())
             drawn += (_relit(interior, mouth.skin, main.skin) - drawn) * teeth
-            layer += (drawn - layer) * driven
+            layer += (drawn - layer) * from_driver
         region = frame[y0:y1, x0:x1]
         region += (layer - region) * (strength * mask)
 

@@ -90,7 +90,7 @@ class ReenactConfig(Settings):
                                      between(0, 60))
     mouth: str = setting("driver",
                          "what a mouth opened wider than every target's shows: driver (ours: the driver's own"
-                         " teeth and tongue, in the target's light) or drawn (a shaded cavity)",
+                         " teeth, in the target's light, in a shaded cavity) or drawn (the cavity alone)",
                          one_of(*MOUTHS))
     alpha: float = setting(1.0, "expression strength of the landmark transformer", between(0, 4))
     smooth_min_cutoff: float = setting(1.5, "One-Euro filter on driver landmarks: cut-off at rest, Hz (0 = off)",

@@ -7,8 +7,9 @@ raw landmarks), render, paste back into the target photo. `record` marks each fr
 and writes it. Decoding, tracking, rendering and writing overlap, each in a thread of its own
 (a frame is tracked while the one before it is rendered; a file driver's frames are tracked
 MESH_BATCH at a time where the face mesh runs on a GPU, else one by one). With `mouth=driver` each
-driver frame's mouth goes to the renderer too, for a mouth that opens wider than the targets'. A driver whose face is tracked already
-(a dataset clip's meshes, `TrackedDriver`) is driven and rendered the same way. Preprocessing
+driver frame's mouth goes to the renderer too, for a mouth that opens wider than the targets'. A
+driver whose face is tracked already (a dataset clip's meshes, `TrackedDriver`) is driven and
+rendered the same way. Preprocessing
 (face mesh, crop) is the one the dataset builder uses, so crops match between training and use.
 """
 
