@@ -16,6 +16,7 @@ from marionette.data.store import ClipReader
 from marionette.errors import InputError
 from marionette.landmark_transformer.fit import decompose, load_clips
 from marionette.landmark_transformer.model import DEFAULT_PATH, LandmarkTransformer, Pose
+from marionette.landmarks.measures import CLOSED_MOUTH, lip_gap
 from marionette.landmarks.pose import euler_to_rotation
 from marionette.media import load_image
 
@@ -87,11 +88,36 @@ def test_alpha_zero_gives_target_shape_in_driver_pose(fitted: Fitted) -> None:
     relative = lt.drive(driver, target, alpha=0.0, mode="relative", expression="target")
     np.testing.assert_allclose(relative.shapes, np.broadcast_to(lt.normalize(targets)[0].mean(0), (4, 478, 3)),
                                atol=1e-5)
-    # relative, the driver's expression: the target's identity with the driver's reference expression
+    # relative, the driver's expression: the target's identity with the driver's reference expression (its lips
+    # no further apart than the driver's at its reference: below)
     start = lt.prepare_start(driver[0])
     relative = lt.drive(driver, target, alpha=0.0, mode="relative", start=start)
     expected = lt.mean_shape + target.identity + lt.project(start.coefficients)
-    np.testing.assert_allclose(relative.shapes, np.broadcast_to(expected, (4, 478, 3)), atol=1e-5)
+    kept = np.abs(relative.shapes[0] - expected).max(-1) < 1e-6  # (478,) all but what lies under the lips
+    assert kept.sum() > 400
+    np.testing.assert_allclose(relative.shapes[:, kept], np.broadcast_to(expected[kept], (4, kept.sum(), 3)), atol=1e-5)
+    assert lip_gap(relative.shapes[0]) <= max(lip_gap(expected), lip_gap(start.shape)) + 1e-6
+
+
+def test_a_target_photographed_mid_word_is_shut_at_the_drivers_rest(fitted: Fitted) -> None:
+    """Relative mode, the driver's expression: a target whose mouth is open in its photo (part of which
+    the transformer reads as its identity) shows the driver's closed mouth while the driver rests; with
+    the target's own expression it keeps its open mouth."""
+    lt = fitted.lt
+    closed = int(np.argmin(lip_gap(fitted.meshes[0])))
+    driver = fitted.meshes[0][closed : closed + 1]  # its most closed mouth, the reference, drawn as it is: no change
+    targets = fitted.meshes[2][:3].copy()
+    for mesh in targets:  # the jaw dropped: everything under the inner lips, across the mouth, moved down
+        meet = (mesh[13, 1] + mesh[14, 1]) / 2
+        width = abs(mesh[308, 0] - mesh[78, 0])
+        below = (mesh[:, 1] > meet) & (np.abs(mesh[:, 0] - mesh[14, 0]) < 0.8 * width)
+        mesh[below, 1] += 0.25 * width
+    start = lt.prepare_start(driver[0])
+    assert lip_gap(start.shape) < 0.05 and lip_gap(lt.normalize(targets)[0]).min() > 0.2  # the case is what it says
+    target = lt.prepare_targets(targets)
+    shut = lt.drive(driver, target, alpha=1.0, mode="relative", start=start).shapes[0]
+    kept = lt.drive(driver, target, alpha=1.0, mode="relative", start=start, expression="target").shapes[0]
+    assert lip_gap(shut) < CLOSED_MOUTH + 0.01 and lip_gap(kept) > 0.2, (lip_gap(shut), lip_gap(kept))
 
 
 @pytest.mark.parametrize("expression", ["driver", "target"])

@@ -38,7 +38,8 @@ from marionette.config import from_dict, to_dict
 from marionette.errors import InputError, check_finite
 from marionette.landmark_transformer.config import EXPRESSIONS, MODES, LandmarkTransformerConfig
 from marionette.landmarks.layout import mesh_to_ibug68
-from marionette.landmarks.openings import uncrossed
+from marionette.landmarks.measures import lip_gap
+from marionette.landmarks.openings import closed_lips, uncrossed
 from marionette.media import atomic_path
 from marionette.resources import asset
 
@@ -227,6 +228,10 @@ class LandmarkTransformer:
                 # target's identity, presses through each other would swallow that much of every opening;
                 # they are brought to meet (what the target's own face crosses is left as it is)
                 face = uncrossed(face) - target.uncrossing
+                # and lips that it leaves apart where the driver's rest lips are closer (a target photographed
+                # mid-word keeps some of its open mouth in its identity) are brought as close: at the driver's
+                # rest the output's mouth is as shut as the driver's
+                face = closed_lips(face, max(float(lip_gap(face) - lip_gap(start.shape)), 0.0))
             out_shapes = face + alpha * (shapes - start.shape)
             turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its reference
             zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel
