@@ -206,20 +206,25 @@ def test_the_iris_follows_the_drivers_gaze(portrait) -> None:
             assert abs(moved[1]) < 0.5 * abs(shift[0])
 
 
-def test_the_mouth_opens_only_with_the_driven_lips(hopper, portrait) -> None:
-    image, face = hopper  # closed lips
+def hopper_opened(hopper) -> tuple[WarpRenderer, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A renderer prepared with Grace Hopper's closed-lipped crop; the crop, its mesh, the mesh with
+    its jaw dropped (the lower lip and chin 8 px down) and the (S, S) bool inside of its opened lips."""
+    image, face = hopper
     box = head_box(face.mesh, 1.8, -0.1)
     crop, mesh = crop_image(image, box, SIZE), box.to_crop(face.mesh, SIZE)
     renderer = WarpRenderer(SIZE)
     renderer.prepare(crop[None], mesh[None])
-    assert np.array_equal(renderer.render(mesh), crop)  # closed lips stay closed
     opened = mesh.copy()
     lips_meet = (mesh[13, 1] + mesh[14, 1]) / 2
-    lower = np.array([m for m in range(468) if mesh[m, 1] > lips_meet and abs(mesh[m, 0] - mesh[14, 0]) < 40])
-    opened[lower, 1] += 8.0  # jaw drop: the lower lip and chin move down
+    opened[[m for m in range(468) if mesh[m, 1] > lips_meet and abs(mesh[m, 0] - mesh[14, 0]) < 40], 1] += 8.0
     mask = np.zeros((SIZE, SIZE), np.uint8)
     cv2.fillPoly(mask, [np.round(opened[MESH_INNER_LIPS, :2]).astype(np.int32)], 1)
-    inner = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    return renderer, crop, mesh, opened, cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+
+
+def test_the_mouth_opens_only_with_the_driven_lips(hopper, portrait) -> None:
+    renderer, crop, mesh, opened, inner = hopper_opened(hopper)
+    assert np.array_equal(renderer.render(mesh), crop)  # closed lips stay closed
     cavity = renderer.render(opened)
     assert np.median(cavity[inner]) < 0.6 * np.median(crop[inner])  # a dark cavity, not stretched lips
     # soft shading, no hard-edged band (of teeth, or of a polygon) inside the cavity
@@ -233,17 +238,7 @@ def test_the_mouth_opens_only_with_the_driven_lips(hopper, portrait) -> None:
 
 
 def test_a_mouth_opened_wider_than_the_targets_shows_the_drivers_teeth_in_the_targets_light(hopper, portrait) -> None:
-    image, face = hopper  # closed lips
-    box = head_box(face.mesh, 1.8, -0.1)
-    crop, mesh = crop_image(image, box, SIZE), box.to_crop(face.mesh, SIZE)
-    renderer = WarpRenderer(SIZE)
-    renderer.prepare(crop[None], mesh[None])
-    opened = mesh.copy()
-    lips_meet = (mesh[13, 1] + mesh[14, 1]) / 2
-    opened[[m for m in range(468) if mesh[m, 1] > lips_meet and abs(mesh[m, 0] - mesh[14, 0]) < 40], 1] += 8.0
-    mask = np.zeros((SIZE, SIZE), np.uint8)
-    cv2.fillPoly(mask, [np.round(opened[MESH_INNER_LIPS, :2]).astype(np.int32)], 1)
-    inner = cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    renderer, crop, mesh, opened, inner = hopper_opened(hopper)
     cavity = renderer.render(opened).astype(np.float32)
     driver, driver_mesh = portrait  # lips apart, teeth showing
     teeth = renderer.render(opened, driver_mouth(driver, driver_mesh, skin_colour(driver, driver_mesh)))
