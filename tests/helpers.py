@@ -12,6 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import NoReturn
 
+import cv2
 import numpy as np
 import pytest
 
@@ -118,3 +119,10 @@ def hopper_targets(hopper, size: int) -> tuple[np.ndarray, np.ndarray]:
     mirrored = mesh.copy()
     mirrored[:, 0] = size - 1 - mirrored[:, 0]
     return np.stack([crop, flipped]), np.stack([mesh, mirrored])
+
+
+def inside_ring(shape: tuple[int, int], ring: np.ndarray, erode: bool = False) -> np.ndarray:
+    """(H, W) bool: the pixels inside a polygon `ring` (N, 2) in pixels; `erode`: its edge pixels left out."""
+    mask = np.zeros(shape, np.uint8)
+    cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 1)
+    return (cv2.erode(mask, np.ones((3, 3), np.uint8)) if erode else mask) > 0

@@ -14,7 +14,7 @@ from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.landmark_transformer.model import LandmarkTransformer, limit_turn
 from marionette.landmarks.crop import CropBox
-from marionette.landmarks.layout import MESH_EYE_OPENINGS, mesh_to_ibug68
+from marionette.landmarks.layout import LOWER_LID, MESH_EYE_OPENINGS, UPPER_LID, mesh_to_ibug68
 from marionette.landmarks.measures import eye_ratios, lip_gap
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.openings import closed_lips, uncrossed
@@ -30,7 +30,7 @@ def face(yaw: float = 0.0, mouth: float = 0.0, eyes: float = 1.0) -> np.ndarray:
     mesh = LandmarkTransformer.load().reference.copy()  # inter-ocular distance 1, centred
     mesh[LOWER_LIP, 1] += mouth
     for opening in MESH_EYE_OPENINGS:
-        upper, lower = opening[1:8], opening[15:8:-1]
+        upper, lower = opening[UPPER_LID], opening[LOWER_LID]
         middle = (mesh[upper, 1] + mesh[lower, 1]) / 2
         mesh[upper, 1] = middle + eyes * (mesh[upper, 1] - middle)
         mesh[lower, 1] = middle + eyes * (mesh[lower, 1] - middle)

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
+from helpers import inside_ring
 
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
@@ -71,9 +71,7 @@ def test_a_driver_whose_lips_never_meet(shared_data: Path) -> None:
 
 def teeth_share(image: np.ndarray, ring: np.ndarray) -> float:
     """Share of the pixels inside an inner-lip ring (20, 2) that are bright and pale: teeth."""
-    mask = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillPoly(mask, [np.round(ring).astype(np.int32)], 1)
-    pixels = image[cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0].astype(np.float32)
+    pixels = image[inside_ring(image.shape[:2], ring, erode=True)].astype(np.float32)
     peak = pixels.max(1)
     return float(((pixels.mean(1) > 130) & ((peak - pixels.min(1)) / np.maximum(peak, 1) < 0.4)).mean())
 

@@ -9,11 +9,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from helpers import inside_ring
 
 from marionette.landmark_transformer.model import LandmarkTransformer
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.landmarks.frontal import frontal_mesh
-from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS, MESH_IRISES, mesh_to_ibug68
+from marionette.landmarks.layout import (
+    LOWER_LID,
+    MESH_EYE_OPENINGS,
+    MESH_INNER_LIPS,
+    MESH_IRISES,
+    UPPER_LID,
+    mesh_to_ibug68,
+)
 from marionette.landmarks.measures import CLOSED_EYE, eye_openness
 from marionette.landmarks.mesh import FaceMesh, detect_face
 from marionette.landmarks.pose import euler_to_rotation, head_pose
@@ -129,7 +137,7 @@ def close_eyes(mesh: np.ndarray) -> np.ndarray:
     """The mesh with each upper lid point moved onto its lower lid partner's height (and back)."""
     closed = mesh.copy()
     for ring in MESH_EYE_OPENINGS:
-        upper, lower = ring[1:8], ring[9:16][::-1]
+        upper, lower = ring[UPPER_LID], ring[LOWER_LID]
         closed[upper, 1] = closed[lower, 1] = (mesh[upper, 1] + mesh[lower, 1]) / 2
     return closed
 
@@ -181,10 +189,9 @@ def iris_centre(image: np.ndarray, mesh: np.ndarray, eye: int) -> np.ndarray:
     ring = mesh[MESH_EYE_OPENINGS[eye], :2]
     x0, y0 = np.floor(ring.min(0)).astype(int)
     x1, y1 = np.ceil(ring.max(0)).astype(int) + 1
-    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.fillPoly(mask, [np.round(ring - [x0, y0]).astype(np.int32)], 1)
+    mask = inside_ring((y1 - y0, x1 - x0), ring - [x0, y0])
     grey = image[y0:y1, x0:x1].astype(np.float32).mean(2)
-    weight = (grey < np.percentile(grey[mask > 0], 30)) * mask  # the darkest pixels: iris and pupil
+    weight = (grey < np.percentile(grey[mask], 30)) * mask  # the darkest pixels: iris and pupil
     ys, xs = np.mgrid[y0:y1, x0:x1]
     return np.array([(xs * weight).sum(), (ys * weight).sum()]) / weight.sum()
 
@@ -217,9 +224,7 @@ def hopper_opened(hopper) -> tuple[WarpRenderer, np.ndarray, np.ndarray, np.ndar
     opened = mesh.copy()
     lips_meet = (mesh[13, 1] + mesh[14, 1]) / 2
     opened[[m for m in range(468) if mesh[m, 1] > lips_meet and abs(mesh[m, 0] - mesh[14, 0]) < 40], 1] += 8.0
-    mask = np.zeros((SIZE, SIZE), np.uint8)
-    cv2.fillPoly(mask, [np.round(opened[MESH_INNER_LIPS, :2]).astype(np.int32)], 1)
-    return renderer, crop, mesh, opened, cv2.erode(mask, np.ones((3, 3), np.uint8)) > 0
+    return renderer, crop, mesh, opened, inside_ring((SIZE, SIZE), opened[MESH_INNER_LIPS, :2], erode=True)
 
 
 def test_the_mouth_opens_only_with_the_driven_lips(hopper, portrait) -> None:
@@ -247,9 +252,7 @@ def test_a_mouth_opened_wider_than_the_targets_shows_the_drivers_teeth_in_the_ta
     assert np.array_equal(renderer.render(opened, driver_mouth(crop, mesh, skin_colour(crop, mesh))), cavity)
     # a colour cast of the driver's video (green) barely reaches the teeth: they are lit as the target
     tinted = np.clip(driver * np.array([0.8, 1.15, 0.8]), 0, 255).astype(np.uint8)
-    ring = np.zeros(driver.shape[:2], np.uint8)
-    cv2.fillPoly(ring, [np.round(driver_mesh[MESH_INNER_LIPS, :2]).astype(np.int32)], 1)
-    ring = ring > 0
+    ring = inside_ring(driver.shape[:2], driver_mesh[MESH_INNER_LIPS, :2])
     assert np.abs(tinted[ring].mean(0) - driver[ring].mean(0)).max() > 15  # the cast in the driver's mouth
     recast = renderer.render(opened, driver_mouth(tinted, driver_mesh, skin_colour(tinted, driver_mesh)))
     assert np.abs(recast[inner].mean(0) - teeth[inner].mean(0)).max() < 10  # measured 6.7

@@ -37,6 +37,7 @@ import numpy as np
 from marionette.landmarks.crop import CropConfig
 from marionette.landmarks.frontal import frontal_mesh
 from marionette.landmarks.layout import (
+    LOWER_LID,
     MESH_EYE_OPENINGS,
     MESH_FACE_OVAL,
     MESH_INNER_LIPS,
@@ -44,6 +45,7 @@ from marionette.landmarks.layout import (
     MESH_IRISES,
     MESH_MIRROR,
     MESH_TO_IBUG68,
+    UPPER_LID,
     mesh_to_ibug68,
 )
 from marionette.landmarks.measures import lip_gap
@@ -155,6 +157,13 @@ def _box(points: np.ndarray, pad: int, size: int) -> tuple[int, int, int, int]:
     return int(x0), int(y0), int(x1), int(y1)
 
 
+def _inside(polygon: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of the pixels of a size x size crop more than half covered by an (N, 2) polygon."""
+    x0, y0, x1, y1 = _box(polygon, 1, size)
+    ys, xs = np.nonzero(_polygon_mask((y1 - y0, x1 - x0), polygon - np.array([x0, y0])) > 0.5)
+    return ys + y0, xs + x0
+
+
 @dataclass(frozen=True)
 class EyeTexture:
     """One eye of a target, ready to redraw: its iris as a patch and the colour of its white."""
@@ -216,8 +225,7 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     filled = patch * shown[..., None] + colour * (1 - shown[..., None])
     # the white: the opening outside the iris, its median colour (lashes and glints left out; a
     # brighter white made MediaPipe see nearly closed eyes as open)
-    inside = _polygon_mask(image.shape[:2], mesh[opening, :2]) > 0.5
-    ys, xs = np.nonzero(inside)
+    ys, xs = _inside(mesh[opening, :2], image.shape[0])
     white_px = image[ys, xs][np.hypot(xs - centre[0], ys - centre[1]) > 1.2 * radius].astype(np.float32)
     if len(white_px) >= 4:
         white = np.median(white_px, 0)
@@ -226,9 +234,8 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     frame = _eye_frame(mesh[opening, :2], side)
     units = np.linalg.solve(frame[:, :2], (mesh[opening, :2] - frame[:, 2]).T).T  # (N, 2) pixels -> eye units
     gaze = np.linalg.solve(frame[:, :2], centre - frame[:, 2])
-    lid = mesh[opening[1:8], :2].astype(np.float64)  # (7, 2) the upper lid, outer corner to inner
-    band = _polygon_mask(image.shape[:2], np.concatenate([lid, (lid - frame[:, 1] * 0.15)[::-1]])) > 0.5
-    band_px = image[band].astype(np.float32)
+    lid = mesh[opening[UPPER_LID], :2].astype(np.float64)  # (7, 2) the upper lid, outer corner to inner
+    band_px = image[_inside(np.concatenate([lid, (lid - frame[:, 1] * 0.15)[::-1]]), image.shape[0])].astype(np.float32)
     if len(band_px) >= 10:
         luma = band_px @ LUMA
         lash = band_px[luma <= np.quantile(luma, 0.1)].mean(0)
@@ -522,7 +529,7 @@ class WarpRenderer:
         """Draw, in place and by `shut` (0..1), a closed lid over one driven eye: the skin around the
         eye carried over it (inpainted from the lid's surroundings, so the target's lashes stretched
         over the eye are gone) and a line of the target's lash colour where the lids meet."""
-        upper, lower = opening[1:8], opening[15:8:-1]  # (7, 2) each, outer corner to inner
+        upper, lower = opening[UPPER_LID], opening[LOWER_LID]  # (7, 2) each, outer corner to inner
         line = np.concatenate([opening[:1], (upper + lower) / 2, opening[8:9]]).astype(np.float64)  # (9, 2) lids meet
         along = np.linspace(-0.5, 0.5, len(line))
         bell = 1 - (2 * along) ** 2  # 0 at the corners, 1 in the middle

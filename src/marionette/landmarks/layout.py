@@ -115,6 +115,7 @@ MESH_EYE_OPENINGS = np.array([
     [33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7],  # subject's right eye
     [263, 466, 388, 387, 386, 385, 384, 398, 362, 382, 381, 380, 374, 373, 390, 249],  # subject's left eye
 ], dtype=np.int64)
+UPPER_LID, LOWER_LID = slice(1, 8), slice(15, 8, -1)  # positions in a MESH_EYE_OPENINGS row: each lid (7), outer corner first
 MESH_IRISES = np.array([[468, 469, 470, 471, 472], [473, 474, 475, 476, 477]], dtype=np.int64)
 MESH_IRIS_START = 468  # vertices from here on are the iris points; the face surface is 0..467
 

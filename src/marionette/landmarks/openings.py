@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
+from marionette.landmarks.layout import LOWER_LID, MESH_EYE_OPENINGS, MESH_INNER_LIPS, UPPER_LID
 from marionette.landmarks.measures import CLOSED_MOUTH
 
-LID_PAIRS = [(opening[1:8], opening[15:8:-1]) for opening in MESH_EYE_OPENINGS]  # (upper, lower) (7,) each, from the outer corner
+LID_PAIRS = [(opening[UPPER_LID], opening[LOWER_LID]) for opening in MESH_EYE_OPENINGS]  # (upper, lower) (7,) each, from the outer corner
 LIP_PAIRS = (MESH_INNER_LIPS[1:10], MESH_INNER_LIPS[19:10:-1])  # inner lips: upper, lower (9,) each, corner to corner
 
 
