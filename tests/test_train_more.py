@@ -19,7 +19,7 @@ from marionette.data.config import PreprocessConfig
 from marionette.inference.export import export_generator, load_generator
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
-from marionette.training.promote import decide, sittings
+from marionette.training.promote import average, decide, sittings
 
 REPO = Path(__file__).resolve().parents[1]
 # the tiny warp-guided model; lr_g=1e-9: a sitting that moves nothing, so the verdicts do not depend on luck
@@ -90,3 +90,25 @@ def test_decide_refuses_a_lower_mouth_psnr_at_any_k() -> None:
     assert decide(better, shipped, min_gain_db=0.01)[0] is True
     replaced, why = decide({**better, "psnr_mouth_k8": 27.9}, shipped, min_gain_db=0.01)
     assert replaced is False and "mouth PSNR is lower (K = 8: 27.9000 vs 28.0000 dB)" in why
+
+
+def test_decide_refuses_a_lower_psnr_at_any_k() -> None:
+    """A sitting that trades one K for another (the mean PSNR up, K = 8 down) replaces nothing."""
+    shipped = {"psnr": 30.0, "l1": 0.0300, "psnr_k1": 28.0, "psnr_k8": 32.0}
+    replaced, why = decide({"psnr": 30.03, "l1": 0.0299, "psnr_k1": 28.08, "psnr_k8": 31.98}, shipped, min_gain_db=0.01)
+    assert replaced is False and "the PSNR is lower (K = 8: 31.9800 vs 32.0000 dB)" in why
+
+
+def test_the_average_of_two_exports_is_their_mean_in_the_sittings_header(tmp_path: Path) -> None:
+    config = model_config("tiny", ["warp_guided=true"])
+    torch.manual_seed(0)
+    start, sitting = Generator(config), Generator(config)
+    export_generator(tmp_path / "start.safetensors", start, config, PreprocessConfig(size=64), step=3)
+    export_generator(tmp_path / "sitting.safetensors", sitting, config, PreprocessConfig(size=64), step=9)
+    average(tmp_path / "start.safetensors", tmp_path / "sitting.safetensors", tmp_path / "mean.safetensors", 0.25)
+    mean = load_generator(tmp_path / "mean.safetensors")
+    assert mean.step == 9 and mean.model == config
+    a, b = start.state_dict(), sitting.state_dict()
+    for key, value in mean.generator.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * a[key] + 0.25 * b[key], atol=1e-6), key

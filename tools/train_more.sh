@@ -6,14 +6,15 @@
 #      from scratch (the warp-guided model of PRESET); the KEY=VALUE settings given are added either way;
 #   3. score the new export against the shipped one (with none shipped: the warp renderer) on the val
 #      identities and replace ASSET and its model card CARD only if the new weights are better
-#      (training/promote.py); a tie or worse leaves both as they were.
+#      (training/promote.py), or their average with the shipped ones (AVERAGE: the new weights' share)
+#      is; a tie or worse leaves both as they were.
 # A sitting runs alone on the machine: nothing else CPU-heavy beside it.
 # Usage: [MINUTES=120] tools/train_more.sh [KEY=VALUE training settings ...]   (or: make train-more MINUTES=120)
 # Environment (defaults): MINUTES (120), PRESET (warp-cpu: the warp-guided model and its CPU recipe), SIZE (the shipped generator's, else DATA's, else 128), MAX_FRAMES (32),
 # DATA (/tmp/marionette_data_$SIZE), SOURCES (shared/data/train shared/data/videos, here or in ../shared),
 # ASSET (src/marionette/assets/generator.safetensors), CARD (ASSET with .md), OUT (runs/train_more),
 # INIT (shipped, or scratch: from scratch even when a generator is shipped), VAL_KS (1,4), VAL_EPISODES (32 per K),
-# MIN_GAIN (0.01: dB of val PSNR a replacement needs), PYTHON (.venv/bin/python if present, else python3),
+# MIN_GAIN (0.01: dB of val PSNR a replacement needs), AVERAGE (0.5; 0: the new weights alone), PYTHON (.venv/bin/python if present, else python3),
 # WORKERS (all cores, for preprocessing), LOADERS (1, DataLoader workers), TERMS (the training data's terms).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,8 @@ INIT=${INIT:-shipped}
 VAL_KS=${VAL_KS:-1,4}
 VAL_EPISODES=${VAL_EPISODES:-32}
 MIN_GAIN=${MIN_GAIN:-0.01}
+AVERAGE=${AVERAGE:-0.5}
+[ "$INIT" = shipped ] || AVERAGE=0  # weights trained from scratch share no start with the shipped ones
 if [ -z "${PYTHON:-}" ]; then PYTHON=python3; [ -x .venv/bin/python ] && PYTHON=.venv/bin/python; fi
 WORKERS=${WORKERS:-$(nproc)}
 LOADERS=${LOADERS:-1}
@@ -81,7 +84,7 @@ marionette train --config "$PRESET" --data "$DATA" --run "$run" --quiet ${init[@
     --set steps=1000000000 --set max_minutes="$MINUTES" --set workers="$LOADERS" "${settings[@]}"
 minutes=$(awk -v start="$start" -v end="$(date +%s.%N)" 'BEGIN { printf "%.2f", (end - start) / 60 }')
 
-"$PYTHON" - "$DATA" "$run" "$ASSET" "$CARD" "$minutes" "$from" "$VAL_KS" "$VAL_EPISODES" "$MIN_GAIN" "$TERMS" "$@" <<'PY'
+"$PYTHON" - "$DATA" "$run" "$ASSET" "$CARD" "$minutes" "$from" "$VAL_KS" "$VAL_EPISODES" "$MIN_GAIN" "$AVERAGE" "$TERMS" "$@" <<'PY'
 import json, sys
 from pathlib import Path
 from marionette.errors import InputError
@@ -89,11 +92,11 @@ from marionette.training.loop import git_revision
 from marionette.training.promote import finish_sitting
 
 data, run, asset, card = map(Path, sys.argv[1:5])
-minutes, started_from, ks, episodes, min_gain, terms = sys.argv[5:11]  # then the settings given
+minutes, started_from, ks, episodes, min_gain, share, terms = sys.argv[5:12]  # then the settings given
 try:
     verdict = finish_sitting(data, run / "export" / "generator.safetensors", asset, card, float(minutes), started_from,
                              [int(k) for k in ks.split(",")], int(episodes), float(min_gain), terms, git_revision(),
-                             sys.argv[11:])
+                             sys.argv[12:], averaged=float(share))
 except InputError as e:
     sys.exit(f"train_more: error: {e}")
 (run / "sitting.json").write_text(json.dumps({"replaced": verdict.better, "why": verdict.why, "bar": verdict.bar,

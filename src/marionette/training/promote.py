@@ -5,10 +5,13 @@ if the new weights are better.
 Both exports are scored on the same fixed self-reenactment episodes of the val split (the
 training's `Validator`, at each K asked for), the candidate as it would be shipped (its weights
 rounded to fp16). With nothing shipped yet, the bar is the warp renderer (the default then).
-"Better" means a mean PSNR higher by at least `min_gain_db`, a lower mean L1, and (ours) a mouth PSNR
-(the evaluation's mouth box) not lower at any K: a tie or worse replaces nothing. The mouth term is
-there because sittings traded open mouths at one K for whole frames at another, which mean PSNR over
-the Ks did not see (docs/training.md). The shipped file is the candidate in fp16 (at most MAX_MB), its header keeping
+"Better" means a mean PSNR higher by at least `min_gain_db`, a lower mean L1, and (ours) a PSNR and a
+mouth PSNR (the evaluation's mouth box) not lower at any K: a tie or worse replaces nothing. The per-K
+terms are there because sittings traded one K for another (open mouths, then whole frames), which
+mean PSNR over the Ks did not see (docs/training.md). With a shipped export, the average of its
+weights and the sitting's (ours, `average`: the sitting's share) is scored beside the sitting's own,
+and the better of the two that pass is shipped: a continuation that traded one K for another often
+lands, averaged with where it started, above it at every K. The shipped file is the candidate in fp16 (at most MAX_MB), its header keeping
 the export's configs and step plus `sittings`, the record of every sitting behind these weights;
 the model card (markdown) is rendered from that record.
 """
@@ -39,7 +42,7 @@ METRICS = ("psnr", "l1", "ssim", "psnr_mouth")
 class Verdict:
     better: bool
     why: str  # one line
-    candidate: dict[str, float]  # METRICS: mean over the val episodes of every K; psnr_mouth_kK: at each K
+    candidate: dict[str, float]  # METRICS: mean over the val episodes of every K; psnr_kK, psnr_mouth_kK: at each K
     shipped: dict[str, float]  # the same for the shipped export (or the warp when none is shipped)
     bar: str  # what the candidate was measured against: "shipped export (step N)" or "warp renderer"
 
@@ -56,7 +59,7 @@ def as_shipped(path: Path) -> torch.nn.Module:
 
 def score(data: Path, exports: dict[str, Path | None], ks: list[int], episodes: int, seed: int = 0,
           batch_size: int = 8) -> dict[str, dict[str, float]]:
-    """{name: {METRICS averaged over the Ks, psnr_mouth_kK at each K}} of each export (None: the warp
+    """{name: {METRICS averaged over the Ks, psnr_kK and psnr_mouth_kK at each K}} of each export (None: the warp
     renderer) on `episodes` val episodes per K."""
     sums: dict[str, dict[str, float]] = {name: dict.fromkeys(METRICS, 0.0) for name in exports}
     generators = {name: as_shipped(path) for name, path in exports.items() if path is not None}
@@ -67,6 +70,7 @@ def score(data: Path, exports: dict[str, Path | None], ks: list[int], episodes: 
             prefix = "warp/" if path is None else "val/"
             for metric in METRICS:
                 sums[name][metric] += scores[prefix + metric] / len(ks)
+            sums[name][f"psnr_k{k}"] = scores[prefix + "psnr"]
             sums[name][f"psnr_mouth_k{k}"] = scores[prefix + "psnr_mouth"]
     return sums
 
@@ -80,11 +84,26 @@ def decide(candidate: dict[str, float], shipped: dict[str, float], min_gain_db: 
         return False, f"{numbers}: the PSNR gain is under {min_gain_db} dB (a tie or worse)"
     if candidate["l1"] >= shipped["l1"]:
         return False, f"{numbers}: the L1 is not lower"
-    mouths = [f"K = {key.removeprefix('psnr_mouth_k')}: {candidate[key]:.4f} vs {shipped[key]:.4f} dB"
-              for key in candidate if key.startswith("psnr_mouth_k") and candidate[key] < shipped[key]]
-    if mouths:
-        return False, f"{numbers}: the mouth PSNR is lower ({'; '.join(mouths)})"
+    for prefix, what in (("psnr_k", "PSNR"), ("psnr_mouth_k", "mouth PSNR")):
+        lower = [f"K = {key.removeprefix(prefix)}: {candidate[key]:.4f} vs {shipped[key]:.4f} dB"
+                 for key in candidate if key.startswith(prefix) and candidate[key] < shipped[key]]
+        if lower:
+            return False, f"{numbers}: the {what} is lower ({'; '.join(lower)})"
     return True, numbers
+
+
+def average(start: Path, sitting: Path, out: Path, share: float) -> None:
+    """Write the export `out`: `sitting`'s header (configs, step) with each floating tensor
+    (1 - share) x `start`'s + share x `sitting`'s, in `sitting`'s dtype; both exports of one model."""
+    with safe_open(str(start), framework="pt") as a, safe_open(str(sitting), framework="pt") as b:
+        if set(a.keys()) != set(b.keys()):
+            raise InputError(f"{sitting}: not the model of {start}; the two cannot be averaged")
+        tensors = {}
+        for key in b.keys():
+            x, y = a.get_tensor(key), b.get_tensor(key)
+            tensors[key] = ((1 - share) * x.float() + share * y.float()).to(y.dtype) if y.is_floating_point() else y
+        metadata = dict(b.metadata() or {})
+    write_safetensors(out, {k: v.contiguous().numpy() for k, v in tensors.items()}, metadata)
 
 
 def sittings(path: Path) -> list[dict[str, Any]]:
@@ -115,7 +134,9 @@ def settings_text(sitting: dict[str, Any]) -> str:
     """A sitting's settings for the card: none given (the preset's), as given, or ? (not recorded)."""
     if "settings" not in sitting:
         return "?"
-    return " ".join(f"`{s}`" for s in sitting["settings"]) or "none (the preset's)"
+    given = " ".join(f"`{s}`" for s in sitting["settings"]) or "none (the preset's)"
+    share = sitting.get("averaged", 0.0)
+    return f"{given}; shipped averaged with the weights before it ({share:g} of its own)" if share else given
 
 
 def model_card(asset: Path, data: Path, terms: str) -> str:
@@ -173,21 +194,33 @@ def model_card(asset: Path, data: Path, terms: str) -> str:
 
 def finish_sitting(data: Path, candidate: Path, asset: Path, card: Path, minutes: float, started_from: str,
                    ks: list[int], episodes: int, min_gain_db: float, terms: str, revision: str,
-                   settings: list[str]) -> Verdict:
+                   settings: list[str], averaged: float = 0.0) -> Verdict:
     """Score the sitting's export `candidate` against `asset` (or the warp when there is none) and
     replace `asset` and `card` if it is better; `settings` are the KEY=VALUE training settings the
-    sitting was given beyond its preset (recorded)."""
+    sitting was given beyond its preset (recorded). With a shipped export and `averaged` > 0, the
+    average of the two (`averaged` of the sitting's weights, written beside `candidate`) is scored
+    too, and the better of the two that pass (mean PSNR) is shipped."""
     shipped = asset if asset.is_file() else None
     bar = f"shipped export (step {load_generator(shipped).step})" if shipped else "warp renderer"
-    scores = score(data, {"candidate": candidate, "shipped": shipped}, ks, episodes)
-    better, why = decide(scores["candidate"], scores["shipped"], min_gain_db)
-    if better:
+    exports = {"candidate": candidate, "shipped": shipped}
+    if shipped and averaged > 0:
+        exports["averaged"] = candidate.with_name(f"{candidate.stem}_averaged.safetensors")
+        average(shipped, candidate, exports["averaged"], averaged)
+    scores = score(data, exports, ks, episodes)
+    verdicts = {name: decide(scores[name], scores["shipped"], min_gain_db) for name in exports if name != "shipped"}
+    passing = [name for name, (better, _) in verdicts.items() if better]
+    chosen = max(passing, key=lambda name: scores[name]["psnr"]) if passing else "candidate"
+    why = verdicts["candidate"][1]
+    if "averaged" in verdicts:
+        why += f"; averaged with them ({averaged:g} of the new): {verdicts['averaged'][1]}"
+        why += "; the average shipped" if chosen == "averaged" else ""
+    if passing:
         sitting = {"date": time.strftime("%Y-%m-%d"), "minutes": round(minutes, 1),
                    "steps": load_generator(candidate).step, "from": started_from, "ks": ks, "episodes": episodes,
-                   "val": scores["candidate"], "before": scores["shipped"], "bar": bar, "revision": revision,
-                   "settings": settings}
-        ship(candidate, asset, (sittings(shipped) if shipped else []) + [sitting])
+                   "val": scores[chosen], "before": scores["shipped"], "bar": bar, "revision": revision,
+                   "settings": settings, "averaged": averaged if chosen == "averaged" else 0.0}
+        ship(exports[chosen], asset, (sittings(shipped) if shipped else []) + [sitting])
         text = model_card(asset, data, terms)
         with atomic_path(card) as tmp:
             tmp.write_text(text)
-    return Verdict(better, why, scores["candidate"], scores["shipped"], bar)
+    return Verdict(bool(passing), why, scores[chosen], scores["shipped"], bar)
