@@ -179,7 +179,7 @@ def model_card(asset: Path, data: Path, terms: str) -> str:
         + f"; before it ({last.get('bar', '?')}): "
         + ", ".join(f"{m} {number(last.get('before', {}).get(m))}" for m in METRICS),
         f"- training data's terms: {terms}",
-        "- known limits: gated on the val identities' self-reenactment (PSNR, L1, the mouth's PSNR at each K) only; "
+        "- known limits: gated on the val identities' self-reenactment (mean PSNR and L1; PSNR and the mouth's PSNR at each K) only; "
         "the test identities, cross-identity reenactment, the mouth's perceptual distance and the eyes are scored by "
         "`marionette evaluate`, not here (the "
         "figures of these weights, and whether the renderers use them by default: docs/training.md, \"Sittings\"); "
