@@ -16,6 +16,7 @@ import torch
 from safetensors import safe_open
 
 from marionette.data.config import PreprocessConfig
+from marionette.errors import InputError
 from marionette.inference.export import export_generator, load_generator
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
@@ -112,3 +113,10 @@ def test_the_average_of_two_exports_is_their_mean_in_the_sittings_header(tmp_pat
     for key, value in mean.generator.state_dict().items():
         if value.is_floating_point():
             assert torch.allclose(value, 0.75 * a[key] + 0.25 * b[key], atol=1e-6), key
+    # a model of other widths (grown in the sitting) has no average with the one it started from
+    wider = model_config("tiny", ["warp_guided=true", "channels=16"])
+    assert wider != config
+    export_generator(tmp_path / "wider.safetensors", Generator(wider), wider, PreprocessConfig(size=64), step=9)
+    with pytest.raises(InputError, match="not averaged"):
+        average(tmp_path / "start.safetensors", tmp_path / "wider.safetensors", tmp_path / "no.safetensors", 0.5)
+    assert not (tmp_path / "no.safetensors").exists()

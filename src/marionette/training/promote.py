@@ -9,7 +9,7 @@ rounded to fp16). With nothing shipped yet, the bar is the warp renderer (the de
 mouth PSNR (the evaluation's mouth box) not lower at any K: a tie or worse replaces nothing. The per-K
 terms are there because sittings traded one K for another (open mouths, then whole frames), which
 mean PSNR over the Ks did not see (docs/training.md). With a shipped export, the average of its
-weights and the sitting's (ours, `average`: the sitting's share) is scored beside the sitting's own,
+weights and the sitting's (ours, `averaged`: the sitting's share) is scored beside the sitting's own,
 and the better of the two that pass is shipped: a continuation that traded one K for another often
 lands, averaged with where it started, above it at every K. The shipped file is the candidate in fp16 (at most MAX_MB), its header keeping
 the export's configs and step plus `sittings`, the record of every sitting behind these weights;
@@ -97,10 +97,12 @@ def average(start: Path, sitting: Path, out: Path, share: float) -> None:
     (1 - share) x `start`'s + share x `sitting`'s, in `sitting`'s dtype; both exports of one model."""
     with safe_open(str(start), framework="pt") as a, safe_open(str(sitting), framework="pt") as b:
         if set(a.keys()) != set(b.keys()):
-            raise InputError(f"{sitting}: not the model of {start}; the two cannot be averaged")
+            raise InputError(f"{sitting}: not the model of {start}; not averaged")
         tensors = {}
         for key in b.keys():
             x, y = a.get_tensor(key), b.get_tensor(key)
+            if x.shape != y.shape:
+                raise InputError(f"{sitting}: {key} is {tuple(y.shape)}, {tuple(x.shape)} in {start}; not averaged")
             tensors[key] = ((1 - share) * x.float() + share * y.float()).to(y.dtype) if y.is_floating_point() else y
         metadata = dict(b.metadata() or {})
     write_safetensors(out, {k: v.contiguous().numpy() for k, v in tensors.items()}, metadata)
@@ -203,14 +205,18 @@ def finish_sitting(data: Path, candidate: Path, asset: Path, card: Path, minutes
     shipped = asset if asset.is_file() else None
     bar = f"shipped export (step {load_generator(shipped).step})" if shipped else "warp renderer"
     exports = {"candidate": candidate, "shipped": shipped}
+    unaveraged = ""
     if shipped and averaged > 0:
-        exports["averaged"] = candidate.with_name(f"{candidate.stem}_averaged.safetensors")
-        average(shipped, candidate, exports["averaged"], averaged)
+        try:
+            average(shipped, candidate, candidate.with_name(f"{candidate.stem}_averaged.safetensors"), averaged)
+            exports["averaged"] = candidate.with_name(f"{candidate.stem}_averaged.safetensors")
+        except InputError as e:  # a model grown in the sitting (a wider refiner) has no average with the old one
+            unaveraged = f"; {e}"
     scores = score(data, exports, ks, episodes)
     verdicts = {name: decide(scores[name], scores["shipped"], min_gain_db) for name in exports if name != "shipped"}
     passing = [name for name, (better, _) in verdicts.items() if better]
     chosen = max(passing, key=lambda name: scores[name]["psnr"]) if passing else "candidate"
-    why = verdicts["candidate"][1]
+    why = verdicts["candidate"][1] + unaveraged
     if "averaged" in verdicts:
         why += f"; averaged with them ({averaged:g} of the new): {verdicts['averaged'][1]}"
         why += "; the average shipped" if chosen == "averaged" else ""
