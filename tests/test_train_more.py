@@ -114,9 +114,10 @@ def test_the_average_of_two_exports_is_their_mean_in_the_sittings_header(tmp_pat
         if value.is_floating_point():
             assert torch.allclose(value, 0.75 * a[key] + 0.25 * b[key], atol=1e-6), key
     # a model of other widths (grown in the sitting) has no average with the one it started from
-    wider = model_config("tiny", ["warp_guided=true", "channels=16"])
-    assert wider != config
-    export_generator(tmp_path / "wider.safetensors", Generator(wider), wider, PreprocessConfig(size=64), step=9)
-    with pytest.raises(InputError, match="not averaged"):
-        average(tmp_path / "start.safetensors", tmp_path / "wider.safetensors", tmp_path / "no.safetensors", 0.5)
+    for name, widths in (("refiner", ["refine_channels=8", "refine_channels=12"]), ("model", ["channels=8", "channels=16"])):
+        for i, width in enumerate(widths):
+            grown = model_config("tiny", ["warp_guided=true", "correction=refine", width])
+            export_generator(tmp_path / f"{name}{i}.safetensors", Generator(grown), grown, PreprocessConfig(size=64), step=1)
+        with pytest.raises(InputError, match="not averaged"):
+            average(tmp_path / f"{name}0.safetensors", tmp_path / f"{name}1.safetensors", tmp_path / "no.safetensors", 0.5)
     assert not (tmp_path / "no.safetensors").exists()
