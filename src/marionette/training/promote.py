@@ -11,9 +11,9 @@ terms are there because sittings traded one K for another (open mouths, then who
 mean PSNR over the Ks did not see (docs/training.md). With a shipped export, the average of its
 weights and the sitting's (ours, `averaged`: the sitting's share) is scored beside the sitting's own,
 and the better of the two that pass is shipped: a continuation that traded one K for another often
-lands, averaged with where it started, above it at every K. The shipped file is the candidate in fp16 (at most MAX_MB), its header keeping
-the export's configs and step plus `sittings`, the record of every sitting behind these weights;
-the model card (markdown) is rendered from that record.
+lands, averaged with where it started, above it at every K. The shipped file is the chosen export in
+fp16 (at most MAX_MB), its header keeping the export's configs and step plus `sittings`, the record
+of every sitting behind these weights; the model card (markdown) is rendered from that record.
 """
 
 from __future__ import annotations
@@ -207,9 +207,10 @@ def finish_sitting(data: Path, candidate: Path, asset: Path, card: Path, minutes
     exports = {"candidate": candidate, "shipped": shipped}
     unaveraged = ""
     if shipped and averaged > 0:
+        both = candidate.with_name(f"{candidate.stem}_averaged.safetensors")
         try:
-            average(shipped, candidate, candidate.with_name(f"{candidate.stem}_averaged.safetensors"), averaged)
-            exports["averaged"] = candidate.with_name(f"{candidate.stem}_averaged.safetensors")
+            average(shipped, candidate, both, averaged)
+            exports["averaged"] = both
         except InputError as e:  # a model grown in the sitting (a wider refiner) has no average with the old one
             unaveraged = f"; {e}"
     scores = score(data, exports, ks, episodes)
