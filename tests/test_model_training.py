@@ -104,7 +104,7 @@ def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         weighted = random_objective(d, adversarial_weight=0.5, feature_matching_weight=2.0, perceptual_weight=3.0,
                                     face_perceptual_weight=4.0, pixel_weight=5.0, region_weight=6.0,
-                                    mouth_adversarial_weight=7.0)
+                                    mouth_adversarial_weight=7.0, openness_weight=8.0)
     assert "perceptual_weights=random" in caplog.text and "face_weights=random" in caplog.text
     torch.manual_seed(1)
     with torch.no_grad():
@@ -112,18 +112,19 @@ def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
         losses = weighted.generator_step(fake, driver, driver_landmarks, landmarks=face_points(2))
     terms = losses.as_dict()
     assert set(terms) == {"G/total", "G/adversarial", "G/feature_matching", "G/perceptual", "G/face_perceptual",
-                          "G/pixel", "G/painted", "G/region", "G/mouth_adversarial"}
+                          "G/pixel", "G/painted", "G/region", "G/mouth_adversarial", "G/openness"}
     assert losses.pixel.item() == pytest.approx((fake - driver).abs().mean().item(), rel=1e-6)
     assert terms["G/painted"] == 0  # no painted image: the warp-guided blend's term
     assert all(v > 0 for k, v in terms.items()
                if k not in ("G/adversarial", "G/mouth_adversarial", "G/total", "G/painted"))
     expected = (0.5 * losses.adversarial + 2 * losses.feature_matching + 3 * losses.perceptual
-                + 4 * losses.face_perceptual + 5 * losses.pixel + 6 * losses.region + 7 * losses.mouth_adversarial)
+                + 4 * losses.face_perceptual + 5 * losses.pixel + 6 * losses.region + 7 * losses.mouth_adversarial
+                + 8 * losses.openness)
     assert losses.total.item() == pytest.approx(expected.item(), rel=1e-5)
     with torch.no_grad():
         same = weighted.generator_step(driver, driver, driver_landmarks, landmarks=face_points(2))
     assert same.feature_matching == 0 and same.perceptual == 0 and same.face_perceptual == 0 and same.pixel == 0
-    assert same.region == 0
+    assert same.region == 0 and same.openness == 0
     with pytest.raises(ValueError, match="_weight > 0 needs the driver's landmarks"):
         weighted.generator_step(fake, driver, driver_landmarks)
     d_terms = weighted.discriminator_step(driver, fake, driver_landmarks, face_points(2)).as_dict()

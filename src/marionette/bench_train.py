@@ -164,10 +164,7 @@ def _setup(config: BenchTrainConfig, preset: str, data: Path, size: int, batch: 
     t = run.train
     nets = Networks(generator, discriminator, ema, torch.optim.Adam(generator.parameters(), lr=t.lr_g, betas=t.betas),
                     torch.optim.Adam(discriminator.parameters(), lr=t.lr_d, betas=t.betas))
-    objective = build_objective(run.loss, discriminator)
-    objective.perceptual.to(device)
-    if objective.face_perceptual is not None:
-        objective.face_perceptual.to(device)
+    objective = build_objective(run.loss, discriminator).to(device)
     step = TrainStep(nets, generator, objective, t, device, autocast=precision == "bf16")
     _watch(step, lambda: current[0])
     episodes = dataclasses.replace(run.episodes, warp=run.model.warp_guided)

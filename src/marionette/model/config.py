@@ -130,3 +130,7 @@ class LossConfig(Settings):
                                               "ours: hinge GAN term of the mouth crop's patch discriminator"
                                               " (needs model.mouth_disc_channels > 0)",
                                               at_least(0))
+    openness_weight: float = setting(0.0,
+                                     "ours: L1 of the eyes' aspect ratios and the lip gap, output against truth, as"
+                                     " the face mesh network re-detects them (openness.py)",
+                                     at_least(0))

@@ -15,7 +15,8 @@ driver's mouth and eyes (from its 68 landmarks), where the warp is most wrong an
 terms, averaged over a face, hardly see it. With adversarial_weight and feature_matching_weight both
 0 the whole-image discriminator is never run. `mouth_adversarial_weight` (ours) adds the hinge term of
 D's patch discriminator on the driver's mouth crop (and its landmark image's); with no D term at all
-there is no D step (`uses_discriminator`).
+there is no D step (`uses_discriminator`). `openness_weight` (ours, openness.py) asks the output's eyes
+and mouth to be re-detected by the face mesh network as open as the truth's.
 `perceptual_scale` < 1 (ours) runs the whole-image VGG terms on images resized by that factor: at
 0.5 a quarter of their cost, the larger share of a CPU step; the region crops keep the full detail
 of the mouth and eyes.
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 from marionette.landmarks.layout import LEFT_EYE, MOUTH, RIGHT_EYE
 from marionette.model.config import LossConfig
 from marionette.model.discriminator import Discriminator
+from marionette.model.openness import MeshOpenness
 from marionette.model.vgg import VGGFeatures, load_vgg19, load_vgg_face
 
 
@@ -64,6 +66,7 @@ class GeneratorLosses:
     painted: torch.Tensor  # ours: the reconstruction terms (weighted) on the blend's painted image; zero without one
     region: torch.Tensor  # ours: pixel L1 + perceptual on the mouth and eye crops, unweighted; zero when region_weight is 0
     mouth_adversarial: torch.Tensor  # ours: -mean over the mouth crop's patches of D(fake), unweighted; zero when off
+    openness: torch.Tensor  # ours: mean |eye ratios and lip gap of fake - of real| as the face mesh reads them; zero when off
 
     def as_dict(self) -> dict[str, float]:
         return {f"G/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
@@ -112,7 +115,7 @@ def feature_distance(fake: list[torch.Tensor] | tuple[torch.Tensor, ...],
 
 class Objective:
     def __init__(self, config: LossConfig, discriminator: Discriminator, perceptual: VGGFeatures,
-                 face_perceptual: VGGFeatures | None) -> None:
+                 face_perceptual: VGGFeatures | None, openness: MeshOpenness | None = None) -> None:
         self.config = config
         self.discriminator = discriminator  # trained in the D step (a DDP wrapper under torchrun)
         # ours: the G step scores through the raw D with its weights frozen, so no D gradient is
@@ -120,6 +123,14 @@ class Objective:
         self.critic: Discriminator = getattr(discriminator, "module", discriminator)
         self.perceptual = perceptual
         self.face_perceptual = face_perceptual
+        self.openness = openness  # needed when openness_weight > 0
+
+    def to(self, device: torch.device) -> Objective:
+        """Its loss networks (VGG, VGG-Face, the face mesh) moved to `device`; D is the caller's."""
+        for network in (self.perceptual, self.face_perceptual, self.openness):
+            if network is not None:
+                network.to(device)
+        return self
 
     @property
     def uses_image_discriminator(self) -> bool:
@@ -172,7 +183,8 @@ class Objective:
                        painted: torch.Tensor | None = None, landmarks: torch.Tensor | None = None) -> GeneratorLosses:
         """fake (B, 3, H, W) from G, real (B, 3, H, W) the driver frame (ground truth), landmark_image
         its r_x; painted (B, 3, H, W) the blend correction's painted image (GeneratorOutput.painted);
-        landmarks (B, 68, 3) the driver's, in crop pixels (needed when region_weight or mouth_adversarial_weight > 0)."""
+        landmarks (B, 68, 3) the driver's, in crop pixels (needed when region_weight, mouth_adversarial_weight or
+        openness_weight > 0)."""
         c = self.config
         adversarial = feature_matching = mouth_adversarial = fake.new_zeros(())
         if self.uses_discriminator:
@@ -201,6 +213,13 @@ class Objective:
             with torch.no_grad():
                 real_crops_vgg = self.perceptual(real_crops)
             region = F.l1_loss(fake_crops, real_crops) + feature_distance(self.perceptual(fake_crops), real_crops_vgg)
+        openness = fake.new_zeros(())
+        if c.openness_weight > 0:
+            if landmarks is None or self.openness is None:
+                raise ValueError("loss.openness_weight > 0 needs the driver's landmarks and the face mesh")
+            with torch.no_grad():
+                real_openness = self.openness(real, landmarks)  # (B, 3)
+            openness = F.l1_loss(self.openness(fake, landmarks), real_openness)
         pixel, perceptual, face_perceptual = self._reconstruction(fake, real, real_vgg, real_face)
         painted_terms = fake.new_zeros(())
         if painted is not None and c.painted_weight > 0:
@@ -210,10 +229,11 @@ class Objective:
         total = (c.adversarial_weight * adversarial + c.feature_matching_weight * feature_matching
                  + c.perceptual_weight * perceptual + c.face_perceptual_weight * face_perceptual
                  + c.pixel_weight * pixel + c.painted_weight * painted_terms + c.region_weight * region
-                 + c.mouth_adversarial_weight * mouth_adversarial)
+                 + c.mouth_adversarial_weight * mouth_adversarial + c.openness_weight * openness)
         return GeneratorLosses(total=total, adversarial=adversarial, feature_matching=feature_matching,
                                perceptual=perceptual, face_perceptual=face_perceptual, pixel=pixel,
-                               painted=painted_terms, region=region, mouth_adversarial=mouth_adversarial)
+                               painted=painted_terms, region=region, mouth_adversarial=mouth_adversarial,
+                               openness=openness)
 
     def _scaled(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) resized by perceptual_scale (area-averaged), as the whole-image VGG terms see it."""
@@ -233,4 +253,5 @@ class Objective:
 
 def build_objective(config: LossConfig, discriminator: Discriminator) -> Objective:
     """The objective with its perceptual networks loaded as LossConfig says."""
-    return Objective(config, discriminator, load_vgg19(config.perceptual_weights), load_vgg_face(config.face_weights))
+    return Objective(config, discriminator, load_vgg19(config.perceptual_weights), load_vgg_face(config.face_weights),
+                     MeshOpenness() if config.openness_weight > 0 else None)

@@ -234,10 +234,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
     d_train = (DistributedDataParallel(discriminator, find_unused_parameters=discriminator.mouth is not None)
                if world > 1 else discriminator)
     # Built before resuming, so "random" perceptual weights come from the same seed in a resumed run.
-    objective = build_objective(config.loss, d_train)  # perceptual weights: "random"/"none" log a warning
-    objective.perceptual.to(device)
-    if objective.face_perceptual is not None:
-        objective.face_perceptual.to(device)
+    objective = build_objective(config.loss, d_train).to(device)  # perceptual weights: "random"/"none" log a warning
     train_step = TrainStep(nets, g_train, objective, t, device, autocast=use_autocast)
 
     # ---- resume from the last checkpoint, if any (weights are loaded in place, on every rank) ----
