@@ -142,6 +142,25 @@ def associate(detected: torch.Tensor, tracked: torch.Tensor) -> tuple[torch.Tens
     return rois[kept], any(k < len(detected) for k in kept)
 
 
+def refined_regions(mesh: TfliteNet, device: str | torch.device = "cpu") -> tuple[torch.Tensor, ...]:
+    """The mesh points each refined region of the attention mesh `mesh` replaces: (lips, left eye,
+    right eye), in the model's order. tensors_to_face_landmarks_with_attention.pbtxt writes each
+    region's points to the points its crop was taken around: the Landmarks2TransformMatrix subsets,
+    the very same lists."""
+    return tuple(torch.tensor(op["options"]["subset_idxs"], device=device)
+                 for op in mesh.ops if op["op"] == "Landmarks2TransformMatrix")
+
+
+def refined_mesh(out: dict[str, torch.Tensor], regions: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The attention mesh's outputs -> (N, 468, 3) points in its crop's pixels (0..192): the whole
+    mesh with the x, y of the lips and eyes from their refined regions (`refined_regions`)."""
+    n = len(out["output_mesh_identity"])
+    points = out["output_mesh_identity"].reshape(n, 468, 3).clone()
+    for name, region in zip(("output_lips", "output_left_eye", "output_right_eye"), regions):
+        points[:, region, :2] = out[name].reshape(n, -1, 2)
+    return points
+
+
 class TorchFaceMesh:
     """MediaPipe face mesh in torch, the surface of `marionette.landmarks.mesh.FaceMesh`:
     `video=True` tracks across consecutive frames."""
@@ -153,11 +172,7 @@ class TorchFaceMesh:
         self.detector = TfliteNet(asset("face_detector.safetensors")).to(self.device).eval()
         self.mesh = TfliteNet(asset("face_landmarks.safetensors")).to(self.device).eval()
         self.anchors = ssd_anchors().to(self.device)  # (896, 2)
-        # tensors_to_face_landmarks_with_attention.pbtxt writes each refined region's points to the
-        # mesh points its crop was taken around: the Landmarks2TransformMatrix subsets (lips, left
-        # eye, right eye, in the model's order), the very same lists
-        regions = [op["options"]["subset_idxs"] for op in self.mesh.ops if op["op"] == "Landmarks2TransformMatrix"]
-        self.lips, self.left_eye, self.right_eye = (torch.tensor(r, device=self.device) for r in regions)
+        self.regions = refined_regions(self.mesh, self.device)
         self.tracked = torch.zeros(0, 4, device=self.device)  # video mode: (M, 4) ROIs from the last frame's landmarks
 
     def detect(self, image: np.ndarray) -> list[Face]:
@@ -232,12 +247,9 @@ class TorchFaceMesh:
             return torch.zeros(0, 478, 3, device=self.device), torch.zeros(0, dtype=torch.bool, device=self.device)
         crops = [crop(images[b], roi, MESH_SIZE, replicate=True) for b, roi in zip(index, rois.tolist())]
         out = self.mesh(self.tensor(crops, 1 / 255, 0.0))  # float range 0..1
-        points = out["output_mesh_identity"].reshape(n, 468, 3)  # crop pixels, 0..192
-        points[:, self.lips, :2] = out["output_lips"].reshape(n, 80, 2)
-        points[:, self.left_eye, :2] = out["output_left_eye"].reshape(n, 71, 2)
-        points[:, self.right_eye, :2] = out["output_right_eye"].reshape(n, 71, 2)
+        points = refined_mesh(out, self.regions)  # crop pixels, 0..192
         irises = []
-        for name, eye in (("output_left_iris", self.left_eye), ("output_right_iris", self.right_eye)):
+        for name, eye in (("output_left_iris", self.regions[1]), ("output_right_iris", self.regions[2])):
             z = points[:, eye[:IRIS_Z_POINTS], 2].mean(1, keepdim=True)  # (N, 1)
             irises.append(torch.cat([out[name].reshape(n, 5, 2), z[:, :, None].expand(n, 5, 1)], -1))
         points = torch.cat([points, *irises], 1) / MESH_SIZE - torch.tensor([0.5, 0.5, 0.0], device=self.device)

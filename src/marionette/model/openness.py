@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from marionette.landmarks.measures import EYES, LIP_GAP
 from marionette.landmarks.tflite_net import TfliteNet
-from marionette.landmarks.torch_mesh import MESH_SIZE
+from marionette.landmarks.torch_mesh import MESH_SIZE, refined_mesh, refined_regions
 from marionette.resources import asset
 
 ROI_SCALE = 1.7  # ours: the square's side over the 68 points' larger extent (MediaPipe's 1.5 is of a box reaching the forehead)
@@ -33,9 +33,8 @@ class MeshOpenness(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.mesh = TfliteNet(asset("face_landmarks.safetensors")).eval()
-        regions = [op["options"]["subset_idxs"] for op in self.mesh.ops if op["op"] == "Landmarks2TransformMatrix"]
-        for name, subset in zip(("lips", "left_eye", "right_eye"), regions):  # the model's refined regions, its order
-            self.register_buffer(name, torch.tensor(subset), persistent=False)
+        for k, region in enumerate(refined_regions(self.mesh)):  # moved with the module
+            self.register_buffer(f"region{k}", region, persistent=False)
 
     def crops(self, images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S), (B, 68, >=2) -> (B, 3, 192, 192): a square of ROI_SCALE x the points' larger
@@ -59,14 +58,10 @@ class MeshOpenness(nn.Module):
         crops = (self.crops(images, landmarks).float() + 1) / 2  # (B, 3, 192, 192) in [0, 1], the network's range
         with torch.autocast(crops.device.type, enabled=False):  # its refined points are sub-pixel: fp32
             out = self.mesh(crops)
-        n = len(crops)
-        points = out["output_mesh_identity"].reshape(n, 468, 3)[..., :2].clone()  # (B, 468, 2) crop units
-        points[:, self.lips] = out["output_lips"].reshape(n, -1, 2)
-        points[:, self.left_eye] = out["output_left_eye"].reshape(n, -1, 2)
-        points[:, self.right_eye] = out["output_right_eye"].reshape(n, -1, 2)
+        points = refined_mesh(out, (self.region0, self.region1, self.region2))  # (B, 468, 3) crop pixels
 
-        def dist(a: int, b: int) -> torch.Tensor:  # (B,)
-            return (points[:, a] - points[:, b]).norm(dim=-1)
+        def dist(a: int, b: int) -> torch.Tensor:  # (B,) in the image plane
+            return (points[:, a, :2] - points[:, b, :2]).norm(dim=-1)
 
         ratios = [(dist(p2, p6) + dist(p3, p5)) / (2 * dist(p1, p4)).clamp(min=1e-3) for p1, p2, p3, p4, p5, p6 in EYES]
         upper, lower, left, right = LIP_GAP
