@@ -252,6 +252,7 @@ class Objective:
 
 
 def build_objective(config: LossConfig, discriminator: Discriminator) -> Objective:
-    """The objective with its perceptual networks loaded as LossConfig says."""
+    """The objective with its perceptual networks loaded as LossConfig says (and the face mesh when
+    the openness term is on)."""
     return Objective(config, discriminator, load_vgg19(config.perceptual_weights), load_vgg_face(config.face_weights),
                      MeshOpenness() if config.openness_weight > 0 else None)

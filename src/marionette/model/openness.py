@@ -38,7 +38,8 @@ class MeshOpenness(nn.Module):
 
     def crops(self, images: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S), (B, 68, >=2) -> (B, 3, 192, 192): a square of ROI_SCALE x the points' larger
-        extent around their box's centre, turned so the outer eye corners are level, bilinear."""
+        extent around their box's centre raised by ROI_RAISE of it, turned so the outer eye corners are
+        level, bilinear."""
         size = images.shape[-1]
         points = landmarks[..., :2].float()  # (B, 68, 2)
         low, high = points.amin(1), points.amax(1)  # (B, 2)
@@ -46,7 +47,8 @@ class MeshOpenness(nn.Module):
         side = ROI_SCALE * extent
         eyes = points[:, EYE_CORNERS[1]] - points[:, EYE_CORNERS[0]]  # (B, 2) across the face
         angle = torch.atan2(eyes[:, 1], eyes[:, 0])  # (B,)
-        cos, sin, scale = torch.cos(angle), torch.sin(angle), side / size  # grid units per crop unit (x 2 / 2)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        scale = side / size  # the square's half side (one unit of the crop's grid) in the image's grid units
         up = ROI_RAISE * extent[:, None] * torch.stack([sin, -cos], -1)  # (B, 2) towards the forehead
         centre = (low + high) / 2 + up  # (B, 2) crop pixels (pixel centres at integers)
         theta = torch.stack([torch.stack([cos * scale, -sin * scale, (2 * centre[:, 0] + 1) / size - 1], -1),
