@@ -10,13 +10,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import ASSETS
+
+from marionette.config import override
 from marionette.inference.io import open_driver
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.measures import eye_ratios, lip_gap
 from marionette.landmarks.mesh import FaceMesh
-from marionette.config import override
 from marionette.model.config import LossConfig, model_config
 from marionette.model.discriminator import Discriminator
 from marionette.model.losses import build_objective
