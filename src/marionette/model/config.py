@@ -134,3 +134,4 @@ class LossConfig(Settings):
                                      "ours: L1 of the eyes' aspect ratios and the lip gap, output against truth, as"
                                      " the face mesh network re-detects them (openness.py)",
                                      at_least(0))
+    openness_mouth: bool = setting(True, "ours: the openness term compares the lip gap too (false: the eyes alone)")

@@ -16,7 +16,8 @@ terms, averaged over a face, hardly see it. With adversarial_weight and feature_
 0 the whole-image discriminator is never run. `mouth_adversarial_weight` (ours) adds the hinge term of
 D's patch discriminator on the driver's mouth crop (and its landmark image's); with no D term at all
 there is no D step (`uses_discriminator`). `openness_weight` (ours, openness.py) asks the output's eyes
-and mouth to be re-detected by the face mesh network as open as the truth's.
+and mouth (the eyes alone with `openness_mouth` false) to be re-detected by the face mesh network as
+open as the truth's.
 `perceptual_scale` < 1 (ours) runs the whole-image VGG terms on images resized by that factor: at
 0.5 a quarter of their cost, the larger share of a CPU step; the region crops keep the full detail
 of the mouth and eyes.
@@ -66,7 +67,7 @@ class GeneratorLosses:
     painted: torch.Tensor  # ours: the reconstruction terms (weighted) on the blend's painted image; zero without one
     region: torch.Tensor  # ours: pixel L1 + perceptual on the mouth and eye crops, unweighted; zero when region_weight is 0
     mouth_adversarial: torch.Tensor  # ours: -mean over the mouth crop's patches of D(fake), unweighted; zero when off
-    openness: torch.Tensor  # ours: mean |eye ratios and lip gap of fake - of real| as the face mesh reads them; zero when off
+    openness: torch.Tensor  # ours: mean |eye ratios (and lip gap) of fake - of real| as the face mesh reads them; zero when off
 
     def as_dict(self) -> dict[str, float]:
         return {f"G/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
@@ -219,7 +220,8 @@ class Objective:
                 raise ValueError("loss.openness_weight > 0 needs the driver's landmarks and the face mesh")
             with torch.no_grad():
                 real_openness = self.openness(real, landmarks)  # (B, 3)
-            openness = F.l1_loss(self.openness(fake, landmarks), real_openness)
+            measured = slice(None) if c.openness_mouth else slice(0, 2)  # (eyes, eyes, lip gap) or the eyes alone
+            openness = F.l1_loss(self.openness(fake, landmarks)[:, measured], real_openness[:, measured])
         pixel, perceptual, face_perceptual = self._reconstruction(fake, real, real_vgg, real_face)
         painted_terms = fake.new_zeros(())
         if painted is not None and c.painted_weight > 0:
