@@ -64,7 +64,8 @@ def test_reads_what_the_face_mesh_reads(faces, openness: MeshOpenness) -> None:
 
 def test_the_term_and_its_gradient(faces) -> None:
     """Zero for the truth itself; for open eyes where the truth's are shut, positive, and descending
-    its gradient on the image's pixels closes them as the face mesh reads them."""
+    its gradient on the image's pixels closes them as the face mesh reads them; on the eyes alone
+    (`openness_mouth` false), the mean of the two eye ratios' differences."""
     images, landmarks, _ = faces
     config = override(LossConfig(), dict(perceptual_weights="random", adversarial_weight=0, feature_matching_weight=0,
                                          openness_weight=1.0))
