@@ -89,7 +89,7 @@ def test_the_term_and_its_gradient(faces) -> None:
     with torch.no_grad():  # the eyes alone: the mean over the two eye ratios only
         eyes_only = build_objective(override(config, dict(openness_mouth=False)), Discriminator(model_config("tiny")))
         measured = (objective.openness(images[0:1], lm) - objective.openness(real, lm)).abs()[0]  # (3,)
-        term = eyes_only.generator_step(images[0:1], real, torch.zeros_like(real), landmarks=lm).openness
-    assert term.item() == pytest.approx(measured[:2].mean().item(), rel=1e-5)
+        eyes_term = eyes_only.generator_step(images[0:1], real, torch.zeros_like(real), landmarks=lm).openness
+    assert eyes_term.item() == pytest.approx(measured[:2].mean().item(), rel=1e-5)
     assert measured[:2].mean() - measured.mean() > 0.02  # the lip gap no longer counts
     assert eyes < objective.openness(images[0:1], lm)[0, :2].mean().item() - 0.05
