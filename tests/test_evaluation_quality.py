@@ -109,6 +109,11 @@ def test_blink_closed_vs_open_eyes(face, tools):
     assert recall(Sample(mode="cross", output=None, driver_mesh=shut, output_mesh=shut), tools) == 1.0
     assert recall(Sample(mode="cross", output=None, driver_mesh=shut, output_mesh=mesh), tools) == 0.0
     assert recall(Sample(mode="cross", output=None, driver_mesh=mesh, output_mesh=shut), tools) is None  # driver open
+    unseen = REGISTRY["closed_eye_recall_unseen"].measure  # counted only where no target shows closed lids
+    assert unseen(Sample(mode="self", output=None, driver_mesh=shut, output_mesh=shut,
+                         target_meshes=np.stack([mesh, mesh])), tools) == 1.0
+    assert unseen(Sample(mode="self", output=None, driver_mesh=shut, output_mesh=shut,
+                         target_meshes=np.stack([mesh, shut])), tools) is None
     # blinks followed (output = driver's openness) vs ignored (eyes always open) vs inverted
     driver = [_closed_eyes(mesh, o) for o in np.linspace(0, 1, 6)]
     records = {
@@ -230,8 +235,8 @@ def test_one_registry_names_every_metric():
     assert set(REGISTRY) >= {"l1", "psnr", "ssim", "lpips", "perceptual", "psnr_mouth", "perceptual_mouth",
                              "psnr_eyes", "perceptual_eyes", "kid", "csim", "identity_score", "prmse", "prmse_driven",
                              "expression_agreement", "expression_agreement_driven", "expression_correlation",
-                             "blink_correlation", "closed_eye_recall", "gaze_correlation", "gaze_error", "nme",
-                             "motion_correlation", "motion_error", "landmark_jitter", "flicker", "jumps",
+                             "blink_correlation", "closed_eye_recall", "closed_eye_recall_unseen", "gaze_correlation",
+                             "gaze_error", "nme", "motion_correlation", "motion_error", "landmark_jitter", "flicker", "jumps",
                              "face_found"}
     # motion fidelity against the driven landmarks is measured in both modes, beside identity
     assert all(REGISTRY[name].modes == ("self", "cross") for name in ("csim", "identity_score", "prmse_driven",

@@ -451,6 +451,14 @@ def _closed_eye_recall(s: Sample, t: Tools) -> Value:
     return float(eye_ratio(s.output_mesh) < closed)
 
 
+def _closed_eye_recall_unseen(s: Sample, t: Tools) -> Value:
+    """ours: the same, counted only where every target has its eyes open (lids the targets never showed)."""
+    closed = t.expression_config.eye_closed
+    if s.target_meshes is None or any(eye_ratio(m) < closed for m in s.target_meshes):
+        return None
+    return _closed_eye_recall(s, t)
+
+
 def _gaze(s: Sample, t: Tools) -> Value:
     if s.output_mesh is None:
         return None
@@ -529,6 +537,8 @@ for _metric in (
            "driver, over the episode set", _blink, reduce=paired_correlation),
     Metric("closed_eye_recall", MODES, True, "of the samples whose driver has closed eyes (eye aspect ratio "
            "below the eye_closed threshold), the fraction whose result has them closed", _closed_eye_recall),
+    Metric("closed_eye_recall_unseen", MODES, True, "ours: closed_eye_recall over the samples whose targets all "
+           "have open eyes (closed lids the renderer had to draw, not copy)", _closed_eye_recall_unseen),
     Metric("gaze_correlation", MODES, True, "Pearson r of the iris offset within the eye (mesh iris centres; "
            "along and across the eye, averaged), result vs driver, over the episode set", _gaze,
            reduce=paired_correlation),
