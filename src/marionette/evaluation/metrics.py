@@ -453,10 +453,10 @@ def _closed_eye_recall(s: Sample, t: Tools) -> Value:
 
 def _closed_eye_recall_unseen(s: Sample, t: Tools) -> Value:
     """ours: the same, counted only where every target has its eyes open (lids the targets never showed)."""
-    closed = t.expression_config.eye_closed
-    if s.target_meshes is None or any(eye_ratio(m) < closed for m in s.target_meshes):
+    recall = _closed_eye_recall(s, t)
+    if recall is None or s.target_meshes is None:
         return None
-    return _closed_eye_recall(s, t)
+    return None if any(eye_ratio(m) < t.expression_config.eye_closed for m in s.target_meshes) else recall
 
 
 def _gaze(s: Sample, t: Tools) -> Value:
