@@ -65,6 +65,8 @@ LID_SPAN = (0.45, 0.1)  # ours: the closed lid drawn from the line where the lid
 LID_TO_BROW = 0.5
 LASH_WIDTH = 0.04  # ours: the closed lid's lash line, eye widths thick at its middle
 OPEN_TARGET_EYE = 0.08  # ours: a target eye whose opening is under this area (eye units) is closed itself: no lid drawn
+CAVITY = 0.15  # ours: a drawn mouth cavity's colour, of the lips'; a face mesh read lips parted over a cavity twice
+#   as light (0.3) shut on a pouting target (0.015-0.028 where the driven lips part 0.13-0.20; 0.04-0.07 over 0.15)
 MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
 STRETCH = (1.5, 2.5)  # ours: a target's open mouth fills a driven one up to 1.5 times as open, the driver's from 2.5
 #   (a target's interior stretched further is bars of teeth)
@@ -76,6 +78,7 @@ FACE_TRIANGLES = "face_triangles.json"  # package asset: the face surface's tria
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights of R, G, B
 _SHIFT = 4  # sub-pixel bits of cv2 drawing
 _UPPER_LIP = slice(0, 11)  # MESH_INNER_LIPS[0..10]: upper inner lip, corner to corner
+_LIPS_MIDDLE, _LIPS_CORNERS = (5, 15), (0, 10)  # MESH_INNER_LIPS' places of mesh points 13, 14 and 78, 308
 
 
 @functools.cache
@@ -358,7 +361,7 @@ class WarpRenderer:
                 eyes[eye] = eyes[1 - eye]
         return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
                           head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), float(lip_gap(mesh)),
-                          cavity=(0.3 * lip_colour).astype(np.float32),  # ours: a dark, lip-tinted cavity
+                          cavity=(CAVITY * lip_colour).astype(np.float32),
                           skin=skin_colour(image, mesh), outline=_silhouette_outline(mesh))
 
     def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
@@ -612,7 +615,9 @@ class WarpRenderer:
         """(h, w, 3) float32 soft mouth cavity of `colour` for a ring (20, 2) in local pixels: darker
         towards its middle, with a blurred hint of upper teeth (of colour `teeth`) under the upper lip
         only when the lips are far apart."""
-        gap = float(np.ptp(ring[:, 1]))
+        # the lips' own gap and width, not the ring's extent (a rolled or down-turned mouth's is taller)
+        gap = float(np.linalg.norm(ring[_LIPS_MIDDLE[0]] - ring[_LIPS_MIDDLE[1]]))
+        width = float(np.linalg.norm(ring[_LIPS_CORNERS[0]] - ring[_LIPS_CORNERS[1]]))
         depth = cv2.GaussianBlur((mask > 0.5).astype(np.float32), (0, 0), max(gap / 3, 0.7))  # 1 deep inside
         layer = colour * (1.1 - 0.7 * depth)[..., None]
         upper = ring[_UPPER_LIP]
@@ -620,7 +625,7 @@ class WarpRenderer:
         rows = np.arange(mask.shape[0], dtype=np.float32)[:, None]
         band = ((rows - top) < 0.25 * gap).astype(np.float32)
         hint = cv2.GaussianBlur(band, (0, 0), max(gap / 6, 0.7))[..., None]
-        strength = 0.6 * float(np.clip((gap / np.ptp(ring[:, 0]) - 0.15) / 0.2, 0, 1))  # ours: only when wide open
+        strength = 0.6 * float(np.clip((gap / width - 0.15) / 0.2, 0, 1))  # ours: only when wide open
         return layer + (0.8 * teeth - layer) * strength * hint
 
 
@@ -641,7 +646,8 @@ def _relit(image: np.ndarray, seen: np.ndarray | None, into: np.ndarray | None) 
     return image * (cast * exposure).astype(np.float32)
 
 
-TEETH_LIGHT = (0.75, 1.0)  # ours: a driver's mouth pixel is teeth from 0.75 of its skin's luma, wholly from 1.0 ...
+TEETH_LIGHT = (0.45, 0.7)  # ours: a driver's mouth pixel is teeth from 0.45 of its skin's luma, wholly from 0.7 (teeth
+#   in the mouth's shade: the demo driver's read 0.6-0.8 of its lit cheeks) ...
 TEETH_PALE = (1.15, 0.75)  # ... and from 1.15 of its skin's saturation, wholly under 0.75 of it ((max - min) / max)
 
 
