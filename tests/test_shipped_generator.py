@@ -1,7 +1,7 @@
 """The shipped generator (src/marionette/assets/generator.safetensors, written by
 tools/train_more.sh): it loads without pickle, its weights are finite, and on a fixed real input
 (Grace Hopper's portrait, her mouth opened by moving the lower lip) it reproduces the stored output
-within a grey level. When a sitting replaces the weights, `python tests/test_shipped_generator.py`
+within a grey level. When a sitting replaces the weights, or the warp it corrects changes, `python tests/test_shipped_generator.py`
 stores the new output (and the model card says what changed)."""
 
 from __future__ import annotations
