@@ -72,6 +72,8 @@ def test_a_driver_whose_lips_never_meet(shared_data: Path) -> None:
 def teeth_share(image: np.ndarray, ring: np.ndarray) -> float:
     """Share of the pixels inside an inner-lip ring (20, 2) that are bright and pale: teeth."""
     pixels = image[inside_ring(image.shape[:2], ring, erode=True)].astype(np.float32)
+    if not len(pixels):  # lips too close for a pixel between them
+        return float("nan")
     peak = pixels.max(1)
     return float(((pixels.mean(1) > 130) & ((peak - pixels.min(1)) / np.maximum(peak, 1) < 0.4)).mean())
 
