@@ -66,7 +66,7 @@ LID_TO_BROW = 0.5
 LASH_WIDTH = 0.04  # ours: the closed lid's lash line, eye widths thick at its middle
 OPEN_TARGET_EYE = 0.08  # ours: a target eye whose opening is under this area (eye units) is closed itself: no lid drawn
 CAVITY = 0.15  # ours: a drawn mouth cavity's colour, of the lips'; a face mesh read lips parted over a cavity twice
-#   as light (0.3) shut on a pouting target (0.015-0.028 where the driven lips part 0.13-0.20; 0.04-0.07 over 0.15)
+#   as light (0.3) shut on a pouting target (0.015-0.028 where the driven lips part 0.13-0.20; at 0.15 it read 0.04-0.07)
 MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
 STRETCH = (1.5, 2.5)  # ours: a target's open mouth fills a driven one up to 1.5 times as open, the driver's from 2.5
 #   (a target's interior stretched further is bars of teeth)
