@@ -48,7 +48,7 @@ from marionette.landmarks.layout import (
     UPPER_LID,
     mesh_to_ibug68,
 )
-from marionette.landmarks.measures import lip_gap
+from marionette.landmarks.measures import LIP_GAP, lip_gap
 from marionette.landmarks.pose import head_pose
 from marionette.resources import asset
 
@@ -78,7 +78,7 @@ FACE_TRIANGLES = "face_triangles.json"  # package asset: the face surface's tria
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights of R, G, B
 _SHIFT = 4  # sub-pixel bits of cv2 drawing
 _UPPER_LIP = slice(0, 11)  # MESH_INNER_LIPS[0..10]: upper inner lip, corner to corner
-_LIPS_MIDDLE, _LIPS_CORNERS = (5, 15), (0, 10)  # MESH_INNER_LIPS' places of mesh points 13, 14 and 78, 308
+_LIP_GAP = [int(np.flatnonzero(MESH_INNER_LIPS == i)[0]) for i in LIP_GAP]  # lip_gap's four points in the ring
 
 
 @functools.cache
@@ -616,8 +616,8 @@ class WarpRenderer:
         towards its middle, with a blurred hint of upper teeth (of colour `teeth`) under the upper lip
         only when the lips are far apart."""
         # the lips' own gap and width, not the ring's extent (a rolled or down-turned mouth's is taller)
-        gap = float(np.linalg.norm(ring[_LIPS_MIDDLE[0]] - ring[_LIPS_MIDDLE[1]]))
-        width = float(np.linalg.norm(ring[_LIPS_CORNERS[0]] - ring[_LIPS_CORNERS[1]]))
+        mid_top, mid_bottom, left, right = ring[_LIP_GAP]
+        gap, width = float(np.linalg.norm(mid_top - mid_bottom)), float(np.linalg.norm(right - left))
         depth = cv2.GaussianBlur((mask > 0.5).astype(np.float32), (0, 0), max(gap / 3, 0.7))  # 1 deep inside
         layer = colour * (1.1 - 0.7 * depth)[..., None]
         upper = ring[_UPPER_LIP]
