@@ -11,7 +11,7 @@ treating the mesh as a 3D surface:
 - a triangle the target shows foreshortened or not at all (the far cheek of a turned face) takes
   its texture from its mirror image on the other side of the face;
 - beyond the face (hair, ears, neck, background) a smooth displacement field, interpolated from
-  the face outline's motion and decaying to zero at the crop border, carries the rest along;
+  the silhouette's motion and decaying to zero at the crop border, carries the rest along;
 - eyes: the opening between the driven eyelids is redrawn with the target's eye white and its iris
   moved to the driven iris points (468..477), so the gaze follows; an eye the driver shuts on a
   target whose eye is open gets a drawn closed lid (the skin around it carried over the eye, a lash
@@ -195,7 +195,7 @@ class WarpTarget:
     mouth_gap: float  # inner-lip gap / mouth width
     cavity: np.ndarray  # (3,) float32 colour of a mouth cavity drawn for this face
     skin: np.ndarray | None  # (3,) float32 RGB of its cheeks (skin_colour): the light a driver's teeth are matched to
-    outline: np.ndarray  # (N, 2) its face outline on its silhouette (see _silhouette_outline)
+    outline: np.ndarray  # (N, 2) its face outline on its silhouette (see _silhouette)
 
 
 def _eye_frame(opening: np.ndarray, side: int) -> np.ndarray:
@@ -290,28 +290,21 @@ def driver_mouth(frame: np.ndarray, mesh: np.ndarray, skin: np.ndarray | None) -
     return DriverMouth(frame[y0:y1, x0:x1].copy(), ring - np.array([x0, y0], np.float32), float(lip_gap(mesh)), skin)
 
 
-def _silhouette_outline(mesh: np.ndarray) -> np.ndarray:
-    """(N, 2) the face-outline vertices of a (478, 3) mesh, each moved out from the face's centre
-    to the silhouette (the convex hull of the face surface) where it lies inside it: on the far side
-    of a turned face the outline is hidden behind the cheek, and what lies beside it is the cheek,
-    not the background the displacement field should carry."""
-    surface = mesh[:MESH_IRIS_START, :2].astype(np.float64)
-    hull = cv2.convexHull(surface.astype(np.float32))[:, 0].astype(np.float64)  # (H, 2)
-    centre = surface.mean(0)
-    rays = mesh[MESH_FACE_OVAL, :2] - centre  # (N, 2)
+def _silhouette(mesh: np.ndarray) -> np.ndarray:
+    """(N, 2) the face-outline vertices of a (478, 3) mesh, each moved to the nearest point of its
+    silhouette (the convex hull of the face surface) where it lies inside it: on the far side of a
+    turned face the outline is hidden behind the cheek or the nose, and what lies beside it is the
+    face, not the background the displacement field should carry. The nearest point moves no more
+    than the vertex and the hull do (ours; the outline pushed out along rays from the face's centre
+    swung from the nose tip to the brow where a hidden vertex lay near the centre, a pull of 90 px
+    that drew a second profile beside a turned target's face)."""
+    hull = cv2.convexHull(mesh[:MESH_IRIS_START, :2].astype(np.float32))[:, 0].astype(np.float64)  # (H, 2)
+    outline = mesh[MESH_FACE_OVAL, :2].astype(np.float64)  # (N, 2)
     edges = np.roll(hull, -1, 0) - hull  # (H, 2)
-    to_edge = hull - centre  # (H, 2)
-
-    def cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
-
-    denominator = cross(rays[:, None], edges[None])  # (N, H)
-    safe = np.where(np.abs(denominator) < 1e-9, np.nan, denominator)
-    reach = cross(to_edge[None], edges[None]) / safe  # (N, H) ray parameter at each edge's line
-    along = cross(to_edge[None], rays[:, None]) / safe  # (N, H) edge parameter there
-    hits = np.where((reach > 0) & (along >= -1e-6) & (along <= 1 + 1e-6), reach, np.nan)
-    stretch = np.fmax(np.nanmax(np.where(np.isnan(hits), -np.inf, hits), 1), 1.0)  # (N,)
-    return (centre + stretch[:, None] * rays).astype(np.float32)
+    along = ((outline[:, None] - hull[None]) * edges[None]).sum(-1) / np.maximum((edges**2).sum(-1), 1e-12)  # (N, H)
+    nearest = hull[None] + np.clip(along, 0, 1)[..., None] * edges[None]  # (N, H, 2) on each edge
+    which = ((nearest - outline[:, None]) ** 2).sum(-1).argmin(1)  # (N,)
+    return nearest[np.arange(len(outline)), which].astype(np.float32)
 
 
 class WarpRenderer:
@@ -362,7 +355,7 @@ class WarpRenderer:
         return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
                           head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), float(lip_gap(mesh)),
                           cavity=(CAVITY * lip_colour).astype(np.float32),
-                          skin=skin_colour(image, mesh), outline=_silhouette_outline(mesh))
+                          skin=skin_colour(image, mesh), outline=_silhouette(mesh))
 
     def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame; `mouth`: the driver's, shown
@@ -373,7 +366,7 @@ class WarpRenderer:
         # ours: what the main target cannot texture (a sliver stretched, a fold) is left to the smooth
         # field that carries the hair: no shards where a turn shows what the target hid
         index = self.coverage(driven_mesh, self._unshown(main, shown))
-        outline = _silhouette_outline(driven_mesh)
+        outline = _silhouette(driven_mesh)
         frame = np.zeros((self.crop_size, self.crop_size, 3), np.float32)
         for k in np.flatnonzero(weights):
             frame += weights[k] * self._warp(self.targets[k], driven_mesh, index, outline, shown)
@@ -440,7 +433,7 @@ class WarpRenderer:
               shown: np.ndarray) -> np.ndarray:
         """One target warped onto the driven mesh: (S, S, 3) float32. Triangles that take their
         texture from their mirror image blend into it over a few pixels, not at a seam. `outline`:
-        the driven mesh's silhouette outline; `shown` (T,): its triangles' areas per frontal area. A
+        the driven mesh's silhouette (`_silhouette`); `shown` (T,): its triangles' areas per frontal area. A
         triangle takes its mirror's texture only where the driven mesh shows it more than the target."""
         size = self.crop_size
         map_x, map_y = self._field(target.outline, outline)  # (S·S,) each
@@ -471,9 +464,9 @@ class WarpRenderer:
                 (maps[:, 0, 1] * x + maps[:, 1, 1] * y + maps[:, 2, 1]).astype(np.float32))
 
     def _field(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Source coordinates beyond the face: the outline's displacement (N, 2 points from `dst` in
+        """Source coordinates beyond the face: the silhouette's displacement (N, 2 points from `dst` in
         the output to `src` in the target), spread by inverse-distance weighting (exact at the
-        outline, so continuous with the face) and decaying to zero at the crop border."""
+        silhouette, so continuous with the face) and decaying to zero at the crop border."""
         points = np.concatenate([dst, self.anchors])  # (N + A, 2)
         moves = np.concatenate([src - dst, np.zeros_like(self.anchors)])  # (N + A, 2)
         weights = 1.0 / (((self._grid[:, None] - points[None]) ** 2).sum(-1) + 1e-3)  # (G·G, N + A)
