@@ -1,6 +1,7 @@
 """Driving: the neutral reference of relative mode (its lips closed), lids that shut with the
 driver's, lips and lids that never cross, the soft limit on turns, and the fast filter of lids and
-lips; on real media, the bundled demo's mouth follows its driver (re-detected in the output)."""
+lips (the whole lips: they keep their thickness); on real media, the bundled demo's mouth follows
+its driver (re-detected in the output)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from marionette.inference import demo
 from marionette.inference.driving import SHUT_AT, SHUT_FROM, Driving, neutral_frames, shut_lids
 from marionette.inference.io import open_driver
-from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.inference.pipeline import FAST_PARTS, ReenactConfig, ReenactPipeline
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.landmark_transformer.model import LandmarkTransformer, limit_turn
 from marionette.landmarks.crop import CropBox
@@ -19,6 +20,8 @@ from marionette.landmarks.measures import eye_ratios, lip_gap
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.openings import closed_lips, uncrossed
 from marionette.landmarks.pose import euler_to_rotation, head_pose
+from marionette.media import iter_video
+from marionette.resources import SAMPLE_DRIVER, asset
 
 UPPER_LIP, LOWER_LIP = [82, 13, 312], [87, 14, 317]  # middle of the inner lips
 SHUT = -0.06  # `mouth` at which face()'s lips meet (the mean face's part a little: lip gap 0.09)
@@ -125,6 +128,26 @@ def test_a_two_frame_blink_keeps_its_depth_through_the_filter() -> None:
     out = np.array([boosted(x) for x in signal])
     flat = np.array([plain(x) for x in signal])
     assert out[:, 0].min() < 0.2 and flat[:, 1].min() > 0.5  # the boosted one closes, the plain one does not
+
+
+def test_lips_snapping_shut_keep_their_thickness_through_the_filter() -> None:
+    """The demo driver's widest mouth (frame 47) held, then his shut one (frame 60): in the first shut
+    frame the filtered lips are as thick as his (the outer lips at the face's cut-off lagged the inner
+    ones: 24.8 px of upper and lower lip against his 16.2, a mouth drawn with lips half again as thick)."""
+    frames = list(iter_video(asset(SAMPLE_DRIVER)))
+    with FaceMesh(video=True, max_faces=1) as tracker:
+        wide, shut = (tracker.detect(frames[i])[0].mesh for i in (47, 60))
+    assert lip_gap(wide, depth=True) > 0.5 and lip_gap(shut, depth=True) < 0.05
+    config = ReenactConfig()
+    smooth = OneEuroFilter(25, config.smooth_min_cutoff, config.smooth_beta, boost=FAST_PARTS)
+    for _ in range(12):
+        smooth(wide)
+    filtered = smooth(shut)
+
+    def thickness(mesh: np.ndarray) -> float:  # the upper lip's and the lower lip's, at their middles
+        return float(np.linalg.norm(mesh[0, :2] - mesh[13, :2]) + np.linalg.norm(mesh[17, :2] - mesh[14, :2]))
+
+    assert abs(thickness(filtered) / thickness(shut) - 1) < 0.1
 
 
 @pytest.mark.parametrize("settings, follows", [({}, True), ({"reference": "first", "expression": "target"}, False)])
