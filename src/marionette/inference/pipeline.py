@@ -95,7 +95,7 @@ def _fast_parts() -> np.ndarray:
     """(478, 1) the One-Euro cut-off's factor per mesh vertex (ours): 10 on the lids' rims (a 2-frame blink
     keeps its depth) and on the lips, within a quarter of the mouth's width of the inner lips, falling to 1 at
     half of it (the outer lips filtered at the face's cut-off lagged the inner ones: a mouth snapping shut
-    drew lips twice as thick), measured on the frontal mean mesh."""
+    drew lips half again as thick), measured on the frontal mean mesh."""
     mesh = frontal_mesh()[:, :2]
     lips = mesh[MESH_INNER_LIPS]  # (20, 2)
     near = np.linalg.norm(mesh[:, None] - lips[None], axis=-1).min(1) / np.linalg.norm(lips[10] - lips[0])  # (478,)
