@@ -375,3 +375,33 @@ def test_a_turned_target_turned_a_little_further_draws_nothing_of_its_face_besid
     beside = hull(turned, 41) & ~hull(mesh, 5) & ~hull(turned, 5)  # within 20 px of the face, beyond both
     assert beside.sum() > 5000
     assert np.abs(output - crop)[beside].mean() < 5.0
+
+
+def test_eyes_opened_wider_than_the_targets_are_drawn_with_white_whites(shared_data: Path) -> None:
+    """Rose Leslie (lined eyes) driven with her lids a third further apart: the redrawn opening beside
+    her irises is nearly as light as her own eyes' whites (median luma 145-158 against their brightest
+    quarter's 155-163). The opening's median colour, lashes, lid margins and liner in it, drew brown
+    whites there (70-85)."""
+    image = load_image(shared_data / "faces" / "14_rose_leslie.jpg")
+    face = detect_face(image, "Rose Leslie")
+    box = head_box(face.mesh, 1.8, -0.1)
+    crop, mesh = crop_image(image, box, 256), box.to_crop(face.mesh, 256).astype(np.float32)
+    renderer = WarpRenderer(256)
+    renderer.prepare(crop[None], mesh[None])
+    wide = mesh.copy()
+    for ring in MESH_EYE_OPENINGS:
+        upper, lower = ring[UPPER_LID], ring[LOWER_LID]
+        gap = mesh[lower, 1] - mesh[upper, 1]
+        wide[upper, 1] -= gap / 6
+        wide[lower, 1] += gap / 6
+    output = renderer.render(wide).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    ys, xs = np.mgrid[0:256, 0:256]
+    for ring, iris in zip(MESH_EYE_OPENINGS, MESH_IRISES):
+        centre = wide[iris[0], :2]
+        radius = np.linalg.norm(wide[iris[1:], :2] - centre, axis=1).mean()
+        opening = np.zeros((256, 256), np.uint8)
+        cv2.fillPoly(opening, [np.round(wide[ring, :2]).astype(np.int32)], 1)
+        opening = cv2.erode(opening, np.ones((3, 3), np.uint8))
+        beside = (opening > 0) & (np.hypot(xs - centre[0], ys - centre[1]) > 1.3 * radius)
+        assert beside.sum() > 20
+        assert np.median(output[beside]) > 130

@@ -174,7 +174,8 @@ class EyeTexture:
     iris: np.ndarray  # (P, P, 3) float32 the iris centred, the parts its lids hid filled with its mean colour
     alpha: np.ndarray  # (P, P) float32 soft disc of the iris
     radius: float  # iris radius in the target crop, pixels
-    white: np.ndarray  # (3,) float32 colour of the eye white
+    white: np.ndarray  # (3,) float32 colour of the eye white, open (the brightest quarter of the opening beside the iris)
+    shadow: np.ndarray  # (3,) float32 ... in the lids' shadow (the opening's median beside the iris, lashes and margins in it)
     frame: np.ndarray  # (2, 3) the target's eye frame: eye units -> crop pixels (see _eye_frame)
     opening: np.ndarray  # (N, 2) the target's eye opening in eye units
     gaze: np.ndarray  # (2,) the target's iris centre in eye units
@@ -226,14 +227,16 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
     known = (alpha > 0.5) & (shown > 0.5)
     colour = patch[known].mean(0) if known.sum() >= 3 else np.array([70, 55, 45], np.float32)
     filled = patch * shown[..., None] + colour * (1 - shown[..., None])
-    # the white: the opening outside the iris, its median colour (lashes and glints left out; a
-    # brighter white made MediaPipe see nearly closed eyes as open)
+    # the white (ours): the opening outside the iris, the median colour of its brightest quarter, and in the
+    # lids' shadow that of all of it, lashes, lid margins and liner included (a narrowed eye drawn with the
+    # bright white was read open by a face mesh; a wide one drawn with the shadowed white had brown whites)
     ys, xs = _inside(mesh[opening, :2], image.shape[0])
     white_px = image[ys, xs][np.hypot(xs - centre[0], ys - centre[1]) > 1.2 * radius].astype(np.float32)
     if len(white_px) >= 4:
-        white = np.median(white_px, 0)
+        luma = white_px @ LUMA
+        white, shadow = np.median(white_px[luma >= np.quantile(luma, 0.75)], 0), np.median(white_px, 0)
     else:
-        white = np.array([215, 205, 195], np.float32)
+        white = shadow = np.array([215, 205, 195], np.float32)
     frame = _eye_frame(mesh[opening, :2], side)
     units = np.linalg.solve(frame[:, :2], (mesh[opening, :2] - frame[:, 2]).T).T  # (N, 2) pixels -> eye units
     gaze = np.linalg.solve(frame[:, :2], centre - frame[:, 2])
@@ -244,8 +247,8 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
         lash = band_px[luma <= np.quantile(luma, 0.1)].mean(0)
     else:
         lash = np.array([40, 32, 28], np.float32)
-    return EyeTexture(filled, alpha, radius, white.astype(np.float32), frame, units.astype(np.float32),
-                      gaze.astype(np.float32), lash.astype(np.float32))
+    return EyeTexture(filled, alpha, radius, white.astype(np.float32), shadow.astype(np.float32), frame,
+                      units.astype(np.float32), gaze.astype(np.float32), lash.astype(np.float32))
 
 
 SKIN_PATCHES = ([36, 41, 31, 2, 1], [45, 46, 35, 14, 15])  # ours: each upper cheek, by ibug-68 points (lower eyelid,
@@ -509,7 +512,8 @@ class WarpRenderer:
             return
         height = float(np.ptp(opening[:, 1]))
         shade = cv2.GaussianBlur(mask, (0, 0), max(height / 4, 0.5))  # darker near the lids
-        layer = eye.white * (0.7 + 0.35 * shade)[..., None]
+        white = eye.shadow + (eye.white - eye.shadow) * float(np.clip(2 * opened - 1, 0, 1))  # bright from fully open
+        layer = white * (0.7 + 0.35 * shade)[..., None]
         radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
         scale = float(np.clip(radius / eye.radius, 0.5, 2.0))
         half = (eye.iris.shape[0] - 1) / 2
@@ -575,11 +579,11 @@ class WarpRenderer:
             layer = self._mouth_interior(source.image, source.mesh[MESH_INNER_LIPS, :2], ring, (x0, y0, x1, y1))
             from_driver *= float(np.clip((gap / source.mouth_gap - STRETCH[0]) / (STRETCH[1] - STRETCH[0]), 0, 1))
         else:
-            layer = self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0])  # teeth lit like the eyes
+            layer = self._cavity(main.cavity, main.eyes[0].shadow, ring - origin, mask[..., 0])  # teeth lit like the eyes
         if from_driver > 0:
             interior = self._mouth_interior(mouth.image, mouth.ring, ring, (x0, y0, x1, y1))
             teeth = cv2.GaussianBlur(_teeth(interior, mouth.skin), (0, 0), blur / 2)[..., None]  # (h, w, 1) soft-edged
-            drawn = (self._cavity(main.cavity, main.eyes[0].white, ring - origin, mask[..., 0]) if open_ones
+            drawn = (self._cavity(main.cavity, main.eyes[0].shadow, ring - origin, mask[..., 0]) if open_ones
                      else layer.copy())
             drawn += (_relit(interior, mouth.skin, main.skin) - drawn) * teeth
             layer += (drawn - layer) * from_driver
