@@ -21,9 +21,10 @@ marionette.landmarks.measures): `mouth_r` Pearson r of the output's lip gap with
 image, as before 2026-12-05, in summary.json only);
 `mouth_flips` frames whose mouth is closed (< 0.03) in one and open (> 0.15) in the other;
 `eye_recall` share of the driver's closed-eye frames (openness < 0.1) where the output's eyes are
-closed too (with n); `eye_vs_driven` median |output - driven openness| at those frames (each
-openness over the eyes seen: one drawn under half the other's width, the far eye of a head turned
-past about 30 degrees, is left out of the driven and the output's since 2026-12-06); `found`
+closed too (with n); `eye_vs_driven` median |output - driven openness| at those frames (both over
+the eyes seen since 2026-12-06: one drawn under half the other's width, the far eye of a head turned
+past about 30 degrees, is left out of the driven and the output's, one the driver shows so of the
+driver's); `found`
 share of output frames with a face; `folded` mean share of the face's pixels drawn from a part of the
 target it shows folded or edge-on (the warp's tearing, see WarpRenderer.folded_share); `yaw_err`
 median |output yaw - driven yaw|, degrees.

@@ -512,7 +512,8 @@ class WarpRenderer:
             return
         height = float(np.ptp(opening[:, 1]))
         shade = cv2.GaussianBlur(mask, (0, 0), max(height / 4, 0.5))  # darker near the lids
-        white = eye.shadow + (eye.white - eye.shadow) * float(np.clip((opened - 1) / 0.3, 0, 1))  # bright from 1.3x the target's
+        # ours: the shadowed white up to the target's own opening, brightening to the lit one at 1.3 times it
+        white = eye.shadow + (eye.white - eye.shadow) * float(np.clip((opened - 1) / 0.3, 0, 1))
         layer = white * (0.7 + 0.35 * shade)[..., None]
         radius = float(np.linalg.norm(iris[1:] - iris[0], axis=1).mean())
         scale = float(np.clip(radius / eye.radius, 0.5, 2.0))
