@@ -115,14 +115,18 @@ def test_the_far_side_of_a_turned_target_takes_its_mirror_image() -> None:
     assert symmetric < 0.6 * np.abs(renderer.render(mesh) - out[:, ::-1])[face].mean()
 
 
-@pytest.fixture(scope="module")
-def portrait() -> tuple[np.ndarray, np.ndarray]:
-    """A real face without glasses (bundled portrait): its 128 px crop and mesh."""
-    path = ASSETS / "faces" / "01_eileen_collins_nasa.jpg"
+def real_crop(path: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A real photo's head crop (size x size, uint8) and its float32 (478, 3) mesh in crop pixels."""
     image = load_image(path)
     face = detect_face(image, path)
     box = head_box(face.mesh, 1.8, -0.1)
-    return crop_image(image, box, SIZE), box.to_crop(face.mesh, SIZE)
+    return crop_image(image, box, size), box.to_crop(face.mesh, size).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def portrait() -> tuple[np.ndarray, np.ndarray]:
+    """A real face without glasses (bundled portrait): its 128 px crop and mesh."""
+    return real_crop(ASSETS / "faces" / "01_eileen_collins_nasa.jpg", SIZE)
 
 
 def eye_aspect_ratio(mesh: np.ndarray) -> float:
@@ -174,11 +178,7 @@ def test_a_shut_eye_is_drawn_so_that_a_face_mesh_reads_it_shut(name: str) -> Non
     """Re-detected with the face mesh, the drawn closed lid reads shut or nearly (0.11 and 0.09 on these
     portraits; the target's lid and lashes stretched over the eye read 0.19 and 0.13); the open eye
     still reads open (0.32, 0.20)."""
-    path = ASSETS / "faces" / name
-    image = load_image(path)
-    face = detect_face(image, path)
-    box = head_box(face.mesh, 1.8, -0.1)
-    crop, mesh = crop_image(image, box, 256), box.to_crop(face.mesh, 256)
+    crop, mesh = real_crop(ASSETS / "faces" / name, 256)
     renderer = WarpRenderer(256)
     renderer.prepare(crop[None], mesh[None])
     with FaceMesh(video=False, max_faces=1) as tracker:
@@ -354,12 +354,9 @@ def test_a_turned_target_turned_a_little_further_draws_nothing_of_its_face_besid
     """The hard cases' profile target (a real photo, its head turned 50 degrees) turned 8 degrees
     more or less: beyond both faces' silhouettes the output keeps the target's own background. With
     the outline pushed out to the silhouette along rays from the face's centre, the hidden outline
-    behind the nose swung its pull by 50-80 px and drew a second profile there (the band 6.1-10.2
-    levels from the target's, up to 163; now 1.5-3.2)."""
-    image = load_image(shared_data / "hard" / "spectre_qot0s2vu9m4__spectre_1_f0013.png")
-    found = detect_face(image, "the profile target")
-    box = head_box(found.mesh, 1.8, -0.1)
-    crop, mesh = crop_image(image, box, 256), box.to_crop(found.mesh, 256).astype(np.float32)
+    behind the nose swung its pull by 47-77 px and drew a second profile there (the band 9.2-10.2
+    levels from the target's on average, up to 163; now 2.8-3.2)."""
+    crop, mesh = real_crop(shared_data / "hard" / "spectre_qot0s2vu9m4__spectre_1_f0013.png", 256)
     assert abs(head_pose(mesh_to_ibug68(mesh))[0]) > 45
     centre = mesh[:468].mean(0)
     turned = ((mesh - centre) @ euler_to_rotation(np.array([turn, 0.0, 0.0])).T + centre).astype(np.float32)
@@ -382,10 +379,7 @@ def test_eyes_opened_wider_than_the_targets_are_drawn_with_white_whites(shared_d
     her irises is nearly as light as her own eyes' whites (median luma 145-158 against their brightest
     quarter's 155-163). The opening's median colour, lashes, lid margins and liner in it, drew brown
     whites there (70-85)."""
-    image = load_image(shared_data / "faces" / "14_rose_leslie.jpg")
-    face = detect_face(image, "Rose Leslie")
-    box = head_box(face.mesh, 1.8, -0.1)
-    crop, mesh = crop_image(image, box, 256), box.to_crop(face.mesh, 256).astype(np.float32)
+    crop, mesh = real_crop(shared_data / "faces" / "14_rose_leslie.jpg", 256)
     renderer = WarpRenderer(256)
     renderer.prepare(crop[None], mesh[None])
     wide = mesh.copy()

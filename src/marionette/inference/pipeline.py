@@ -91,16 +91,19 @@ class RenderedFrame:
     at: Fraction | None  # its time in seconds (None: untimed)
 
 
+FAST = 10.0  # ours: the One-Euro cut-off's factor on the parts that move fast (the lids' rims and the lips)
+
+
 def _fast_parts() -> np.ndarray:
-    """(478, 1) the One-Euro cut-off's factor per mesh vertex (ours): 10 on the lids' rims (a 2-frame blink
+    """(478, 1) the One-Euro cut-off's factor per mesh vertex (ours): FAST on the lids' rims (a 2-frame blink
     keeps its depth) and on the lips, within a quarter of the mouth's width of the inner lips, falling to 1 at
     half of it (the outer lips filtered at the face's cut-off lagged the inner ones: a mouth snapping shut
     drew lips half again as thick), measured on the frontal mean mesh."""
     mesh = frontal_mesh()[:, :2]
     lips = mesh[MESH_INNER_LIPS]  # (20, 2)
     near = np.linalg.norm(mesh[:, None] - lips[None], axis=-1).min(1) / np.linalg.norm(lips[10] - lips[0])  # (478,)
-    boost = 1 + 9 * np.clip((0.5 - near) / 0.25, 0, 1)
-    boost[MESH_EYE_OPENINGS.ravel()] = 10.0
+    boost = 1 + (FAST - 1) * np.clip((0.5 - near) / 0.25, 0, 1)
+    boost[MESH_EYE_OPENINGS.ravel()] = FAST
     return boost[:, None]
 
 
