@@ -399,3 +399,22 @@ def test_eyes_opened_wider_than_the_targets_are_drawn_with_white_whites(shared_d
         beside = (opening > 0) & (np.hypot(xs - centre[0], ys - centre[1]) > 1.3 * radius)
         assert beside.sum() > 20
         assert np.median(output[beside]) > 130
+
+
+def test_a_lid_closed_over_a_shadowed_socket_reads_shut(shared_data: Path) -> None:
+    """Raphael's La Velata (deep-shadowed sockets) driven through the pipeline by a driver whose eyes
+    stay shut (frames 144-156): re-detected, the drawn lids read shut (median eye openness 0.09 with
+    the lid's middle lit towards her cheeks; the lid inpainted from the socket's shadow alone read
+    0.17, an eye open above the lash line)."""
+    from marionette.inference.io import open_driver
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+
+    pipeline = ReenactPipeline(ReenactConfig(renderer="warp", paste_back=False, max_frames=157))
+    pipeline.set_targets([str(shared_data / "paintings" / "04_raphael_la_velata.jpg")])
+    readings = []
+    with FaceMesh(video=False, max_faces=1) as tracker:
+        for i, rendered in enumerate(pipeline.render_frames(open_driver(str(shared_data / "videos" / "lp_d3.mp4")))):
+            if i >= 144:
+                assert eye_openness(rendered.driven) < 0.05  # the driven lids are shut
+                readings.append(float(eye_openness(tracker.detect(rendered.output)[0].mesh)))
+    assert len(readings) == 13 and np.median(readings) < 0.12, np.round(readings, 3)

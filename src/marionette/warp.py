@@ -64,6 +64,9 @@ LID_SPAN = (0.45, 0.1)  # ours: the closed lid drawn from the line where the lid
 #   LID_TO_BROW of the way to the brow (more carried the brow's dark down into the lid of a low-browed face)
 LID_TO_BROW = 0.5
 LASH_WIDTH = 0.04  # ours: the closed lid's lash line, eye widths thick at its middle
+LID_LIGHT, LID_LIT = 0.6, (0.05, 0.3)  # ours: the closed lid's middle, 0.05 to 0.3 eye widths above where the lids
+#   meet, taken 0.6 of the way to the target's cheek colour: a lid inpainted from a shadowed socket (paintings, deep-set
+#   eyes) stayed as dark, and a face mesh read the eye open above the lash line (0.15-0.25 where the driven reads 0.0-0.06)
 OPEN_TARGET_EYE = 0.08  # ours: a target eye whose opening is under this area (eye units) is closed itself: no lid drawn
 CAVITY = 0.15  # ours: a drawn mouth cavity's colour, of the lips'; a face mesh read lips parted over a cavity twice
 #   as light (0.3) shut on a pouting target (0.015-0.028 where the driven lips part 0.13-0.20; at 0.15 it read 0.04-0.07)
@@ -375,7 +378,7 @@ class WarpRenderer:
             frame += weights[k] * self._warp(self.targets[k], driven_mesh, index, outline, shown)
         for eye, opening, iris, brow, side in zip(main.eyes, MESH_EYE_OPENINGS, MESH_IRISES, MESH_BROWS, EYE_SIDES):
             self._draw_eye(frame, eye, _eye_frame(driven_mesh[opening, :2], side),
-                           driven_mesh[opening, :2], driven_mesh[iris, :2], driven_mesh[brow, :2])
+                           driven_mesh[opening, :2], driven_mesh[iris, :2], driven_mesh[brow, :2], main.skin)
         self._draw_mouth(frame, main, driven_mesh, mouth)
         return np.clip(frame + 0.5, 0, 255).astype(np.uint8)
 
@@ -480,10 +483,10 @@ class WarpRenderer:
             (self._pixels[1] + self._taper * field[..., 1].ravel()).astype(np.float32)
 
     def _draw_eye(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
-                  iris: np.ndarray, brow: np.ndarray) -> None:
+                  iris: np.ndarray, brow: np.ndarray, skin: np.ndarray | None) -> None:
         """Redraw, in place, one driven eye (opening (N, 2), iris (5, 2): centre, rim; brow (5, 2)) of a target
-        (`eye`): in the opening, the eye white, shaded under the lids, and the target's iris at
-        the driven iris points. `frame_eye`: the driven eye's frame. An eye closing on a target whose
+        (`eye`; `skin`: its cheek colour or None): in the opening, the eye white, shaded under the lids,
+        and the target's iris at the driven iris points. `frame_eye`: the driven eye's frame. An eye closing on a target whose
         eye is open gets a drawn closed lid (`_draw_closed_lid`)."""
         area = cv2.contourArea(opening.astype(np.float32))
         target_area = cv2.contourArea(eye.opening)  # eye units
@@ -494,7 +497,7 @@ class WarpRenderer:
         if area >= 1.0:
             self._draw_opening(frame, eye, frame_eye, opening, iris, opened)
         if shut > 0:
-            self._draw_closed_lid(frame, eye, frame_eye, opening, brow, shut)
+            self._draw_closed_lid(frame, eye, frame_eye, opening, brow, shut, skin)
 
     def _draw_opening(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
                       iris: np.ndarray, opened: float) -> None:
@@ -526,10 +529,11 @@ class WarpRenderer:
         region += (layer - region) * (redraw * mask[..., None])
 
     def _draw_closed_lid(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
-                         brow: np.ndarray, shut: float) -> None:
+                         brow: np.ndarray, shut: float, skin: np.ndarray | None) -> None:
         """Draw, in place and by `shut` (0..1), a closed lid over one driven eye: the skin around the
         eye carried over it (inpainted from the lid's surroundings, so the target's lashes stretched
-        over the eye are gone) and a line of the target's lash colour where the lids meet."""
+        over the eye are gone), its middle lit towards the cheek colour `skin` (None: not), and a line
+        of the target's lash colour where the lids meet."""
         upper, lower = opening[UPPER_LID], opening[LOWER_LID]  # (7, 2) each, outer corner to inner
         line = np.concatenate([opening[:1], (upper + lower) / 2, opening[8:9]]).astype(np.float64)  # (9, 2) lids meet
         along = np.linspace(-0.5, 0.5, len(line))
@@ -546,10 +550,16 @@ class WarpRenderer:
         if not hard.any():
             return
         region = frame[y0:y1, x0:x1]
-        skin = cv2.inpaint(np.clip(region + 0.5, 0, 255).astype(np.uint8), hard.astype(np.uint8),
-                           max(2.0, 0.08 * width), cv2.INPAINT_TELEA).astype(np.float32)
+        lid = cv2.inpaint(np.clip(region + 0.5, 0, 255).astype(np.uint8), hard.astype(np.uint8),
+                          max(2.0, 0.08 * width), cv2.INPAINT_TELEA).astype(np.float32)  # (h, w, 3)
+        if skin is not None:
+            taper = (0.15 + 0.85 * bell)[:, None]
+            lit = _polygon_mask(region.shape[:2], np.concatenate([line - LID_LIT[0] * taper * down,
+                                                                  (line - LID_LIT[1] * taper * down)[::-1]]) - origin)
+            lit = cv2.GaussianBlur(lit, (0, 0), max(0.05 * width, 0.5)) * hard  # (h, w)
+            lid += (skin - lid) * (LID_LIGHT * lit[..., None])
         soft = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), max(0.04 * width, 0.5))[..., None]
-        region += (skin - region) * (shut * soft)
+        region += (lid - region) * (shut * soft)
         thick = LASH_WIDTH * width * (0.3 + 0.7 * np.sqrt(bell))[:, None]  # (9, 1) thickest in the middle
         lash = _polygon_mask(region.shape[:2], np.concatenate([line - 0.3 * thick * down / width,
                                                                (line + 0.7 * thick * down / width)[::-1]]) - origin)
