@@ -64,9 +64,11 @@ LID_SPAN = (0.45, 0.1)  # ours: the closed lid drawn from the line where the lid
 #   LID_TO_BROW of the way to the brow (more carried the brow's dark down into the lid of a low-browed face)
 LID_TO_BROW = 0.5
 LASH_WIDTH = 0.04  # ours: the closed lid's lash line, eye widths thick at its middle
-LID_LIGHT, LID_LIT = 0.6, (0.05, 0.3)  # ours: the closed lid's middle, 0.05 to 0.3 eye widths above where the lids
-#   meet, taken 0.6 of the way to the target's cheek colour: a lid inpainted from a shadowed socket (paintings, deep-set
-#   eyes) stayed as dark, and a face mesh read the eye open above the lash line (0.15-0.25 where the driven reads 0.0-0.06)
+LID_LIGHT, LID_LIT, LID_EDGE = 0.75, (0.05, 0.3), 0.1  # ours: the closed lid's middle, 0.05 to 0.3 eye widths above
+#   where the lids meet (its edge blurred by 0.1), brought 0.75 of the way to the luma of the target's cheeks, no
+#   lighter than the skin around the lid, its hue kept: inpainted from a shadowed socket (paintings, deep-set eyes), a
+#   lid stayed dark brown and a face mesh read the eye open above the lash line (0.15-0.25 where the driven reads
+#   0.0-0.06); the cheeks' colour itself was a pale patch under a shadowing fringe, dimmed a grey one
 OPEN_TARGET_EYE = 0.08  # ours: a target eye whose opening is under this area (eye units) is closed itself: no lid drawn
 CAVITY = 0.15  # ours: a drawn mouth cavity's colour, of the lips'; a face mesh read lips parted over a cavity twice
 #   as light (0.3) shut on a pouting target (0.015-0.028 where the driven lips part 0.13-0.20; at 0.15 it read 0.04-0.07)
@@ -532,8 +534,8 @@ class WarpRenderer:
                          brow: np.ndarray, shut: float, skin: np.ndarray | None) -> None:
         """Draw, in place and by `shut` (0..1), a closed lid over one driven eye: the skin around the
         eye carried over it (inpainted from the lid's surroundings, so the target's lashes stretched
-        over the eye are gone), its middle lit towards the cheek colour `skin` (None: not), and a line
-        of the target's lash colour where the lids meet."""
+        over the eye are gone), its middle lit towards the cheeks' luma (`skin`, their colour; None: not)
+        as far as the skin around it is lit, and a line of the target's lash colour where the lids meet."""
         upper, lower = opening[UPPER_LID], opening[LOWER_LID]  # (7, 2) each, outer corner to inner
         line = np.concatenate([opening[:1], (upper + lower) / 2, opening[8:9]]).astype(np.float64)  # (9, 2) lids meet
         along = np.linspace(-0.5, 0.5, len(line))
@@ -556,8 +558,11 @@ class WarpRenderer:
             taper = (0.15 + 0.85 * bell)[:, None]
             lit = _polygon_mask(region.shape[:2], np.concatenate([line - LID_LIT[0] * taper * down,
                                                                   (line - LID_LIT[1] * taper * down)[::-1]]) - origin)
-            lit = cv2.GaussianBlur(lit, (0, 0), max(0.05 * width, 0.5)) * hard  # (h, w)
-            lid += (skin - lid) * (LID_LIGHT * lit[..., None])
+            lit = cv2.GaussianBlur(lit, (0, 0), max(LID_EDGE * width, 0.5)) * hard  # (h, w)
+            luma = region[~hard] @ LUMA  # (n,) around the lid, lashes and brows in it: its lighter half is skin
+            light = float(np.median(luma[luma >= np.median(luma)])) if len(luma) >= 10 else float(skin @ LUMA)
+            tone = min(float(skin @ LUMA), light)  # the cheeks' luma, no lighter than the skin around
+            lid += ((tone - lid @ LUMA) * (LID_LIGHT * lit))[..., None]  # its luma only: the lid keeps its hue
         soft = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), max(0.04 * width, 0.5))[..., None]
         region += (lid - region) * (shut * soft)
         thick = LASH_WIDTH * width * (0.3 + 0.7 * np.sqrt(bell))[:, None]  # (9, 1) thickest in the middle
