@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+
 import cv2
 import numpy as np
+import pytest
 import torch
 from helpers import hopper_targets
 
@@ -79,8 +82,6 @@ def test_face_mask_covers_the_mesh(hopper) -> None:
 def test_reenact_with_an_exported_generator(tmp_path) -> None:
     from pathlib import Path
 
-    import pytest
-
     from marionette.data.config import PreprocessConfig
     from marionette.errors import InputError
     from marionette.inference.export import export_generator
@@ -129,3 +130,33 @@ def test_still_gate_closes_for_a_targets_own_mesh_and_opens_with_motion() -> Non
     for b, move in enumerate((0.0, STILL_FROM, (STILL_FROM + STILL_TO) / 2, 2 * STILL_TO)):
         driven[b, 13, 1] += move * span  # 0, STILL_FROM, half-way, twice STILL_TO eye spans
     np.testing.assert_allclose(still_gate(driven, targets), [0, 0, 0.5, 1], atol=1e-4)
+
+
+def test_a_batch_split_over_threads_draws_what_one_call_draws(hopper, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`threads=2`: a batch of three frames is drawn by two generator calls (two frames, then one) run in
+    two threads, each in the renderer's autocast, and gives the frames one call gives."""
+    torch.manual_seed(0)
+    crops, meshes = hopper_targets(hopper, 96)
+    moved = meshes[0].copy()
+    moved[:, 1] += 6
+    driven = np.stack([meshes[0], moved, meshes[1]])  # (3, 478, 3)
+    generator = Generator(model_config("tiny", ["warp_guided=true"]))
+    one_call, split = NeuralRenderer(generator, crop_size=96), NeuralRenderer(generator, crop_size=96, threads=2)
+    calls: list[tuple[str, int]] = []
+    generate = generator.generate
+
+    def recording(landmarks, cache, warps=None):
+        calls.append((threading.current_thread().name, len(landmarks)))
+        return generate(landmarks, cache, warps)
+
+    monkeypatch.setattr(generator, "generate", recording)
+    for renderer in (one_call, split):
+        renderer.prepare(crops, meshes)
+    expected = one_call.render_batch(driven)
+    assert calls == [(threading.current_thread().name, 3)]
+    calls.clear()
+    frames = split.render_batch(driven)
+    assert sorted(size for _, size in calls) == [1, 2] and len({name for name, _ in calls}) == 2
+    assert all(name.startswith("marionette-generator") for name, _ in calls)
+    differ = np.abs(frames.astype(int) - expected)  # float round-off of batched convolutions only
+    assert differ.max() <= 4 and (differ > 1).mean() < 1e-3

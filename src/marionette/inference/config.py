@@ -120,6 +120,10 @@ class ReenactConfig(Settings):
     torch_threads: int = setting(1,
                                  "CPU threads of the neural renderer; more contend with the tracker and decoder (ours)",
                                  between(1, 256))
+    render_threads: int = setting(2,
+                                  "generator calls a file driver's batch is split into, run at once on the CPU, each on "
+                                  "torch_threads (ours; a GPU draws the batch in one call)",
+                                  between(1, 64))
     device: str = device_setting()
     precision: str = precision_setting()
     overwrite: bool = setting(False, "replace an existing output (a file, or a folder of marionette's PNG frames)")

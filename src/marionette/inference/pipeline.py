@@ -241,7 +241,8 @@ class ReenactPipeline:
             # as torch's threads wait on each other whenever the tracker, the decoder or another process holds a core
             torch.set_num_threads(self.config.torch_threads)
         self._make_renderer = functools.partial(make_renderer, name, checkpoint=self._checkpoint,
-                                                device=self.config.device, precision=self.config.precision)
+                                                device=self.config.device, precision=self.config.precision,
+                                                threads=self.config.render_threads)
         self.renderer: Renderer = self._make_renderer(self.size)
         self.crop = self.renderer.crop  # crops as the renderer needs them: a generator's are those it was trained on
 

@@ -86,17 +86,17 @@ def generator_renderer(checkpoint: str | Path) -> str:
     return "onnx" if Path(checkpoint).is_dir() else "neural"
 
 
-def _copy(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
+def _copy(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int) -> Renderer:
     return CopyRenderer(size)
 
 
-def _warp(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
+def _warp(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int) -> Renderer:
     from marionette.warp import WarpRenderer
 
     return WarpRenderer(size)
 
 
-def _neural(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
+def _neural(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int) -> Renderer:
     from marionette.devices import placement
     from marionette.inference.export import load_generator
     from marionette.inference.neural import NeuralRenderer
@@ -106,30 +106,32 @@ def _neural(size: int, checkpoint: str | Path | None, device: str, precision: st
     export = load_generator(checkpoint)
     where = placement(device, precision)
     return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
-                          crop=export.preprocess.crop, precision=where.precision)
+                          crop=export.preprocess.crop, precision=where.precision,
+                          threads=threads if where.device.type == "cpu" else 1)  # a GPU: the batch in one call
 
 
-def _onnx(size: int, checkpoint: str | Path | None, device: str, precision: str) -> Renderer:
+def _onnx(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int) -> Renderer:
     if checkpoint is None:
         raise InputError("renderer onnx needs an ONNX export folder (--checkpoint DIR, from `marionette export-onnx`)")
     from marionette.inference.neural import NeuralRenderer
     from marionette.inference.onnx_runtime import OnnxGenerator
 
     backend, preprocess = OnnxGenerator.load(checkpoint)
-    return NeuralRenderer(backend, size, source=str(checkpoint), crop=preprocess.crop, name="onnx")
+    return NeuralRenderer(backend, size, source=str(checkpoint), crop=preprocess.crop, name="onnx", threads=threads)
 
 
-BUILDERS: dict[str, Callable[[int, str | Path | None, str, str], Renderer]] = {
-    "copy": _copy, "warp": _warp, "neural": _neural, "onnx": _onnx}  # (size, checkpoint, device, precision) -> renderer
+BUILDERS: dict[str, Callable[[int, str | Path | None, str, str, int], Renderer]] = {
+    "copy": _copy, "warp": _warp, "neural": _neural, "onnx": _onnx}  # (size, checkpoint, device, precision, threads)
 assert BUILDERS.keys() == RENDERERS.keys()
 
 
 def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, device: str = "auto",
-                  precision: str = "auto") -> Renderer:
+                  precision: str = "auto", threads: int = 1) -> Renderer:
     """The renderer `name` (RENDERERS) drawing `size`-pixel crops; `neural` runs the export at
     `checkpoint` (default: the shipped one) on `device` in `precision` (settings of
     marionette.devices). `onnx` runs the ONNX export folder at `checkpoint` with onnxruntime on the
-    CPU, as do warp and copy."""
+    CPU, as do warp and copy; a generator's batch is split into `threads` calls run at once on the
+    CPU."""
     if name not in BUILDERS:
         raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
-    return BUILDERS[name](size, checkpoint, device, precision)
+    return BUILDERS[name](size, checkpoint, device, precision, threads)
