@@ -487,9 +487,9 @@ class WarpRenderer:
     def _draw_eye(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
                   iris: np.ndarray, brow: np.ndarray, skin: np.ndarray | None) -> None:
         """Redraw, in place, one driven eye (opening (N, 2), iris (5, 2): centre, rim; brow (5, 2)) of a target
-        (`eye`; `skin`: its cheek colour or None): in the opening, the eye white, shaded under the lids,
-        and the target's iris at the driven iris points. `frame_eye`: the driven eye's frame. An eye closing on a target whose
-        eye is open gets a drawn closed lid (`_draw_closed_lid`)."""
+        (`eye`; `skin`: its cheeks' colour or None): in the opening, the eye white, shaded under the
+        lids, and the target's iris at the driven iris points. `frame_eye`: the driven eye's frame. An
+        eye closing on a target whose eye is open gets a drawn closed lid (`_draw_closed_lid`)."""
         area = cv2.contourArea(opening.astype(np.float32))
         target_area = cv2.contourArea(eye.opening)  # eye units
         opened = area / (target_area * abs(np.linalg.det(frame_eye[:, :2])) + 1e-6)

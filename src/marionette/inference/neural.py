@@ -178,7 +178,7 @@ class NeuralRenderer:
             small = np.stack([cv2.resize(w, (s, s), interpolation=cv2.INTER_AREA) for w in warps_full])
             warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
         calls = min(self.threads, len(driven_meshes))
-        if calls == 1:
+        if self._pool is None or calls == 1:
             images = self._generate(landmarks, warps)  # (B, 3, s, s) in [-1, 1]
         else:
             parts = zip(landmarks.tensor_split(calls), [None] * calls if warps is None else warps.tensor_split(calls))
