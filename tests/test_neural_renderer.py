@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
-from helpers import hopper_targets
+from helpers import hopper_targets, inside_ring
 
 from marionette.inference.neural import STILL_FROM, STILL_TO, NeuralRenderer, face_mask, match_colours, still_gate
 from marionette.inference.renderers import make_renderer
@@ -160,3 +161,34 @@ def test_a_batch_split_over_threads_draws_what_one_call_draws(hopper, monkeypatc
     assert all(name.startswith("marionette-generator") for name, _ in calls)
     differ = np.abs(frames.astype(int) - expected)  # float round-off of batched convolutions only
     assert differ.max() <= 4 and (differ > 1).mean() < 1e-3
+
+
+def test_the_drivers_teeth_the_warp_draws_are_kept_from_the_generators_correction(hopper, monkeypatch) -> None:
+    """A warp-guided generator whose correction lightens every pixel by 40 levels: with the driver's
+    mouth given, the opened mouth keeps the warp's pixels (the driver's teeth) and the rest of the face
+    is corrected; without it (self-reenactment's evaluation, a target's own mouth) the mouth is corrected
+    too."""
+    from marionette.landmarks.layout import MESH_INNER_LIPS
+    from marionette.warp import WarpRenderer, driver_mouth
+
+    crops, meshes = hopper_targets(hopper, 160)
+    crops, meshes = crops[:1], meshes[:1]
+    opened = meshes[0].copy()
+    middle = opened[MESH_INNER_LIPS, 1].max()
+    opened[opened[:, 1] > middle + 0.5, 1] += 10  # the lower lip and jaw down, with the lower inner lip: the mouth opens
+    opened[MESH_INNER_LIPS[11:], 1] += 10
+    mouth = driver_mouth(crops[0], opened, None)  # the target's own crop as the driver frame
+    generator = Generator(model_config("tiny", ["warp_guided=true"]))
+    monkeypatch.setattr(generator, "generate", lambda landmarks, cache, warps=None: SimpleNamespace(image=warps + 40 / 127.5))
+    renderer = NeuralRenderer(generator, crop_size=160)
+    renderer.prepare(crops, meshes)
+    warp = WarpRenderer(160)
+    warp.prepare(crops, meshes)
+    drawn = warp.render(opened, mouth).astype(int)
+    given, not_given = (renderer.render(opened, m).astype(int) for m in (mouth, None))
+    inside = cv2.erode(inside_ring((160, 160), opened[MESH_INNER_LIPS, :2]).astype(np.uint8), np.ones((7, 7))) > 0
+    cheek = np.zeros((160, 160), bool)
+    cheek[int(middle) - 40 : int(middle) - 25, 30:50] = True
+    assert inside.sum() > 20  # the opening, 3 px in from its lips: the gate's blur at the model's size left out
+    assert np.abs(given - drawn)[inside].mean() < 2  # the warp's mouth, kept
+    assert np.abs(given - drawn)[cheek].mean() > 15 and np.abs(not_given - drawn)[inside].mean() > 15  # corrected

@@ -12,7 +12,8 @@ full-size warp, so the warp's detail is kept wherever the generator leaves it al
 are the targets' already: no colour matching. Where the driven mesh is a target's own mesh (to
 within the tracker's noise: a frozen driver, or relative motion at the driver's neutral) that
 target's photo is the right output and the warp draws it; the correction is faded out there
-(`still_gate`, ours).
+(`still_gate`, ours), and inside the mouth's opening where the warp draws the driver's teeth
+(`mouth_gate`, ours).
 
 A file driver's frames are drawn a few per generator call (`render_batch`, ours): the targets'
 cache is shared by every frame of the batch, and one call costs less per frame than several. On
@@ -37,7 +38,7 @@ import torch
 from marionette.devices import Placement
 from marionette.errors import InputError
 from marionette.landmarks.crop import CropConfig
-from marionette.landmarks.layout import mesh_to_ibug68
+from marionette.landmarks.layout import MESH_INNER_LIPS, mesh_to_ibug68
 from marionette.landmarks.render import render_landmarks
 from marionette.model.config import ModelConfig
 from marionette.model.generator import TargetCache
@@ -87,6 +88,17 @@ def still_gate(driven: np.ndarray, targets: np.ndarray) -> np.ndarray:
     spans = np.array([eye_span(t) for t in targets])  # (K,)
     moves = np.linalg.norm(driven[:, None, :, :2] - targets[None, :, :, :2], axis=-1).max(-1) / spans  # (B, K)
     return np.clip((moves.min(1) - STILL_FROM) / (STILL_TO - STILL_FROM), 0, 1)
+
+
+def mouth_gate(driven: np.ndarray, crop_size: int, size: int) -> np.ndarray:
+    """(B, 478, 2+) driven meshes in crop pixels -> (B, size, size) float32 weights of the generator's
+    correction at its `size`: 0 inside each driven mouth's opening (its inner lips), 1 outside, a pixel's
+    blur between (ours: where the warp draws the driver's teeth, the shipped generator, trained without
+    them, paints them over a flat grey-blue)."""
+    gates = np.ones((len(driven), size, size), np.float32)
+    for gate, mesh in zip(gates, driven):
+        cv2.fillPoly(gate, [np.round(mesh[MESH_INNER_LIPS, :2] * (size / crop_size)).astype(np.int32)], 0.0)
+    return np.stack([cv2.GaussianBlur(gate, (0, 0), 1.0) for gate in gates])
 
 
 def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -189,6 +201,9 @@ class NeuralRenderer:
         if warps is not None:
             corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) levels
             corrections *= still_gate(driven_meshes, self._meshes)[:, None, None, None].astype(np.float32)
+            teeth = [i for i, mouth in enumerate(mouths or []) if mouth is not None]  # frames given the driver's mouth
+            if teeth:
+                corrections[teeth] *= mouth_gate(driven_meshes[teeth], crop, s)[..., None]  # the warp's opening kept
             return np.stack([np.clip(w + cv2.resize(c, (crop, crop), interpolation=cv2.INTER_CUBIC) + 0.5, 0, 255)
                              .astype(np.uint8) for w, c in zip(warps_full, corrections)])
         outs = to_uint8(images)  # (B, s, s, 3)
