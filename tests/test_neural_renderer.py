@@ -105,12 +105,17 @@ def test_reenact_with_an_exported_generator(tmp_path) -> None:
         ReenactPipeline(ReenactConfig(), checkpoint=broken)
 
 
+def three_frames(meshes: np.ndarray) -> np.ndarray:
+    """(3, 478, 3) driven meshes from hopper_targets' two: the first, it moved 6 px down, the second."""
+    moved = meshes[0].copy()
+    moved[:, 1] += 6
+    return np.stack([meshes[0], moved, meshes[1]])
+
+
 def test_a_batch_of_frames_renders_as_the_frames_one_by_one(hopper) -> None:
     torch.manual_seed(0)
     crops, meshes = hopper_targets(hopper, 96)
-    moved = meshes[0].copy()
-    moved[:, 1] += 6
-    driven = np.stack([meshes[0], moved, meshes[1]])  # (3, 478, 3)
+    driven = three_frames(meshes)
     for config in (model_config("tiny"), model_config("tiny", ["warp_guided=true"])):
         renderer = NeuralRenderer(Generator(config), crop_size=96)
         renderer.prepare(crops, meshes)
@@ -138,9 +143,7 @@ def test_a_batch_split_over_threads_draws_what_one_call_draws(hopper, monkeypatc
     two threads, each in the renderer's autocast, and gives the frames one call gives."""
     torch.manual_seed(0)
     crops, meshes = hopper_targets(hopper, 96)
-    moved = meshes[0].copy()
-    moved[:, 1] += 6
-    driven = np.stack([meshes[0], moved, meshes[1]])  # (3, 478, 3)
+    driven = three_frames(meshes)
     generator = Generator(model_config("tiny", ["warp_guided=true"]))
     one_call, split = NeuralRenderer(generator, crop_size=96), NeuralRenderer(generator, crop_size=96, threads=2)
     calls: list[tuple[str, int]] = []

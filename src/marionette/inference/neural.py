@@ -136,7 +136,7 @@ class NeuralRenderer:
         self._lab_mean = self._lab_std = np.zeros(3, np.float32)
         self._meshes = np.zeros((0, 478, 3), np.float32)  # (K, 478, 3) the targets' meshes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="marionette-generator") if threads > 1 else None
-        self.threads = threads
+        self._threads = threads
 
     def _landmark_image(self, meshes: np.ndarray) -> torch.Tensor:
         """(..., 478, 3) meshes in crop pixels -> (..., 3, s, s) landmark images at the model's size."""
@@ -189,7 +189,7 @@ class NeuralRenderer:
             warps_full = list(self._warp.render_batch(driven_meshes, mouths))  # B x (S, S, 3) uint8 at the crop size
             small = np.stack([cv2.resize(w, (s, s), interpolation=cv2.INTER_AREA) for w in warps_full])
             warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
-        calls = min(self.threads, len(driven_meshes))
+        calls = min(self._threads, len(driven_meshes))
         if self._pool is None or calls == 1:
             images = self._generate(landmarks, warps)  # (B, 3, s, s) in [-1, 1]
         else:
