@@ -121,7 +121,8 @@ def _first_frames(hopper, size: int, renderers: tuple[tuple[str, Path], ...]) ->
     frames = {}
     for renderer, checkpoint in renderers:
         pipeline = ReenactPipeline(ReenactConfig(renderer=renderer, size=size, transform=False, mode="absolute",
-                                                 paste_back=False), checkpoint=checkpoint)
+                                                 paste_back=False, precision="fp32"),  # onnx runs in fp32
+                                   checkpoint=checkpoint)
         assert pipeline.renderer_name == ("neural" if renderer == "neural" else "onnx")
         pipeline.set_target_crops(crops, meshes)
         frames[renderer] = next(pipeline.render_frames(TrackedDriver(moved[None], [0]))).output.astype(int)

@@ -1,8 +1,9 @@
 """Measure the neural renderer's precision and memory-layout choices on this machine's CPU, the
 figures behind marionette.devices' CPU defaults (README, Measured).
 
-1. The generator alone (targets cached, K = 1, random weights): ms per frame in fp32, bf16 and
-   fp16 autocast, channels-last (fp32, bf16) and weights cast to bf16 (no autocast), and each
+1. The generator alone (targets cached, K = 1; a preset's random weights, or with `--shipped` the
+   shipped generator's, given a warp image where it is warp-guided): ms per frame in fp32, bf16
+   and fp16 autocast, channels-last (fp32, bf16) and weights cast to bf16 (no autocast), and each
    variant's largest and mean difference from fp32's image in [-1, 1].
 2. The neural renderer's render stage (landmark image, generator, colour matching) on real driven
    meshes (the bundled portrait driven by a video), fp32 vs bf16 through ReenactPipeline, and how
@@ -13,6 +14,7 @@ process and the medians reported, so that other load on the machine hits all of 
 
     .venv/bin/python tools/measure_precision.py --presets cpu,paper --rounds 30,9 \\
         --driver ../shared/data/videos/lp_d3.mp4       # about 5 minutes on 2 shared cores
+    .venv/bin/python tools/measure_precision.py --presets "" --shipped --rounds 30 --fp16-presets ""
 """
 
 from __future__ import annotations
@@ -32,12 +34,12 @@ import torch
 from marionette.bench_model import machine
 from marionette.data.config import PreprocessConfig
 from marionette.devices import Placement
-from marionette.inference.export import export_generator
+from marionette.inference.export import export_generator, load_generator
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
-from marionette.resources import SAMPLE_TARGET, asset
+from marionette.resources import SAMPLE_TARGET, SHIPPED_GENERATOR, asset
 
 CPU = torch.device("cpu")
 
@@ -53,13 +55,14 @@ def interleaved(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def generator_variants(preset: str, fp16: bool) -> dict[str, Callable[[], torch.Tensor]]:
+def generator_variants(generator: Generator, fp16: bool) -> dict[str, Callable[[], torch.Tensor]]:
     """name -> a call generating one frame (targets cached) in that variant."""
     torch.manual_seed(0)
-    generator = Generator(model_config(preset)).eval()
+    generator = generator.eval()
     s = generator.config.image_size
     images, landmarks = torch.rand(1, 1, 3, s, s) * 2 - 1, torch.rand(1, 1, 3, s, s) * 2 - 1  # (B, K, 3, H, W)
     driver = torch.rand(1, 3, s, s) * 2 - 1  # (B, 3, H, W)
+    warp = torch.rand(1, 3, s, s) * 2 - 1 if generator.config.warp_guided else None  # (B, 3, H, W)
     variants = [("fp32", "fp32", False), ("bf16", "bf16", False), ("channels_last fp32", "fp32", True),
                 ("channels_last bf16", "bf16", True)] + ([("fp16", "fp16", False)] if fp16 else [])
     calls = {}
@@ -71,9 +74,11 @@ def generator_variants(preset: str, fp16: bool) -> dict[str, Callable[[], torch.
             cache = model.encode_targets(images, landmarks)
 
         def call(model: Generator = model, where: Placement = where, cache=cache,
-                 frame: torch.Tensor = driver.contiguous(memory_format=layout)) -> torch.Tensor:
+                 frame: torch.Tensor = driver.contiguous(memory_format=layout),
+                 warp: torch.Tensor | None = None if warp is None else warp.contiguous(memory_format=layout)
+                 ) -> torch.Tensor:
             with torch.inference_mode(), where.autocast():
-                return model.generate(frame, cache).image.float()  # (1, 3, s, s)
+                return model.generate(frame, cache, warp).image.float()  # (1, 3, s, s)
         calls[name] = call
     cast = copy.deepcopy(generator).to(torch.bfloat16)
     with torch.inference_mode():
@@ -81,17 +86,17 @@ def generator_variants(preset: str, fp16: bool) -> dict[str, Callable[[], torch.
 
     def cast_call() -> torch.Tensor:
         with torch.inference_mode():
-            return cast.generate(driver.bfloat16(), cast_cache).image.float()
+            return cast.generate(driver.bfloat16(), cast_cache, None if warp is None else warp.bfloat16()).image.float()
     calls["bf16 weights"] = cast_call
     return calls
 
 
-def measure_generator(preset: str, rounds: int, fp16: bool) -> None:
-    calls = generator_variants(preset, fp16)
+def measure_generator(name: str, generator: Generator, rounds: int, fp16: bool) -> None:
+    calls = generator_variants(generator, fp16)
     reference = calls["fp32"]()
     errors = {name: (call() - reference).abs() for name, call in calls.items()}
     medians = interleaved(calls, rounds)
-    print(f"\n{preset} preset, K = 1, generator only ({rounds} rounds)\n\n"
+    print(f"\n{name}, K = 1, generator only ({rounds} rounds)\n\n"
           "| variant | ms/frame | x fp32 | max abs diff | mean abs diff |\n|---|---:|---:|---:|---:|")
     for name, seconds in medians.items():
         print(f"| {name} | {1000 * seconds:.1f} | {seconds / medians['fp32']:.2f} | "
@@ -130,20 +135,26 @@ def measure_render(preset: str, driver: str, frames: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", default="cpu,paper", help="comma list of model presets")
-    parser.add_argument("--rounds", default="30,9", help="comma list: interleaved rounds per preset")
+    parser.add_argument("--presets", default="cpu,paper", help="comma list of model presets (random weights)")
+    parser.add_argument("--shipped", action="store_true", help="also the shipped generator (after the presets)")
+    parser.add_argument("--rounds", default="30,9", help="comma list: interleaved rounds per preset, then shipped")
     parser.add_argument("--fp16-presets", default="cpu", help="presets also timed in fp16 (slow on CPUs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (reenact's torch_threads default: 1)")
     parser.add_argument("--driver", default=None, help="driver video for the render stage (default: skip it)")
     parser.add_argument("--frames", default="150,30", help="comma list: driven frames per preset (render stage)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {machine()}")
-    presets = args.presets.split(",")
-    for preset, rounds, frames in zip(presets, map(int, args.rounds.split(",")), map(int, args.frames.split(","))):
-        measure_generator(preset, rounds, preset in args.fp16_presets.split(","))
+    print(f"machine: {machine(CPU)}")
+    presets, rounds = [p for p in args.presets.split(",") if p], [int(r) for r in args.rounds.split(",")]
+    for preset, preset_rounds, frames in zip(presets, rounds, map(int, args.frames.split(","))):
+        torch.manual_seed(0)
+        measure_generator(f"{preset} preset", Generator(model_config(preset)), preset_rounds,
+                          preset in args.fp16_presets.split(","))
         if args.driver:
             measure_render(preset, args.driver, frames)
+    if args.shipped:
+        shipped = load_generator(asset(SHIPPED_GENERATOR)).generator
+        measure_generator("the shipped generator", shipped, rounds[min(len(presets), len(rounds) - 1)], False)
 
 
 if __name__ == "__main__":

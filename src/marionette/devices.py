@@ -9,10 +9,11 @@ precision), measured to be numerically safer than casting the weights, though sl
 precision the device cannot run well falls back with one warning line too. The settings' rules
 (DEVICE_RULE, PRECISION_RULE) live with the settings, in inference/config.py.
 
-Measured on an AMD EPYC with AVX512-BF16, 1 thread, K = 1, random weights, interleaved medians of
-two runs (tools/measure_precision.py): the `cpu` preset's generator in bf16 takes 0.81-0.84x fp32's
-time, its whole render stage 0.87-0.92x; the `paper` preset's 0.53-0.57x and 0.61-0.65x; fp16 takes
-33-34x (no fast fp16 kernels on this CPU); channels-last 1.04-1.20x.
+Measured on an AMD EPYC with AVX512-BF16, 1 thread, K = 1, interleaved medians
+(tools/measure_precision.py, 2026-12-06): the generator in bf16 takes 0.76x fp32's time (the `cpu`
+preset, random weights), 0.58x (`paper`) and 0.74x (the shipped generator, whose evaluation in bf16
+is within its paired intervals of fp32's); fp16 takes 33-34x (no fast fp16 kernels on this CPU);
+channels-last: below.
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ class Placement:
     device: torch.device
     precision: str  # fp32, bf16 or fp16 (autocast dtype; fp32: autocast off)
 
-    @property
-    def channels_last(self) -> bool:
-        """Channels-last convolutions: the known good layout on CUDA; on the CPU measured slower
-        (1.04-1.07x the `cpu` preset's time, 1.13-1.20x the `paper` preset's)."""
-        return self.device.type == "cuda"
+    def channels_last(self, refiner: bool) -> bool:
+        """Channels-last convolutions for a generator (`refiner`: one with the warp refiner, ours): the
+        known good layout on CUDA; on the CPU for the refiner only, whose full-resolution convolutions
+        of few channels it speeds up (the shipped generator: 0.91x fp32's time, 0.96x bf16's; its render
+        stage 0.91x), where the presets without it gain little in fp32 (0.95-1.00x) and lose in bf16
+        (1.06-1.12x)."""
+        return self.device.type == "cuda" or (self.device.type == "cpu" and refiner)
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
         """The context the generator's calls run in."""
@@ -123,8 +126,9 @@ def resolve_precision(setting: str, device: torch.device) -> str:
     """fp32, bf16 or fp16 for a `precision` setting on `device`; a precision the device cannot
     run well falls back (one warning; `auto` picks one it can run, silently)."""
     if setting == "auto":
-        # CPU: fp32; bf16 saves little on the shipped `cpu` preset (render stage 0.87-0.92x, 2.3 grey levels off)
-        wanted = {"cuda": "bf16", "mps": "fp16"}.get(device.type, "fp32")
+        # CPU: bf16 where it is native (the shipped generator in 0.74x fp32's time, its evaluation unchanged), else fp32
+        cpu = "bf16" if device.type == "cpu" and native_bf16(device)[0] else "fp32"
+        wanted = {"cuda": "bf16", "mps": "fp16"}.get(device.type, cpu)
         instead = _fallback(wanted, device)
         return instead[0] if instead else wanted
     instead = _fallback(setting, device)

@@ -50,8 +50,8 @@ def device_setting(tracks: bool = True) -> str:
 
 def precision_setting() -> str:
     """The `precision` setting of every command that runs the neural renderer."""
-    return setting("auto", "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: fp32 on cpu, bf16 "
-                   "(else fp16) on cuda, fp16 on mps", PRECISION_RULE)
+    return setting("auto", "the neural renderer's precision (autocast): fp32, bf16, fp16; auto: bf16 on a cpu with "
+                   "native bf16 (AVX512-BF16, AMX), else fp32; bf16 (else fp16) on cuda, fp16 on mps", PRECISION_RULE)
 
 
 SIZE_RULE = Rule(lambda v: v == 0 or between(64, 1024).test(v), "0 (auto) or in 64..1024")

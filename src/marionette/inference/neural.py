@@ -122,14 +122,15 @@ class NeuralRenderer:
         `crop`: how its training crops were cut; `name`: the renderer setting it answers to (neural,
         or onnx for an ONNX backend); `threads`: generator calls a batch is split into, run at once."""
         self.name = name
-        self.backend = backend.eval().to(device) if isinstance(backend, torch.nn.Module) else backend  # ONNX: as it is
+        config, torch_backend = backend.config, isinstance(backend, torch.nn.Module)
+        self.backend = backend.eval().to(device) if torch_backend else backend  # ONNX: as it is
         self.crop = crop  # inference crops must match its training crops
         self.source = source  # names the weights in errors
         self.device = torch.device(device)
         self.placement = Placement(self.device, precision)
-        if self.placement.channels_last:
+        if torch_backend and self.placement.channels_last(refiner=config.warp_guided and config.correction == "refine"):
             self.backend.to(memory_format=torch.channels_last)
-        self.model_size = backend.config.image_size
+        self.model_size = config.image_size
         self.crop_size = crop_size
         self._cache: TargetCache | None = None
         self._warp = WarpRenderer(crop_size) if backend.config.warp_guided else None
