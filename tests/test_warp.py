@@ -401,6 +401,34 @@ def test_eyes_opened_wider_than_the_targets_are_drawn_with_white_whites(shared_d
         assert np.median(output[beside]) > 130
 
 
+def test_a_target_photographed_with_shut_eyes_opens_them_with_a_white_and_an_iris(shared_data: Path) -> None:
+    """A woman photographed mid-blink (both lids shut), driven with her eyes opened 0.25 eye widths: the
+    opening beside each drawn iris is lighter than 0.8 of her cheeks (median luma 192-194, cheeks 198),
+    the iris darker than 0.6 of that white (0.41). Her lid stretched open was a grey-brown blob there:
+    120 beside the iris, 107 in it."""
+    crop, mesh = real_crop(shared_data / "hard" / "lp_d14_f0017.png", 256)
+    renderer = WarpRenderer(256)
+    renderer.prepare(crop[None], mesh[None])
+    opened = mesh.copy()
+    for ring in MESH_EYE_OPENINGS:
+        width = np.linalg.norm(mesh[ring[0], :2] - mesh[ring[8], :2])
+        opened[ring[UPPER_LID], 1] -= 0.25 * width * np.sin(np.pi * np.arange(1, 8) / 8)  # corners at 0 and 8
+    output = renderer.render(opened).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    cheeks = skin_colour(crop, mesh) @ np.array([0.299, 0.587, 0.114], np.float32)
+    ys, xs = np.mgrid[0:256, 0:256]
+    for ring, iris in zip(MESH_EYE_OPENINGS, MESH_IRISES):
+        centre = opened[iris[0], :2]
+        radius = np.linalg.norm(opened[iris[1:], :2] - centre, axis=1).mean()
+        opening = np.zeros((256, 256), np.uint8)
+        cv2.fillPoly(opening, [np.round(opened[ring, :2]).astype(np.int32)], 1)
+        opening = cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0
+        distance = np.hypot(xs - centre[0], ys - centre[1])
+        beside, disc = opening & (distance > 1.3 * radius), opening & (distance < 0.7 * radius)
+        assert beside.sum() > 20 and disc.sum() > 5
+        white = np.median(output[beside])
+        assert white > 0.8 * cheeks and np.median(output[disc]) < 0.6 * white, (white, cheeks, np.median(output[disc]))
+
+
 def test_a_lid_closed_over_a_shadowed_socket_reads_shut(shared_data: Path) -> None:
     """Raphael's La Velata (deep-shadowed sockets) driven through the pipeline by a driver whose eyes
     stay shut (frames 144-156): re-detected, the drawn lids read nearly shut (median eye openness 0.11

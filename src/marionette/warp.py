@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -70,6 +70,14 @@ LID_LIGHT, LID_LIT, LID_EDGE = 0.75, (0.05, 0.3), 0.1  # ours: the closed lid's 
 #   lid stayed dark brown and a face mesh read the eye open above the lash line (0.15-0.25 where the driven reads
 #   0.0-0.06); the cheeks' colour itself was a pale patch under a shadowing fringe, dimmed a grey one
 OPEN_TARGET_EYE = 0.08  # ours: a target eye whose opening is under this area (eye units) is closed itself: no lid drawn
+DRAWN_WHITE, DRAWN_SHADOW, WHITE_TINT, DRAWN_IRIS, DRAWN_OPENING = 0.97, 0.64, 0.5, (0.35, (1.17, 0.94, 0.84)), 0.12
+#   ours: a target whose eyes are both shut shows no white or iris (its lid stretched open was a grey-brown blob); its
+#   opened eyes are drawn with those of the median open eye of the bundled faces and paintings (45 eyes) in its
+#   cheeks' light: the white's and shadowed white's luma over the cheeks' luma, tinted by half the cheeks' tint (their
+#   RGB over their luma; measured 0.7, quartiles 0.48-0.94, lashes and lid margins included; at 0.7 the white was the
+#   skin's colour); the iris's luma over the cheeks' and its RGB over its own luma; their opening's area (eye units)
+IRIS_RINGS = ((0.4, 0.55), (0.85, 0.8))  # ours: the drawn iris's pupil (within 0.4 of its radius, 0.55 of its colour)
+#   and limbal ring (beyond 0.85, 0.8 of it), its middle as light as keeps the disc's mean at DRAWN_IRIS
 CAVITY = 0.15  # ours: a drawn mouth cavity's colour, of the lips'; a face mesh read lips parted over a cavity twice
 #   as light (0.3) shut on a pouting target (0.015-0.028 where the driven lips part 0.13-0.20; at 0.15 it read 0.04-0.07)
 MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
@@ -256,6 +264,26 @@ def _eye_texture(image: np.ndarray, mesh: np.ndarray, opening: np.ndarray, iris:
                       units.astype(np.float32), gaze.astype(np.float32), lash.astype(np.float32))
 
 
+def _drawn_eye(eye: EyeTexture, skin: np.ndarray) -> EyeTexture:
+    """A shut target eye's texture with a drawn white and iris (DRAWN_WHITE, DRAWN_SHADOW, DRAWN_IRIS,
+    IRIS_RINGS) in the light of its cheeks' (3,) colour `skin`; its iris disc, frame and opening kept."""
+    light = float(skin @ LUMA)
+    white_tint = 1 + WHITE_TINT * (skin / light - 1)  # (3,) RGB over luma
+
+    def colour(luma: float, tint: np.ndarray) -> np.ndarray:
+        return np.clip(luma * light * np.asarray(tint, np.float32), 0, 255).astype(np.float32)
+
+    half = (eye.iris.shape[0] - 1) / 2
+    yy, xx = np.mgrid[0:eye.iris.shape[0], 0:eye.iris.shape[1]] - half
+    r = np.hypot(xx, yy) / eye.radius  # (P, P) in iris radii
+    (pupil, pupil_gain), (rim, rim_gain) = IRIS_RINGS
+    middle = (1 - pupil**2 * pupil_gain - (1 - rim**2) * rim_gain) / (rim**2 - pupil**2)  # the disc's mean gain 1
+    gain = np.where(r < pupil, pupil_gain, np.where(r > rim, rim_gain, middle)).astype(np.float32)
+    gain = cv2.GaussianBlur(gain, (0, 0), max(0.1 * eye.radius, 0.5))
+    iris = np.clip(colour(*DRAWN_IRIS) * gain[..., None], 0, 255).astype(np.float32)  # (P, P, 3)
+    return replace(eye, iris=iris, white=colour(DRAWN_WHITE, white_tint), shadow=colour(DRAWN_SHADOW, white_tint))
+
+
 SKIN_PATCHES = ([36, 41, 31, 2, 1], [45, 46, 35, 14, 15])  # ours: each upper cheek, by ibug-68 points (lower eyelid,
 #   nose, jaw): skin seldom under a beard, a fringe or a moustache
 
@@ -360,10 +388,12 @@ class WarpRenderer:
         for eye in (0, 1):  # an eye turned away is drawn from the other one (their eye units mirror each other)
             if widths[eye] < MIRROR_EYE * widths[1 - eye]:
                 eyes[eye] = eyes[1 - eye]
+        skin = skin_colour(image, mesh)
+        if skin is not None and all(cv2.contourArea(e.opening) < OPEN_TARGET_EYE for e in eyes):  # both shut
+            eyes = [_drawn_eye(e, skin) for e in eyes]
         return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
                           head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), float(lip_gap(mesh)),
-                          cavity=(CAVITY * lip_colour).astype(np.float32),
-                          skin=skin_colour(image, mesh), outline=_silhouette(mesh))
+                          cavity=(CAVITY * lip_colour).astype(np.float32), skin=skin, outline=_silhouette(mesh))
 
     def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame; `mouth`: the driver's, shown
@@ -494,17 +524,23 @@ class WarpRenderer:
         target_area = cv2.contourArea(eye.opening)  # eye units
         opened = area / (target_area * abs(np.linalg.det(frame_eye[:, :2])) + 1e-6)
         shut = float(np.clip((SHUT_LID[1] - opened) / (SHUT_LID[1] - SHUT_LID[0]), 0, 1))
+        redraw = None
         if target_area < OPEN_TARGET_EYE:
             shut = 0.0  # the target's own closed lid is what the warp moved there
-        if area >= 1.0:
-            self._draw_opening(frame, eye, frame_eye, opening, iris, opened)
+            # ... and stays while the driven eye is as good as shut: the opening is drawn in from the target's own
+            # area to OPEN_TARGET_EYE, lit as an eye open DRAWN_OPENING would be (ours; drawn whites in a slit read open)
+            units = area / (abs(np.linalg.det(frame_eye[:, :2])) + 1e-6)
+            redraw = float(np.clip((units - target_area) / (OPEN_TARGET_EYE - target_area), 0, 1))
+            opened = units / DRAWN_OPENING
+        if area >= 1.0 and redraw != 0:
+            self._draw_opening(frame, eye, frame_eye, opening, iris, opened, redraw)
         if shut > 0:
             self._draw_closed_lid(frame, eye, frame_eye, opening, brow, shut, skin)
 
     def _draw_opening(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
-                      iris: np.ndarray, opened: float) -> None:
+                      iris: np.ndarray, opened: float, redraw: float | None = None) -> None:
         """Redraw, in place, the eye white and iris in the driven opening (`opened`: its area over the
-        target's own)."""
+        target's own), by `redraw` (None: by how far the driven eye moved from the target's)."""
         x0, y0, x1, y1 = _box(opening, 3, self.crop_size)
         region = frame[y0:y1, x0:x1]
         mask = _polygon_mask((y1 - y0, x1 - x0), opening - np.array([x0, y0], np.float32))  # (h, w)
@@ -512,7 +548,8 @@ class WarpRenderer:
         # redrawn one takes over as the iris moves within the lids or the opening changes size
         gaze = np.linalg.solve(frame_eye[:, :2], iris[0] - frame_eye[:, 2])
         change = max(np.abs(gaze - eye.gaze).max() / GAZE_REDRAW, abs(np.log(opened)) / 0.3)
-        redraw = float(np.clip(1.05 * change - 0.05, 0, 1))  # none for rounding-level changes
+        if redraw is None:
+            redraw = float(np.clip(1.05 * change - 0.05, 0, 1))  # none for rounding-level changes
         if redraw == 0:
             return
         height = float(np.ptp(opening[:, 1]))
