@@ -91,12 +91,12 @@ def generator_variants(generator: Generator, fp16: bool) -> dict[str, Callable[[
     return calls
 
 
-def measure_generator(name: str, generator: Generator, rounds: int, fp16: bool) -> None:
+def measure_generator(title: str, generator: Generator, rounds: int, fp16: bool) -> None:
     calls = generator_variants(generator, fp16)
     reference = calls["fp32"]()
     errors = {name: (call() - reference).abs() for name, call in calls.items()}
     medians = interleaved(calls, rounds)
-    print(f"\n{name}, K = 1, generator only ({rounds} rounds)\n\n"
+    print(f"\n{title}, K = 1, generator only ({rounds} rounds)\n\n"
           "| variant | ms/frame | x fp32 | max abs diff | mean abs diff |\n|---|---:|---:|---:|---:|")
     for name, seconds in medians.items():
         print(f"| {name} | {1000 * seconds:.1f} | {seconds / medians['fp32']:.2f} | "

@@ -75,7 +75,8 @@ DRAWN_WHITE, DRAWN_SHADOW, WHITE_TINT, DRAWN_IRIS, DRAWN_OPENING = 0.97, 0.64, 0
 #   opened eyes are drawn with those of the median open eye of the bundled faces and paintings (45 eyes) in its
 #   cheeks' light: the white's and shadowed white's luma over the cheeks' luma, tinted by half the cheeks' tint (their
 #   RGB over their luma; measured 0.7, quartiles 0.48-0.94, lashes and lid margins included; at 0.7 the white was the
-#   skin's colour); the iris's luma over the cheeks' and its RGB over its own luma; their opening's area (eye units)
+#   skin's colour); the iris's luma over the cheeks' and its RGB over its own luma. DRAWN_OPENING: the opening (eye
+#   units) the drawn white is lit from, brightening to 1.3 times it (from the median open eye's, 0.245: grey, dead eyes)
 IRIS_RINGS = ((0.4, 0.55), (0.85, 0.8))  # ours: the drawn iris's pupil (within 0.4 of its radius, 0.55 of its colour)
 #   and limbal ring (beyond 0.85, 0.8 of it), its middle as light as keeps the disc's mean at DRAWN_IRIS
 CAVITY = 0.15  # ours: a drawn mouth cavity's colour, of the lips'; a face mesh read lips parted over a cavity twice

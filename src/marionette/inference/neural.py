@@ -133,7 +133,7 @@ class NeuralRenderer:
         self.model_size = config.image_size
         self.crop_size = crop_size
         self._cache: TargetCache | None = None
-        self._warp = WarpRenderer(crop_size) if backend.config.warp_guided else None
+        self._warp = WarpRenderer(crop_size) if config.warp_guided else None
         self._lab_mean = self._lab_std = np.zeros(3, np.float32)
         self._meshes = np.zeros((0, 478, 3), np.float32)  # (K, 478, 3) the targets' meshes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="marionette-generator") if threads > 1 else None
