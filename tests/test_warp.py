@@ -28,7 +28,7 @@ from marionette.landmarks.mesh import FaceMesh, detect_face
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 from marionette.media import iter_video, load_image
 from marionette.resources import SAMPLE_DRIVER, asset
-from marionette.warp import WarpRenderer, driver_mouth, face_triangles, signed_areas, skin_colour
+from marionette.warp import OPEN_TARGET_EYE, WarpRenderer, driver_mouth, face_triangles, signed_areas, skin_colour
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 SIZE = 128
@@ -427,6 +427,36 @@ def test_a_target_photographed_with_shut_eyes_opens_them_with_a_white_and_an_iri
         assert beside.sum() > 20 and disc.sum() > 5
         white = np.median(output[beside])
         assert white > 0.8 * cheeks and np.median(output[disc]) < 0.6 * white, (white, cheeks, np.median(output[disc]))
+
+
+def test_a_winking_target_opens_its_shut_eye_with_the_open_ones_iris() -> None:
+    """Eileen Collins made to wink by the warp's own closed lid (her right eye re-detected shut), then
+    driven with both eyes as open as in her photo: the shut eye's iris, her open eye's, is darker than
+    0.6 of the white beside it (median luma 61 and 182; her lid stretched open was a blob, 92 and 111)."""
+    crop, mesh = real_crop(ASSETS / "faces" / "01_eileen_collins_nasa.jpg", 256)
+    renderer = WarpRenderer(256)
+    renderer.prepare(crop[None], mesh[None])
+    winking, ring = mesh.copy(), MESH_EYE_OPENINGS[0]
+    winking[ring[UPPER_LID], :2] = winking[ring[LOWER_LID], :2] = 0.3 * mesh[ring[UPPER_LID], :2] + 0.7 * mesh[ring[LOWER_LID], :2]
+    winked = renderer.render(winking)
+    seen = detect_face(winked, Path("winked")).mesh.astype(np.float32)
+    renderer.prepare(winked[None], seen[None])
+    shut = [cv2.contourArea(eye.opening) for eye in renderer.targets[0].eyes]
+    assert shut[0] < OPEN_TARGET_EYE < shut[1], shut  # the premise: one eye shut
+    opened = seen.copy()
+    opened[ring] = mesh[ring]  # the shut eye as open as in her photo
+    opened[MESH_IRISES[0]] = mesh[MESH_IRISES[0]]
+    output = renderer.render(opened).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    ys, xs = np.mgrid[0:256, 0:256]
+    centre = opened[MESH_IRISES[0][0], :2]
+    radius = np.linalg.norm(opened[MESH_IRISES[0][1:], :2] - centre, axis=1).mean()
+    opening = np.zeros((256, 256), np.uint8)
+    cv2.fillPoly(opening, [np.round(opened[ring, :2]).astype(np.int32)], 1)
+    opening = cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0
+    distance = np.hypot(xs - centre[0], ys - centre[1])
+    beside, disc = opening & (distance > 1.3 * radius), opening & (distance < 0.7 * radius)
+    assert beside.sum() > 20 and disc.sum() > 5
+    assert np.median(output[disc]) < 0.6 * np.median(output[beside]), (np.median(output[disc]), np.median(output[beside]))
 
 
 def test_a_lid_closed_over_a_shadowed_socket_reads_shut(shared_data: Path) -> None:

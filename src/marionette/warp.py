@@ -390,8 +390,13 @@ class WarpRenderer:
             if widths[eye] < MIRROR_EYE * widths[1 - eye]:
                 eyes[eye] = eyes[1 - eye]
         skin = skin_colour(image, mesh)
-        if skin is not None and all(cv2.contourArea(e.opening) < OPEN_TARGET_EYE for e in eyes):  # both shut
+        shut = [bool(cv2.contourArea(e.opening) < OPEN_TARGET_EYE) for e in eyes]
+        if all(shut) and skin is not None:
             eyes = [_drawn_eye(e, skin) for e in eyes]
+        elif any(shut):  # a wink (ours): the shut eye opens with the open one's white and iris
+            eye, other = eyes[shut.index(True)], eyes[shut.index(False)]
+            eyes[shut.index(True)] = replace(eye, iris=other.iris, alpha=other.alpha, radius=other.radius,
+                                             white=other.white, shadow=other.shadow)
         return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
                           head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), float(lip_gap(mesh)),
                           cavity=(CAVITY * lip_colour).astype(np.float32), skin=skin, outline=_silhouette(mesh))
