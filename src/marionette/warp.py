@@ -391,8 +391,8 @@ class WarpRenderer:
                 eyes[eye] = eyes[1 - eye]
         skin = skin_colour(image, mesh)
         shut = [bool(cv2.contourArea(e.opening) < OPEN_TARGET_EYE) for e in eyes]
-        if all(shut) and skin is not None:
-            eyes = [_drawn_eye(e, skin) for e in eyes]
+        if all(shut):
+            eyes = eyes if skin is None else [_drawn_eye(e, skin) for e in eyes]
         elif any(shut):  # a wink (ours): the shut eye opens with the open one's white and iris
             eye, other = eyes[shut.index(True)], eyes[shut.index(False)]
             eyes[shut.index(True)] = replace(eye, iris=other.iris, alpha=other.alpha, radius=other.radius,
