@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from helpers import inside_ring
 
+from marionette import warp
 from marionette.landmark_transformer.model import LandmarkTransformer
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.landmarks.frontal import frontal_mesh
@@ -28,7 +29,6 @@ from marionette.landmarks.mesh import FaceMesh, detect_face
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 from marionette.media import iter_video, load_image
 from marionette.resources import SAMPLE_DRIVER, asset
-from marionette import warp
 from marionette.warp import OPEN_TARGET_EYE, WarpRenderer, driver_mouth, face_triangles, signed_areas, skin_colour
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
