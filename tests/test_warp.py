@@ -375,6 +375,22 @@ def test_a_turned_target_turned_a_little_further_draws_nothing_of_its_face_besid
     assert np.abs(output - crop)[beside].mean() < 5.0
 
 
+def opening_lumas(image: np.ndarray, mesh: np.ndarray, ring: np.ndarray, iris: np.ndarray) -> tuple[float, float]:
+    """Median luma of an (S, S, 3) image inside a (478, 2+) mesh's eye opening `ring` (eroded by a
+    pixel), beside the iris `iris` (beyond 1.3 of its radius) and within it (0.7 of its radius)."""
+    luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    centre = mesh[iris[0], :2]
+    radius = np.linalg.norm(mesh[iris[1:], :2] - centre, axis=1).mean()
+    opening = np.zeros(luma.shape, np.uint8)
+    cv2.fillPoly(opening, [np.round(mesh[ring, :2]).astype(np.int32)], 1)
+    opening = cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0
+    ys, xs = np.mgrid[0:luma.shape[0], 0:luma.shape[1]]
+    distance = np.hypot(xs - centre[0], ys - centre[1])
+    beside, disc = opening & (distance > 1.3 * radius), opening & (distance < 0.7 * radius)
+    assert beside.sum() > 20 and disc.sum() > 5
+    return float(np.median(luma[beside])), float(np.median(luma[disc]))
+
+
 def test_eyes_opened_wider_than_the_targets_are_drawn_with_white_whites(shared_data: Path) -> None:
     """Rose Leslie (lined eyes) driven with her lids a third further apart: the redrawn opening beside
     her irises is nearly as light as her own eyes' whites (median luma 145-158 against their brightest
@@ -389,17 +405,9 @@ def test_eyes_opened_wider_than_the_targets_are_drawn_with_white_whites(shared_d
         gap = mesh[lower, 1] - mesh[upper, 1]
         wide[upper, 1] -= gap / 6
         wide[lower, 1] += gap / 6
-    output = renderer.render(wide).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    ys, xs = np.mgrid[0:256, 0:256]
+    output = renderer.render(wide)
     for ring, iris in zip(MESH_EYE_OPENINGS, MESH_IRISES):
-        centre = wide[iris[0], :2]
-        radius = np.linalg.norm(wide[iris[1:], :2] - centre, axis=1).mean()
-        opening = np.zeros((256, 256), np.uint8)
-        cv2.fillPoly(opening, [np.round(wide[ring, :2]).astype(np.int32)], 1)
-        opening = cv2.erode(opening, np.ones((3, 3), np.uint8))
-        beside = (opening > 0) & (np.hypot(xs - centre[0], ys - centre[1]) > 1.3 * radius)
-        assert beside.sum() > 20
-        assert np.median(output[beside]) > 130
+        assert opening_lumas(output, wide, ring, iris)[0] > 130
 
 
 def test_a_target_photographed_with_shut_eyes_opens_them_with_a_white_and_an_iris(
@@ -415,20 +423,11 @@ def test_a_target_photographed_with_shut_eyes_opens_them_with_a_white_and_an_iri
     for ring in MESH_EYE_OPENINGS:
         width = np.linalg.norm(mesh[ring[0], :2] - mesh[ring[8], :2])
         opened[ring[UPPER_LID], 1] -= 0.25 * width * np.sin(np.pi * np.arange(1, 8) / 8)  # corners at 0 and 8
-    output = renderer.render(opened).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    output = renderer.render(opened)
     cheeks = skin_colour(crop, mesh) @ np.array([0.299, 0.587, 0.114], np.float32)
-    ys, xs = np.mgrid[0:256, 0:256]
     for ring, iris in zip(MESH_EYE_OPENINGS, MESH_IRISES):
-        centre = opened[iris[0], :2]
-        radius = np.linalg.norm(opened[iris[1:], :2] - centre, axis=1).mean()
-        opening = np.zeros((256, 256), np.uint8)
-        cv2.fillPoly(opening, [np.round(opened[ring, :2]).astype(np.int32)], 1)
-        opening = cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0
-        distance = np.hypot(xs - centre[0], ys - centre[1])
-        beside, disc = opening & (distance > 1.3 * radius), opening & (distance < 0.7 * radius)
-        assert beside.sum() > 20 and disc.sum() > 5
-        white = np.median(output[beside])
-        assert white > 0.8 * cheeks and np.median(output[disc]) < 0.6 * white, (white, cheeks, np.median(output[disc]))
+        white, inside = opening_lumas(output, opened, ring, iris)
+        assert white > 0.8 * cheeks and inside < 0.6 * white, (white, cheeks, inside)
     monkeypatch.setattr(warp, "skin_colour", lambda image, mesh: None)  # cheeks too hidden to light a drawn eye
     renderer.prepare(crop[None], mesh[None])
     assert renderer.render(opened).shape == (256, 256, 3)  # its own eyes, opened as before
@@ -451,17 +450,8 @@ def test_a_winking_target_opens_its_shut_eye_with_the_open_ones_iris() -> None:
     opened = seen.copy()
     opened[ring] = mesh[ring]  # the shut eye as open as in her photo
     opened[MESH_IRISES[0]] = mesh[MESH_IRISES[0]]
-    output = renderer.render(opened).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    ys, xs = np.mgrid[0:256, 0:256]
-    centre = opened[MESH_IRISES[0][0], :2]
-    radius = np.linalg.norm(opened[MESH_IRISES[0][1:], :2] - centre, axis=1).mean()
-    opening = np.zeros((256, 256), np.uint8)
-    cv2.fillPoly(opening, [np.round(opened[ring, :2]).astype(np.int32)], 1)
-    opening = cv2.erode(opening, np.ones((3, 3), np.uint8)) > 0
-    distance = np.hypot(xs - centre[0], ys - centre[1])
-    beside, disc = opening & (distance > 1.3 * radius), opening & (distance < 0.7 * radius)
-    assert beside.sum() > 20 and disc.sum() > 5
-    assert np.median(output[disc]) < 0.6 * np.median(output[beside]), (np.median(output[disc]), np.median(output[beside]))
+    white, inside = opening_lumas(renderer.render(opened), opened, ring, MESH_IRISES[0])
+    assert inside < 0.6 * white, (white, inside)
 
 
 def test_a_lid_closed_over_a_shadowed_socket_reads_shut(shared_data: Path) -> None:
