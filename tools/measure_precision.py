@@ -14,7 +14,8 @@ process and the medians reported, so that other load on the machine hits all of 
 
     .venv/bin/python tools/measure_precision.py --presets cpu,paper --rounds 30,9 \\
         --driver ../shared/data/videos/lp_d3.mp4       # about 5 minutes on 2 shared cores
-    .venv/bin/python tools/measure_precision.py --presets "" --shipped --rounds 30 --fp16-presets ""
+    .venv/bin/python tools/measure_precision.py --presets "" --shipped --rounds 30 --fp16-presets "" \\
+        --driver ../shared/data/videos/lp_d3.mp4 --frames 60   # the shipped generator: about 2 minutes
 """
 
 from __future__ import annotations
@@ -103,15 +104,19 @@ def measure_generator(title: str, generator: Generator, rounds: int, fp16: bool)
               f"{errors[name].max():.3f} | {errors[name].mean():.4f} |")
 
 
-def measure_render(preset: str, driver: str, frames: int) -> None:
-    """fp32 vs bf16 render stage on `frames` driven meshes of `driver`."""
-    with tempfile.TemporaryDirectory() as tmp:
-        export = Path(tmp) / "generator.safetensors"
-        torch.manual_seed(0)
-        config = model_config(preset)
-        export_generator(export, Generator(config), config, PreprocessConfig(), step=0)
-        pipelines = {p: ReenactPipeline(ReenactConfig(device="cpu", precision=p), checkpoint=export)
-                     for p in ("fp32", "bf16")}
+def preset_export(preset: str, folder: Path) -> Path:
+    """An inference export of `preset` with random weights (seed 0), written into `folder`."""
+    export = folder / "generator.safetensors"
+    torch.manual_seed(0)
+    config = model_config(preset)
+    export_generator(export, Generator(config), config, PreprocessConfig(), step=0)
+    return export
+
+
+def measure_render(title: str, checkpoint: Path, driver: str, frames: int) -> None:
+    """fp32 vs bf16 render stage of the `checkpoint` export on `frames` driven meshes of `driver`."""
+    pipelines = {p: ReenactPipeline(ReenactConfig(device="cpu", precision=p), checkpoint=checkpoint)
+                 for p in ("fp32", "bf16")}
     for pipeline in pipelines.values():
         pipeline.set_targets([str(asset(SAMPLE_TARGET))])
     run = itertools.islice(pipelines["fp32"].render_frames(open_driver(driver)), frames)
@@ -127,7 +132,7 @@ def measure_render(preset: str, driver: str, frames: int) -> None:
         errors.append(np.abs(out["bf16"] - out["fp32"]))
     error = np.stack(errors)
     fp32, bf16 = (statistics.median(times[p]) for p in ("fp32", "bf16"))
-    print(f"\n{preset} preset, render stage of the neural renderer, {len(meshes)} frames of {Path(driver).name}: "
+    print(f"\n{title}, render stage of the neural renderer, {len(meshes)} frames of {Path(driver).name}: "
           f"fp32 {1000 * fp32:.1f} ms/frame, bf16 {1000 * bf16:.1f} ({bf16 / fp32:.2f}x); bf16 frames differ "
           f"from fp32's by {error.mean():.2f} grey levels on average, 99th percentile {np.percentile(error, 99):.0f}, "
           f"max {error.max()}")
@@ -141,20 +146,26 @@ def main() -> None:
     parser.add_argument("--fp16-presets", default="cpu", help="presets also timed in fp16 (slow on CPUs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (reenact's torch_threads default: 1)")
     parser.add_argument("--driver", default=None, help="driver video for the render stage (default: skip it)")
-    parser.add_argument("--frames", default="150,30", help="comma list: driven frames per preset (render stage)")
+    parser.add_argument("--frames", default="150,30", help="comma list: driven frames per preset, then shipped "
+                        "(render stage)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"machine: {machine(CPU)}")
     presets, rounds = [p for p in args.presets.split(",") if p], [int(r) for r in args.rounds.split(",")]
-    for preset, preset_rounds, frames in zip(presets, rounds, map(int, args.frames.split(","))):
+    frames = [int(f) for f in args.frames.split(",")]
+    for preset, preset_rounds, preset_frames in zip(presets, rounds, frames):
         torch.manual_seed(0)
         measure_generator(f"{preset} preset", Generator(model_config(preset)), preset_rounds,
                           preset in args.fp16_presets.split(","))
         if args.driver:
-            measure_render(preset, args.driver, frames)
+            with tempfile.TemporaryDirectory() as tmp:
+                measure_render(f"{preset} preset", preset_export(preset, Path(tmp)), args.driver, preset_frames)
     if args.shipped:
         shipped = load_generator(asset(SHIPPED_GENERATOR)).generator
         measure_generator("the shipped generator", shipped, rounds[min(len(presets), len(rounds) - 1)], False)
+        if args.driver:
+            measure_render("the shipped generator", asset(SHIPPED_GENERATOR), args.driver,
+                           frames[min(len(presets), len(frames) - 1)])
 
 
 if __name__ == "__main__":
