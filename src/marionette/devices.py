@@ -11,8 +11,8 @@ precision the device cannot run well falls back with one warning line too. The s
 
 Measured on an AMD EPYC with AVX512-BF16, 1 thread, K = 1, interleaved medians
 (tools/measure_precision.py, 2026-12-06): the generator in bf16 takes 0.76x fp32's time (the `cpu`
-preset, random weights), 0.58x (`paper`) and 0.74x (the shipped generator, whose evaluation in bf16
-is within its paired intervals of fp32's); fp16 takes 33-34x (no fast fp16 kernels on this CPU);
+preset, random weights), 0.58x (`paper`) and 0.68-0.74x (the shipped generator, two runs; its
+evaluation in bf16 moves by 0.002 at most); fp16 takes 33-34x (no fast fp16 kernels on this CPU);
 channels-last: below.
 """
 
@@ -58,9 +58,9 @@ class Placement:
     def channels_last(self, refiner: bool) -> bool:
         """Channels-last convolutions for a generator (`refiner`: one with the warp refiner, ours): the
         known good layout on CUDA; on the CPU for the refiner only, whose full-resolution convolutions
-        of few channels it speeds up (the shipped generator: 0.91x fp32's time, 0.96x bf16's; its render
-        stage 0.91x), where the presets without it gain little in fp32 (0.95-1.00x) and lose in bf16
-        (1.06-1.12x)."""
+        of few channels it speeds up (the shipped generator: 0.85-0.91x fp32's time, 0.92-0.96x bf16's;
+        its render stage 0.91x), where the presets without it gain little in fp32 (0.95-1.00x) and lose
+        in bf16 (1.06-1.12x)."""
         return self.device.type == "cuda" or (self.device.type == "cpu" and refiner)
 
     def autocast(self) -> contextlib.AbstractContextManager[None]:
