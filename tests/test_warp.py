@@ -378,7 +378,7 @@ def test_a_turned_target_turned_a_little_further_draws_nothing_of_its_face_besid
 def opening_lumas(image: np.ndarray, mesh: np.ndarray, ring: np.ndarray, iris: np.ndarray) -> tuple[float, float]:
     """Median luma of an (S, S, 3) image inside a (478, 2+) mesh's eye opening `ring` (eroded by a
     pixel), beside the iris `iris` (beyond 1.3 of its radius) and within it (0.7 of its radius)."""
-    luma = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    luma = image.astype(np.float32) @ warp.LUMA
     centre = mesh[iris[0], :2]
     radius = np.linalg.norm(mesh[iris[1:], :2] - centre, axis=1).mean()
     opening = np.zeros(luma.shape, np.uint8)
@@ -424,7 +424,7 @@ def test_a_target_photographed_with_shut_eyes_opens_them_with_a_white_and_an_iri
         width = np.linalg.norm(mesh[ring[0], :2] - mesh[ring[8], :2])
         opened[ring[UPPER_LID], 1] -= 0.25 * width * np.sin(np.pi * np.arange(1, 8) / 8)  # corners at 0 and 8
     output = renderer.render(opened)
-    cheeks = skin_colour(crop, mesh) @ np.array([0.299, 0.587, 0.114], np.float32)
+    cheeks = skin_colour(crop, mesh) @ warp.LUMA
     for ring, iris in zip(MESH_EYE_OPENINGS, MESH_IRISES):
         white, inside = opening_lumas(output, opened, ring, iris)
         assert white > 0.8 * cheeks and inside < 0.6 * white, (white, cheeks, inside)

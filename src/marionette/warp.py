@@ -583,11 +583,12 @@ class WarpRenderer:
         line = np.concatenate([opening[:1], (upper + lower) / 2, opening[8:9]]).astype(np.float64)  # (9, 2) lids meet
         along = np.linspace(-0.5, 0.5, len(line))
         bell = 1 - (2 * along) ** 2  # 0 at the corners, 1 in the middle
+        taper = (0.15 + 0.85 * bell)[:, None]  # (9, 1) the lid's reach from the line, of its middle's
         down, side = frame_eye[:, 1], frame_eye[:, 0]  # one eye width towards the chin, along the eye
         ends = np.array([-0.08, 0, 0, 0, 0, 0, 0, 0, 0.08])[:, None] * side  # the lid reaches past the corners
         to_brow = max(float(np.mean((line.mean(0) - brow) @ down)) / float(down @ down), 0.0)  # eye widths up to the brow
-        top = line + ends - min(LID_SPAN[0], LID_TO_BROW * to_brow) * (0.15 + 0.85 * bell)[:, None] * down
-        bottom = line + ends + LID_SPAN[1] * (0.15 + 0.85 * bell)[:, None] * down
+        top = line + ends - min(LID_SPAN[0], LID_TO_BROW * to_brow) * taper * down
+        bottom = line + ends + LID_SPAN[1] * taper * down
         width = float(np.linalg.norm(side))
         x0, y0, x1, y1 = _box(np.concatenate([top, bottom]), int(0.15 * width) + 2, self.crop_size)
         origin = np.array([x0, y0])
@@ -598,7 +599,6 @@ class WarpRenderer:
         lid = cv2.inpaint(np.clip(region + 0.5, 0, 255).astype(np.uint8), hard.astype(np.uint8),
                           max(2.0, 0.08 * width), cv2.INPAINT_TELEA).astype(np.float32)  # (h, w, 3)
         if skin is not None:
-            taper = (0.15 + 0.85 * bell)[:, None]
             lit = _polygon_mask(region.shape[:2], np.concatenate([line - LID_LIT[0] * taper * down,
                                                                   (line - LID_LIT[1] * taper * down)[::-1]]) - origin)
             lit = cv2.GaussianBlur(lit, (0, 0), max(LID_EDGE * width, 0.5)) * hard  # (h, w)
