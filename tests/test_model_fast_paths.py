@@ -1,8 +1,9 @@
 """The generator's faster computations give the reference's results: the blender's keys and values
 held in the target cache and the fused attention product (scaled_dot_product_attention) against
 keys and values projected from z_y in every frame with an explicit softmax; instance norm as a
-group norm; the residual up block's norm before its upsampling; average pooling by strided views.
-A frame's cost grows with K only by the attention product itself."""
+group norm; the residual up block's norm before its upsampling; average pooling by strided views;
+the channels-last paths of instance norm and pooling, and the generator in channels-last. A frame's
+cost grows with K only by the attention product itself."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch
 from marionette.bench_model import count_gflops
 from marionette.model.config import LEVELS, model_config
 from marionette.model.generator import Generator
-from marionette.model.layers import AvgPool2, InstanceNorm, ResidualUp, positional_encoding
+from marionette.model.layers import AvgPool2, InstanceNorm, ResidualUp, like, positional_encoding
 
 SIZE = 64
 
@@ -121,3 +122,46 @@ def test_layers_equal_their_reference_computations() -> None:
     for layer in (up.main[0], up.main[4]):
         torch.nn.init.normal_(layer.weight), torch.nn.init.normal_(layer.bias)
     assert (up(x) - (up.main(x) + up.skip(x))).abs().max() <= 1e-5  # main as written: upsample, then norm
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+@pytest.mark.parametrize("shape", [(2, 32, 16, 16), (2, 8, 32, 32), (2, 32, 32, 32)])  # round trip, round trip, own
+@torch.no_grad()
+def test_channels_last_norm_and_pooling_equal_the_contiguous_layout(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(*shape) * 3 + 1  # (B, C, H, W)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    norm = InstanceNorm(shape[1])
+    torch.nn.init.normal_(norm.weight), torch.nn.init.normal_(norm.bias)
+    for layer in (norm, AvgPool2()):
+        got, want = layer(x_last), layer(x)
+        assert is_channels_last(got) and not is_channels_last(want)
+        assert (got - want).abs().max() <= 1e-5
+    assert (AvgPool2()(x_last) - torch.nn.functional.avg_pool2d(x, 2)).abs().max() <= 1e-6
+
+
+def test_like_takes_the_reference_dtype_and_layout() -> None:
+    x = torch.randn(1, 4, 8, 8)  # (B, C, H, W) fp32, contiguous
+    reference = torch.randn(1, 2, 8, 8).bfloat16().contiguous(memory_format=torch.channels_last)
+    joined = like(x, reference)
+    assert joined.dtype == torch.bfloat16 and is_channels_last(joined)
+    assert torch.equal(joined.float(), x.bfloat16().float())
+    assert not is_channels_last(like(joined, x)) and like(joined, x).dtype == torch.float32
+
+
+@torch.no_grad()
+def test_the_warp_guided_generator_in_channels_last_equals_the_contiguous_layout() -> None:
+    torch.manual_seed(0)
+    generator = Generator(model_config("tiny", {"warp_guided": True, "correction": "refine"})).eval()
+    torch.nn.init.normal_(generator.decoder.correction.head.weight, std=0.1)  # it moves and paints (starts at 0)
+    images, landmarks, driver = batch(k=2)
+    warp_image = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
+    want = generator.generate(driver, generator.encode_targets(images, landmarks), warp_image).image
+    generator.to(memory_format=torch.channels_last)
+    last = [x.contiguous(memory_format=torch.channels_last) for x in (driver, warp_image)]
+    got = generator.generate(last[0], generator.encode_targets(images, landmarks), last[1]).image
+    assert (got - want).abs().max() <= 1e-4
+    assert (want - warp_image).abs().mean() > 1e-2  # the refiner changed the warp: the comparison can fail

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from marionette.model.config import LEVELS, ModelConfig
-from marionette.model.layers import FlowHead, InstanceNorm, ResidualUp, conv, warp
+from marionette.model.layers import FlowHead, InstanceNorm, ResidualUp, conv, like, warp
 from marionette.model.refiner import WarpRefiner
 
 
@@ -43,7 +43,7 @@ class WarpAlignmentBlock(nn.Module):
 
     def forward(self, u: torch.Tensor, mean_skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         flow = self.flow(u)  # (B, 2, h, w)
-        aligned = warp(mean_skip, flow)  # (B, C_j, h, w)
+        aligned = like(warp(mean_skip, flow), u)  # (B, C_j, h, w)
         return self.up(torch.cat((u, aligned), dim=1)), flow  # (B, C_out, 2h, 2w)
 
 
