@@ -165,3 +165,13 @@ def test_the_warp_guided_generator_in_channels_last_equals_the_contiguous_layout
     got = generator.generate(last[0], generator.encode_targets(images, landmarks), last[1]).image
     assert (got - want).abs().max() <= 1e-4
     assert (want - warp_image).abs().mean() > 1e-2  # the refiner changed the warp: the comparison can fail
+
+
+@torch.no_grad()
+def test_the_warp_guided_generator_runs_with_its_weights_cast_to_bf16() -> None:
+    torch.manual_seed(0)
+    generator = Generator(model_config("tiny", {"warp_guided": True, "correction": "refine"})).eval().bfloat16()
+    images, landmarks, driver = (x.bfloat16() for x in batch(k=1))
+    warp_image = (torch.rand(2, 3, SIZE, SIZE) * 2 - 1).bfloat16()
+    image = generator.generate(driver, generator.encode_targets(images, landmarks), warp_image).image
+    assert image.dtype == torch.bfloat16 and torch.isfinite(image).all()

@@ -114,8 +114,9 @@ class ReenactConfig(Settings):
     driver_face: int = setting(-1, "which face of the driver: -1 the largest, else numbered from 0 left to right",
                                between(-1, 15))
     crf: int = setting(18, "H.264 quality of video outputs (lower = better)", between(0, 51))
-    batch: int = setting(2,
-                         "frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1)",
+    batch: int = setting(4,
+                         "frames of a file driver the neural renderer draws per generator call (ours; a webcam's: 1); "
+                         "on the CPU split over render_threads calls",
                          between(1, 64))
     torch_threads: int = setting(1,
                                  "CPU threads of the neural renderer; more contend with the tracker and decoder (ours)",

@@ -90,8 +90,9 @@ class WarpRefiner(nn.Module):
             u = features[SCALES - 1 - j]  # Q's features at H/2^j
             parts = [skips[j], u] if x is None else [F.interpolate(x, scale_factor=2.0, mode="bilinear"), skips[j], u]
             x = self.up[j](torch.cat(parts, dim=1))  # (B, c·2^j, H/2^j, W/2^j)
-        # in fp32 and contiguous: on slices of a channels-last bf16 map torch's CPU tanh and add take 4-14x longer
-        out = self.head(x).float().contiguous()  # (B, 5, H, W)
+        # in the warp image's dtype and contiguous: on slices of a channels-last bf16 map (autocast) torch's CPU
+        # tanh and add take 4-14x longer
+        out = self.head(x).to(warp_image.dtype).contiguous()  # (B, 5, H, W)
         flow, residual = FLOW_MAX * torch.tanh(out[:, :2]), out[:, 2:]  # (B, 2, H, W), (B, 3, H, W)
         image = warp(warp_image, flow) + residual  # (B, 3, H, W)
         return image, (image - warp_image).abs().mean(dim=1, keepdim=True)
