@@ -1,7 +1,7 @@
 """Driving: the neutral reference of relative mode (its lips closed), lids that shut with the
-driver's, lips and lids that never cross, the soft limit on turns, and the fast filter of lids and
-lips (the whole lips: they keep their thickness); on real media, the bundled demo's mouth follows
-its driver (re-detected in the output)."""
+driver's, lips that close with the driver's (in depth too), lips and lids that never cross, the soft
+limit on turns, and the fast filter of lids and lips (the whole lips: they keep their thickness); on
+real media, the bundled demo's mouth follows its driver (re-detected in the output)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from marionette.inference import demo
-from marionette.inference.driving import SHUT_AT, SHUT_FROM, Driving, neutral_frames, shut_lids
+from marionette.inference.driving import LIPS_SHUT_AT, LIPS_SHUT_FROM, SHUT_AT, SHUT_FROM, Driving, neutral_frames, shut_lids, shut_lips
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import FAST_PARTS, ReenactConfig, ReenactPipeline
 from marionette.inference.smoothing import OneEuroFilter
@@ -100,6 +100,20 @@ def test_lids_shut_when_the_drivers_eye_is_at_its_closed_floor() -> None:
         np.testing.assert_allclose(eye_ratios(shut_lids(driven, driver, open_eyes)), expected * eye_ratios(driven),
                                    atol=1e-3)
     assert shut_lids(driven, face(), open_eyes) is driven  # open eyes: untouched
+
+
+def test_lips_meet_in_depth_when_the_drivers_lips_close() -> None:
+    driven = face(yaw=45)  # a turned target whose lips its mesh keeps apart in depth
+    driven[LOWER_LIP, 2] += 0.05 * 80
+    assert lip_gap(driven, depth=True) > 0.12 and lip_gap(driven) > 0.08  # a slot in the image too
+    closed, parted, open_ = face(mouth=SHUT), face(mouth=SHUT + 0.02), face(mouth=0.2)
+    assert lip_gap(closed) < LIPS_SHUT_AT < lip_gap(parted) < LIPS_SHUT_FROM < lip_gap(parted, depth=True)
+    shut = shut_lips(driven, closed)  # the driver's lips closed: as close as the driver's
+    assert lip_gap(shut, depth=True) == pytest.approx(lip_gap(closed), abs=1e-4) and lip_gap(shut) < 0.005
+    between = lip_gap(shut_lips(driven, parted), depth=True)
+    assert 0.1 * lip_gap(driven, depth=True) < between < 0.9 * lip_gap(driven, depth=True)  # nearly: partly
+    assert shut_lips(driven, open_) is driven  # the driver's mouth open: untouched
+    assert shut_lips(closed, closed) is closed  # lips already as close as the driver's: untouched
 
 
 def test_lips_and_lids_never_cross() -> None:

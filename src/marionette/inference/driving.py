@@ -16,7 +16,8 @@ A neutral face's lips meet: where even the driver's most closed mouth in the win
 singer's, a mouth breather's), the reference's lips are brought together by that much (`closed_lips`)
 so that the output carries that opening too. `reference=first` keeps the first frame as it is, as before.
 
-Lids and lips (ours): the driven lids shut when the driver's eye nearly does (`shut_lids`), and no
+Lids and lips (ours): the driven lids shut when the driver's eye nearly does (`shut_lids`), the driven
+lips meet when the driver's do where the output takes the driver's expression (`shut_lips`), and no
 lower lid or lip ever rises above its upper one (`uncrossed`, in landmarks/openings.py, which the
 landmark transformer also applies to the rest face it adds the driver's change to).
 """
@@ -32,7 +33,7 @@ from marionette.landmark_transformer.model import DriverStart, LandmarkTransform
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.layout import mesh_to_ibug68
 from marionette.landmarks.measures import CLOSED_MOUTH, eye_openness, eye_ratios, lip_gap
-from marionette.landmarks.openings import LID_PAIRS, closed_lips, uncrossed
+from marionette.landmarks.openings import LID_PAIRS, LIP_PAIRS, closed_lips, uncrossed
 from marionette.landmarks.pose import head_pose
 
 NEUTRAL_SHARE = 0.1  # share of a window's frames averaged into its neutral expression and into its neutral pose
@@ -43,6 +44,13 @@ OPEN_EYES = 0.75  # frames whose eyes are open at least this share of the window
 # from SHUT_AT on (a lid drawn where the driver's mesh says reads as still open: 0.14-0.22)
 SHUT_FROM, SHUT_AT = 0.5, 0.2
 LID_MEET = 0.2  # where closing lids meet, from the lower lid to the upper (the upper lid moves most)
+# ours: where the output takes the driver's expression (absolute mode; relative mode with the driver's, the
+# default), the driven inner lips of a driver whose lips close (its lip gap under LIPS_SHUT_FROM) come
+# together, and from LIPS_SHUT_AT on are in 3D no further apart than the driver's: a target's face, its rest regressed onto the driver's
+# or misread at a turn, can keep its lips apart in depth, which a turned target shows as a slot
+# (1b's profile: the lips 0.08-0.10 apart at the driver's closed frames, the driver's 0.003-0.006)
+LIPS_SHUT_FROM, LIPS_SHUT_AT = 1.5 * CLOSED_MOUTH, CLOSED_MOUTH
+LIPS_MEET = 0.7  # where closing lips meet, from the lower lip to the upper (the jaw raises the lower lip most)
 
 
 def neutral_frames(meshes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -117,7 +125,32 @@ class Driving:
             driven = reference.box.to_crop(driver_mesh, self.size)
             if reference.mode == "relative":
                 driven = self._first_target + (driven - reference.box.to_crop(reference.mesh, self.size))
-        return uncrossed(shut_lids(driven, driver_mesh, reference.eyes_open))
+        driven = shut_lids(driven, driver_mesh, reference.eyes_open)
+        if reference.mode == "absolute" or (self.transformer is not None and self.expression == "driver"):
+            driven = shut_lips(driven, driver_mesh)  # the driver's expression: its closed lips too
+        return uncrossed(driven)
+
+def _closure_gap(mesh: np.ndarray) -> float:
+    """(478, 3) mesh -> its lip gap, the smaller of the image's and the 3D one: a turn inflates the
+    first, lips apart in depth the second."""
+    return min(float(lip_gap(mesh)), float(lip_gap(mesh, depth=True)))
+
+
+def shut_lips(driven: np.ndarray, driver: np.ndarray) -> np.ndarray:
+    """(478, 3) driven mesh whose inner lips, where the (478, 3) driver mesh closes its lips
+    (LIPS_SHUT_FROM, LIPS_SHUT_AT), come in 3D as close as the driver's."""
+    gap, driven_gap = _closure_gap(driver), _closure_gap(driven)
+    closing = float(np.clip((LIPS_SHUT_FROM - gap) / (LIPS_SHUT_FROM - LIPS_SHUT_AT), 0, 1))  # 0 open .. 1 closed
+    if closing == 0 or driven_gap <= gap:
+        return driven
+    keep = 1 - closing * (1 - gap / driven_gap)  # of the driven lips' distance
+    upper, lower = LIP_PAIRS
+    out = driven.copy()
+    line = out[lower] + LIPS_MEET * (out[upper] - out[lower])  # (9, 3) where the lips meet
+    out[upper] = line + keep * (out[upper] - line)
+    out[lower] = line + keep * (out[lower] - line)
+    return out
+
 
 def shut_lids(driven: np.ndarray, driver: np.ndarray, eyes_open: np.ndarray) -> np.ndarray:
     """(478, 3) driven mesh with the lids of each eye the (478, 3) driver mesh nearly closes brought
