@@ -80,14 +80,15 @@ def test_an_export_of_another_model_or_no_export_is_a_one_line_error(train_datas
     assert not (tmp_path / "cli").exists()
 
 
-def test_a_run_may_widen_the_refiner_of_its_export_but_not_narrow_it(tmp_path: Path) -> None:
+def test_a_run_may_widen_or_narrow_the_refiner_of_its_export(tmp_path: Path) -> None:
     refine = ["model.warp_guided=true", "model.correction=refine", "model.refine_channels=4"]
     generator = Generator(run_config("tiny", refine).model)
     export_generator(tmp_path / "g.safetensors", generator, generator.config, PreprocessConfig(), step=3)
-    wider = run_config("tiny", [*refine, "model.refine_channels=6"])
-    assert load_init(tmp_path / "g.safetensors", wider).model.refine_channels == 4  # the run grows it (test_warp_guided)
-    with pytest.raises(InputError, match="refine_channels: 4 in the export, 2 in the run"):
-        load_init(tmp_path / "g.safetensors", run_config("tiny", [*refine, "model.refine_channels=2"]))
+    for width in (6, 2):  # the run grows or shrinks it (test_warp_guided)
+        run = run_config("tiny", [*refine, f"model.refine_channels={width}"])
+        assert load_init(tmp_path / "g.safetensors", run).model.refine_channels == 4
+    with pytest.raises(InputError, match="correction: refine in the export, blend in the run"):
+        load_init(tmp_path / "g.safetensors", run_config("tiny", [*refine, "model.correction=blend"]))
     # the discriminator starts fresh, so its sizes are the run's own (a mouth D added to a run from the export)
     mouth = run_config("tiny", [*refine, "model.mouth_disc_channels=8", "model.disc_channels=4",
                                 "loss.mouth_adversarial_weight=1"])

@@ -258,7 +258,30 @@ def test_a_wider_refiner_grows_from_a_narrower_one_keeping_its_output_and_then_l
         optimizer.step()
     assert new.grad[:4, 8:14].abs().sum() > 0  # the filters reading the coarser scale's new channels (8 -> 14)
     with pytest.raises(ValueError, match="cannot grow"):
-        narrow.start_from(wide)
+        narrow.decoder.correction.grow_from(wide.decoder.correction)
+
+
+def test_a_narrower_refiner_shrinks_from_a_wider_one_keeping_its_most_read_channels(one_thread) -> None:
+    torch.manual_seed(0)
+    narrow = Generator(model_config("tiny", REFINE))
+    with torch.no_grad():  # a trained-looking refiner: every weight moved, the head included
+        for p in narrow.decoder.correction.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    wide = Generator(model_config("tiny", [*REFINE[:-1], "refine_channels=7"]))
+    wide.start_from(narrow)  # the narrow refiner's function, its new channels read by zeros
+    with torch.no_grad():  # ... and those channels shuffled among the old, so that order cannot be what is kept
+        order = torch.randperm(7)
+        for block in (wide.decoder.correction.down[0], wide.decoder.correction.up[0]):
+            block[0].weight.copy_(block[0].weight[order]), block[0].bias.copy_(block[0].bias[order])
+            block[2].weight.copy_(block[2].weight[:, order])
+    again = Generator(model_config("tiny", REFINE))
+    again.start_from(wide)
+    targets, target_landmarks, driver_landmarks, warp = inputs(2, 3)
+    expected = narrow(targets, target_landmarks, driver_landmarks, warp).image
+    assert (expected - warp).abs().mean() > 0.01  # the narrow refiner does move the warp
+    assert torch.allclose(again(targets, target_landmarks, driver_landmarks, warp).image, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="cannot shrink"):
+        wide.decoder.correction.shrink_from(narrow.decoder.correction)
 
 
 def test_blend_is_exactly_the_warp_at_initialisation(one_thread) -> None:

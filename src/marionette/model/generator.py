@@ -66,14 +66,18 @@ class Generator(nn.Module):
 
     def start_from(self, other: Generator) -> None:
         """Load another generator's weights; ours: its refiner (correction=refine) may be narrower,
-        and then this one grows from it (WarpRefiner.grow_from), computing the same function."""
+        and then this one grows from it (WarpRefiner.grow_from), computing the same function, or wider,
+        and then this one keeps its most read channels (WarpRefiner.shrink_from)."""
         if self.config.refine_channels == other.config.refine_channels or self.config.correction != "refine":
             self.load_state_dict(other.state_dict())
             return
         missing, unexpected = self.load_state_dict({k: v for k, v in other.state_dict().items()
                                                     if not k.startswith("decoder.correction.")}, strict=False)
         assert not unexpected and all(k.startswith("decoder.correction.") for k in missing), (missing, unexpected)
-        self.decoder.correction.grow_from(other.decoder.correction)
+        if self.config.refine_channels > other.config.refine_channels:
+            self.decoder.correction.grow_from(other.decoder.correction)
+        else:
+            self.decoder.correction.shrink_from(other.decoder.correction)
 
     def encode_targets(self, images: torch.Tensor, landmark_images: torch.Tensor) -> TargetCache:
         """images, landmark_images (B, K, 3, H, W) -> the cache of this target set (run once per set)."""

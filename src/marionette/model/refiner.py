@@ -79,6 +79,45 @@ class WarpRefiner(nn.Module):
                 at_wide, at_old = at_wide + n, at_old + o
             wide.bias[:out] = old.bias
 
+    @torch.no_grad()
+    def shrink_from(self, wide: WarpRefiner) -> None:
+        """Ours: start from a wider refiner's weights, keeping of each of its maps the channels its
+        readers weigh most (the L2 norm of the filters that read each channel). A refiner grown from a
+        narrower one (`grow_from`) shrinks back to it exactly: the channels it added are read by zeros."""
+        if any(n > w for n, w in zip(self.widths, wide.widths, strict=True)):
+            raise ValueError(f"a refiner of widths {self.widths} cannot shrink from one of widths {wide.widths}")
+        # the maps: each block's middle (read by its second conv) and its output (a skip read by the next
+        # block down and by the up block at its scale; an up block's read by the next up block or the head)
+        readers = {}  # (part, j) -> [(conv, first input channel of the map in that conv)]
+        for j in range(SCALES):
+            readers[("down mid", j)] = [(wide.down[j][2], 0)]
+            readers[("up mid", j)] = [(wide.up[j][2], 0)]
+            coarser = wide.widths[j + 1] if j < SCALES - 1 else 0
+            readers[("down", j)] = [(wide.up[j][0], coarser)] + ([(wide.down[j + 1][0], 0)] if j < SCALES - 1 else [])
+            readers[("up", j)] = [(wide.up[j - 1][0], 0)] if j > 0 else [(wide.head, 0)]
+        kept = {}
+        for (part, j), convs in readers.items():
+            width = wide.widths[j]
+            weight = sum(conv.weight[:, at:at + width].square().sum(dim=(0, 2, 3)) for conv, at in convs)  # (width,)
+            kept[part, j] = weight.topk(self.widths[j]).indices.sort().values
+
+        def copy(new: nn.Conv2d, old: nn.Conv2d, outputs: torch.Tensor | None, inputs: list[torch.Tensor]) -> None:
+            rows = old.weight if outputs is None else old.weight[outputs]
+            new.weight.copy_(torch.cat([rows[:, index] for index in inputs], dim=1))
+            new.bias.copy_(old.bias if outputs is None else old.bias[outputs])
+
+        everything = lambda n: torch.arange(n)  # noqa: E731  (a part kept whole: Q's features, the images)
+        for j in range(SCALES):
+            first = [everything(6)] if j == 0 else [kept["down", j - 1]]
+            copy(self.down[j][0], wide.down[j][0], kept["down mid", j], first)
+            copy(self.down[j][2], wide.down[j][2], kept["down", j], [kept["down mid", j]])
+            coarser = [kept["up", j + 1]] if j < SCALES - 1 else []
+            skip_at = wide.widths[j + 1] if j < SCALES - 1 else 0
+            parts = coarser + [skip_at + kept["down", j], skip_at + wide.widths[j] + everything(self.feature_widths[SCALES - 1 - j])]
+            copy(self.up[j][0], wide.up[j][0], kept["up mid", j], parts)
+            copy(self.up[j][2], wide.up[j][2], kept["up", j], [kept["up mid", j]])
+        copy(self.head, wide.head, None, [kept["up", 0]])
+
     def forward(self, features: tuple[torch.Tensor, ...], landmark_image: torch.Tensor, warp_image: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         x, skips = torch.cat((landmark_image, warp_image), dim=1), []  # (B, 6, H, W)

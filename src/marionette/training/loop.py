@@ -148,14 +148,15 @@ def load_init(init: Path, config: RunConfig) -> ExportedGenerator:
     """The generator export a new run starts from; one line when it is not an export or its model
     config differs from the run's in anything but image_size (ours: the weights are convolutions and
     attention under a size-relative positional encoding, so a run at 256 px can continue one at 128)
-    or a wider refiner (ours: Generator.start_from grows it, keeping the export's function); the
+    or another refiner width (ours: Generator.start_from grows it, keeping the export's function, or
+    shrinks it to its most read channels); the
     discriminator's sizes are the run's own (it starts fresh)."""
     exported = load_generator(init)
     theirs, ours = to_dict(exported.model), to_dict(config.model)
-    grows = ours["correction"] == "refine" and ours["refine_channels"] > theirs["refine_channels"]
+    refines = ours["correction"] == "refine" == theirs["correction"]
     diff = "; ".join(f"{k}: {theirs[k]} in the export, {ours[k]} in the run" for k in ours
                      if theirs[k] != ours[k] and k not in ("image_size", *DISCRIMINATOR_SETTINGS)
-                     and not (k == "refine_channels" and grows))
+                     and not (k == "refine_channels" and refines))
     if diff:
         raise InputError(f"{init}: the export's model config differs from the run's ({diff}); set the run's "
                          "model.KEY=VALUE to the export's")
