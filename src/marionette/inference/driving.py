@@ -46,9 +46,9 @@ SHUT_FROM, SHUT_AT = 0.5, 0.2
 LID_MEET = 0.2  # where closing lids meet, from the lower lid to the upper (the upper lid moves most)
 # ours: where the output takes the driver's expression (absolute mode; relative mode with the driver's, the
 # default), the driven inner lips of a driver whose lips close (its lip gap under LIPS_SHUT_FROM) come
-# together, and from LIPS_SHUT_AT on are in 3D no further apart than the driver's: a target's face, its rest regressed onto the driver's
-# or misread at a turn, can keep its lips apart in depth, which a turned target shows as a slot
-# (1b's profile: the lips 0.08-0.10 apart at the driver's closed frames, the driver's 0.003-0.006)
+# together, and from LIPS_SHUT_AT on are in 3D no further apart than the driver's: a target's face, its
+# rest regressed onto the driver's or misread at a turn, can keep its lips apart in depth, which a turned
+# target shows as a slot (1b's profile: 0.08-0.10 apart at the driver's closed frames, the driver's 0.003-0.006)
 LIPS_SHUT_FROM, LIPS_SHUT_AT = 1.5 * CLOSED_MOUTH, CLOSED_MOUTH
 LIPS_MEET = 0.7  # where closing lips meet, from the lower lip to the upper (the jaw raises the lower lip most)
 
@@ -129,6 +129,7 @@ class Driving:
         if reference.mode == "absolute" or (self.transformer is not None and self.expression == "driver"):
             driven = shut_lips(driven, driver_mesh)  # the driver's expression: its closed lips too
         return uncrossed(driven)
+
 
 def _closure_gap(mesh: np.ndarray) -> float:
     """(478, 3) mesh -> its lip gap, the smaller of the image's and the 3D one: a turn inflates the

@@ -143,7 +143,8 @@ def like(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     after it then copies it back (under bf16 autocast with channels-last, 4.5 of 63 ms a frame of the
     shipped generator, 1 thread)."""
     channels_last = reference.is_contiguous(memory_format=torch.channels_last) and not reference.is_contiguous()
-    return x.to(reference.dtype).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    return x.to(reference.dtype).contiguous(memory_format=layout)
 
 
 def positional_encoding(height: int, width: int, channels: int, query_side: int,

@@ -106,15 +106,14 @@ class WarpRefiner(nn.Module):
             new.weight.copy_(torch.cat([rows[:, index] for index in inputs], dim=1))
             new.bias.copy_(old.bias if outputs is None else old.bias[outputs])
 
-        everything = lambda n: torch.arange(n)  # noqa: E731  (a part kept whole: Q's features, the images)
         for j in range(SCALES):
-            first = [everything(6)] if j == 0 else [kept["down", j - 1]]
+            first = [torch.arange(6)] if j == 0 else [kept["down", j - 1]]  # the images (landmarks, warp): whole
             copy(self.down[j][0], wide.down[j][0], kept["down mid", j], first)
             copy(self.down[j][2], wide.down[j][2], kept["down", j], [kept["down mid", j]])
             coarser = [kept["up", j + 1]] if j < SCALES - 1 else []
             skip_at = wide.widths[j + 1] if j < SCALES - 1 else 0
-            parts = coarser + [skip_at + kept["down", j], skip_at + wide.widths[j] + everything(self.feature_widths[SCALES - 1 - j])]
-            copy(self.up[j][0], wide.up[j][0], kept["up mid", j], parts)
+            u = skip_at + wide.widths[j] + torch.arange(self.feature_widths[SCALES - 1 - j])  # Q's features: whole
+            copy(self.up[j][0], wide.up[j][0], kept["up mid", j], [*coarser, skip_at + kept["down", j], u])
             copy(self.up[j][2], wide.up[j][2], kept["up", j], [kept["up mid", j]])
         copy(self.head, wide.head, None, [kept["up", 0]])
 

@@ -149,8 +149,7 @@ def load_init(init: Path, config: RunConfig) -> ExportedGenerator:
     config differs from the run's in anything but image_size (ours: the weights are convolutions and
     attention under a size-relative positional encoding, so a run at 256 px can continue one at 128)
     or another refiner width (ours: Generator.start_from grows it, keeping the export's function, or
-    shrinks it to its most read channels); the
-    discriminator's sizes are the run's own (it starts fresh)."""
+    shrinks it to its most read channels); the discriminator's sizes are the run's own (it starts fresh)."""
     exported = load_generator(init)
     theirs, ours = to_dict(exported.model), to_dict(config.model)
     refines = ours["correction"] == "refine" == theirs["correction"]
