@@ -235,13 +235,18 @@ def test_refiner_is_exactly_the_warp_at_initialisation_and_learns_upstream_from_
     assert moved.mask.mean() > 0 and (moved.image - truth).abs().mean() < (warp - truth).abs().mean()
 
 
-def test_a_wider_refiner_grows_from_a_narrower_one_keeping_its_output_and_then_learns(one_thread) -> None:
+def narrow_and_wide() -> tuple[Generator, Generator]:
+    """A trained-looking narrow refiner (every weight moved, the head included) and a fresh wider one."""
     torch.manual_seed(0)
     narrow = Generator(model_config("tiny", REFINE))
-    with torch.no_grad():  # a trained-looking refiner: every weight moved, the head included
+    with torch.no_grad():
         for p in narrow.decoder.correction.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    wide = Generator(model_config("tiny", [*REFINE[:-1], "refine_channels=7"]))
+    return narrow, Generator(model_config("tiny", [*REFINE[:-1], "refine_channels=7"]))
+
+
+def test_a_wider_refiner_grows_from_a_narrower_one_keeping_its_output_and_then_learns(one_thread) -> None:
+    narrow, wide = narrow_and_wide()
     wide.start_from(narrow)
     targets, target_landmarks, driver_landmarks, warp = inputs(2, 3)
     expected = narrow(targets, target_landmarks, driver_landmarks, warp).image
@@ -262,12 +267,7 @@ def test_a_wider_refiner_grows_from_a_narrower_one_keeping_its_output_and_then_l
 
 
 def test_a_narrower_refiner_shrinks_from_a_wider_one_keeping_its_most_read_channels(one_thread) -> None:
-    torch.manual_seed(0)
-    narrow = Generator(model_config("tiny", REFINE))
-    with torch.no_grad():  # a trained-looking refiner: every weight moved, the head included
-        for p in narrow.decoder.correction.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    wide = Generator(model_config("tiny", [*REFINE[:-1], "refine_channels=7"]))
+    narrow, wide = narrow_and_wide()
     wide.start_from(narrow)  # the narrow refiner's function, its new channels read by zeros
     with torch.no_grad():  # ... and those channels shuffled among the old, so that order cannot be what is kept
         order = torch.randperm(7)

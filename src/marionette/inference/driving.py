@@ -131,6 +131,14 @@ class Driving:
         return uncrossed(driven)
 
 
+def _bring_together(mesh: np.ndarray, upper: np.ndarray, lower: np.ndarray, meet: float, keep: float) -> None:
+    """In place: the (478, 3) mesh's `upper` and `lower` vertices (paired, (N,) each) moved towards where
+    they meet (`meet` of the way from the lower to the upper), keeping `keep` of their distance from it."""
+    line = mesh[lower] + meet * (mesh[upper] - mesh[lower])  # (N, 3) where they meet
+    mesh[upper] = line + keep * (mesh[upper] - line)
+    mesh[lower] = line + keep * (mesh[lower] - line)
+
+
 def _closure_gap(mesh: np.ndarray) -> float:
     """(478, 3) mesh -> its lip gap, the smaller of the image's and the 3D one: a turn inflates the
     first, lips apart in depth the second."""
@@ -145,11 +153,8 @@ def shut_lips(driven: np.ndarray, driver: np.ndarray) -> np.ndarray:
     if closing == 0 or driven_gap <= gap:
         return driven
     keep = 1 - closing * (1 - gap / driven_gap)  # of the driven lips' distance
-    upper, lower = LIP_PAIRS
     out = driven.copy()
-    line = out[lower] + LIPS_MEET * (out[upper] - out[lower])  # (9, 3) where the lips meet
-    out[upper] = line + keep * (out[upper] - line)
-    out[lower] = line + keep * (out[lower] - line)
+    _bring_together(out, *LIP_PAIRS, LIPS_MEET, keep)
     return out
 
 
@@ -161,7 +166,5 @@ def shut_lids(driven: np.ndarray, driver: np.ndarray, eyes_open: np.ndarray) -> 
         return driven
     out = driven.copy()
     for (upper, lower), share in zip(LID_PAIRS, keep):
-        line = out[lower] + LID_MEET * (out[upper] - out[lower])  # (7, 3) where the lids meet
-        out[upper] = line + share * (out[upper] - line)
-        out[lower] = line + share * (out[lower] - line)
+        _bring_together(out, upper, lower, LID_MEET, share)
     return out
