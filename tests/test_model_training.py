@@ -104,29 +104,33 @@ def test_terms_are_named_and_weighted_from_config(episode, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         weighted = random_objective(d, adversarial_weight=0.5, feature_matching_weight=2.0, perceptual_weight=3.0,
                                     face_perceptual_weight=4.0, pixel_weight=5.0, region_weight=6.0,
-                                    mouth_adversarial_weight=7.0, openness_weight=8.0)
+                                    mouth_adversarial_weight=7.0, openness_weight=8.0, distill_weight=9.0)
     assert "perceptual_weights=random" in caplog.text and "face_weights=random" in caplog.text
     torch.manual_seed(1)
     with torch.no_grad():
         d.eval()  # fix the spectral-norm power iteration so both steps see the same D
-        losses = weighted.generator_step(fake, driver, driver_landmarks, landmarks=face_points(2))
+        teacher = driver.roll(8, -1)  # a frozen generator's image of the episode
+        losses = weighted.generator_step(fake, driver, driver_landmarks, landmarks=face_points(2), teacher=teacher)
     terms = losses.as_dict()
     assert set(terms) == {"G/total", "G/adversarial", "G/feature_matching", "G/perceptual", "G/face_perceptual",
-                          "G/pixel", "G/painted", "G/region", "G/mouth_adversarial", "G/openness"}
+                          "G/pixel", "G/painted", "G/region", "G/mouth_adversarial", "G/openness", "G/distill"}
     assert losses.pixel.item() == pytest.approx((fake - driver).abs().mean().item(), rel=1e-6)
+    assert losses.distill.item() > (fake - teacher).abs().mean().item() > 0  # pixel L1 + perceptual
     assert terms["G/painted"] == 0  # no painted image: the warp-guided blend's term
     assert all(v > 0 for k, v in terms.items()
                if k not in ("G/adversarial", "G/mouth_adversarial", "G/total", "G/painted"))
     expected = (0.5 * losses.adversarial + 2 * losses.feature_matching + 3 * losses.perceptual
                 + 4 * losses.face_perceptual + 5 * losses.pixel + 6 * losses.region + 7 * losses.mouth_adversarial
-                + 8 * losses.openness)
+                + 8 * losses.openness + 9 * losses.distill)
     assert losses.total.item() == pytest.approx(expected.item(), rel=1e-5)
     with torch.no_grad():
-        same = weighted.generator_step(driver, driver, driver_landmarks, landmarks=face_points(2))
+        same = weighted.generator_step(driver, driver, driver_landmarks, landmarks=face_points(2), teacher=driver)
     assert same.feature_matching == 0 and same.perceptual == 0 and same.face_perceptual == 0 and same.pixel == 0
-    assert same.region == 0 and same.openness == 0
+    assert same.region == 0 and same.openness == 0 and same.distill == 0
     with pytest.raises(ValueError, match="_weight > 0 needs the driver's landmarks"):
-        weighted.generator_step(fake, driver, driver_landmarks)
+        weighted.generator_step(fake, driver, driver_landmarks, teacher=teacher)
+    with pytest.raises(ValueError, match="distill_weight > 0 needs the teacher's image"):
+        weighted.generator_step(fake, driver, driver_landmarks, landmarks=face_points(2))
     d_terms = weighted.discriminator_step(driver, fake, driver_landmarks, face_points(2)).as_dict()
     assert set(d_terms) == {"D/total", "D/real", "D/fake", "D/mouth_real", "D/mouth_fake"}
     assert d_terms["D/total"] == pytest.approx(0.5 * (d_terms["D/real"] + d_terms["D/fake"])

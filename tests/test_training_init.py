@@ -1,7 +1,8 @@
 """`train --init EXPORT`: a new run's generator and EMA start from a generator export, also one made
 at another image size; an export of another model config, or a file that is no export, is a
 one-line error that leaves no run folder; a run folder that resumes ignores --init (saying so) and
-stays exact. Validation scores a generator of another size as the neural renderer uses it."""
+stays exact; a narrower refiner learns the export's images (distill_weight). Validation scores a
+generator of another size as the neural renderer uses it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from marionette.cli import main
-from marionette.data.config import PreprocessConfig
+from marionette.data.config import EpisodeConfig, PreprocessConfig
+from marionette.data.episodes import EpisodeDataset
 from marionette.errors import InputError
 from marionette.inference.export import export_generator, load_generator
 from marionette.model.config import model_config
@@ -93,6 +96,33 @@ def test_a_run_may_widen_or_narrow_the_refiner_of_its_export(tmp_path: Path) -> 
     mouth = run_config("tiny", [*refine, "model.mouth_disc_channels=8", "model.disc_channels=4",
                                 "loss.mouth_adversarial_weight=1"])
     assert load_init(tmp_path / "g.safetensors", mouth).model.mouth_disc_channels == 0
+
+
+def test_a_narrower_refiner_learns_to_draw_what_its_export_draws(train_dataset: Path, tmp_path: Path) -> None:
+    # loss.distill_weight alone (ours): the export is a frozen teacher, the run's refiner half as wide
+    refine = [*BASE, "model.warp_guided=true", "model.correction=refine", "loss.adversarial_weight=0",
+              "loss.feature_matching_weight=0", "loss.perceptual_weight=0", "loss.distill_weight=1", "lr_g=3e-3"]
+    torch.manual_seed(0)
+    teacher = Generator(run_config("tiny", [*refine, "model.refine_channels=4"]).model).eval()
+    with torch.no_grad():  # a correction of its own, every refiner weight moved
+        for p in teacher.decoder.correction.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    export_generator(tmp_path / "teacher.safetensors", teacher, teacher.config, PreprocessConfig(size=64), step=5)
+    student = run_config("tiny", [*refine, "model.refine_channels=2", "steps=48"])
+    with pytest.raises(InputError, match="distill_weight > 0 needs --init") as error:
+        train(train_dataset, tmp_path / "alone", student, progress=False)
+    assert "\n" not in str(error.value) and not (tmp_path / "alone").exists()
+    train(train_dataset, tmp_path / "run", student, progress=False, init=tmp_path / "teacher.safetensors")
+
+    episodes = EpisodeDataset(train_dataset, "train", EpisodeConfig(k_min=2, k_max=2, flip=False, warp=True))
+    batch = default_collate([episodes[i] for i in range(len(episodes))])
+    inputs = (batch.target_images, batch.target_landmark_images, batch.driver_landmark_image, batch.warp_image)
+    start = Generator(student.model).eval()
+    start.start_from(teacher)  # the run's first weights: the teacher's most read refiner channels
+    with torch.no_grad():
+        drawn = teacher(*inputs).image
+        before, after = ((g(*inputs).image - drawn).abs().mean() for g in (start, load_generator(export(tmp_path / "run")).generator))
+    assert after < 0.9 * before, (after, before)  # 0.107 -> 0.088 here
 
 
 def test_a_resumed_run_ignores_init_and_stays_exact(train_dataset: Path, source: Path, tmp_path: Path,

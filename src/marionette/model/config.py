@@ -135,3 +135,8 @@ class LossConfig(Settings):
                                      " the face mesh network re-detects them (openness.py)",
                                      at_least(0))
     openness_mouth: bool = setting(True, "ours: the openness term compares the lip gap too (false: the eyes alone)")
+    distill_weight: float = setting(0.0,
+                                    "ours: pixel L1 + perceptual of the output, whole and on the mouth and eye crops,"
+                                    " against what the run's --init export draws from the same episode (a frozen"
+                                    " teacher): a narrower model learns the export's function",
+                                    at_least(0))

@@ -68,6 +68,8 @@ class GeneratorLosses:
     region: torch.Tensor  # ours: pixel L1 + perceptual on the mouth and eye crops, unweighted; zero when region_weight is 0
     mouth_adversarial: torch.Tensor  # ours: -mean over the mouth crop's patches of D(fake), unweighted; zero when off
     openness: torch.Tensor  # ours: mean |eye ratios (and lip gap) of fake - of real| as the face mesh reads them; zero when off
+    distill: torch.Tensor  # ours: pixel L1 + perceptual of fake against the teacher's image (and on the region crops
+    # given the landmarks), unweighted; zero when off
 
     def as_dict(self) -> dict[str, float]:
         return {f"G/{f.name}": float(getattr(self, f.name).detach()) for f in dataclasses.fields(self)}
@@ -181,11 +183,13 @@ class Objective:
         return [region_crops(image, landmarks, (MOUTH,)) for image in images]
 
     def generator_step(self, fake: torch.Tensor, real: torch.Tensor, landmark_image: torch.Tensor,
-                       painted: torch.Tensor | None = None, landmarks: torch.Tensor | None = None) -> GeneratorLosses:
+                       painted: torch.Tensor | None = None, landmarks: torch.Tensor | None = None,
+                       teacher: torch.Tensor | None = None) -> GeneratorLosses:
         """fake (B, 3, H, W) from G, real (B, 3, H, W) the driver frame (ground truth), landmark_image
         its r_x; painted (B, 3, H, W) the blend correction's painted image (GeneratorOutput.painted);
         landmarks (B, 68, 3) the driver's, in crop pixels (needed when region_weight, mouth_adversarial_weight or
-        openness_weight > 0)."""
+        openness_weight > 0); teacher (B, 3, H, W) a frozen generator's image of the same episode (needed
+        when distill_weight > 0)."""
         c = self.config
         adversarial = feature_matching = mouth_adversarial = fake.new_zeros(())
         if self.uses_discriminator:
@@ -210,10 +214,7 @@ class Objective:
         if c.region_weight > 0:
             if landmarks is None:
                 raise ValueError("loss.region_weight > 0 needs the driver's landmarks")
-            fake_crops, real_crops = region_crops(fake, landmarks), region_crops(real, landmarks)
-            with torch.no_grad():
-                real_crops_vgg = self.perceptual(real_crops)
-            region = F.l1_loss(fake_crops, real_crops) + feature_distance(self.perceptual(fake_crops), real_crops_vgg)
+            region = self._region_distance(fake, real, landmarks)
         openness = fake.new_zeros(())
         if c.openness_weight > 0:
             if landmarks is None or self.openness is None:
@@ -223,6 +224,15 @@ class Objective:
             measured = slice(None) if c.openness_mouth else slice(0, 2)  # (eyes, eyes, lip gap) or the eyes alone
             openness = F.l1_loss(self.openness(fake, landmarks)[:, measured], real_openness[:, measured])
         pixel, perceptual, face_perceptual = self._reconstruction(fake, real, real_vgg, real_face)
+        distill = fake.new_zeros(())
+        if c.distill_weight > 0:
+            if teacher is None:
+                raise ValueError("loss.distill_weight > 0 needs the teacher's image")
+            with torch.no_grad():
+                teacher_vgg = self.perceptual(self._scaled(teacher))
+            distill = sum(self._reconstruction(fake, teacher, teacher_vgg, None)[:2])
+            if landmarks is not None:  # and on the mouth and eye crops, which the whole image's average hardly sees
+                distill = distill + self._region_distance(fake, teacher, landmarks)
         painted_terms = fake.new_zeros(())
         if painted is not None and c.painted_weight > 0:
             painted_pixel, painted_perceptual, painted_face = self._reconstruction(painted, real, real_vgg, real_face)
@@ -231,11 +241,20 @@ class Objective:
         total = (c.adversarial_weight * adversarial + c.feature_matching_weight * feature_matching
                  + c.perceptual_weight * perceptual + c.face_perceptual_weight * face_perceptual
                  + c.pixel_weight * pixel + c.painted_weight * painted_terms + c.region_weight * region
-                 + c.mouth_adversarial_weight * mouth_adversarial + c.openness_weight * openness)
+                 + c.mouth_adversarial_weight * mouth_adversarial + c.openness_weight * openness
+                 + c.distill_weight * distill)
         return GeneratorLosses(total=total, adversarial=adversarial, feature_matching=feature_matching,
                                perceptual=perceptual, face_perceptual=face_perceptual, pixel=pixel,
                                painted=painted_terms, region=region, mouth_adversarial=mouth_adversarial,
-                               openness=openness)
+                               openness=openness, distill=distill)
+
+    def _region_distance(self, image: torch.Tensor, truth: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """Unweighted pixel L1 + perceptual distance of an image's (B, 3, H, W) mouth and eye crops
+        (`region_crops` at the (B, 68, 3) landmarks) to the truth's."""
+        crops, truth_crops = region_crops(image, landmarks), region_crops(truth, landmarks)
+        with torch.no_grad():
+            truth_vgg = self.perceptual(truth_crops)
+        return F.l1_loss(crops, truth_crops) + feature_distance(self.perceptual(crops), truth_vgg)
 
     def _scaled(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) resized by perceptual_scale (area-averaged), as the whole-image VGG terms see it."""

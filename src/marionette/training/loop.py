@@ -4,7 +4,8 @@ EMA), log, samples, validation, checkpoint}. Run it with `marionette train` (pla
 
 Run folder RUN/:
   config.json        the resolved run config (a rerun must match it, except `steps`, `decay_steps`, `max_minutes`),
-                     the dataset and the generator export the run started from (`init`), if any
+                     the dataset and the generator export the run started from (`init`), if any: with
+                     loss.distill_weight > 0 (ours) also the frozen teacher whose images the run learns
   revisions.txt      git revision of the code at every (re)start
   stats.jsonl        one JSON line per log step (losses, diagnostics, episodes/s) and per validation
   samples/           step_N.png grids: K targets | driver landmarks | warp | output | ground truth
@@ -192,6 +193,12 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
     elif init is not None:
         exported = load_init(init, config)
         started_from = {"export": str(init), "step": exported.step}
+    teacher = None
+    if config.loss.distill_weight > 0:  # ours: the export the run started from, frozen, is what it learns to draw
+        if started_from is None:
+            raise InputError("loss.distill_weight > 0 needs --init EXPORT: the generator whose images the run learns")
+        teacher = (exported or load_init(Path(started_from["export"]), config)).generator
+        teacher = teacher.to(device).eval().requires_grad_(False)
     distributed.barrier()  # every rank has checked the run folder before rank 0 writes in it
     if distributed.is_main():
         run.mkdir(parents=True, exist_ok=True)
@@ -235,7 +242,7 @@ def train(data: Path, run: Path, config: RunConfig, progress: bool = True, init:
                if world > 1 else discriminator)
     # Built before resuming, so "random" perceptual weights come from the same seed in a resumed run.
     objective = build_objective(config.loss, d_train).to(device)  # perceptual weights: "random"/"none" log a warning
-    train_step = TrainStep(nets, g_train, objective, t, device, autocast=use_autocast)
+    train_step = TrainStep(nets, g_train, objective, t, device, autocast=use_autocast, teacher=teacher)
 
     # ---- resume from the last checkpoint, if any (weights are loaded in place, on every rank) ----
     start = load_checkpoint(checkpoints[-1], nets) if checkpoints else 0

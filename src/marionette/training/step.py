@@ -78,6 +78,7 @@ class TrainStep:
     config: TrainConfig
     device: torch.device
     autocast: bool  # bf16 autocast of the forward passes
+    teacher: nn.Module | None = None  # ours: the frozen generator the distill term compares with (loss.distill_weight)
 
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
         return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
@@ -103,6 +104,10 @@ class TrainStep:
         with phase("G forward"), self._autocast(), torch.set_grad_enabled(not warmup):
             output = self.g_train(targets, target_landmarks, driver_landmarks, warp)
         fake = output.image  # (B, 3, S, S)
+        teacher = None
+        if self.teacher is not None and not warmup:
+            with phase("G forward"), self._autocast(), torch.no_grad():
+                teacher = self.teacher(targets, target_landmarks, driver_landmarks, warp).image  # (B, 3, S, S)
 
         d_losses = None
         if self.objective.uses_discriminator:
@@ -124,7 +129,7 @@ class TrainStep:
         with phase("G losses"):
             nets.opt_g.zero_grad(set_to_none=True)
             with self._autocast():
-                g_losses = self.objective.generator_step(fake, real, driver_landmarks, output.painted, landmarks)
+                g_losses = self.objective.generator_step(fake, real, driver_landmarks, output.painted, landmarks, teacher)
         if diagnose:
             found |= diagnostics.output_gradient_norms(g_losses, self.objective.config, fake, output.painted)
         with phase("G backward"):
