@@ -98,6 +98,7 @@ def test_a_run_may_widen_or_narrow_the_refiner_of_its_export(tmp_path: Path) -> 
     assert load_init(tmp_path / "g.safetensors", mouth).model.mouth_disc_channels == 0
 
 
+@pytest.mark.slow
 def test_a_narrower_refiner_learns_to_draw_what_its_export_draws(train_dataset: Path, tmp_path: Path) -> None:
     # loss.distill_weight alone (ours): the export is a frozen teacher, the run's refiner half as wide
     refine = [*BASE, "model.warp_guided=true", "model.correction=refine", "loss.adversarial_weight=0",
