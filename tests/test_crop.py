@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from marionette.data.config import PreprocessConfig
-from marionette.landmarks.crop import CropBox, crop_image, head_box, paste_back, smooth_boxes
+from marionette.landmarks.crop import CropBox, PasteBack, crop_image, head_box, paste_back, smooth_boxes
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -100,6 +100,18 @@ def test_paste_back_reproduces_frame(box, size):
     pad = int(box.side / 2) + 2
     outside[int(box.cy) - pad : int(box.cy) + pad, int(box.cx) - pad : int(box.cx) + pad] = False
     assert np.array_equal(out[outside], frame[outside])  # untouched outside the box
+
+
+def test_paste_back_puts_the_crop_inside_and_feathers_its_edge():
+    frame, box = _smooth_image(240, 320, 3), CropBox(150.0, 120.0, 160.0)
+    paste = PasteBack(frame.shape, box, 256)
+    out = paste(frame, np.full((256, 256, 3), 200, np.uint8))  # a flat crop: the blend is the mask itself
+    half = box.side / 2 * 0.5  # the interior, where the mask is 1
+    assert (out[int(box.cy - half):int(box.cy + half), int(box.cx - half):int(box.cx + half)] == 200).all()
+    under = frame[paste.y0:paste.y1, paste.x0:paste.x1].astype(np.float64)
+    expected = under + (200 - under) * paste.mask[..., None]  # the frame, then the crop as the mask rises
+    assert 0.05 < paste.mask.mean() < 0.95  # the region holds a feathered edge
+    assert np.abs(out[paste.y0:paste.y1, paste.x0:paste.x1] - expected).max() <= 1
 
 
 def test_smooth_boxes_interpolates_missing_frames():

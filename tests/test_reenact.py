@@ -15,7 +15,7 @@ from clips import make_clip
 from PIL import Image
 
 from marionette.errors import InputError
-from marionette.inference.io import FrameWriter, has_audio
+from marionette.inference.io import FrameWriter, has_audio, to_i420
 from marionette.inference.pipeline import STAGES, ReenactConfig, ReenactPipeline
 from marionette.landmarks.crop import crop_image, head_box
 from marionette.media import iter_video
@@ -116,6 +116,35 @@ def test_timed_frames_keep_their_times(tmp_path: Path, suffix: str) -> None:
         assert [round(t, 2) for t in decoded] == times
     else:
         assert decoded == times
+
+
+def test_mp4_output_keeps_the_frames_colours(tmp_path: Path) -> None:
+    """Pure colour patches come back from the writer's mp4 as they went in (a swapped chroma plane, a
+    full-range or BT.709 matrix moves them by 10 levels or more)."""
+    patches = np.zeros((64, 96, 3), np.uint8)
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (16, 16, 16), (224, 172, 140)]):
+        patches[:, 16 * i:16 * (i + 1)] = colour
+    out = tmp_path / "colours.mp4"
+    with FrameWriter(out, 25, {}) as writer:
+        for _ in range(3):
+            writer.write(patches)
+    decoded = list(iter_video(out))
+    assert len(decoded) == 3
+    inner = np.stack(decoded).reshape(3, 64, 6, 16, 3)[:, 8:-8, :, 4:-4].astype(int)  # away from chroma edges
+    assert np.abs(inner - patches.reshape(64, 6, 16, 3)[8:-8, :, 4:-4]).max() <= 4
+
+
+def test_i420_conversion_matches_swscale() -> None:
+    """The writer's own RGB -> I420 is swscale's (what PyAV would do) to rounding: luma per pixel, chroma of
+    each 2x2 block's mean (1 px red and blue stripes: purple, where one pixel's chroma would read red)."""
+    stripes = np.zeros((64, 96, 3), np.uint8)
+    stripes[:, ::2], stripes[:, 1::2] = (255, 0, 0), (0, 0, 255)
+    for frame in [*itertools.islice(iter_video(DRIVER), 3), stripes]:
+        ours = to_i420(frame).astype(int)
+        theirs = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        h = frame.shape[0]
+        assert np.abs(ours[:h] - theirs[:h]).max() <= 1  # luma
+        assert np.abs(ours[h:] - theirs[h:]).mean() < 0.3 and np.abs(ours[h:] - theirs[h:]).max() <= 6  # chroma
 
 
 def gif_local_colour_tables(data: bytes) -> int:
