@@ -210,11 +210,14 @@ class Objective:
         with torch.no_grad():
             real_vgg = self.perceptual(self._scaled(real))
             real_face = None if self.face_perceptual is None else self.face_perceptual(self._scaled(real))
-        region = fake.new_zeros(())
-        if c.region_weight > 0:
-            if landmarks is None:
-                raise ValueError("loss.region_weight > 0 needs the driver's landmarks")
-            region = self._region_distance(fake, real, landmarks)
+        if c.region_weight > 0 and landmarks is None:
+            raise ValueError("loss.region_weight > 0 needs the driver's landmarks")
+        fake_vgg = self.perceptual(self._scaled(fake))  # once: the truth's and the teacher's terms read them
+        regions = None  # the mouth and eye crops and their VGG features, once for the region and distill terms
+        if landmarks is not None and (c.region_weight > 0 or c.distill_weight > 0):
+            crops = region_crops(fake, landmarks)
+            regions = (crops, self.perceptual(crops))
+        region = fake.new_zeros(()) if c.region_weight == 0 else self._region_distance(regions, real, landmarks)
         openness = fake.new_zeros(())
         if c.openness_weight > 0:
             if landmarks is None or self.openness is None:
@@ -223,16 +226,16 @@ class Objective:
                 real_openness = self.openness(real, landmarks)  # (B, 3)
             measured = slice(None) if c.openness_mouth else slice(0, 2)  # (eyes, eyes, lip gap) or the eyes alone
             openness = F.l1_loss(self.openness(fake, landmarks)[:, measured], real_openness[:, measured])
-        pixel, perceptual, face_perceptual = self._reconstruction(fake, real, real_vgg, real_face)
+        pixel, perceptual, face_perceptual = self._reconstruction(fake, real, real_vgg, real_face, fake_vgg)
         distill = fake.new_zeros(())
         if c.distill_weight > 0:
             if teacher is None:
                 raise ValueError("loss.distill_weight > 0 needs the teacher's image")
             with torch.no_grad():
                 teacher_vgg = self.perceptual(self._scaled(teacher))
-            distill = sum(self._reconstruction(fake, teacher, teacher_vgg, None)[:2])
-            if landmarks is not None:  # and on the mouth and eye crops, which the whole image's average hardly sees
-                distill = distill + self._region_distance(fake, teacher, landmarks)
+            distill = F.l1_loss(fake, teacher) + feature_distance(fake_vgg, teacher_vgg)
+            if regions is not None:  # and on the mouth and eye crops, which the whole image's average hardly sees
+                distill = distill + self._region_distance(regions, teacher, landmarks)
         painted_terms = fake.new_zeros(())
         if painted is not None and c.painted_weight > 0:
             painted_pixel, painted_perceptual, painted_face = self._reconstruction(painted, real, real_vgg, real_face)
@@ -248,13 +251,15 @@ class Objective:
                                painted=painted_terms, region=region, mouth_adversarial=mouth_adversarial,
                                openness=openness, distill=distill)
 
-    def _region_distance(self, image: torch.Tensor, truth: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        """Unweighted pixel L1 + perceptual distance of an image's (B, 3, H, W) mouth and eye crops
-        (`region_crops` at the (B, 68, 3) landmarks) to the truth's."""
-        crops, truth_crops = region_crops(image, landmarks), region_crops(truth, landmarks)
+    def _region_distance(self, regions: tuple[torch.Tensor, list[torch.Tensor]], truth: torch.Tensor,
+                         landmarks: torch.Tensor) -> torch.Tensor:
+        """Unweighted pixel L1 + perceptual distance of an image's mouth and eye crops and their VGG
+        features (`regions`; `region_crops` at the (B, 68, 3) landmarks) to the crops of `truth` (B, 3, H, W)."""
+        crops, features = regions
+        truth_crops = region_crops(truth, landmarks)
         with torch.no_grad():
             truth_vgg = self.perceptual(truth_crops)
-        return F.l1_loss(crops, truth_crops) + feature_distance(self.perceptual(crops), truth_vgg)
+        return F.l1_loss(crops, truth_crops) + feature_distance(features, truth_vgg)
 
     def _scaled(self, image: torch.Tensor) -> torch.Tensor:
         """image (B, 3, H, W) resized by perceptual_scale (area-averaged), as the whole-image VGG terms see it."""
@@ -263,11 +268,12 @@ class Objective:
         return F.interpolate(image, scale_factor=self.config.perceptual_scale, mode="area")
 
     def _reconstruction(self, image: torch.Tensor, real: torch.Tensor, real_vgg: list[torch.Tensor],
-                        real_face: list[torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        real_face: list[torch.Tensor] | None, image_vgg: list[torch.Tensor] | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unweighted pixel L1, perceptual and face perceptual (zero when off) terms of an image
-        (B, 3, H, W) against the truth, given the truth's VGG features."""
+        (B, 3, H, W) against the truth, given the truth's VGG features (and the image's, when computed already)."""
         scaled = self._scaled(image)
-        perceptual = feature_distance(self.perceptual(scaled), real_vgg)
+        perceptual = feature_distance(self.perceptual(scaled) if image_vgg is None else image_vgg, real_vgg)
         face = image.new_zeros(()) if real_face is None else feature_distance(self.face_perceptual(scaled), real_face)
         return F.l1_loss(image, real), perceptual, face
 
