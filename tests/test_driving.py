@@ -18,7 +18,7 @@ from marionette.landmarks.crop import CropBox
 from marionette.landmarks.layout import LOWER_LID, MESH_EYE_OPENINGS, UPPER_LID, mesh_to_ibug68
 from marionette.landmarks.measures import eye_ratios, lip_gap
 from marionette.landmarks.mesh import FaceMesh
-from marionette.landmarks.openings import closed_lips, uncrossed
+from marionette.landmarks.openings import closed_lips, opened_lids, uncrossed
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 from marionette.media import iter_video
 from marionette.resources import SAMPLE_DRIVER, asset
@@ -116,6 +116,21 @@ def test_lips_meet_in_depth_when_the_drivers_lips_close() -> None:
     assert shut_lips(closed, closed) is closed  # lips already as close as the driver's: untouched
 
 
+def test_lids_opened_and_shut_to_a_ratio() -> None:
+    """Each eye's lids moved across its corners' line to the eye aspect ratio asked for, on a turned
+    face too; nothing but the lids moves."""
+    lids = np.concatenate([o[part] for o in MESH_EYE_OPENINGS for part in (UPPER_LID, LOWER_LID)])
+    for yaw in (0, 30):
+        mesh = face(yaw=yaw)
+        for factors in ([0.5, 1.4], [2.0, 0.7]):
+            wanted = eye_ratios(mesh) * factors
+            opened = opened_lids(mesh, wanted)
+            np.testing.assert_allclose(eye_ratios(opened), wanted, atol=1e-4)
+            moved = np.flatnonzero(np.abs(opened - mesh).max(-1) > 1e-4)
+            assert set(moved) <= set(lids) and len(moved) > 20
+    np.testing.assert_allclose(opened_lids(face(), eye_ratios(face())), face(), atol=1e-4)
+
+
 def test_lips_and_lids_never_cross() -> None:
     crossed = face()
     crossed[LOWER_LIP, 1] -= 0.1 * 80  # the lower lip above the upper
@@ -205,3 +220,29 @@ def test_the_drivers_expression_on_another_face_keeps_the_mouths_opening() -> No
 
     slope = np.polyfit(gap(driver), gap(driven), 1)[0]
     assert slope > 0.7, slope
+
+
+def test_a_squinting_targets_eyes_rest_no_wider_than_hers_or_the_drivers() -> None:
+    """The bundled demo, relative mode with the driver's expression (the default): Grace Hopper squints
+    in her photo, which the transformer reads partly as expression, and the driver's relaxed lids
+    regress towards the mean, so on her identity the driver's rest expression opened her eyes wider
+    than both (a stare: eye aspect ratios 0.33-0.36 where her photo's are 0.25-0.29 and the driver's
+    0.20-0.23). Her rest face's lids are now as open as the driver's at its rest."""
+    from marionette.landmarks.mesh import detect_face
+    from marionette.media import load_image
+
+    lt = LandmarkTransformer.load()
+    with FaceMesh(video=True, max_faces=1) as tracker:
+        driver = np.stack([tracker.detect(frame)[0].mesh for frame in iter_video(demo.DRIVER)])  # (75, 478, 3)
+    target_mesh = detect_face(load_image(demo.TARGET), demo.TARGET).mesh
+    target = lt.prepare_targets(target_mesh[None])
+    expression, pose = neutral_frames(driver)
+    start = lt.prepare_reference(driver[expression], driver[pose])
+    own, rest = eye_ratios(lt.normalize(target_mesh[None])[0][0]), eye_ratios(start.shape)  # (2,) each
+    regressed = eye_ratios(lt.mean_shape + target.identity + lt.project(start.coefficients))
+    assert np.all(regressed > np.maximum(own, rest) + 0.03), (regressed, own, rest)  # the case is what it says
+    shapes = lt.normalize(driver)[0]
+    out = lt.drive(driver, target, alpha=1.0, mode="relative", start=start).shapes
+    rest_face = out - (shapes - start.shape)  # (75, 478, 3) each frame less the driver's change: its rest face
+    assert np.abs(rest_face - rest_face[0]).max() < 1e-6
+    np.testing.assert_allclose(eye_ratios(rest_face[0]), rest, atol=0.005)

@@ -38,8 +38,8 @@ from marionette.config import from_dict, to_dict
 from marionette.errors import InputError, check_finite
 from marionette.landmark_transformer.config import EXPRESSIONS, MODES, LandmarkTransformerConfig
 from marionette.landmarks.layout import mesh_to_ibug68
-from marionette.landmarks.measures import lip_gap
-from marionette.landmarks.openings import closed_lips, uncrossed
+from marionette.landmarks.measures import eye_ratios, lip_gap
+from marionette.landmarks.openings import closed_lips, opened_lids, uncrossed
 from marionette.media import atomic_path
 from marionette.resources import asset
 
@@ -125,6 +125,7 @@ class TargetFace:
     coefficients: np.ndarray  # (C,) mean_i λ̂(y^i), the start expression in relative mode
     pose: Pose  # mean rotation (projected to a rotation), mean scale and position
     uncrossing: np.ndarray  # (L, 3) what `uncrossed` moves on their own normalised face (0 where nothing crosses)
+    eyes: np.ndarray  # (2,) the eye aspect ratios of their own normalised face (`eye_ratios`)
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,8 @@ class LandmarkTransformer:
         identity = shapes - self.mean_shape - self.project(coefficients)  # (K, L, 3) l̂_id(y^i)
         mean_pose = Pose(nearest_rotation(pose.rotation.mean(0)), pose.scale.mean(0), pose.translation.mean(0))
         own = self.mean_shape + identity.mean(0) + self.project(coefficients.mean(0))  # (L, 3)
-        return TargetFace(identity.mean(0), coefficients.mean(0), mean_pose, uncrossed(own) - own)
+        return TargetFace(identity.mean(0), coefficients.mean(0), mean_pose, uncrossed(own) - own,
+                          eye_ratios(uncrossed(own)))
 
     def prepare_start(self, first_frame: np.ndarray) -> DriverStart:
         """(L, 3) the driver frame relative mode measures motion from -> its expression and pose."""
@@ -232,6 +234,12 @@ class LandmarkTransformer:
                 # mid-word keeps some of its open mouth in its identity) are brought as close: at the driver's
                 # rest the output's mouth is as shut as the driver's
                 face = closed_lips(face, max(float(lip_gap(face) - lip_gap(start.shape)), 0.0))
+                # and lids that it opens wider than both the target's own and the driver's rest lids (a target's
+                # squint read as expression, the driver's lids regressed towards the mean: a squinting target
+                # stared) are as open as the driver's at its rest (lids it shuts further than both are left: a
+                # profile's near eye, read nearly shut, opened to the driver's was lost by the face mesh)
+                now, rest = eye_ratios(face), eye_ratios(start.shape)  # (2,) each
+                face = opened_lids(face, np.where(now > np.maximum(target.eyes, rest), rest, now))
             out_shapes = face + alpha * (shapes - start.shape)
             turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its reference
             zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel

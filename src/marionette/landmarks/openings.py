@@ -3,7 +3,8 @@ landmark transformer, which add a change of expression to a face whose own expre
 misread or regressed towards the mean.
 
 - `uncrossed`: no lower lid or lip above its upper one;
-- `closed_lips`: the lips brought together, what lies below them raised with them.
+- `closed_lips`: the lips brought together, what lies below them raised with them;
+- `opened_lids`: each eye's lids opened or closed to a given eye aspect ratio.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from marionette.landmarks.layout import LOWER_LID, MESH_EYE_OPENINGS, MESH_INNER_LIPS, UPPER_LID
-from marionette.landmarks.measures import CLOSED_MOUTH
+from marionette.landmarks.measures import CLOSED_MOUTH, eye_ratios
 
 LID_PAIRS = [(opening[UPPER_LID], opening[LOWER_LID]) for opening in MESH_EYE_OPENINGS]  # (upper, lower) (7,) each, from the outer corner
+LID_STEPS = 4  # opened_lids' secant steps at most: within 1e-4 of the ratio asked for, 0.5x to 2x the mesh's own (tests)
 LIP_PAIRS = (MESH_INNER_LIPS[1:10], MESH_INNER_LIPS[19:10:-1])  # inner lips: upper, lower (9,) each, corner to corner
 
 
@@ -47,6 +49,33 @@ def closed_lips(mesh: np.ndarray, by: float) -> np.ndarray:
     share = np.clip((mesh[:, :2] @ down - at_top) / np.maximum(at_bottom - at_top, 1e-6), 0, 1)  # (478,)
     out = mesh.copy()
     out[:, :2] -= (rise * share)[:, None] * down
+    return out
+
+
+def opened_lids(mesh: np.ndarray, ratios: np.ndarray) -> np.ndarray:
+    """(478, 3) mesh -> the same face with each eye's lids moved across the line through the eye's
+    corners (in the image), all by one factor per eye, until its eye aspect ratio (`eye_ratios`) is
+    `ratios` (2,): the subject's right, then left eye. Nothing else moves."""
+    out = mesh.copy()
+    for eye, (opening, wanted) in enumerate(zip(MESH_EYE_OPENINGS, ratios)):
+        outer, inner = mesh[opening[0], :2], mesh[opening[8], :2]
+        along = (inner - outer) / max(float(np.linalg.norm(inner - outer)), 1e-6)  # (2,)
+        lids = np.concatenate([opening[UPPER_LID], opening[LOWER_LID]])  # (14,)
+        offset = mesh[lids, :2] - outer
+        across = offset - (offset @ along)[:, None] * along  # (14, 2) each lid point's offset from the corner line
+
+        def ratio(factor: float) -> float:  # the eye's ratio with its lids `factor` times as far across (set in out)
+            out[lids, :2] = mesh[lids, :2] + (factor - 1) * across
+            return float(eye_ratios(out)[eye])
+
+        k0, f0 = 1.0, float(eye_ratios(mesh)[eye])
+        k1 = float(wanted) / max(f0, 1e-6)
+        f1 = ratio(k1)
+        for _ in range(LID_STEPS):  # secant steps: the ratio is nearly linear in the factor
+            if abs(f1 - wanted) < 1e-6 or f1 == f0:
+                break
+            k0, k1, f0 = k1, max(k1 + (wanted - f1) * (k1 - k0) / (f1 - f0), 0.0), f1
+            f1 = ratio(k1)
     return out
 
 
