@@ -63,19 +63,14 @@ def opened_lids(mesh: np.ndarray, ratios: np.ndarray) -> np.ndarray:
         lids = np.concatenate([opening[UPPER_LID], opening[LOWER_LID]])  # (14,)
         offset = mesh[lids, :2] - outer
         across = offset - (offset @ along)[:, None] * along  # (14, 2) each lid point's offset from the corner line
-
-        def ratio(factor: float) -> float:  # the eye's ratio with its lids `factor` times as far across (set in out)
-            out[lids, :2] = mesh[lids, :2] + (factor - 1) * across
-            return float(eye_ratios(out)[eye])
-
-        k0, f0 = 1.0, float(eye_ratios(mesh)[eye])
-        k1 = float(wanted) / max(f0, 1e-6)
-        f1 = ratio(k1)
-        for _ in range(LID_STEPS):  # secant steps: the ratio is nearly linear in the factor
+        k0, f0 = 1.0, float(eye_ratios(mesh)[eye])  # a factor and the eye's ratio with it
+        k1 = float(wanted) / max(f0, 1e-6)  # in proportion first, then secant steps: the ratio is nearly linear in it
+        for _ in range(1 + LID_STEPS):
+            out[lids, :2] = mesh[lids, :2] + (k1 - 1) * across
+            f1 = float(eye_ratios(out)[eye])
             if abs(f1 - wanted) < 1e-6 or f1 == f0:
                 break
             k0, k1, f0 = k1, max(k1 + (wanted - f1) * (k1 - k0) / (f1 - f0), 0.0), f1
-            f1 = ratio(k1)
     return out
 
 
