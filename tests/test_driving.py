@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 
 from marionette.inference import demo
-from marionette.inference.driving import LIPS_SHUT_AT, LIPS_SHUT_FROM, SHUT_AT, SHUT_FROM, Driving, neutral_frames, shut_lids, shut_lips
+from marionette.inference.driving import LIPS_SHUT_AT, LIPS_SHUT_FROM, SHUT_AT, SHUT_FROM, Driving, neutral_frames, open_eyes, shut_lids, shut_lips
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import FAST_PARTS, ReenactConfig, ReenactPipeline
 from marionette.inference.smoothing import OneEuroFilter
 from marionette.landmark_transformer.model import LandmarkTransformer, limit_turn
 from marionette.landmarks.crop import CropBox
-from marionette.landmarks.layout import LOWER_LID, MESH_EYE_OPENINGS, UPPER_LID, mesh_to_ibug68
-from marionette.landmarks.measures import eye_ratios, lip_gap
+from marionette.landmarks.layout import LOWER_LID, MESH_EYE_OPENINGS, MESH_MIRROR, UPPER_LID, mesh_to_ibug68
+from marionette.landmarks.measures import eye_ratios, lip_gap, seen_eyes
 from marionette.landmarks.mesh import FaceMesh
-from marionette.landmarks.openings import closed_lips, opened_lids, uncrossed
+from marionette.landmarks.openings import closed_lips, mirrored_lids, opened_lids, uncrossed
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 from marionette.media import iter_video
 from marionette.resources import SAMPLE_DRIVER, asset
@@ -129,6 +129,33 @@ def test_lids_opened_and_shut_to_a_ratio() -> None:
             moved = np.flatnonzero(np.abs(opened - mesh).max(-1) > 1e-4)
             assert set(moved) <= set(lids) and len(moved) > 20
     np.testing.assert_allclose(opened_lids(face(), eye_ratios(face())), face(), atol=1e-4)
+
+
+def test_a_turned_away_eye_moves_as_the_shown_one() -> None:
+    """`mirrored_lids`: where one eye is not shown, its opening moves as the shown one's, mirrored
+    across the face; where both are shown, nothing changes."""
+    change = np.random.default_rng(0).normal(size=(2, 478, 3))  # (T, 478, 3) displacements
+    shown = np.array([[False, True], [True, True]])
+    out = mirrored_lids(change, shown)
+    hidden = MESH_EYE_OPENINGS[0]
+    np.testing.assert_array_equal(out[0, hidden], change[0, MESH_MIRROR[hidden]] * [-1, 1, 1])
+    np.testing.assert_array_equal(np.delete(out[0], hidden, 0), np.delete(change[0], hidden, 0))
+    np.testing.assert_array_equal(out[1], change[1])
+
+
+def test_lids_of_an_eye_the_driver_turns_away_follow_the_one_it_shows() -> None:
+    """A driver's far eye, turned away, is read shut or wide whatever it does: the driven lids close
+    only as far as the driver's shown eye does, and its open-eye openness counts only frames that
+    show it."""
+    driven, open_eyes_now = face(), eye_ratios(face())
+    turned = face(yaw=70)
+    assert seen_eyes(turned).tolist() == [False, True]  # the case is what it says
+    far_shut = opened_lids(turned, [0.0, eye_ratios(turned)[1]])
+    assert shut_lids(driven, far_shut, open_eyes_now) is driven  # the shown eye is open: nothing shuts
+    both_shut = opened_lids(turned, [0.0, 0.0])
+    assert np.all(eye_ratios(shut_lids(driven, both_shut, open_eyes_now)) < 0.01)  # it shuts: both do
+    np.testing.assert_allclose(open_eyes(np.stack([face(), turned])),
+                               [eye_ratios(face())[0], np.median([eye_ratios(face())[1], eye_ratios(turned)[1]])])
 
 
 def test_lips_and_lids_never_cross() -> None:
@@ -246,3 +273,40 @@ def test_a_squinting_targets_eyes_rest_no_wider_than_hers_or_the_drivers() -> No
     rest_face = out - (shapes - start.shape)  # (75, 478, 3) each frame less the driver's change: its rest face
     assert np.abs(rest_face - rest_face[0]).max() < 1e-6
     np.testing.assert_allclose(eye_ratios(rest_face[0]), rest, atol=0.005)
+
+
+@pytest.fixture(scope="module")
+def starts_turned(shared_data) -> tuple[np.ndarray, np.ndarray]:
+    """The hard case 2a (real media): its driver's meshes (41, 478, 3), tracked, and its wide-eyed frontal
+    target's mesh (478, 3) in its 256-px crop."""
+    from marionette.landmarks.crop import head_box
+    from marionette.landmarks.mesh import detect_face
+    from marionette.media import load_image
+
+    clip = shared_data / "train" / "spectre_0fi83bhqsma" / "spectre_1.mp4"
+    with FaceMesh(video=True, max_faces=1) as tracker:
+        driver = np.stack([tracker.detect(frame)[0].mesh for frame in iter_video(clip)])
+    path = shared_data / "faces" / "11_young_woman_frontal.jpg"
+    found = detect_face(load_image(path), path)
+    return driver, head_box(found.mesh, 1.8, -0.1).to_crop(found.mesh, 256)
+
+
+def test_a_driver_that_starts_turned_winks_no_eye_of_the_output(starts_turned: tuple[np.ndarray, np.ndarray]) -> None:
+    """2a's driver starts in profile: its far eye, drawn at a fifth to a third of the near one's width,
+    reads 0.3-0.8 open whatever it does, and the turned frames among those its open-eye openness came
+    from made it 0.52 (the near eye's 0.25): wherever the driver, facing the camera again, showed that
+    eye 0.1-0.2 open, the output's shut (at 5 of its frames, a wink the driver never made). Each eye's
+    openness now counts only the frames that show it, and a turned-away eye moves as the shown one."""
+    from marionette.landmarks.crop import head_box
+
+    driver, target = starts_turned
+    hidden = ~seen_eyes(driver).all(-1)
+    assert hidden[:5].all() and not hidden[20:].any()  # turned at first, then towards the camera
+    driving = Driving(LandmarkTransformer.load(), "relative", 1.0, 256)
+    driving.set_targets(target[None])
+    reference = driving.reference(driver, head_box(driver[0], 1.8, -0.1))
+    assert abs(reference.eyes_open[0] - reference.eyes_open[1]) < 0.05, reference.eyes_open
+    driven = np.stack([driving(mesh, reference) for mesh in driver])
+    eyes = eye_ratios(driving.transformer.normalize(driven)[0])  # (41, 2) face on: a far eye is not foreshortened
+    winks = ~hidden & (eyes.min(-1) < 0.04) & (eyes.max(-1) > 0.15)
+    assert not winks.any(), (np.flatnonzero(winks), eyes[winks].round(2))

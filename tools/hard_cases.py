@@ -22,9 +22,9 @@ image, as before 2026-12-05, in summary.json only);
 `mouth_flips` frames whose mouth is closed (< 0.03) in one and open (> 0.15) in the other;
 `eye_recall` share of the driver's closed-eye frames (openness < 0.1) where the output's eyes are
 closed too (with n); `eye_vs_driven` median |output - driven openness| at those frames (both over
-the eyes seen since 2026-12-06: one drawn under half the other's width, the far eye of a head turned
-past about 30 degrees, is left out of the driven and the output's, one the driver shows so of the
-driver's); `found`
+the eyes seen since 2026-12-06, `seen_openness`: one drawn under 0.6 of the other's width (half until
+2026-12-07), the far eye of a turned head, is left out of the driven and the output's, one the driver
+shows so of the driver's); `found`
 share of output frames with a face; `folded` mean share of the face's pixels drawn from a part of the
 target it shows folded or edge-on (the warp's tearing, see WarpRenderer.folded_share); `yaw_err`
 median |output yaw - driven yaw|, degrees.
@@ -45,7 +45,7 @@ from marionette.inference import demo
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmarks.layout import MESH_INNER_LIPS, mesh_to_ibug68
-from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, EYES, WIDE_MOUTH, eye_openness, eye_ratios, lip_gap
+from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, WIDE_MOUTH, eye_openness, lip_gap, seen_openness
 from marionette.landmarks.mesh import FaceMesh
 from marionette.landmarks.pose import head_pose
 
@@ -125,15 +125,6 @@ def _picks(driver: np.ndarray) -> list[int]:
     return list(dict.fromkeys(picks))
 
 
-def _seen_openness(meshes: np.ndarray, seen_in: np.ndarray) -> np.ndarray:
-    """(N, 478, 3) meshes -> (N,) eye openness of the eyes that (N, 478, 3) `seen_in` shows at least
-    half as wide as the other: a head turned past about 30 degrees hides its far eye, whose openness
-    the face mesh only guesses (1a's profile target: 0.6-1.2 on the far eye, 0.1-0.2 on the near)."""
-    widths = np.stack([np.linalg.norm(seen_in[:, e[0], :2] - seen_in[:, e[3], :2], axis=-1) for e in EYES], -1)  # (N, 2)
-    seen = widths >= 0.5 * widths.max(-1, keepdims=True)
-    return (eye_ratios(meshes) * seen).sum(-1) / seen.sum(-1)
-
-
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if len(a) < 3 or a.std() < 1e-9 or b.std() < 1e-9:
         return float("nan")
@@ -145,8 +136,8 @@ def score(m: dict[str, np.ndarray]) -> dict[str, float]:
     found = ~np.isnan(out[:, 0, 0])
     both = found & ~np.isnan(driver[:, 0, 0])
     gap_d, gap_o = lip_gap(driver[both], depth=True), lip_gap(out[both], depth=True)  # not foreshortened by turns
-    eye_d = _seen_openness(driver[both], driver[both])
-    eye_o, eye_v = _seen_openness(out[both], driven[both]), _seen_openness(driven[both], driven[both])  # the eyes drawn
+    eye_d = seen_openness(driver[both], driver[both])
+    eye_o, eye_v = seen_openness(out[both], driven[both]), seen_openness(driven[both], driven[both])  # the eyes drawn
     closed = eye_d < CLOSED_EYE
     flips = ((gap_d < CLOSED_MOUTH) & (gap_o > OPEN_MOUTH)) | ((gap_d > OPEN_MOUTH) & (gap_o < CLOSED_MOUTH))
     yaw_o = np.array([head_pose(mesh_to_ibug68(x))[0] for x in out[found]])

@@ -32,7 +32,7 @@ from marionette.inference.config import DRIVING_MODES, REFERENCES
 from marionette.landmark_transformer.model import DriverStart, LandmarkTransformer, TargetFace
 from marionette.landmarks.crop import CropBox
 from marionette.landmarks.layout import mesh_to_ibug68
-from marionette.landmarks.measures import CLOSED_MOUTH, eye_openness, eye_ratios, lip_gap
+from marionette.landmarks.measures import CLOSED_MOUTH, eye_ratios, lip_gap, seen_eyes, seen_openness
 from marionette.landmarks.openings import LID_PAIRS, LIP_PAIRS, closed_lips, uncrossed
 from marionette.landmarks.pose import head_pose
 
@@ -55,10 +55,13 @@ LIPS_MEET = 0.7  # where closing lips meet, from the lower lip to the upper (the
 
 def neutral_frames(meshes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(N, 478, 3) driver meshes -> indices of its neutral-expression frames (eyes open, the most
-    closed mouths) and of its neutral-pose frames (nearest to frontal: the smallest yaw, pitch, roll)."""
+    closed mouths; among the frames that show both eyes, where there are any) and of its neutral-pose
+    frames (nearest to frontal: the smallest yaw, pitch, roll)."""
     count = int(np.clip(round(NEUTRAL_SHARE * len(meshes)), 1, NEUTRAL_MOST))
-    eyes = eye_openness(meshes)  # (N,)
-    awake = np.flatnonzero(eyes >= OPEN_EYES * np.percentile(eyes, 90))
+    eyes = seen_openness(meshes)  # (N,) over the eyes each frame shows (a turned head's far eye is a guess)
+    both = np.flatnonzero(seen_eyes(meshes).all(-1))  # frames showing both eyes (ours): a neutral face's lids read
+    shown = both if len(both) else np.arange(len(meshes))
+    awake = shown[eyes[shown] >= OPEN_EYES * np.percentile(eyes[shown], 90)]
     expression = awake[np.argsort(lip_gap(meshes[awake]), kind="stable")[:count]]
     angles = np.array([np.linalg.norm(head_pose(mesh_to_ibug68(m))) for m in meshes])  # (N,) degrees
     return expression, np.argsort(angles, kind="stable")[:count]
@@ -112,7 +115,7 @@ class Driving:
         if apart > 0:  # motion measured from closed lips (the start's λ̂ kept: the rest it draws)
             raw = closed_lips(raw, apart)
             start = None if start is None else replace(start, shape=closed_lips(start.shape, apart))
-        return DriverReference(raw, box, start, mode, np.median(eye_ratios(meshes[expression]), 0))
+        return DriverReference(raw, box, start, mode, open_eyes(meshes[expression]))
 
     def __call__(self, driver_mesh: np.ndarray, reference: DriverReference) -> np.ndarray:
         """(478, 3) driver mesh (driver pixels) -> (478, 3) driven mesh in the targets' crop pixels."""
@@ -158,10 +161,22 @@ def shut_lips(driven: np.ndarray, driver: np.ndarray) -> np.ndarray:
     return out
 
 
+def open_eyes(meshes: np.ndarray) -> np.ndarray:
+    """(N, 478, 3) a driver's open-eyed frames -> (2,) each eye's median openness over the frames that
+    show it (`seen_eyes`); an eye none of them shows takes the other's."""
+    ratios, seen = eye_ratios(meshes), seen_eyes(meshes)  # (N, 2) each
+    median = np.array([np.median(r[s]) if s.any() else np.nan for r, s in zip(ratios.T, seen.T)])  # (2,)
+    return np.where(np.isnan(median), median[::-1], median)
+
+
 def shut_lids(driven: np.ndarray, driver: np.ndarray, eyes_open: np.ndarray) -> np.ndarray:
     """(478, 3) driven mesh with the lids of each eye the (478, 3) driver mesh nearly closes brought
-    together (SHUT_FROM, SHUT_AT), given the driver's (2,) open-eye openness."""
-    keep = np.clip((eye_ratios(driver) / np.maximum(eyes_open, 1e-6) - SHUT_AT) / (SHUT_FROM - SHUT_AT), 0, 1)  # (2,)
+    together (SHUT_FROM, SHUT_AT), given the driver's (2,) open-eye openness (`open_eyes`). An eye the
+    driver turns away (`seen_eyes`) closes as far as the one it shows (ours: the far eye's openness is
+    the face mesh's guess; read as shut, it winked the output's)."""
+    share = eye_ratios(driver) / np.maximum(eyes_open, 1e-6)  # (2,) of each eye's open openness
+    share = np.where(seen_eyes(driver), share, share[::-1])
+    keep = np.clip((share - SHUT_AT) / (SHUT_FROM - SHUT_AT), 0, 1)  # (2,)
     if keep.min() >= 1:
         return driven
     out = driven.copy()

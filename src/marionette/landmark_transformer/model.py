@@ -38,8 +38,8 @@ from marionette.config import from_dict, to_dict
 from marionette.errors import InputError, check_finite
 from marionette.landmark_transformer.config import EXPRESSIONS, MODES, LandmarkTransformerConfig
 from marionette.landmarks.layout import mesh_to_ibug68
-from marionette.landmarks.measures import eye_ratios, lip_gap
-from marionette.landmarks.openings import closed_lips, opened_lids, uncrossed
+from marionette.landmarks.measures import eye_ratios, lip_gap, seen_eyes
+from marionette.landmarks.openings import closed_lips, mirrored_lids, opened_lids, uncrossed
 from marionette.media import atomic_path
 from marionette.resources import asset
 
@@ -236,11 +236,12 @@ class LandmarkTransformer:
                 face = closed_lips(face, max(float(lip_gap(face) - lip_gap(start.shape)), 0.0))
                 # and lids that it opens wider than both the target's own and the driver's rest lids (a target's
                 # squint read as expression, the driver's lids regressed towards the mean: a squinting target
-                # stared) are as open as the driver's at its rest (lids it shuts further than both are left: a
-                # profile's near eye, read nearly shut, opened to the driver's was lost by the face mesh)
+                # stared) are as open as the driver's at its rest (lids it shuts further than both are left: opened,
+                # the near eye of a low-resolution profile, nearly shut in its photo, was drawn as a dark patch)
                 now, rest = eye_ratios(face), eye_ratios(start.shape)  # (2,) each
                 face = opened_lids(face, np.where(now > np.maximum(target.eyes, rest), rest, now))
-            out_shapes = face + alpha * (shapes - start.shape)
+            # a turned-away eye of the driver moves as the one it shows (ours: its lids are the face mesh's guess)
+            out_shapes = face + alpha * mirrored_lids(shapes - start.shape, seen_eyes(driver))
             turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its reference
             zoom = target.pose.scale / ref_pose.scale  # target pixels per driver pixel
             out_pose = Pose(turn @ target.pose.rotation, zoom * pose.scale,

@@ -4,14 +4,15 @@ misread or regressed towards the mean.
 
 - `uncrossed`: no lower lid or lip above its upper one;
 - `closed_lips`: the lips brought together, what lies below them raised with them;
-- `opened_lids`: each eye's lids opened or closed to a given eye aspect ratio.
+- `opened_lids`: each eye's lids opened or closed to a given eye aspect ratio;
+- `mirrored_lids`: a turned-away eye's lids moved as the shown one's.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from marionette.landmarks.layout import LOWER_LID, MESH_EYE_OPENINGS, MESH_INNER_LIPS, UPPER_LID
+from marionette.landmarks.layout import LOWER_LID, MESH_EYE_OPENINGS, MESH_INNER_LIPS, MESH_MIRROR, UPPER_LID
 from marionette.landmarks.measures import CLOSED_MOUTH, eye_ratios
 
 LID_PAIRS = [(opening[UPPER_LID], opening[LOWER_LID]) for opening in MESH_EYE_OPENINGS]  # (upper, lower) (7,) each, from the outer corner
@@ -71,6 +72,19 @@ def opened_lids(mesh: np.ndarray, ratios: np.ndarray) -> np.ndarray:
             if abs(f1 - wanted) < 1e-6 or f1 == f0:
                 break
             k0, k1, f0 = k1, max(k1 + (wanted - f1) * (k1 - k0) / (f1 - f0), 0.0), f1
+    return out
+
+
+def mirrored_lids(change: np.ndarray, shown: np.ndarray) -> np.ndarray:
+    """(T, 478, 3) displacements of a face, in a frame whose x runs across it (the landmark transformer's
+    normalised frame), and (T, 2) whether each eye is shown (`seen_eyes`) -> the same, with the opening
+    (lids and corners) of an eye not shown where the other is moved as the other's, mirrored (ours: a
+    turned-away eye's lids are the face mesh's guess, which opened or shut one eye of the output alone)."""
+    out = change.copy()
+    for eye in (0, 1):
+        frames = np.flatnonzero(~shown[:, eye] & shown[:, 1 - eye])  # (n,)
+        opening = MESH_EYE_OPENINGS[eye]  # (16,)
+        out[np.ix_(frames, opening)] = change[np.ix_(frames, MESH_MIRROR[opening])] * np.array([-1.0, 1.0, 1.0])
     return out
 
 
