@@ -16,7 +16,8 @@ A neutral face's lips meet: where even the driver's most closed mouth in the win
 singer's, a mouth breather's), the reference's lips are brought together by that much (`closed_lips`)
 so that the output carries that opening too. `reference=first` keeps the first frame as it is, as before.
 
-Lids and lips (ours): the driven lids shut when the driver's eye nearly does (`shut_lids`), the driven
+Lids and lips (ours): the driven lids shut when the driver's eye nearly does (`shut_lids`; an eye the
+driver turns away, whose openness the face mesh guesses, as the one it shows), the driven
 lips meet when the driver's do where the output takes the driver's expression (`shut_lips`), and no
 lower lid or lip ever rises above its upper one (`uncrossed`, in landmarks/openings.py, which the
 landmark transformer also applies to the rest face it adds the driver's change to).

@@ -46,8 +46,8 @@ def eye_openness(mesh: np.ndarray) -> np.ndarray:
 
 def seen_eyes(mesh: np.ndarray) -> np.ndarray:
     """(..., 478, 2+) meshes -> (..., 2) whether each eye (the subject's right, left) is drawn at least
-    SEEN_EYE times as wide as the other in the image: a head turned past about 30 degrees hides its far
-    eye, whose openness the face mesh only guesses (a profile's far eye reads 0.3-1.2 whatever it does)."""
+    SEEN_EYE times as wide as the other in the image: a head turned well aside hides its far eye, whose
+    openness the face mesh only guesses (a profile's far eye reads 0.3-1.2 whatever it does)."""
     widths = np.stack([_dist(mesh, p1, p4) for p1, _, _, p4, _, _ in EYES], -1)  # (..., 2)
     return widths >= SEEN_EYE * widths.max(-1, keepdims=True)
 
