@@ -5,6 +5,8 @@ real media, the bundled demo's mouth follows its driver (re-detected in the outp
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -310,3 +312,29 @@ def test_a_driver_that_starts_turned_winks_no_eye_of_the_output(starts_turned: t
     eyes = eye_ratios(driving.transformer.normalize(driven)[0])  # (41, 2) face on: a far eye is not foreshortened
     winks = ~hidden & (eyes.min(-1) < 0.04) & (eyes.max(-1) > 0.15)
     assert not winks.any(), (np.flatnonzero(winks), eyes[winks].round(2))
+
+
+def test_a_wide_eyed_targets_eyes_rest_no_narrower_than_hers_or_the_drivers(
+        starts_turned: tuple[np.ndarray, np.ndarray]) -> None:
+    """2a's target is wide-eyed (eye aspect ratios 0.39 / 0.34 face on), its driver's rest lids 0.27 /
+    0.21: the driver's regressed rest expression on her identity shut her eyes further than both (0.19
+    / 0.18, half shut at every frame). Her rest face's lids are now as open as the narrower of the two;
+    a target eye its photo shows nearly shut is left as the transformer puts it."""
+    driver, target_mesh = starts_turned
+    lt = LandmarkTransformer.load()
+    target = lt.prepare_targets(target_mesh[None])
+    assert target.open_eyes.all()
+    expression, pose = neutral_frames(driver)
+    start = lt.prepare_reference(driver[expression], driver[pose])
+    narrower = np.minimum(target.eyes, eye_ratios(start.shape))  # (2,)
+    regressed = eye_ratios(lt.mean_shape + target.identity + lt.project(start.coefficients))
+    assert np.all(regressed < narrower - 0.02), (regressed, narrower)  # the case is what it says
+    shapes = lt.normalize(driver)[0]
+    change = mirrored_lids(shapes - start.shape, seen_eyes(driver))
+
+    def rest_face(target) -> np.ndarray:  # the last frame less the driver's change
+        return lt.drive(driver, target, alpha=1.0, mode="relative", start=start).shapes[-1] - change[-1]
+
+    np.testing.assert_allclose(eye_ratios(rest_face(target)), narrower, atol=0.005)
+    shut = replace(target, open_eyes=np.array([False, True]))  # as if its photo showed the right eye nearly shut
+    assert eye_ratios(rest_face(shut))[0] == pytest.approx(regressed[0], abs=0.005)

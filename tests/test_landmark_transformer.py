@@ -90,7 +90,7 @@ def test_alpha_zero_gives_target_shape_in_driver_pose(fitted: Fitted) -> None:
                                atol=1e-5)
     # relative, the driver's expression: the target's identity with the driver's reference expression (its lips
     # no further apart than the driver's at its reference: below; its lids no wider apart than the wider of the
-    # target's own and the driver's at its reference)
+    # target's own and the driver's at its reference, and those its photos show open no closer than the closer)
     start = lt.prepare_start(driver[0])
     relative = lt.drive(driver, target, alpha=0.0, mode="relative", start=start)
     expected = lt.mean_shape + target.identity + lt.project(start.coefficients)
@@ -100,6 +100,7 @@ def test_alpha_zero_gives_target_shape_in_driver_pose(fitted: Fitted) -> None:
     assert lip_gap(relative.shapes[0]) <= max(lip_gap(expected), lip_gap(start.shape)) + 1e-6
     eyes, rest = eye_ratios(relative.shapes[0]), eye_ratios(start.shape)  # (2,) each
     assert np.all(eyes <= np.maximum(target.eyes, rest) + 1e-4)
+    assert np.all((eyes >= np.minimum(target.eyes, rest) - 1e-4) | ~target.open_eyes)
 
 
 def test_a_target_photographed_mid_word_is_shut_at_the_drivers_rest(fitted: Fitted) -> None:

@@ -46,6 +46,7 @@ from marionette.resources import asset
 MESH_POINTS = 478
 FORMAT = "marionette-landmark-transformer"
 VERSION = 1
+OPEN_EYE = 0.2  # ours: a target eye whose photo shows it at least this open (eye aspect ratio) may rest as open again
 DEFAULT_PATH = asset("landmark_transformer.safetensors")  # fitted on the shared clips (docs/landmark_transformer.md)
 
 
@@ -126,6 +127,7 @@ class TargetFace:
     pose: Pose  # mean rotation (projected to a rotation), mean scale and position
     uncrossing: np.ndarray  # (L, 3) what `uncrossed` moves on their own normalised face (0 where nothing crosses)
     eyes: np.ndarray  # (2,) the eye aspect ratios of their own normalised face (`eye_ratios`)
+    open_eyes: np.ndarray  # (2,) bool: each eye shown at least OPEN_EYE open in every target's photo (`seen_eyes`)
 
 
 @dataclass(frozen=True)
@@ -187,8 +189,9 @@ class LandmarkTransformer:
         identity = shapes - self.mean_shape - self.project(coefficients)  # (K, L, 3) l̂_id(y^i)
         mean_pose = Pose(nearest_rotation(pose.rotation.mean(0)), pose.scale.mean(0), pose.translation.mean(0))
         own = self.mean_shape + identity.mean(0) + self.project(coefficients.mean(0))  # (L, 3)
+        shown_open = seen_eyes(targets).all(0) & (eye_ratios(targets) >= OPEN_EYE).all(0)  # (2,)
         return TargetFace(identity.mean(0), coefficients.mean(0), mean_pose, uncrossed(own) - own,
-                          eye_ratios(uncrossed(own)))
+                          eye_ratios(uncrossed(own)), shown_open)
 
     def prepare_start(self, first_frame: np.ndarray) -> DriverStart:
         """(L, 3) the driver frame relative mode measures motion from -> its expression and pose."""
@@ -236,10 +239,14 @@ class LandmarkTransformer:
                 face = closed_lips(face, max(float(lip_gap(face) - lip_gap(start.shape)), 0.0))
                 # and lids that it opens wider than both the target's own and the driver's rest lids (a target's
                 # squint read as expression, the driver's lids regressed towards the mean: a squinting target
-                # stared) are as open as the driver's at its rest (lids it shuts further than both are left: opened,
-                # the near eye of a low-resolution profile, nearly shut in its photo, was drawn as a dark patch)
+                # stared) are as open as the driver's at its rest; those of an eye the targets show open that it
+                # shuts further than both, as open as the narrower of the two (a wide-eyed target looked sleepy;
+                # opened, the near eye of a low-resolution profile, nearly shut in its photo, was a dark patch)
                 now, rest = eye_ratios(face), eye_ratios(start.shape)  # (2,) each
-                face = opened_lids(face, np.where(now > np.maximum(target.eyes, rest), rest, now))
+                narrower = np.minimum(target.eyes, rest)
+                wanted = np.where(now > np.maximum(target.eyes, rest), rest,
+                                  np.where(target.open_eyes & (now < narrower), narrower, now))
+                face = opened_lids(face, wanted)
             # a turned-away eye of the driver moves as the one it shows (ours: its lids are the face mesh's guess)
             out_shapes = face + alpha * mirrored_lids(shapes - start.shape, seen_eyes(driver))
             turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its reference
