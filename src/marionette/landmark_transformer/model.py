@@ -163,6 +163,7 @@ class LandmarkTransformer:
         self.disentangler = disentangler.eval()
         self.config = config
         self.stats = stats  # how it was fitted (dataset, frames, variance explained, errors)
+        self._rest: tuple[TargetFace, DriverStart, str, np.ndarray] | None = None  # rest_face's last (per stream)
 
     @property
     def components(self) -> int:
@@ -205,6 +206,36 @@ class LandmarkTransformer:
         pose = Pose(nearest_rotation(poses.rotation.mean(0)), poses.scale.mean(0), poses.translation.mean(0))
         return DriverStart(self.expression(shapes).mean(0), shapes.mean(0), pose)
 
+    def rest_face(self, target: TargetFace, start: DriverStart, expression: str) -> np.ndarray:
+        """(L, 3) relative mode's rest face, the driver's change since `start` is added to: the targets'
+        identity with the driver's reference expression (`expression="driver"`) or their own. The same for
+        every frame of a stream: the last one made is kept (its target set and reference compared by identity)."""
+        kept = self._rest
+        if kept is not None and kept[0] is target and kept[1] is start and kept[2] == expression:
+            return kept[3]
+        rest = target.coefficients if expression == "target" else start.coefficients  # (C,)
+        face = self.mean_shape + target.identity + self.project(rest)  # (L, 3)
+        if expression == "driver":  # ours: lips or lids that the driver's expression, regressed onto the
+            # target's identity, presses through each other would swallow that much of every opening;
+            # they are brought to meet (what the target's own face crosses is left as it is)
+            face = uncrossed(face) - target.uncrossing
+            # and lips that it leaves apart where the driver's rest lips are closer (a target photographed
+            # mid-word keeps some of its open mouth in its identity) are brought as close: at the driver's
+            # rest the output's mouth is as shut as the driver's
+            face = closed_lips(face, max(float(lip_gap(face) - lip_gap(start.shape)), 0.0))
+            # and lids that it opens wider than both the target's own and the driver's rest lids (a target's
+            # squint read as expression, the driver's lids regressed towards the mean: a squinting target
+            # stared) are as open as the driver's at its rest; those of an eye the targets show open that it
+            # shuts further than both, as open as the narrower of the two (a wide-eyed target looked sleepy;
+            # opened, the near eye of a low-resolution profile, nearly shut in its photo, was a dark patch)
+            now, rest = eye_ratios(face), eye_ratios(start.shape)  # (2,) each
+            narrower = np.minimum(target.eyes, rest)
+            wanted = np.where(now > np.maximum(target.eyes, rest), rest,
+                              np.where(target.open_eyes & (now < narrower), narrower, now))
+            face = opened_lids(face, wanted)
+        self._rest = (target, start, expression, face)
+        return face
+
     def drive(self, driver: np.ndarray, target: TargetFace, *, alpha: float, mode: str,
               start: DriverStart | None = None, expression: str = "driver", max_turn: float = 0.0) -> Reenacted:
         """(T, L, 3) driver landmarks -> (T, L, 3) on the target, with expression strength α, in
@@ -227,26 +258,7 @@ class LandmarkTransformer:
             ref_pose = start.pose
             # the change of the driver's own normalised shape is its expression's, identity-free and
             # unshrunk (a single frame's λ̂ regresses to the mean: half a wide mouth, no blinks)
-            rest = target.coefficients if expression == "target" else start.coefficients  # (C,)
-            face = self.mean_shape + target.identity + self.project(rest)  # (L, 3)
-            if expression == "driver":  # ours: lips or lids that the driver's expression, regressed onto the
-                # target's identity, presses through each other would swallow that much of every opening;
-                # they are brought to meet (what the target's own face crosses is left as it is)
-                face = uncrossed(face) - target.uncrossing
-                # and lips that it leaves apart where the driver's rest lips are closer (a target photographed
-                # mid-word keeps some of its open mouth in its identity) are brought as close: at the driver's
-                # rest the output's mouth is as shut as the driver's
-                face = closed_lips(face, max(float(lip_gap(face) - lip_gap(start.shape)), 0.0))
-                # and lids that it opens wider than both the target's own and the driver's rest lids (a target's
-                # squint read as expression, the driver's lids regressed towards the mean: a squinting target
-                # stared) are as open as the driver's at its rest; those of an eye the targets show open that it
-                # shuts further than both, as open as the narrower of the two (a wide-eyed target looked sleepy;
-                # opened, the near eye of a low-resolution profile, nearly shut in its photo, was a dark patch)
-                now, rest = eye_ratios(face), eye_ratios(start.shape)  # (2,) each
-                narrower = np.minimum(target.eyes, rest)
-                wanted = np.where(now > np.maximum(target.eyes, rest), rest,
-                                  np.where(target.open_eyes & (now < narrower), narrower, now))
-                face = opened_lids(face, wanted)
+            face = self.rest_face(target, start, expression)  # (L, 3)
             # a turned-away eye of the driver moves as the one it shows (ours: its lids are the face mesh's guess)
             out_shapes = face + alpha * mirrored_lids(shapes - start.shape, seen_eyes(driver))
             turn = pose.rotation @ ref_pose.rotation.T  # (T, 3, 3) driver's rotation since its reference
