@@ -4,7 +4,9 @@ face mesh, tracked through the clip."""
 
 from __future__ import annotations
 
+import importlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from helpers import inside_ring
 
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+from marionette.landmark_transformer.model import LandmarkTransformer
 from marionette.landmarks.layout import MESH_INNER_LIPS
 from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, eye_openness, lip_gap
 from marionette.landmarks.mesh import FaceMesh
@@ -99,3 +102,28 @@ def test_a_mouth_opened_wider_than_the_targets_shows_the_drivers_teeth(shared_da
         shares[mouth], gaps[mouth] = share[driven > 0.15].mean(), np.corrcoef(gap_d, gap_o)[0, 1]
     assert shares["drawn"] < 0.02 and shares["driver"] > 0.08, shares  # measured 0.000 and 0.17
     assert gaps["driver"] > 0.85, gaps
+
+
+def test_the_eye_figures_tell_the_measures_floor_from_the_drawn_eye() -> None:
+    """tools/hard_cases.py's score at the driver's closed-eye frames: `eye_vs_driven` the output's
+    re-detected openness against the driven lids, `eye_floor` the driver's own against them (what an
+    output reading exactly as the driver would score), `eye_vs_driver` the output's against the driver's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    score = importlib.import_module("hard_cases").score
+    face = LandmarkTransformer.load().reference * 100 + 200  # a frontal face, both eyes seen, eyes level
+    open_ratio = float(eye_openness(face))
+
+    def lids(ratio: float, at: slice) -> np.ndarray:  # (8, 478, 3): the face squashed at frames `at`, its eyes narrower
+        meshes = np.stack([face] * 8)
+        meshes[at, :, 1] = 200 + (face[:, 1] - 200) * ratio / open_ratio  # (their ratios not quite in proportion)
+        return meshes
+
+    shut = slice(2, 5)  # the driver's, the driven and the output's eyes at those frames: 0.069, 0.049, 0.093 open
+    driver, driven, output = lids(0.05, shut), lids(0.01, shut), lids(0.08, shut)
+    d, v, o = (float(eye_openness(m[3])) for m in (driver, driven, output))
+    assert v < d < o < CLOSED_EYE and eye_openness(driver[0]) > CLOSED_EYE
+    figures = score({"driver": driver, "driven": driven, "output": output, "folded": np.zeros(8)})
+    assert figures["eye_closed_n"] == 3 and figures["eye_recall"] == 1.0
+    assert figures["eye_vs_driven"] == pytest.approx(o - v)
+    assert figures["eye_floor"] == pytest.approx(d - v)
+    assert figures["eye_vs_driver"] == pytest.approx(o - d)

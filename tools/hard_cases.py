@@ -24,7 +24,10 @@ image, as before 2026-12-05, in summary.json only);
 closed too (with n); `eye_vs_driven` median |output - driven openness| at those frames (both over
 the eyes seen since 2026-12-06, `seen_openness`: one drawn under 0.6 of the other's width (half until
 2026-12-07), the far eye of a turned head, is left out of the driven and the output's, one the driver
-shows so of the driver's); `found`
+shows so of the driver's); `eye_floor` the same median for the driver's own eyes in place of the
+output's (what an output whose eyes read exactly as the driver's would score: the face mesh reads a
+shut eye 0.03-0.08 open where the driven lids meet), `eye_vs_driver` the output's against the
+driver's; `found`
 share of output frames with a face; `folded` mean share of the face's pixels drawn from a part of the
 target it shows folded or edge-on (the warp's tearing, see WarpRenderer.folded_share); `yaw_err`
 median |output yaw - driven yaw|, degrees.
@@ -151,6 +154,8 @@ def score(m: dict[str, np.ndarray]) -> dict[str, float]:
         "eye_closed_n": int(closed.sum()),
         "eye_recall": float((eye_o[closed] < CLOSED_EYE).mean()) if closed.any() else float("nan"),
         "eye_vs_driven": float(np.median(np.abs(eye_o[closed] - eye_v[closed]))) if closed.any() else float("nan"),
+        "eye_floor": float(np.median(np.abs(eye_d[closed] - eye_v[closed]))) if closed.any() else float("nan"),
+        "eye_vs_driver": float(np.median(np.abs(eye_o[closed] - eye_d[closed]))) if closed.any() else float("nan"),
         "driven_eye_recall": float((eye_v[closed] < CLOSED_EYE).mean()) if closed.any() else float("nan"),
         "folded": float(np.nanmean(m["folded"])) if np.isfinite(m["folded"]).any() else float("nan"),
         "folded_max": float(np.nanmax(m["folded"])) if np.isfinite(m["folded"]).any() else float("nan"),
@@ -173,7 +178,8 @@ def run(out: Path, ids: str | None, demo: bool, settings: list[str], checkpoint:
 
 
 COLUMNS = (("found", "≥ 0.98"), ("mouth_r", "≥ 0.8"), ("mouth_flips", "0"), ("mouth_open_ratio", "≈ 1"),
-           ("eye_recall", "≥ 0.8"), ("eye_vs_driven", "≤ 0.05"), ("folded", "0"), ("yaw_err", "small"))
+           ("eye_recall", "≥ 0.8"), ("eye_vs_driven", "≤ 0.05"), ("eye_floor", "–"), ("eye_vs_driver", "–"),
+           ("folded", "0"), ("yaw_err", "small"))
 
 
 def _cell(value: float | int | None) -> str:
