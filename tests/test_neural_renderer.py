@@ -11,12 +11,15 @@ import pytest
 import torch
 from helpers import hopper_targets, inside_ring
 
-from marionette.inference.neural import STILL_FROM, STILL_TO, NeuralRenderer, face_mask, match_colours, still_gate
+from marionette.errors import InputError
+from marionette.inference.neural import STILL_FROM, STILL_TO, NeuralRenderer, carried_correction, face_mask, match_colours, still_gate
 from marionette.inference.renderers import make_renderer
 from marionette.landmarks.crop import CropConfig
+from marionette.landmarks.layout import MESH_INNER_LIPS
+from marionette.landmarks.openings import opened_lids
 from marionette.model.config import model_config
 from marionette.model.generator import Generator
-from marionette.warp import eye_span
+from marionette.warp import eye_span, motion_map
 
 
 def test_renders_crops_and_ignores_target_order(hopper) -> None:
@@ -84,7 +87,6 @@ def test_reenact_with_an_exported_generator(tmp_path) -> None:
     from pathlib import Path
 
     from marionette.data.config import PreprocessConfig
-    from marionette.errors import InputError
     from marionette.inference.export import export_generator
     from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
     from marionette.provenance import verify
@@ -171,7 +173,6 @@ def test_the_drivers_teeth_the_warp_draws_are_kept_from_the_generators_correctio
     mouth given, the opened mouth keeps the warp's pixels (the driver's teeth) and the rest of the face
     is corrected; without it (self-reenactment's evaluation, a target's own mouth) the mouth is corrected
     too."""
-    from marionette.landmarks.layout import MESH_INNER_LIPS
     from marionette.warp import WarpRenderer, driver_mouth
 
     crops, meshes = hopper_targets(hopper, 160)
@@ -195,3 +196,92 @@ def test_the_drivers_teeth_the_warp_draws_are_kept_from_the_generators_correctio
     assert inside.sum() > 20  # the opening, 3 px in from its lips: the gate's blur at the model's size left out
     assert np.abs(given - drawn)[inside].mean() < 2  # the warp's mouth, kept
     assert np.abs(given - drawn)[cheek].mean() > 15 and np.abs(not_given - drawn)[inside].mean() > 15  # corrected
+
+
+def test_the_motion_map_follows_the_face_and_leaves_the_rest(hopper) -> None:
+    """`motion_map`: a face moved 5 px right and 3 down is fetched from 5 px left and 3 up, and so are
+    the pixels off it (hair goes with the head); for an unmoved face every pixel stays where it is. The
+    mouth opened: its lips fetched from where they were, the pixels off the face by the face's mean move."""
+    _, meshes = hopper_targets(hopper, 96)
+    still_x, still_y = motion_map(meshes[0], meshes[0], 96)
+    ys, xs = np.mgrid[0:96, 0:96]
+    np.testing.assert_allclose(still_x, xs, atol=1e-3)
+    np.testing.assert_allclose(still_y, ys, atol=1e-3)
+    moved = meshes[0] + np.array([5.0, 3.0, 0.0], np.float32)
+    map_x, map_y = motion_map(meshes[0], moved, 96)
+    face = cv2.erode(face_mask(moved, 96), np.ones((5, 5), np.uint8)) > 0  # the triangles' hull, less its rim
+    off = cv2.dilate(face_mask(np.concatenate([meshes[0], moved]), 96), np.ones((3, 3), np.uint8)) == 0
+    assert face.sum() > 500 and off.sum() > 500
+    np.testing.assert_allclose(map_x[face] - xs[face], -5, atol=1e-3)
+    np.testing.assert_allclose(map_y[face] - ys[face], -3, atol=1e-3)
+    np.testing.assert_allclose(map_x[off] - xs[off], -5, atol=1e-3)
+    np.testing.assert_allclose(map_y[off] - ys[off], -3, atol=1e-3)
+    opened = meshes[0].copy()
+    opened[MESH_INNER_LIPS[11:], 1] += 4  # the lower inner lip down
+    map_x, map_y = motion_map(meshes[0], opened, 96)
+    lip = opened[MESH_INNER_LIPS[15], :2].round().astype(int)  # a vertex of the lower lip: fetched from 4 px up
+    assert abs(map_y[lip[1], lip[0]] - (lip[1] - 4)) < 0.6 and abs(map_x[lip[1], lip[0]] - lip[0]) < 0.6
+    shift = 4 * len(MESH_INNER_LIPS[11:]) / 478  # those vertices moved 4 px, of 478
+    np.testing.assert_allclose(map_y[off] - ys[off], -shift, atol=1e-3)
+
+
+def test_a_carried_correction_moves_with_the_face_and_leaves_out_a_mouth_that_opened(hopper) -> None:
+    """The correction of the frame before, carried: a face moved 4 px down carries it 4 px down; where
+    the mouth opened since, the warp's own drawing is kept (no correction over it) and the rest carried."""
+    _, meshes = hopper_targets(hopper, 160)
+    source = meshes[0]
+    ys = np.mgrid[0:160, 0:160][0].astype(np.float32)
+    correction = (ys[..., None] + 10) * np.array([0.2, 0.3, 0.4], np.float32)  # (160, 160, 3), growing down the image
+    moved = source + np.array([0.0, 4.0, 0.0], np.float32)
+    face = cv2.erode(face_mask(moved, 160), np.ones((9, 9), np.uint8)) > 0
+    carried = carried_correction(correction, source, moved)
+    np.testing.assert_allclose(carried[4:][face[4:]], correction[:-4][face[4:]], atol=1e-3)
+    opened = source.copy()
+    opened[MESH_INNER_LIPS[11:], 1] += 8  # the lower inner lip down: the mouth opens
+    kept = carried_correction(correction, source, opened)
+    mouth = opened[MESH_INNER_LIPS, :2].mean(0).round().astype(int)
+    assert (kept[mouth[1], mouth[0]] < 0.1 * correction[mouth[1], mouth[0]]).all()  # the opened mouth: the warp's
+    eye = source[33, :2].round().astype(int)  # an eye's corner, far from the mouth
+    np.testing.assert_allclose(kept[eye[1], eye[0]], correction[eye[1], eye[0]], atol=1e-3)
+
+
+def test_the_generator_every_second_frame_carries_its_correction_between(hopper, monkeypatch) -> None:
+    """`every=2`: of four consecutive frames the generator draws the first and third (one call each,
+    split over two threads); the second and fourth are the warp plus the drawn frame's correction,
+    carried; a frame far from the last drawn one (a new stream), or whose eyes shut since, is drawn whatever
+    its place. A whole-frame generator draws every frame."""
+    from marionette.warp import WarpRenderer
+
+    crops, meshes = hopper_targets(hopper, 96)
+    crops, meshes = crops[:1], meshes[:1]
+    driven = np.stack([meshes[0] + np.array([0.0, dy, 0.0], np.float32) for dy in (1, 2, 3, 4)])  # not still
+    generator = Generator(model_config("tiny", ["warp_guided=true"]))
+    drawn: list[int] = []
+    monkeypatch.setattr(generator, "generate", lambda landmarks, cache, warps=None: (
+        drawn.append(len(landmarks)), SimpleNamespace(image=warps + 20 / 127.5))[1])  # lightens every pixel by 20
+    renderer = NeuralRenderer(generator, crop_size=96, threads=2, every=2)
+    renderer.prepare(crops, meshes)
+    frames = renderer.render_batch(driven).astype(int)
+    assert sorted(drawn) == [1, 1]  # two frames drawn, one per call
+    warp = WarpRenderer(96)
+    warp.prepare(crops, meshes)
+    warps = warp.render_batch(driven).astype(int)
+    inner = cv2.erode(face_mask(driven[3], 96), np.ones((15, 15), np.uint8)) > 0
+    for i in range(4):  # every frame: its own warp, lightened by the drawn or the carried correction
+        assert abs(np.median((frames[i] - warps[i])[inner]) - 20) <= 1, i
+    drawn.clear()
+    far = driven[:1] + np.array([30.0, 0.0, 0.0], np.float32)  # frame 5 would carry, but the face jumped
+    renderer.render_batch(driven[3:])  # frame 4, drawn
+    renderer.render_batch(far)
+    shut = opened_lids(far[0], np.array([0.02, 0.02]))[None]  # frame 7 would carry, but its eyes shut
+    renderer.render_batch(far)  # frame 6, drawn
+    renderer.render_batch(shut)
+    assert drawn == [1, 1, 1, 1]
+    whole = Generator(model_config("tiny"))
+    drawn.clear()
+    monkeypatch.setattr(whole, "generate", lambda landmarks, cache, warps=None: (
+        drawn.append(len(landmarks)), SimpleNamespace(image=torch.zeros(len(landmarks), 3, *landmarks.shape[-2:])))[1])
+    renderer = NeuralRenderer(whole, crop_size=96, every=2)
+    renderer.prepare(crops, meshes)
+    renderer.render_batch(driven)
+    assert drawn == [4]  # a whole-frame generator has no correction to carry: it draws every frame

@@ -160,6 +160,25 @@ def _paint_index(shape: tuple[int, int], corners: np.ndarray, order: np.ndarray)
     return index
 
 
+def motion_map(source: np.ndarray, mesh: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(478, 2+) meshes of one face in two images of `size` pixels -> (size, size) float32 x and y maps
+    for cv2.remap: each pixel of the image at `mesh` taken from where the same point of the face is in
+    the image at `source` (piecewise affine over the face triangles; pixels off the face moved as the
+    face's points are on average: hair and headwear go with the head)."""
+    triangles = face_triangles()
+    corners = mesh[triangles, :2]  # (T, 3, 2)
+    index = _paint_index((size, size), corners, np.arange(len(triangles)))
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)  # (S, S) each
+    face = index >= 0
+    maps = _affine_maps(corners, source[triangles, :2])[index[face]]  # (N, 3, 2)
+    x, y = xs[face], ys[face]
+    shift = (source[:, :2] - mesh[:, :2]).mean(0).astype(np.float32)  # (2,) the face's mean move, back
+    xs, ys = xs + shift[0], ys + shift[1]
+    xs[face] = maps[:, 0, 0] * x + maps[:, 1, 0] * y + maps[:, 2, 0]
+    ys[face] = maps[:, 0, 1] * x + maps[:, 1, 1] * y + maps[:, 2, 1]
+    return xs, ys
+
+
 def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
     """(H, W) float32 anti-aliased coverage of an (N, 2) polygon in pixels."""
     mask = np.zeros(shape, np.uint8)

@@ -149,7 +149,8 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
     the driver's own landmarks as they are (no landmark transformer, absolute: the driver frame's
     mesh is the ground truth's geometry); cross episodes with the landmark transformer in
     `cross_mode`. A generator is scored only on crops made as its training crops were, each frame
-    drawn in a generator call of its own (batch=1: a frame's pixels do not depend on the frame beside it)."""
+    drawn in a generator call of its own (batch=1, generator_every=1: a frame's pixels do not depend on the frame
+    beside it)."""
     pipelines = {}
     # resolved once: an absent device is said once, not once per pipeline
     placed = any(RENDERERS[name].placed for name in config.renderers)
@@ -158,7 +159,8 @@ def _pipelines(config: EvalConfig, crops: PreprocessConfig) -> dict[tuple[str, s
         for mode in config.modes:
             drive = dict(transform=False, mode="absolute", mouth="drawn") if mode == "self" else dict(
                 mode=config.cross_mode, alpha=config.alpha, expression=config.cross_expression, mouth=config.cross_mouth)
-            settings = ReenactConfig(renderer=name, size=crops.size, paste_back=False, batch=1, **drive, **place)
+            settings = ReenactConfig(renderer=name, size=crops.size, paste_back=False, batch=1, generator_every=1,
+                                     **drive, **place)  # an episode's frames are not consecutive: each its own
             pipeline = ReenactPipeline(settings, checkpoint=config.checkpoint if RENDERERS[name].checkpoint else None,
                                        landmark_transformer=config.landmark_transformer)
             trained = pipeline.crop

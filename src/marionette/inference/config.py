@@ -125,6 +125,11 @@ class ReenactConfig(Settings):
                                   "generator calls a file driver's batch is split into, run at once on the CPU, each on "
                                   "torch_threads (ours; a GPU draws the batch in one call)",
                                   between(1, 64))
+    generator_every: int = setting(2,
+                                   "a warp-guided generator draws every Nth frame of a driver, and every frame whose "
+                                   "eyes open or close; the frames between carry its last correction of the warp along "
+                                   "the driven face's motion (ours; 1: every frame, as evaluate draws them)",
+                                   between(1, 8))
     device: str = device_setting()
     precision: str = precision_setting()
     overwrite: bool = setting(False, "replace an existing output (a file, or a folder of marionette's PNG frames)")

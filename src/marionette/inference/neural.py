@@ -21,6 +21,11 @@ the CPU a batch may instead be split into `threads` calls run at once, each on o
 (ours): the generator then uses every core without its threads waiting on each other (two frames
 on 2 idle cores: 140-150 ms, against 230-260 ms in one call).
 
+With `every` > 1 (ours) a warp-guided generator draws every `every`-th frame of a stream; each frame
+between gets the warp drawn for it and the last drawn frame's correction, carried along the driven
+meshes' motion (`carried_correction`): the generator's cost a frame divided by about `every`. A frame
+whose eye opens or closes is always drawn (the generator's lids are what the warp's lack).
+
 The generator is a GeneratorBackend: the torch Generator (`neural`), or its ONNX export run by
 onnxruntime (`onnx`, inference/onnx_runtime.py); everything around it is this renderer's own.
 """
@@ -39,11 +44,12 @@ from marionette.devices import Placement
 from marionette.errors import InputError
 from marionette.landmarks.crop import CropConfig
 from marionette.landmarks.layout import MESH_INNER_LIPS, mesh_to_ibug68
+from marionette.landmarks.measures import eye_ratios, lip_gap, seen_eyes
 from marionette.landmarks.render import render_landmarks
 from marionette.model.config import ModelConfig
 from marionette.model.generator import TargetCache
 from marionette.tensors import to_tensor, to_uint8
-from marionette.warp import DriverMouth, WarpRenderer, eye_span
+from marionette.warp import DriverMouth, WarpRenderer, eye_span, motion_map
 
 
 class GeneratedImages(Protocol):
@@ -101,6 +107,31 @@ def mouth_gate(driven: np.ndarray, crop_size: int, size: int) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(gate, (0, 0), 1.0) for gate in gates])
 
 
+CARRY_MOVED = 0.02  # ours: an eye aspect ratio or a lip gap that moved more than this since the last drawn frame:
+#   the generator draws a frame whose eye did (a blink's lids are its to draw), and a mouth's carried correction
+#   is left out (the warp's own lips and opening show there)
+CARRY_FAR = 0.25  # ours: a frame whose landmarks moved more than this many eye spans from the last drawn one
+#   (a cut, a new stream) is drawn by the generator whatever `every` says
+
+
+def carried_correction(correction: np.ndarray, source: np.ndarray, mesh: np.ndarray) -> np.ndarray:
+    """(s, s, 3) float32 correction of the warp, drawn at the (478, 3) driven mesh `source`, -> the same
+    for a frame at the driven mesh `mesh` (both in the correction's pixels): moved with the face
+    (`motion_map`), and left out, with a soft edge, over the mouth where its opening moved more than
+    CARRY_MOVED (where the warp's own drawing then shows)."""
+    size = correction.shape[0]
+    map_x, map_y = motion_map(source, mesh, size)
+    moved = cv2.remap(correction, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if abs(float(lip_gap(mesh) - lip_gap(source))) <= CARRY_MOVED:
+        return moved
+    keep = np.ones((size, size), np.float32)  # 0 over the mouth's opening where it was and where it is
+    lips = np.concatenate([mesh[MESH_INNER_LIPS, :2], source[MESH_INNER_LIPS, :2]])
+    cv2.fillConvexPoly(keep, cv2.convexHull(np.round(lips).astype(np.int32)), 0.0)
+    soft = max(size / 64, 1.0)
+    keep = cv2.GaussianBlur(cv2.erode(keep, np.ones((2 * int(soft) + 1,) * 2, np.uint8)), (0, 0), soft)
+    return moved * keep[..., None]
+
+
 def match_colours(image: np.ndarray, mask: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """Shift and scale each Lab channel of an (H, W, 3) uint8 RGB image so that its pixels under
     `mask` (H, W) have the given (3,) Lab mean and std (Reinhard-style transfer, ours). The
@@ -117,10 +148,12 @@ class NeuralRenderer:
 
     def __init__(self, backend: GeneratorBackend, crop_size: int, device: torch.device | str = "cpu",
                  source: str = "the generator", crop: CropConfig = CropConfig(), precision: str = "fp32",
-                 name: str = "neural", threads: int = 1):
+                 name: str = "neural", threads: int = 1, every: int = 1):
         """`device` and `precision` (fp32, bf16, fp16: autocast) as resolved by marionette.devices;
         `crop`: how its training crops were cut; `name`: the renderer setting it answers to (neural,
-        or onnx for an ONNX backend); `threads`: generator calls a batch is split into, run at once."""
+        or onnx for an ONNX backend); `threads`: generator calls a batch is split into, run at once;
+        `every`: a warp-guided generator draws every `every`-th frame, the others carry its correction (a
+        whole-frame generator draws every frame)."""
         self.name = name
         config, torch_backend = backend.config, isinstance(backend, torch.nn.Module)
         self.backend = backend.eval().to(device) if torch_backend else backend  # ONNX: as it is
@@ -138,6 +171,9 @@ class NeuralRenderer:
         self._meshes = np.zeros((0, 478, 3), np.float32)  # (K, 478, 3) the targets' meshes
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="marionette-generator") if threads > 1 else None
         self._threads = threads
+        self.every = every if config.warp_guided else 1  # a whole-frame generator has no correction to carry
+        self._frame = 0  # frames drawn since prepare(): which the generator draws
+        self._carry: tuple[np.ndarray, np.ndarray] | None = None  # the last drawn frame's correction and driven mesh
 
     def _landmark_image(self, meshes: np.ndarray) -> torch.Tensor:
         """(..., 478, 3) meshes in crop pixels -> (..., 3, s, s) landmark images at the model's size."""
@@ -158,6 +194,7 @@ class NeuralRenderer:
         if self._warp is not None:
             self._warp.prepare(crops, meshes)
         self._meshes = meshes
+        self._frame, self._carry = 0, None
         labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size).astype(bool)].astype(np.float32)
                 for c, m in zip(crops, meshes)]
         pixels = np.concatenate(labs)  # (N, 3) Lab of every target face pixel
@@ -176,23 +213,43 @@ class NeuralRenderer:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8."""
         return self.render_batch(driven_mesh[None], [mouth])[0]
 
+    def _drawn(self, driven_meshes: np.ndarray) -> list[int]:
+        """Which of a batch's (B, 478, 3) driven meshes the generator draws: every `every`-th frame since
+        prepare(), any frame with none drawn before it or far from the last drawn one (CARRY_FAR), and
+        any whose eye opened or closed by more than CARRY_MOVED since (of the eyes it shows: a turned-away
+        eye's lids are the face mesh's guess, which moves from frame to frame)."""
+        drawn, last = [], None if self._carry is None else self._carry[1] * (self.crop_size / self.model_size)
+        for i, mesh in enumerate(driven_meshes):
+            far = last is None or np.linalg.norm(mesh[:, :2] - last[:, :2], axis=-1).max() > CARRY_FAR * eye_span(mesh)
+            blink = not far and (np.abs(eye_ratios(mesh) - eye_ratios(last)) * seen_eyes(mesh)).max() > CARRY_MOVED
+            if far or blink or (self._frame + i) % self.every == 0:
+                drawn.append(i)
+                last = mesh
+        self._frame += len(driven_meshes)
+        return drawn
+
     @torch.no_grad()
     def render_batch(self, driven_meshes: np.ndarray, mouths: Sequence[DriverMouth | None] | None = None
                      ) -> np.ndarray:
         """(B, 478, 3) driven meshes in crop pixels -> (B, S, S, 3) uint8, drawn in one generator call
         (cheaper per frame than B calls) or in `threads` run at once. `mouths`: the drivers', for the
-        warp a warp-guided model corrects (the others draw no mouth from the driver)."""
+        warp a warp-guided model corrects (the others draw no mouth from the driver). With `every` > 1
+        only some frames are the generator's; the others carry the last one's correction."""
         assert self._cache is not None, "prepare() the targets first"
         s, crop = self.model_size, self.crop_size
-        landmarks = self._landmark_image(driven_meshes).to(self.device)  # (B, 3, s, s)
+        drawn = self._drawn(driven_meshes) if self.every > 1 else list(range(len(driven_meshes)))
+        landmarks = self._landmark_image(driven_meshes[drawn]).to(self.device)  # (D, 3, s, s)
         warps_full = warps = None
         if self._warp is not None:
             warps_full = list(self._warp.render_batch(driven_meshes, mouths))  # B x (S, S, 3) uint8 at the crop size
-            small = np.stack([cv2.resize(w, (s, s), interpolation=cv2.INTER_AREA) for w in warps_full])
-            warps = to_tensor(small).to(self.device)  # (B, 3, s, s)
-        calls = min(self._threads, len(driven_meshes))
-        if self._pool is None or calls == 1:
-            images = self._generate(landmarks, warps)  # (B, 3, s, s) in [-1, 1]
+            small = np.stack([cv2.resize(warps_full[i], (s, s), interpolation=cv2.INTER_AREA) for i in drawn]
+                             or np.zeros((0, s, s, 3), np.uint8))
+            warps = to_tensor(small).to(self.device)  # (D, 3, s, s)
+        calls = min(self._threads, len(drawn))
+        if not drawn:
+            images = torch.zeros((0, 3, s, s))
+        elif self._pool is None or calls == 1:
+            images = self._generate(landmarks, warps)  # (D, 3, s, s) in [-1, 1]
         else:
             parts = zip(landmarks.tensor_split(calls), [None] * calls if warps is None else warps.tensor_split(calls))
             images = torch.cat(list(self._pool.map(lambda part: self._generate(*part), parts)))
@@ -200,7 +257,15 @@ class NeuralRenderer:
             raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
                              "its weights are unusable")
         if warps is not None:
-            corrections = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (B, s, s, 3) levels
+            generated = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (D, s, s, 3) levels
+            scaled = driven_meshes * (s / crop)  # (B, 478, 3) at the generator's size
+            corrections = np.empty((len(driven_meshes), s, s, 3), np.float32)
+            for i, mesh in enumerate(scaled):
+                if i in drawn:
+                    corrections[i] = generated[drawn.index(i)]
+                    self._carry = (corrections[i].copy(), mesh)
+                else:  # ours: the last drawn frame's correction, carried to this one
+                    corrections[i] = carried_correction(*self._carry, mesh)
             corrections *= still_gate(driven_meshes, self._meshes)[:, None, None, None].astype(np.float32)
             teeth = [i for i, mouth in enumerate(mouths or []) if mouth is not None]  # frames given the driver's mouth
             if teeth:

@@ -242,7 +242,7 @@ class ReenactPipeline:
             torch.set_num_threads(self.config.torch_threads)
         self._make_renderer = functools.partial(make_renderer, name, checkpoint=self._checkpoint,
                                                 device=self.config.device, precision=self.config.precision,
-                                                threads=self.config.render_threads)
+                                                threads=self.config.render_threads, every=self.config.generator_every)
         self.renderer: Renderer = self._make_renderer(self.size)
         self.crop = self.renderer.crop  # crops as the renderer needs them: a generator's are those it was trained on
 

@@ -86,17 +86,20 @@ def generator_renderer(checkpoint: str | Path) -> str:
     return "onnx" if Path(checkpoint).is_dir() else "neural"
 
 
-def _copy(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int) -> Renderer:
+def _copy(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int,
+          every: int) -> Renderer:
     return CopyRenderer(size)
 
 
-def _warp(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int) -> Renderer:
+def _warp(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int,
+          every: int) -> Renderer:
     from marionette.warp import WarpRenderer
 
     return WarpRenderer(size)
 
 
-def _neural(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int) -> Renderer:
+def _neural(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int,
+            every: int) -> Renderer:
     from marionette.devices import placement
     from marionette.inference.export import load_generator
     from marionette.inference.neural import NeuralRenderer
@@ -107,31 +110,33 @@ def _neural(size: int, checkpoint: str | Path | None, device: str, precision: st
     where = placement(device, precision)
     return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
                           crop=export.preprocess.crop, precision=where.precision,
-                          threads=threads if where.device.type == "cpu" else 1)  # a GPU: the batch in one call
+                          threads=threads if where.device.type == "cpu" else 1, every=every)  # a GPU: the batch in one call
 
 
-def _onnx(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int) -> Renderer:
+def _onnx(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int,
+          every: int) -> Renderer:
     if checkpoint is None:
         raise InputError("renderer onnx needs an ONNX export folder (--checkpoint DIR, from `marionette export-onnx`)")
     from marionette.inference.neural import NeuralRenderer
     from marionette.inference.onnx_runtime import OnnxGenerator
 
     backend, preprocess = OnnxGenerator.load(checkpoint)
-    return NeuralRenderer(backend, size, source=str(checkpoint), crop=preprocess.crop, name="onnx", threads=threads)
+    return NeuralRenderer(backend, size, source=str(checkpoint), crop=preprocess.crop, name="onnx", threads=threads,
+                          every=every)
 
 
-BUILDERS: dict[str, Callable[[int, str | Path | None, str, str, int], Renderer]] = {
-    "copy": _copy, "warp": _warp, "neural": _neural, "onnx": _onnx}  # (size, checkpoint, device, precision, threads)
+BUILDERS: dict[str, Callable[[int, str | Path | None, str, str, int, int], Renderer]] = {
+    "copy": _copy, "warp": _warp, "neural": _neural, "onnx": _onnx}  # (size, checkpoint, device, precision, threads, every)
 assert BUILDERS.keys() == RENDERERS.keys()
 
 
 def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, device: str = "auto",
-                  precision: str = "auto", threads: int = 1) -> Renderer:
+                  precision: str = "auto", threads: int = 1, every: int = 1) -> Renderer:
     """The renderer `name` (RENDERERS) drawing `size`-pixel crops; `neural` runs the export at
     `checkpoint` (default: the shipped one) on `device` in `precision` (settings of
     marionette.devices). `onnx` runs the ONNX export folder at `checkpoint` with onnxruntime on the
     CPU, as do warp and copy; a generator's batch is split into `threads` calls run at once on the
-    CPU."""
+    CPU, and a warp-guided one draws every `every`-th frame (the others carry its correction)."""
     if name not in BUILDERS:
         raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
-    return BUILDERS[name](size, checkpoint, device, precision, threads)
+    return BUILDERS[name](size, checkpoint, device, precision, threads, every)
