@@ -127,7 +127,7 @@ class ReenactConfig(Settings):
                                   between(1, 64))
     generator_every: int = setting(2,
                                    "a warp-guided generator draws every Nth frame of a driver, and every frame whose "
-                                   "eyes open or close; the frames between carry its last correction of the warp along "
+                                   "eyes blink; the frames between carry its last correction of the warp along "
                                    "the driven face's motion (ours; 1: every frame, as evaluate draws them)",
                                    between(1, 8))
     device: str = device_setting()

@@ -24,7 +24,7 @@ on 2 idle cores: 140-150 ms, against 230-260 ms in one call).
 With `every` > 1 (ours) a warp-guided generator draws every `every`-th frame of a stream; each frame
 between gets the warp drawn for it and the last drawn frame's correction, carried along the driven
 meshes' motion (`carried_correction`): the generator's cost a frame divided by about `every`. A frame
-whose eye opens or closes is always drawn (the generator's lids are what the warp's lack).
+whose eye opens or closes (a blink) is always drawn (the generator's lids are what the warp's lack).
 
 The generator is a GeneratorBackend: the torch Generator (`neural`), or its ONNX export run by
 onnxruntime (`onnx`, inference/onnx_runtime.py); everything around it is this renderer's own.
@@ -107,9 +107,10 @@ def mouth_gate(driven: np.ndarray, crop_size: int, size: int) -> np.ndarray:
     return np.stack([cv2.GaussianBlur(gate, (0, 0), 1.0) for gate in gates])
 
 
-CARRY_MOVED = 0.02  # ours: an eye aspect ratio or a lip gap that moved more than this since the last drawn frame:
-#   the generator draws a frame whose eye did (a blink's lids are its to draw), and a mouth's carried correction
-#   is left out (the warp's own lips and opening show there)
+CARRY_MOVED = 0.02  # ours: a lip gap that moved more than this since the last drawn frame: the mouth's carried
+#   correction is left out (the warp's own lips and opening show there)
+CARRY_BLINK = 0.05  # ours: a frame whose eye aspect ratio moved more than this since the last drawn frame is drawn
+#   (a blink's lids are the generator's to draw; 0.02 also drew 25% of the frames of a lively driver's open eyes)
 CARRY_FAR = 0.25  # ours: a frame whose landmarks moved more than this many eye spans from the last drawn one
 #   (a cut, a new stream) is drawn by the generator whatever `every` says
 
@@ -216,12 +217,12 @@ class NeuralRenderer:
     def _drawn(self, driven_meshes: np.ndarray) -> list[int]:
         """Which of a batch's (B, 478, 3) driven meshes the generator draws: every `every`-th frame since
         prepare(), any frame with none drawn before it or far from the last drawn one (CARRY_FAR), and
-        any whose eye opened or closed by more than CARRY_MOVED since (of the eyes it shows: a turned-away
+        any whose eye opened or closed by more than CARRY_BLINK since (of the eyes it shows: a turned-away
         eye's lids are the face mesh's guess, which moves from frame to frame)."""
         drawn, last = [], None if self._carry is None else self._carry[1] * (self.crop_size / self.model_size)
         for i, mesh in enumerate(driven_meshes):
             far = last is None or np.linalg.norm(mesh[:, :2] - last[:, :2], axis=-1).max() > CARRY_FAR * eye_span(mesh)
-            blink = not far and (np.abs(eye_ratios(mesh) - eye_ratios(last)) * seen_eyes(mesh)).max() > CARRY_MOVED
+            blink = not far and (np.abs(eye_ratios(mesh) - eye_ratios(last)) * seen_eyes(mesh)).max() > CARRY_BLINK
             if far or blink or (self._frame + i) % self.every == 0:
                 drawn.append(i)
                 last = mesh
