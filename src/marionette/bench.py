@@ -163,7 +163,8 @@ def _reenact_row(config: ReenactConfig, video: Path, loops: int, checkpoint: Pat
         pipeline.record(driver, writer, stats, written)
     rss[stats.frames] = _rss_mb()
     where = f", {pipeline.renderer.placement}" if pipeline.renderer.placement is not None else ""
-    return stats, rss, where
+    every = getattr(pipeline.renderer, "every", 1)
+    return stats, rss, where + (f", generator_every={every}" if every > 1 else "")
 
 
 def _onnx_export(weights: Path, tmp: str) -> Path | None:
