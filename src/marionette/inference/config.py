@@ -126,9 +126,9 @@ class ReenactConfig(Settings):
                                   "torch_threads (ours; a GPU draws the batch in one call)",
                                   between(1, 64))
     generator_every: int = setting(2,
-                                   "a warp-guided generator draws every Nth frame of a driver, and every frame whose "
-                                   "eyes blink; the frames between carry its last correction of the warp along "
-                                   "the driven face's motion (ours; 1: every frame, as evaluate draws them)",
+                                   "on the CPU a warp-guided generator draws every Nth frame of a driver, and every "
+                                   "frame whose eyes blink; the frames between carry its last correction of the warp "
+                                   "along the driven face's motion (ours; 1: every frame, as evaluate and a GPU draw them)",
                                    between(1, 8))
     device: str = device_setting()
     precision: str = precision_setting()

@@ -110,7 +110,8 @@ def _neural(size: int, checkpoint: str | Path | None, device: str, precision: st
     where = placement(device, precision)
     return NeuralRenderer(export.generator, size, device=where.device, source=str(checkpoint),
                           crop=export.preprocess.crop, precision=where.precision,
-                          threads=threads if where.device.type == "cpu" else 1, every=every)  # a GPU: the batch in one call
+                          threads=threads if where.device.type == "cpu" else 1,  # a GPU: the batch in one call
+                          every=every if where.device.type == "cpu" else 1)  # and every frame
 
 
 def _onnx(size: int, checkpoint: str | Path | None, device: str, precision: str, threads: int,
@@ -136,7 +137,7 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, de
     `checkpoint` (default: the shipped one) on `device` in `precision` (settings of
     marionette.devices). `onnx` runs the ONNX export folder at `checkpoint` with onnxruntime on the
     CPU, as do warp and copy; a generator's batch is split into `threads` calls run at once on the
-    CPU, and a warp-guided one draws every `every`-th frame (the others carry its correction)."""
+    CPU, and a warp-guided one draws every `every`-th frame there (the others carry its correction)."""
     if name not in BUILDERS:
         raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
     return BUILDERS[name](size, checkpoint, device, precision, threads, every)
