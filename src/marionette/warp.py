@@ -150,6 +150,12 @@ def _affine_maps(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
     return adjugate @ src / det[:, None, None]
 
 
+def _mapped(maps: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Points (x, y) (N,) each under its own affine map (N, 3, 2) -> their source (x, y), float32."""
+    return ((maps[:, 0, 0] * x + maps[:, 1, 0] * y + maps[:, 2, 0]).astype(np.float32),
+            (maps[:, 0, 1] * x + maps[:, 1, 1] * y + maps[:, 2, 1]).astype(np.float32))
+
+
 def _paint_index(shape: tuple[int, int], corners: np.ndarray, order: np.ndarray) -> np.ndarray:
     """(H, W) int32 map of which triangle covers each pixel (-1: none), triangles painted in
     `order` (later ones cover earlier ones); corners (T, 3, 2) in pixels."""
@@ -170,12 +176,10 @@ def motion_map(source: np.ndarray, mesh: np.ndarray, size: int) -> tuple[np.ndar
     index = _paint_index((size, size), corners, np.arange(len(triangles)))
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)  # (S, S) each
     face = index >= 0
-    maps = _affine_maps(corners, source[triangles, :2])[index[face]]  # (N, 3, 2)
-    x, y = xs[face], ys[face]
+    on_face = _mapped(_affine_maps(corners, source[triangles, :2])[index[face]], xs[face], ys[face])
     shift = (source[:, :2] - mesh[:, :2]).mean(0).astype(np.float32)  # (2,) the face's mean move, back
     xs, ys = xs + shift[0], ys + shift[1]
-    xs[face] = maps[:, 0, 0] * x + maps[:, 1, 0] * y + maps[:, 2, 0]
-    ys[face] = maps[:, 0, 1] * x + maps[:, 1, 1] * y + maps[:, 2, 1]
+    xs[face], ys[face] = on_face
     return xs, ys
 
 
@@ -522,9 +526,7 @@ class WarpRenderer:
     def _affine_coords(self, pixels: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source (x, y) of the output pixels with flat indices `pixels` (N,), each under its own
         affine map (N, 3, 2)."""
-        x, y = self._pixels[0, pixels], self._pixels[1, pixels]
-        return ((maps[:, 0, 0] * x + maps[:, 1, 0] * y + maps[:, 2, 0]).astype(np.float32),
-                (maps[:, 0, 1] * x + maps[:, 1, 1] * y + maps[:, 2, 1]).astype(np.float32))
+        return _mapped(maps, self._pixels[0, pixels], self._pixels[1, pixels])
 
     def _field(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Source coordinates beyond the face: the silhouette's displacement (N, 2 points from `dst` in

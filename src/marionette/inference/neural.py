@@ -174,7 +174,7 @@ class NeuralRenderer:
         self._threads = threads
         self.every = every if config.warp_guided else 1  # a whole-frame generator has no correction to carry
         self._frame = 0  # frames drawn since prepare(): which the generator draws
-        self._carry: tuple[np.ndarray, np.ndarray] | None = None  # the last drawn frame's correction and driven mesh
+        self._carry: tuple[np.ndarray, np.ndarray] | None = None  # the last drawn frame's correction, its driven mesh
 
     def _landmark_image(self, meshes: np.ndarray) -> torch.Tensor:
         """(..., 478, 3) meshes in crop pixels -> (..., 3, s, s) landmark images at the model's size."""
@@ -219,7 +219,7 @@ class NeuralRenderer:
         prepare(), any frame with none drawn before it or far from the last drawn one (CARRY_FAR), and
         any whose eye opened or closed by more than CARRY_BLINK since (of the eyes it shows: a turned-away
         eye's lids are the face mesh's guess, which moves from frame to frame)."""
-        drawn, last = [], None if self._carry is None else self._carry[1] * (self.crop_size / self.model_size)
+        drawn, last = [], None if self._carry is None else self._carry[1]
         for i, mesh in enumerate(driven_meshes):
             far = last is None or np.linalg.norm(mesh[:, :2] - last[:, :2], axis=-1).max() > CARRY_FAR * eye_span(mesh)
             blink = not far and (np.abs(eye_ratios(mesh) - eye_ratios(last)) * seen_eyes(mesh)).max() > CARRY_BLINK
@@ -259,14 +259,14 @@ class NeuralRenderer:
                              "its weights are unusable")
         if warps is not None:
             generated = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (D, s, s, 3) levels
-            scaled = driven_meshes * (s / crop)  # (B, 478, 3) at the generator's size
             corrections = np.empty((len(driven_meshes), s, s, 3), np.float32)
-            for i, mesh in enumerate(scaled):
+            for i, mesh in enumerate(driven_meshes):
                 if i in drawn:
                     corrections[i] = generated[drawn.index(i)]
-                    self._carry = (corrections[i].copy(), mesh)
-                else:  # ours: the last drawn frame's correction, carried to this one
-                    corrections[i] = carried_correction(*self._carry, mesh)
+                    if self.every > 1:  # kept for the frames after it
+                        self._carry = (corrections[i].copy(), mesh)
+                else:  # ours: the last drawn frame's correction, carried to this one (at the generator's size)
+                    corrections[i] = carried_correction(self._carry[0], self._carry[1] * (s / crop), mesh * (s / crop))
             corrections *= still_gate(driven_meshes, self._meshes)[:, None, None, None].astype(np.float32)
             teeth = [i for i, mouth in enumerate(mouths or []) if mouth is not None]  # frames given the driver's mouth
             if teeth:
