@@ -270,6 +270,11 @@ def test_the_generator_every_second_frame_carries_its_correction_between(hopper,
     for i in range(4):  # every frame: its own warp, lightened by the drawn or the carried correction
         assert abs(np.median((frames[i] - warps[i])[inner]) - 20) <= 1, i
     drawn.clear()
+    renderer.prepare(crops, meshes)  # frames one at a time, as a webcam's: a carried one calls no generator
+    singles = np.concatenate([renderer.render_batch(mesh[None]) for mesh in driven]).astype(int)
+    assert drawn == [1, 1]
+    np.testing.assert_array_equal(singles, frames)
+    drawn.clear()
     far = driven[:1] + np.array([30.0, 0.0, 0.0], np.float32)  # frame 5 would carry, but the face jumped
     renderer.render_batch(driven[3:])  # frame 4, drawn
     renderer.render_batch(far)

@@ -239,25 +239,22 @@ class NeuralRenderer:
         assert self._cache is not None, "prepare() the targets first"
         s, crop = self.model_size, self.crop_size
         drawn = self._drawn(driven_meshes) if self.every > 1 else list(range(len(driven_meshes)))
-        landmarks = self._landmark_image(driven_meshes[drawn]).to(self.device)  # (D, 3, s, s)
-        warps_full = warps = None
-        if self._warp is not None:
-            warps_full = list(self._warp.render_batch(driven_meshes, mouths))  # B x (S, S, 3) uint8 at the crop size
-            small = np.stack([cv2.resize(warps_full[i], (s, s), interpolation=cv2.INTER_AREA) for i in drawn]
-                             or np.zeros((0, s, s, 3), np.uint8))
-            warps = to_tensor(small).to(self.device)  # (D, 3, s, s)
-        calls = min(self._threads, len(drawn))
-        if not drawn:
-            images = torch.zeros((0, 3, s, s))
-        elif self._pool is None or calls == 1:
-            images = self._generate(landmarks, warps)  # (D, 3, s, s) in [-1, 1]
-        else:
-            parts = zip(landmarks.tensor_split(calls), [None] * calls if warps is None else warps.tensor_split(calls))
-            images = torch.cat(list(self._pool.map(lambda part: self._generate(*part), parts)))
+        warps_full = list(self._warp.render_batch(driven_meshes, mouths)) if self._warp is not None else None
+        images = warps = torch.zeros((0, 3, s, s))  # (D, 3, s, s) in [-1, 1]: the drawn frames' (none: all carried)
+        if drawn:
+            landmarks = self._landmark_image(driven_meshes[drawn]).to(self.device)  # (D, 3, s, s)
+            warps = None if warps_full is None else to_tensor(np.stack(
+                [cv2.resize(warps_full[i], (s, s), interpolation=cv2.INTER_AREA) for i in drawn])).to(self.device)
+            calls = min(self._threads, len(drawn))
+            if self._pool is None or calls == 1:
+                images = self._generate(landmarks, warps)
+            else:
+                parts = zip(landmarks.tensor_split(calls), [None] * calls if warps is None else warps.tensor_split(calls))
+                images = torch.cat(list(self._pool.map(lambda part: self._generate(*part), parts)))
         if not torch.isfinite(images).all():
             raise InputError(f"{self.source}: the generator produced non-finite pixels (NaN or inf); "
                              "its weights are unusable")
-        if warps is not None:
+        if warps_full is not None:  # B x (S, S, 3) uint8: the warp a warp-guided generator corrects, at the crop size
             generated = ((images - warps).float() * 127.5).permute(0, 2, 3, 1).cpu().numpy()  # (D, s, s, 3) levels
             corrections = np.empty((len(driven_meshes), s, s, 3), np.float32)
             for i, mesh in enumerate(driven_meshes):
