@@ -249,7 +249,8 @@ def test_the_generator_every_second_frame_carries_its_correction_between(hopper,
     """`every=2`: of four consecutive frames the generator draws the first and third (one call each,
     split over two threads); the second and fourth are the warp plus the drawn frame's correction,
     carried; a frame far from the last drawn one (a new stream), or whose eyes shut since, is drawn whatever
-    its place. A whole-frame generator draws every frame."""
+    its place. `every=4`: also, from the second frame after a drawn one, a frame whose face or lips moved
+    since. A whole-frame generator draws every frame."""
     from marionette.warp import WarpRenderer
 
     crops, meshes = hopper_targets(hopper, 96)
@@ -278,10 +279,23 @@ def test_the_generator_every_second_frame_carries_its_correction_between(hopper,
     far = driven[:1] + np.array([30.0, 0.0, 0.0], np.float32)  # frame 5 would carry, but the face jumped
     renderer.render_batch(driven[3:])  # frame 4, drawn
     renderer.render_batch(far)
-    shut = opened_lids(far[0], np.array([0.02, 0.02]))[None]  # frame 7 would carry, but its eyes shut
-    renderer.render_batch(far)  # frame 6, drawn
+    renderer.render_batch(far)  # frame 6, carried: the cadence counts from the last drawn frame
+    renderer.render_batch(far)  # frame 7, drawn
+    shut = opened_lids(far[0], np.array([0.02, 0.02]))[None]  # frame 8 would carry, but its eyes shut
     renderer.render_batch(shut)
     assert drawn == [1, 1, 1, 1]
+    renderer = NeuralRenderer(generator, crop_size=96, every=4)  # at least every fourth frame, and those that moved
+    renderer.prepare(crops, meshes)
+    still = driven[0]
+    moved = still + np.array([0.05 * eye_span(still), 0.0, 0.0], np.float32)  # 0.05 eye spans: over CARRY_STEP
+    parted = moved.copy()
+    parted[MESH_INNER_LIPS[11:], 1] += 2  # the lower inner lip down: the lips moved, the face hardly
+    calls = []
+    for mesh in (still, still, still, still, still, moved, moved, moved, parted):
+        before = len(drawn)
+        renderer.render_batch(mesh[None])
+        calls.append(len(drawn) > before)
+    assert calls == [True, False, False, False, True, False, True, False, True]  # moved: drawn from the second after
     whole = Generator(model_config("tiny"))
     drawn.clear()
     monkeypatch.setattr(whole, "generate", lambda landmarks, cache, warps=None: (

@@ -125,10 +125,12 @@ class ReenactConfig(Settings):
                                   "generator calls a file driver's batch is split into, run at once on the CPU, each on "
                                   "torch_threads (ours; a GPU draws the batch in one call)",
                                   between(1, 64))
-    generator_every: int = setting(2,
-                                   "on the CPU a warp-guided generator draws every Nth frame of a driver, and every "
-                                   "frame whose eyes blink; the frames between carry its last correction of the warp "
-                                   "along the driven face's motion (ours; 1: every frame, as evaluate and a GPU draw them)",
+    generator_every: int = setting(4,
+                                   "on the CPU a warp-guided generator draws at least every Nth frame of a driver, "
+                                   "every frame whose eyes blink and, from the second after one it drew, every frame "
+                                   "whose face or lips moved since; the frames between carry its last correction of "
+                                   "the warp along the driven face's motion (ours; 1: every frame, as evaluate and a "
+                                   "GPU draw them)",
                                    between(1, 8))
     device: str = device_setting()
     precision: str = precision_setting()

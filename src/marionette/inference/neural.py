@@ -21,10 +21,11 @@ the CPU a batch may instead be split into `threads` calls run at once, each on o
 (ours): the generator then uses every core without its threads waiting on each other (two frames
 on 2 idle cores: 140-150 ms, against 230-260 ms in one call).
 
-With `every` > 1 (ours) a warp-guided generator draws every `every`-th frame of a stream; each frame
-between gets the warp drawn for it and the last drawn frame's correction, carried along the driven
-meshes' motion (`carried_correction`): the generator's cost a frame divided by about `every`. A frame
-whose eye opens or closes (a blink) is always drawn (the generator's lids are what the warp's lack).
+With `every` > 1 (ours) a warp-guided generator draws at least every `every`-th frame of a stream,
+and, from the second frame after one it drew, any frame whose face or lips moved enough since (a
+carried correction's error grows with the motion); each frame between gets the warp drawn for it and
+the last drawn frame's correction, carried along the driven meshes' motion (`carried_correction`). A
+frame whose eye opens or closes (a blink) is always drawn (the generator's lids are what the warp's lack).
 
 The generator is a GeneratorBackend: the torch Generator (`neural`), or its ONNX export run by
 onnxruntime (`onnx`, inference/onnx_runtime.py); everything around it is this renderer's own.
@@ -108,7 +109,11 @@ def mouth_gate(driven: np.ndarray, crop_size: int, size: int) -> np.ndarray:
 
 
 CARRY_MOVED = 0.02  # ours: a lip gap that moved more than this since the last drawn frame: the mouth's carried
-#   correction is left out (the warp's own lips and opening show there)
+#   correction is left out (the warp's own lips and opening show there), and from the second frame after a drawn one
+#   the frame is drawn
+CARRY_STEP = 0.02  # ours: from the second frame after a drawn one, a frame whose landmarks moved on average more than
+#   this many eye spans since is drawn (a carried correction's error grows with that motion: median 43 dB from the
+#   drawn frame's under 0.02, 33 dB at 0.02-0.04, 29 dB over 0.06, on six clips)
 CARRY_BLINK = 0.05  # ours: a frame whose eye aspect ratio moved more than this since the last drawn frame is drawn
 #   (a blink's lids are the generator's to draw; 0.02 also drew 25% of the frames of a lively driver's open eyes)
 CARRY_FAR = 0.25  # ours: a frame whose landmarks moved more than this many eye spans from the last drawn one
@@ -153,8 +158,8 @@ class NeuralRenderer:
         """`device` and `precision` (fp32, bf16, fp16: autocast) as resolved by marionette.devices;
         `crop`: how its training crops were cut; `name`: the renderer setting it answers to (neural,
         or onnx for an ONNX backend); `threads`: generator calls a batch is split into, run at once;
-        `every`: a warp-guided generator draws every `every`-th frame, the others carry its correction (a
-        whole-frame generator draws every frame)."""
+        `every`: a warp-guided generator draws at least every `every`-th frame and the frames that moved, the
+        others carry its correction (a whole-frame generator draws every frame)."""
         self.name = name
         config, torch_backend = backend.config, isinstance(backend, torch.nn.Module)
         self.backend = backend.eval().to(device) if torch_backend else backend  # ONNX: as it is
@@ -173,7 +178,7 @@ class NeuralRenderer:
         self._pool = ThreadPoolExecutor(threads, thread_name_prefix="marionette-generator") if threads > 1 else None
         self._threads = threads
         self.every = every if config.warp_guided else 1  # a whole-frame generator has no correction to carry
-        self._frame = 0  # frames drawn since prepare(): which the generator draws
+        self._since = 0  # frames rendered since the last one the generator drew
         self._carry: tuple[np.ndarray, np.ndarray] | None = None  # the last drawn frame's correction, its driven mesh
 
     def _landmark_image(self, meshes: np.ndarray) -> torch.Tensor:
@@ -195,7 +200,7 @@ class NeuralRenderer:
         if self._warp is not None:
             self._warp.prepare(crops, meshes)
         self._meshes = meshes
-        self._frame, self._carry = 0, None
+        self._since, self._carry = 0, None
         labs = [cv2.cvtColor(c, cv2.COLOR_RGB2LAB)[face_mask(m, self.crop_size).astype(bool)].astype(np.float32)
                 for c, m in zip(crops, meshes)]
         pixels = np.concatenate(labs)  # (N, 3) Lab of every target face pixel
@@ -215,19 +220,25 @@ class NeuralRenderer:
         return self.render_batch(driven_mesh[None], [mouth])[0]
 
     def _drawn(self, driven_meshes: np.ndarray) -> list[int]:
-        """Which of a batch's (B, 478, 3) driven meshes the generator draws: every `every`-th frame since
-        prepare(), any frame with none drawn before it or far from the last drawn one (CARRY_FAR), and
-        any whose eye opened or closed by more than CARRY_BLINK since (of the eyes it shows: a turned-away
-        eye's lids are the face mesh's guess, which moves from frame to frame)."""
+        """Which of a batch's (B, 478, 3) driven meshes the generator draws: the `every`-th frame after the
+        last one drawn; from the second after it, one whose face moved (CARRY_STEP) or lips moved
+        (CARRY_MOVED) since; any frame with none drawn before it or far from the last drawn one
+        (CARRY_FAR); and any whose eye opened or closed by more than CARRY_BLINK since (of the eyes it shows:
+        a turned-away eye's lids are the face mesh's guess, which moves from frame to frame)."""
         drawn, last = [], None if self._carry is None else self._carry[1]
         for i, mesh in enumerate(driven_meshes):
-            far = last is None or np.linalg.norm(mesh[:, :2] - last[:, :2], axis=-1).max() > CARRY_FAR * eye_span(mesh)
-            blink = not far and (np.abs(eye_ratios(mesh) - eye_ratios(last)) * seen_eyes(mesh)).max() > CARRY_BLINK
-            if far or blink or (self._frame + i) % self.every == 0:
+            self._since += 1
+            if last is None or self._since >= self.every or self._far_from(mesh, last):
                 drawn.append(i)
-                last = mesh
-        self._frame += len(driven_meshes)
+                last, self._since = mesh, 0
         return drawn
+
+    def _far_from(self, mesh: np.ndarray, last: np.ndarray) -> bool:
+        """Whether (478, 3) `mesh`, `self._since` frames after the drawn `last`, is the generator's to draw."""
+        span, moved = eye_span(mesh), np.linalg.norm(mesh[:, :2] - last[:, :2], axis=-1)  # (478,) pixels
+        if moved.max() > CARRY_FAR * span or (np.abs(eye_ratios(mesh) - eye_ratios(last)) * seen_eyes(mesh)).max() > CARRY_BLINK:
+            return True
+        return self._since > 1 and (moved.mean() > CARRY_STEP * span or abs(float(lip_gap(mesh) - lip_gap(last))) > CARRY_MOVED)
 
     @torch.no_grad()
     def render_batch(self, driven_meshes: np.ndarray, mouths: Sequence[DriverMouth | None] | None = None
