@@ -200,8 +200,9 @@ def test_the_drivers_teeth_the_warp_draws_are_kept_from_the_generators_correctio
 
 def test_the_motion_map_follows_the_face_and_leaves_the_rest(hopper) -> None:
     """`motion_map`: a face moved 5 px right and 3 down is fetched from 5 px left and 3 up, and so are
-    the pixels off it (hair goes with the head); for an unmoved face every pixel stays where it is. The
-    mouth opened: its lips fetched from where they were, the pixels off the face by the face's mean move."""
+    the pixels just off it (hair goes with the head), those at the crop's border from where they are;
+    for an unmoved face every pixel stays where it is. The mouth opened: its lips fetched from where
+    they were, the pixels off the face, whose silhouette did not move, from where they are."""
     _, meshes = hopper_targets(hopper, 96)
     still_x, still_y = motion_map(meshes[0], meshes[0], 96)
     ys, xs = np.mgrid[0:96, 0:96]
@@ -210,19 +211,20 @@ def test_the_motion_map_follows_the_face_and_leaves_the_rest(hopper) -> None:
     moved = meshes[0] + np.array([5.0, 3.0, 0.0], np.float32)
     map_x, map_y = motion_map(meshes[0], moved, 96)
     face = cv2.erode(face_mask(moved, 96), np.ones((5, 5), np.uint8)) > 0  # the triangles' hull, less its rim
-    off = cv2.dilate(face_mask(np.concatenate([meshes[0], moved]), 96), np.ones((3, 3), np.uint8)) == 0
-    assert face.sum() > 500 and off.sum() > 500
+    both = face_mask(np.concatenate([meshes[0], moved]), 96)
+    near = (cv2.dilate(both, np.ones((7, 7), np.uint8)) > 0) & (cv2.dilate(both, np.ones((3, 3), np.uint8)) == 0)
+    assert face.sum() > 500 and near.sum() > 100
     np.testing.assert_allclose(map_x[face] - xs[face], -5, atol=1e-3)
     np.testing.assert_allclose(map_y[face] - ys[face], -3, atol=1e-3)
-    np.testing.assert_allclose(map_x[off] - xs[off], -5, atol=1e-3)
-    np.testing.assert_allclose(map_y[off] - ys[off], -3, atol=1e-3)
+    assert np.median(map_x[near] - xs[near]) < -3.5 and np.median(map_y[near] - ys[near]) < -2.1  # 70% of it, 2-3 px off
+    np.testing.assert_allclose([map_x[0, 50], map_y[95, 20], map_x[30, 0]], [50, 95, 0], atol=1e-3)  # the border
     opened = meshes[0].copy()
     opened[MESH_INNER_LIPS[11:], 1] += 4  # the lower inner lip down
     map_x, map_y = motion_map(meshes[0], opened, 96)
     lip = opened[MESH_INNER_LIPS[15], :2].round().astype(int)  # a vertex of the lower lip: fetched from 4 px up
     assert abs(map_y[lip[1], lip[0]] - (lip[1] - 4)) < 0.6 and abs(map_x[lip[1], lip[0]] - lip[0]) < 0.6
-    shift = 4 * len(MESH_INNER_LIPS[11:]) / 478  # those vertices moved 4 px, of 478
-    np.testing.assert_allclose(map_y[off] - ys[off], -shift, atol=1e-3)
+    off = face_mask(meshes[0], 96) == 0
+    np.testing.assert_allclose(map_y[off] - ys[off], 0, atol=1e-3)
 
 
 def test_a_carried_correction_moves_with_the_face_and_leaves_out_a_mouth_that_opened(hopper) -> None:

@@ -138,6 +138,37 @@ def _border_anchors(size: int, per_side: int = 8) -> np.ndarray:
                            np.stack([last - t, np.full_like(t, last)], 1), np.stack([np.zeros_like(t), last - t], 1)])
 
 
+class SmoothField:
+    """The displacement beyond the face in a `size` crop: moves given at some points (the silhouette's),
+    spread by inverse-distance weighting on a coarse grid (exact at the points, so continuous with the
+    face), zero at fixed points along the crop border and tapering to zero at the border itself."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.anchors = _border_anchors(size)  # (A, 2)
+        self.cells = max(size // 16, 2)  # computed on a coarse grid, then resized
+        centres = (np.arange(self.cells) + 0.5) * size / self.cells - 0.5  # cv2.resize's sample positions
+        self.grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2)  # (G·G, 2)
+        ys, xs = np.mgrid[0:size, 0:size]
+        inward = np.minimum(np.minimum(xs, size - 1 - xs), np.minimum(ys, size - 1 - ys))
+        self.taper = np.clip(inward / (0.05 * size), 0, 1).astype(np.float32)[..., None]  # (S, S, 1) 0 on the border
+
+    def __call__(self, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        """(N, 2) points at `dst` whose move takes them to `src` -> (S, S, 2) float32 move of every pixel."""
+        points = np.concatenate([dst, self.anchors])  # (N + A, 2)
+        moves = np.concatenate([src - dst, np.zeros_like(self.anchors)])  # (N + A, 2)
+        weights = 1.0 / (((self.grid[:, None] - points[None]) ** 2).sum(-1) + 1e-3)  # (G·G, N + A)
+        field = (weights @ moves) / weights.sum(1, keepdims=True)  # (G·G, 2)
+        field = cv2.resize(field.reshape(self.cells, self.cells, 2).astype(np.float32), (self.size, self.size),
+                           interpolation=cv2.INTER_LINEAR)  # (S, S, 2)
+        return field * self.taper
+
+
+@functools.lru_cache(maxsize=4)
+def _smooth_field(size: int) -> SmoothField:
+    return SmoothField(size)
+
+
 def _affine_maps(dst: np.ndarray, src: np.ndarray) -> np.ndarray:
     """(T, 3, 2) triangle corners in the output and in the source -> (T, 3, 2) maps M with
     [x y 1]·M = the source point of output point (x, y). M = D^-1·src with D^-1 = adj(D) / det(D)
@@ -170,15 +201,15 @@ def motion_map(source: np.ndarray, mesh: np.ndarray, size: int) -> tuple[np.ndar
     """(478, 2+) meshes of one face in two images of `size` pixels -> (size, size) float32 x and y maps
     for cv2.remap: each pixel of the image at `mesh` taken from where the same point of the face is in
     the image at `source` (piecewise affine over the face triangles; pixels off the face moved as the
-    face's points are on average: hair and headwear go with the head)."""
+    warp's smooth field moves them, by the silhouette's move: hair and headwear go with the head)."""
     triangles = face_triangles()
     corners = mesh[triangles, :2]  # (T, 3, 2)
     index = _paint_index((size, size), corners, np.arange(len(triangles)))
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)  # (S, S) each
     face = index >= 0
     on_face = _mapped(_affine_maps(corners, source[triangles, :2])[index[face]], xs[face], ys[face])
-    shift = (source[:, :2] - mesh[:, :2]).mean(0).astype(np.float32)  # (2,) the face's mean move, back
-    xs, ys = xs + shift[0], ys + shift[1]
+    move = _smooth_field(size)(_silhouette(source), _silhouette(mesh))  # (S, S, 2) back to `source`
+    xs, ys = xs + move[..., 0], ys + move[..., 1]
     xs[face], ys[face] = on_face
     return xs, ys
 
@@ -379,15 +410,10 @@ class WarpRenderer:
     def __init__(self, size: int):
         self.crop_size = size
         self.targets: list[WarpTarget] = []
-        self.anchors = _border_anchors(size)  # (A, 2)
         ys, xs = np.mgrid[0:size, 0:size]
         self._pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(size * size)], 0).astype(np.float32)  # (3, S·S)
-        self._cells = max(size // 16, 2)  # the displacement field is computed on a coarse grid, then resized
-        centres = (np.arange(self._cells) + 0.5) * size / self._cells - 0.5  # cv2.resize's sample positions
-        self._grid = np.stack(np.meshgrid(centres, centres), -1).reshape(-1, 2)  # (G·G, 2)
+        self._spread = SmoothField(size)
         self._weights: np.ndarray | None = None  # (K,) smoothed blend weights of the targets
-        inward = np.minimum(np.minimum(xs, size - 1 - xs), np.minimum(ys, size - 1 - ys)).ravel()
-        self._taper = np.clip(inward / (0.05 * size), 0, 1).astype(np.float32)  # (S·S,) 0 on the border
 
     def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:
         """(K, S, S, 3) uint8 target crops and their (K, 478, 3) meshes in crop pixels (once per set;
@@ -529,17 +555,10 @@ class WarpRenderer:
         return _mapped(maps, self._pixels[0, pixels], self._pixels[1, pixels])
 
     def _field(self, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Source coordinates beyond the face: the silhouette's displacement (N, 2 points from `dst` in
-        the output to `src` in the target), spread by inverse-distance weighting (exact at the
-        silhouette, so continuous with the face) and decaying to zero at the crop border."""
-        points = np.concatenate([dst, self.anchors])  # (N + A, 2)
-        moves = np.concatenate([src - dst, np.zeros_like(self.anchors)])  # (N + A, 2)
-        weights = 1.0 / (((self._grid[:, None] - points[None]) ** 2).sum(-1) + 1e-3)  # (G·G, N + A)
-        field = (weights @ moves) / weights.sum(1, keepdims=True)  # (G·G, 2)
-        field = cv2.resize(field.reshape(self._cells, self._cells, 2).astype(np.float32), (self.crop_size, self.crop_size),
-                           interpolation=cv2.INTER_LINEAR)  # (S, S, 2)
-        return (self._pixels[0] + self._taper * field[..., 0].ravel()).astype(np.float32), \
-            (self._pixels[1] + self._taper * field[..., 1].ravel()).astype(np.float32)
+        """Source coordinates beyond the face, (S·S,) each: the silhouette's displacement (N, 2 points from
+        `dst` in the output to `src` in the target) spread by the smooth field."""
+        move = self._spread(src, dst).reshape(-1, 2)  # (S·S, 2)
+        return (self._pixels[0] + move[:, 0]).astype(np.float32), (self._pixels[1] + move[:, 1]).astype(np.float32)
 
     def _draw_eye(self, frame: np.ndarray, eye: EyeTexture, frame_eye: np.ndarray, opening: np.ndarray,
                   iris: np.ndarray, brow: np.ndarray, skin: np.ndarray | None) -> None:
