@@ -412,7 +412,7 @@ class WarpRenderer:
         self.targets: list[WarpTarget] = []
         ys, xs = np.mgrid[0:size, 0:size]
         self._pixels = np.stack([xs.ravel(), ys.ravel(), np.ones(size * size)], 0).astype(np.float32)  # (3, S·S)
-        self._spread = SmoothField(size)
+        self._spread = _smooth_field(size)
         self._weights: np.ndarray | None = None  # (K,) smoothed blend weights of the targets
 
     def prepare(self, crops: np.ndarray, meshes: np.ndarray) -> None:

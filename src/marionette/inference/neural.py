@@ -112,8 +112,8 @@ CARRY_MOVED = 0.02  # ours: a lip gap that moved more than this since the last d
 #   correction is left out (the warp's own lips and opening show there), and from the second frame after a drawn one
 #   the frame is drawn
 CARRY_STEP = 0.02  # ours: from the second frame after a drawn one, a frame whose landmarks moved on average more than
-#   this many eye spans since is drawn (a carried correction's error grows with that motion: median 43 dB from the
-#   drawn frame's under 0.02, 33 dB at 0.02-0.04, 29 dB over 0.06, on six clips)
+#   this many eye spans since is drawn (a carried correction's error grows with that motion, far more than with the
+#   frames since: docs/hard_cases.md)
 CARRY_BLINK = 0.05  # ours: a frame whose eye aspect ratio moved more than this since the last drawn frame is drawn
 #   (a blink's lids are the generator's to draw; 0.02 also drew 25% of the frames of a lively driver's open eyes)
 CARRY_FAR = 0.25  # ours: a frame whose landmarks moved more than this many eye spans from the last drawn one
@@ -228,12 +228,12 @@ class NeuralRenderer:
         drawn, last = [], None if self._carry is None else self._carry[1]
         for i, mesh in enumerate(driven_meshes):
             self._since += 1
-            if last is None or self._since >= self.every or self._far_from(mesh, last):
+            if last is None or self._since >= self.every or self._draw_again(mesh, last):
                 drawn.append(i)
                 last, self._since = mesh, 0
         return drawn
 
-    def _far_from(self, mesh: np.ndarray, last: np.ndarray) -> bool:
+    def _draw_again(self, mesh: np.ndarray, last: np.ndarray) -> bool:
         """Whether (478, 3) `mesh`, `self._since` frames after the drawn `last`, is the generator's to draw."""
         span, moved = eye_span(mesh), np.linalg.norm(mesh[:, :2] - last[:, :2], axis=-1)  # (478,) pixels
         if moved.max() > CARRY_FAR * span or (np.abs(eye_ratios(mesh) - eye_ratios(last)) * seen_eyes(mesh)).max() > CARRY_BLINK:
