@@ -209,6 +209,19 @@ def test_webcam_session_ends_with_ctrl_c_or_max_frames_and_keeps_the_output(
     assert not (tmp_path / "none.mp4").exists()
 
 
+def test_webcam_with_the_generator_draws_some_frames_and_carries_the_rest(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """`renderer=neural` asked for with a webcam: its frames come one at a time, and on the CPU most carry
+    the generator's last correction (a call with no frame to draw); every frame is written, marked."""
+    monkeypatch.setattr(cv2, "VideoCapture", FakeWebcam)
+    monkeypatch.setattr(FakeWebcam, "stop_after", None)
+    out = tmp_path / "live.mp4"
+    pipeline = ReenactPipeline(ReenactConfig(renderer="neural", size=128, paste_back=False, max_frames=6))
+    stats = pipeline.run([TARGET], "0", out, progress=False)
+    assert pipeline.renderer_name == "neural" and pipeline.renderer.every > 1 and stats.frames == 6
+    assert len(list(iter_video(out))) == 6 and verify(out).watermark.present
+
+
 def test_webcam_neutral_face_is_estimated_over_its_first_frames_then_set_by_the_user(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A webcam's relative-mode reference is re-estimated from all its frames so far until
