@@ -286,7 +286,7 @@ class ReenactPipeline:
         # drawn: with the generator 4% less wall clock a CPU second than 2 ahead); a webcam's two, as before (a queued frame is delay)
         ahead = 2 if driver.live else 2 * (self.config.batch if self.renderer.batched else 1)
         with FaceMesh(video=True, max_faces=max(2, self.config.driver_face + 1), device=self.config.device) as tracker, \
-                Stages(max(ahead, 2)) as stages:
+                Stages(ahead) as stages:
             # frames per tracking call: MESH_BATCH on a GPU (one batched detection); on the CPU batching buys nothing
             # (docs/face_mesh.md) and would delay the first frame, and a webcam's must add no delay: one by one
             chunk = MESH_BATCH if tracker.device != "cpu" and not driver.live else 1

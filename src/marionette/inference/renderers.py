@@ -137,7 +137,8 @@ def make_renderer(name: str, size: int, checkpoint: str | Path | None = None, de
     `checkpoint` (default: the shipped one) on `device` in `precision` (settings of
     marionette.devices). `onnx` runs the ONNX export folder at `checkpoint` with onnxruntime on the
     CPU, as do warp and copy; a generator's batch is split into `threads` calls run at once on the
-    CPU, and a warp-guided one draws every `every`-th frame there (the others carry its correction)."""
+    CPU, and a warp-guided one draws at least every `every`-th frame there, and the frames that moved (the others
+    carry its correction)."""
     if name not in BUILDERS:
         raise InputError(f"renderer {name!r}: expected one of {', '.join(RENDERERS)}")
     return BUILDERS[name](size, checkpoint, device, precision, threads, every)
