@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from helpers import inside_ring
@@ -16,7 +17,7 @@ from helpers import inside_ring
 from marionette.inference.io import open_driver
 from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
 from marionette.landmark_transformer.model import LandmarkTransformer
-from marionette.landmarks.layout import MESH_INNER_LIPS
+from marionette.landmarks.layout import MESH_EYE_OPENINGS, MESH_INNER_LIPS
 from marionette.landmarks.measures import CLOSED_EYE, CLOSED_MOUTH, eye_openness, lip_gap
 from marionette.landmarks.mesh import FaceMesh
 
@@ -127,3 +128,34 @@ def test_the_eye_figures_tell_the_measures_floor_from_the_drawn_eye() -> None:
     assert figures["eye_vs_driven"] == pytest.approx(o - v)
     assert figures["eye_floor"] == pytest.approx(d - v)
     assert figures["eye_vs_driver"] == pytest.approx(o - d)
+    assert np.isnan(figures["real_eye_recall"])  # a run from before the control: no figure
+    # the output with the driver's eyes laid in: read shut at two of the three frames, no face at the third
+    lent = lids(0.05, shut)
+    lent[[0, 1, 4, 5, 6, 7]] = np.nan
+    lent[4] = np.nan
+    figures = score({"driver": driver, "driven": driven, "output": output, "driver_eyes": lent, "folded": np.zeros(8)})
+    assert figures["real_eye_recall"] == pytest.approx(2 / 3)
+
+
+def test_the_drivers_eyes_laid_into_the_output_replace_its_eyes_only() -> None:
+    """tools/hard_cases.py's control for the eye figures: the driver's eye regions, moved onto the driven
+    eyes and matched to the output's colours there, darken the output's eye openings where the driver's
+    eyes are dark; pixels far from the eyes are untouched."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    driver_eyes = importlib.import_module("hard_cases").driver_eyes
+    face = LandmarkTransformer.load().reference * 100 + 200  # (478, 3) a frontal face in a 400 px image
+    moved = face + [15, -10, 0]  # the driver's face elsewhere in its frame
+    rng = np.random.default_rng(0)
+    output = np.clip(rng.normal(128, 20, (400, 400, 3)), 0, 255).astype(np.uint8)
+    driver = np.full((400, 400, 3), 200, np.uint8)
+    for opening in MESH_EYE_OPENINGS:  # dark openings on a light face
+        cv2.fillPoly(driver, [np.round(moved[opening, :2]).astype(np.int32)], (20, 20, 20))
+    laid = driver_eyes(output, driver, moved, face)
+    eyes = np.zeros((400, 400), np.uint8)
+    for opening in MESH_EYE_OPENINGS:
+        cv2.fillPoly(eyes, [np.round(face[opening, :2]).astype(np.int32)], 1)
+    luma = laid.astype(np.float32).mean(-1)
+    assert luma[eyes > 0].mean() < 128 - 10, luma[eyes > 0].mean()  # measured 108: a spread (20) darker
+    far = np.ones((400, 400), bool)
+    far[int(face[:, 1].min()):int(face[:, 1].max()), int(face[:, 0].min()):int(face[:, 0].max())] = False
+    assert np.array_equal(laid[far], output[far])
