@@ -131,8 +131,8 @@ def test_the_eye_figures_tell_the_measures_floor_from_the_drawn_eye() -> None:
     assert np.isnan(figures["real_eye_recall"])  # a run from before the control: no figure
     # the output with the driver's eyes laid in: read shut at two of the three frames, no face at the third
     lent = lids(0.05, shut)
-    lent[[0, 1, 4, 5, 6, 7]] = np.nan
-    lent[4] = np.nan
+    lent[[0, 1, 5, 6, 7]] = np.nan  # the driver's eyes open there: not laid in
+    lent[4] = np.nan  # no face found
     figures = score({"driver": driver, "driven": driven, "output": output, "driver_eyes": lent, "folded": np.zeros(8)})
     assert figures["real_eye_recall"] == pytest.approx(2 / 3)
 
