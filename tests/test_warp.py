@@ -187,6 +187,28 @@ def test_a_shut_eye_is_drawn_so_that_a_face_mesh_reads_it_shut(name: str) -> Non
     assert opened > 0.18 and shut < CLOSED_EYE + 0.025, (opened, shut)
 
 
+def test_a_drawn_closed_lid_is_no_smoother_than_the_skin_under_the_eye() -> None:
+    """The drawn lid carries the fine detail of the skin under the eye: in the lid's middle its luma's
+    high-pass spread is 0.48 of the cheek's below on average over three portraits' six eyes (an
+    inpainted lid alone: 0.29, an airbrushed patch on Grace Hopper's wrinkled face)."""
+    ratios = []
+    for name in ("01_eileen_collins_nasa.jpg", "02_grace_hopper.jpg", "03_barack_obama_official.jpg"):
+        crop, mesh = real_crop(ASSETS / "faces" / name, 256)
+        renderer = WarpRenderer(256)
+        renderer.prepare(crop[None], mesh[None])
+        closed = close_eyes(mesh)
+        luma = renderer.render(closed).astype(np.float32) @ warp.LUMA
+        detail = luma - cv2.GaussianBlur(luma, (0, 0), 1.0)
+        for ring in MESH_EYE_OPENINGS:
+            line = closed[ring, :2]
+            (x, y), width = line.mean(0), float(np.ptp(line[:, 0]))
+            across = slice(int(x - 0.15 * width), int(x + 0.15 * width))
+            lid = detail[int(y - 0.22 * width):int(y - 0.12 * width), across]
+            cheek = detail[int(y + 0.5 * width):int(y + 0.6 * width), across]
+            ratios.append(lid.std() / cheek.std())
+    assert np.mean(ratios) > 0.4, np.round(ratios, 2)
+
+
 def iris_centre(image: np.ndarray, mesh: np.ndarray, eye: int) -> np.ndarray:
     """Darkness-weighted centre (x, y) of one eye's opening in an image: where the iris is."""
     ring = mesh[MESH_EYE_OPENINGS[eye], :2]

@@ -64,6 +64,9 @@ LID_SPAN = (0.45, 0.1)  # ours: the closed lid drawn from the line where the lid
 #   LID_TO_BROW of the way to the brow (more carried the brow's dark down into the lid of a low-browed face)
 LID_TO_BROW = 0.5
 LASH_WIDTH = 0.04  # ours: the closed lid's lash line, eye widths thick at its middle
+LID_GRAIN = (0.8, 0.45, 0.03)  # ours: the closed lid takes 0.8 of the fine detail (finer than 0.03 eye widths, clipped
+#   at twice its spread) of the skin 0.45 eye widths below it, under the eye: an inpainted lid was smoother than the
+#   skin around it (an airbrushed patch on a wrinkled or painted face)
 LID_LIGHT, LID_LIT, LID_EDGE = 0.75, (0.05, 0.3), 0.1  # ours: the closed lid's middle, 0.05 to 0.3 eye widths above
 #   where the lids meet (its edge blurred by 0.1), brought 0.75 of the way to the luma of the target's cheeks, no
 #   lighter than the skin around the lid, its hue kept: inpainted from a shadowed socket (paintings, deep-set eyes), a
@@ -212,6 +215,17 @@ def motion_map(source: np.ndarray, mesh: np.ndarray, size: int) -> tuple[np.ndar
     xs, ys = xs + move[..., 0], ys + move[..., 1]
     xs[face], ys[face] = on_face
     return xs, ys
+
+
+def _grain(frame: np.ndarray, box: tuple[int, int, int, int], shift: np.ndarray, sigma: float) -> np.ndarray:
+    """(h, w, 3) float32 fine detail for the `box` (x0, y0, x1, y1) of an (S, S, 3) float32 frame, taken from the
+    frame `shift` (2,) pixels away: the frame there less its blur by `sigma` pixels, clipped at twice its luma's spread."""
+    x0, y0, x1, y1 = box
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    patch = cv2.remap(frame, xs + float(shift[0]), ys + float(shift[1]), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    detail = patch - cv2.GaussianBlur(patch, (0, 0), max(sigma, 0.7))
+    bound = 2 * float((detail @ LUMA).std()) + 1e-3
+    return np.clip(detail, -bound, bound)
 
 
 def _polygon_mask(shape: tuple[int, int], polygon: np.ndarray) -> np.ndarray:
@@ -618,7 +632,8 @@ class WarpRenderer:
         """Draw, in place and by `shut` (0..1), a closed lid over one driven eye: the skin around the
         eye carried over it (inpainted from the lid's surroundings, so the target's lashes stretched
         over the eye are gone), its middle lit towards the cheeks' luma (`skin`, their colour; None: not)
-        as far as the skin around it is lit, and a line of the target's lash colour where the lids meet."""
+        as far as the skin around it is lit, with the fine detail of the skin under the eye (`LID_GRAIN`), and a line
+        of the target's lash colour where the lids meet."""
         upper, lower = opening[UPPER_LID], opening[LOWER_LID]  # (7, 2) each, outer corner to inner
         line = np.concatenate([opening[:1], (upper + lower) / 2, opening[8:9]]).astype(np.float64)  # (9, 2) lids meet
         along = np.linspace(-0.5, 0.5, len(line))
@@ -646,6 +661,7 @@ class WarpRenderer:
             light = float(np.median(luma[luma >= np.median(luma)])) if len(luma) >= 10 else float(skin @ LUMA)
             tone = min(float(skin @ LUMA), light)  # the cheeks' luma, no lighter than the skin around
             lid += ((tone - lid @ LUMA) * (LID_LIGHT * lit))[..., None]  # its luma only: the lid keeps its hue
+        lid += _grain(frame, (x0, y0, x1, y1), LID_GRAIN[1] * down, LID_GRAIN[2] * width) * LID_GRAIN[0]
         soft = cv2.GaussianBlur(hard.astype(np.float32), (0, 0), max(0.04 * width, 0.5))[..., None]
         region += (lid - region) * (shut * soft)
         thick = LASH_WIDTH * width * (0.3 + 0.7 * np.sqrt(bell))[:, None]  # (9, 1) thickest in the middle
