@@ -226,19 +226,22 @@ class NeuralRenderer:
         (CARRY_FAR); and any whose eye opened or closed by more than CARRY_BLINK since (of the eyes it shows:
         a turned-away eye's lids are the face mesh's guess, which moves from frame to frame)."""
         drawn, last = [], None if self._carry is None else self._carry[1]
+        measured = None if last is None else (eye_ratios(last), float(lip_gap(last)))  # the last drawn's, once
         for i, mesh in enumerate(driven_meshes):
             self._since += 1
-            if last is None or self._since >= self.every or self._draw_again(mesh, last):
+            if last is None or self._since >= self.every or self._draw_again(mesh, last, *measured):
                 drawn.append(i)
                 last, self._since = mesh, 0
+                measured = (eye_ratios(last), float(lip_gap(last)))
         return drawn
 
-    def _draw_again(self, mesh: np.ndarray, last: np.ndarray) -> bool:
-        """Whether (478, 3) `mesh`, `self._since` frames after the drawn `last`, is the generator's to draw."""
+    def _draw_again(self, mesh: np.ndarray, last: np.ndarray, last_ratios: np.ndarray, last_gap: float) -> bool:
+        """Whether (478, 3) `mesh`, `self._since` frames after the drawn `last` (its eye ratios (2,) and lip
+        gap), is the generator's to draw."""
         span, moved = eye_span(mesh), np.linalg.norm(mesh[:, :2] - last[:, :2], axis=-1)  # (478,) pixels
-        if moved.max() > CARRY_FAR * span or (np.abs(eye_ratios(mesh) - eye_ratios(last)) * seen_eyes(mesh)).max() > CARRY_BLINK:
+        if moved.max() > CARRY_FAR * span or (np.abs(eye_ratios(mesh) - last_ratios) * seen_eyes(mesh)).max() > CARRY_BLINK:
             return True
-        return self._since > 1 and (moved.mean() > CARRY_STEP * span or abs(float(lip_gap(mesh) - lip_gap(last))) > CARRY_MOVED)
+        return self._since > 1 and (moved.mean() > CARRY_STEP * span or abs(float(lip_gap(mesh)) - last_gap) > CARRY_MOVED)
 
     @torch.no_grad()
     def render_batch(self, driven_meshes: np.ndarray, mouths: Sequence[DriverMouth | None] | None = None
