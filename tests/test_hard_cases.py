@@ -128,13 +128,14 @@ def test_the_eye_figures_tell_the_measures_floor_from_the_drawn_eye() -> None:
     assert figures["eye_vs_driven"] == pytest.approx(o - v)
     assert figures["eye_floor"] == pytest.approx(d - v)
     assert figures["eye_vs_driver"] == pytest.approx(o - d)
-    assert np.isnan(figures["real_eye_recall"])  # a run from before the control: no figure
+    assert np.isnan(figures["real_eye_recall"]) and np.isnan(figures["real_eye_vs_driven"])  # a run from before the control
     # the output with the driver's eyes laid in: read shut at two of the three frames, no face at the third
     lent = lids(0.05, shut)
     lent[[0, 1, 5, 6, 7]] = np.nan  # the driver's eyes open there: not laid in
     lent[4] = np.nan  # no face found
     figures = score({"driver": driver, "driven": driven, "output": output, "driver_eyes": lent, "folded": np.zeros(8)})
     assert figures["real_eye_recall"] == pytest.approx(2 / 3)
+    assert figures["real_eye_vs_driven"] == pytest.approx(d - v)  # the two faces found: the driver's eyes, 0.069 open
 
 
 def test_the_drivers_eyes_laid_into_the_output_replace_its_eyes_only() -> None:
