@@ -267,6 +267,28 @@ def test_the_mouth_opens_only_with_the_driven_lips(hopper, portrait) -> None:
     assert interior[inner].mean() > cavity[inner].mean() + 40
 
 
+def test_an_open_targets_teeth_move_with_its_upper_lip_at_their_own_size() -> None:
+    """A smiling target's upper teeth (Eileen Collins, lips 0.18 apart) stay under the upper lip as the jaw
+    drops to three times the gap: as tall as in her photo, a dark cavity opening below them; the whole
+    interior stretched over the opening (as before) was teeth from lip to lip, three times as tall."""
+    crop, mesh = real_crop(ASSETS / "faces" / "01_eileen_collins_nasa.jpg", 256)
+    renderer = WarpRenderer(256)
+    renderer.prepare(crop[None], mesh[None])
+
+    def column(image: np.ndarray, m: np.ndarray) -> np.ndarray:  # luma down the mouth's middle, lip to lip
+        x, top, bottom = int(round(m[13, 0])), int(np.floor(m[13, 1])), int(np.ceil(m[14, 1]))
+        return image[top:bottom + 1, x - 3:x + 4].astype(np.float32).mean((1, 2))
+
+    opened = mesh.copy()
+    lips_meet, gap = (mesh[13, 1] + mesh[14, 1]) / 2, mesh[14, 1] - mesh[13, 1]
+    opened[[m for m in range(468) if mesh[m, 1] > lips_meet and abs(mesh[m, 0] - mesh[14, 0]) < 80], 1] += 2 * gap
+    own, drawn = column(crop, mesh), column(renderer.render(opened), opened)  # 12 and 31 rows
+    teeth = int((own > 150).sum())
+    assert 0.8 * teeth <= (drawn > 150).sum() <= 1.4 * teeth, (own.round(), drawn.round())  # measured 12 and 13 (31 before)
+    assert np.all(drawn[:teeth // 2] > 150)  # they start under the upper lip
+    assert np.median(drawn[len(drawn) // 2:-len(drawn) // 6]) < 60  # measured 15: the cavity, not teeth
+
+
 def test_a_mouth_opened_wider_than_the_targets_shows_the_drivers_teeth_in_the_targets_light(hopper, portrait) -> None:
     renderer, crop, mesh, opened, inner = hopper_opened(hopper)
     cavity = renderer.render(opened).astype(np.float32)

@@ -17,9 +17,11 @@ treating the mesh as a 3D surface:
   target whose eye is open gets a drawn closed lid (the skin around it carried over the eye, a lash
   line where the lids meet), since the target's own lid and lashes stretched over it read as open;
 - mouth: the opening between the driven inner lips shows the interior of the target (of the K)
-  whose open mouth is nearest in shape, else a soft shaded cavity; where the pipeline hands over the
-  driver's own mouth and no target's open mouth is nearly as open, the driver's teeth, in the
-  target's light, over that cavity; it opens only with the driven lips;
+  whose open mouth is nearest in shape, carried by its jaws (what lies under its upper lip moves
+  with the driven upper lip, what lies over its lower lip with the lower, teeth at their own size),
+  over a soft shaded cavity that opens between them; where the pipeline hands over the driver's own
+  mouth, the driver's teeth in the target's light in that cavity (with no open-mouthed target, the
+  whole opening is cavity); it opens only with the driven lips;
 - K targets: each frame blends the nearest-pose targets with weights smoothed over time, so the
   output moves from one target to another without a jump.
 """
@@ -85,8 +87,15 @@ IRIS_RINGS = ((0.4, 0.55), (0.85, 0.8))  # ours: the drawn iris's pupil (within 
 CAVITY = 0.15  # ours: a drawn mouth cavity's colour, of the lips'; a face mesh read lips parted over a cavity twice
 #   as light (0.3) shut on a pouting target (0.015-0.028 where the driven lips part 0.13-0.20; at 0.15 it read 0.04-0.07)
 MOUTH_OPEN = 0.08  # inner-lip gap / mouth width at which a mouth is fully open (the fill fades in from half of it)
-STRETCH = (1.5, 2.5)  # ours: a target's open mouth fills a driven one up to 1.5 times as open, the driver's from 2.5
-#   (a target's interior stretched further is bars of teeth)
+STRETCH = (1.5, 2.5)  # ours: the driver's teeth show in the cavity between an open target's jaws as the driven opening
+#   grows from 1.5 to 2.5 times the target's (a smile's sliver of teeth cannot fill a bared-teeth grimace)
+JAW_FILL = 1.25  # ours: an open target's interior, carried by its jaws, stretches up to 1.25 times to fill a driven
+#   opening wider than its own (no dark sliver where the two are alike); beyond it the cavity opens between its parts
+#   (the whole interior stretched over a wider opening was bars of teeth, a third of the way to the driver's, grey)
+JAW_GAP = (0.45, 0.25)  # ours: a target's interior splits into its jaws' parts at the middle of its longest run of pixels
+#   darker than 0.45 of its light (its 90th percentile luma) spanning 0.25 of the gap; a column without one (teeth
+#   from lip to lip: a smile shows the upper ones) goes whole with the upper lip
+JAW_COLUMNS, JAW_ROWS = 31, 19  # where a target's interior is sampled for its split: across the mouth, across the gap
 POSE_SIGMA = 4.0  # degrees: how fast a target's blend weight falls with its pose distance to the driven pose
 FOLLOW = 0.15  # per frame: how fast the blend weights move to the current frame's (1 = no smoothing)
 WEIGHT_FLOOR = 0.03  # blend weights below this are dropped (the rest renormalised): fewer targets to warp
@@ -95,6 +104,7 @@ FACE_TRIANGLES = "face_triangles.json"  # package asset: the face surface's tria
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights of R, G, B
 _SHIFT = 4  # sub-pixel bits of cv2 drawing
 _UPPER_LIP = slice(0, 11)  # MESH_INNER_LIPS[0..10]: upper inner lip, corner to corner
+_LOWER_LIP = [0, *range(19, 10, -1), 10]  # MESH_INNER_LIPS positions of the lower inner lip, corner to corner
 _LIP_GAP = [int(np.flatnonzero(MESH_INNER_LIPS == i)[0]) for i in LIP_GAP]  # lip_gap's four points in the ring
 
 
@@ -279,6 +289,7 @@ class WarpTarget:
     cavity: np.ndarray  # (3,) float32 colour of a mouth cavity drawn for this face
     skin: np.ndarray | None  # (3,) float32 RGB of its cheeks (skin_colour): the light a driver's teeth are matched to
     outline: np.ndarray  # (N, 2) its face outline on its silhouette (see _silhouette)
+    jaw_split: np.ndarray | None  # (JAW_COLUMNS,) where its open mouth's interior splits (`_jaw_split`); None: shut
 
 
 def _eye_frame(opening: np.ndarray, side: int) -> np.ndarray:
@@ -460,9 +471,11 @@ class WarpRenderer:
             eye, other = eyes[shut.index(True)], eyes[shut.index(False)]
             eyes[shut.index(True)] = replace(eye, iris=other.iris, alpha=other.alpha, radius=other.radius,
                                              white=other.white, shadow=other.shadow)
+        gap = float(lip_gap(mesh))
         return WarpTarget(image, mesh, mirrored.astype(np.float32), mirror_weight.astype(np.float32), shown,
-                          head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), float(lip_gap(mesh)),
-                          cavity=(CAVITY * lip_colour).astype(np.float32), skin=skin, outline=_silhouette(mesh))
+                          head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), gap,
+                          cavity=(CAVITY * lip_colour).astype(np.float32), skin=skin, outline=_silhouette(mesh),
+                          jaw_split=_jaw_split(image, mesh[MESH_INNER_LIPS, :2]) if gap >= MOUTH_OPEN else None)
 
     def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame; `mouth`: the driver's, shown
@@ -672,36 +685,35 @@ class WarpRenderer:
 
     def _draw_mouth(self, frame: np.ndarray, main: WarpTarget, driven_mesh: np.ndarray,
                     mouth: DriverMouth | None) -> None:
-        """Fill, in place, the opening between the driven inner lips, fading in as they part: the
-        interior of the target whose open mouth is nearest in shape, else a soft shaded cavity; where
-        the target's interior would be stretched (STRETCH) or there is none, the cavity with the
-        driver's teeth (`mouth`), lit as the target, fades in as the driver's lips part."""
+        """Fill, in place, the opening between the driven inner lips, fading in as they part: a soft shaded
+        cavity with the driver's teeth (`mouth`), lit as the target, fading in as the driver's lips part,
+        and over them the interior of the target whose open mouth is nearest in shape, carried by its
+        jaws (`_jaw_interior`); with an open-mouthed target, the driver's teeth show only in the cavity
+        between its jaws, once the driven opening is wider than the target's (STRETCH)."""
         gap = float(lip_gap(driven_mesh))
         strength = float(np.clip(2 * gap / MOUTH_OPEN - 1, 0, 1))  # 0 up to half of MOUTH_OPEN, 1 from it
         if strength == 0:
             return
         ring = driven_mesh[MESH_INNER_LIPS, :2]  # (20, 2)
         blur = self.crop_size / 160  # a soft edge: no hard polygon outline
-        x0, y0, x1, y1 = _box(ring, int(4 * blur) + 2, self.crop_size)
+        x0, y0, x1, y1 = box = _box(ring, int(4 * blur) + 2, self.crop_size)
         origin = np.array([x0, y0], np.float32)
         mask = cv2.GaussianBlur(_polygon_mask((y1 - y0, x1 - x0), ring - origin), (0, 0), blur)[..., None]
-        open_ones = [t for t in self.targets if t.mouth_gap >= MOUTH_OPEN]
-        # ours: the driver's teeth, lit as the target, over a drawn cavity where no target's open mouth is
-        # nearly as open as the driven one; as much as the driver's own lips are apart
-        from_driver = float(np.clip(2 * mouth.gap / MOUTH_OPEN - 1, 0, 1)) if mouth is not None else 0.0
-        if open_ones:
-            source = min(open_ones, key=lambda t: _mouth_shape_distance(t.mesh, driven_mesh))
-            layer = self._mouth_interior(source.image, source.mesh[MESH_INNER_LIPS, :2], ring, (x0, y0, x1, y1))
-            from_driver *= float(np.clip((gap / source.mouth_gap - STRETCH[0]) / (STRETCH[1] - STRETCH[0]), 0, 1))
-        else:
-            layer = self._cavity(main.cavity, main.eyes[0].shadow, ring - origin, mask[..., 0])  # teeth lit like the eyes
-        if from_driver > 0:
-            interior = self._mouth_interior(mouth.image, mouth.ring, ring, (x0, y0, x1, y1))
-            teeth = cv2.GaussianBlur(_teeth(interior, mouth.skin), (0, 0), blur / 2)[..., None]  # (h, w, 1) soft-edged
-            drawn = (self._cavity(main.cavity, main.eyes[0].shadow, ring - origin, mask[..., 0]) if open_ones
-                     else layer.copy())
-            drawn += (_relit(interior, mouth.skin, main.skin) - drawn) * teeth
-            layer += (drawn - layer) * from_driver
+        layer = self._cavity(main.cavity, main.eyes[0].shadow, ring - origin, mask[..., 0])  # teeth lit like the eyes
+        open_ones = [t for t in self.targets if t.jaw_split is not None]
+        source = min(open_ones, key=lambda t: _mouth_shape_distance(t.mesh, driven_mesh)) if open_ones else None
+        if mouth is not None:  # ours: the driver's teeth, as much as its own lips are apart
+            from_driver = float(np.clip(2 * mouth.gap / MOUTH_OPEN - 1, 0, 1))
+            if source is not None:
+                from_driver *= float(np.clip((gap / source.mouth_gap - STRETCH[0]) / (STRETCH[1] - STRETCH[0]), 0, 1))
+            if from_driver > 0:
+                interior = self._mouth_interior(mouth.image, mouth.ring, ring, box)
+                teeth = cv2.GaussianBlur(_teeth(interior, mouth.skin), (0, 0), blur / 2)[..., None]  # (h, w, 1) soft
+                layer += (_relit(interior, mouth.skin, main.skin) - layer) * (teeth * from_driver)
+        if source is not None:  # over them, the target's own, carried by its jaws
+            for part, cover in _jaw_interior(source.image, source.mesh[MESH_INNER_LIPS, :2], source.jaw_split, ring,
+                                             box, blur):
+                layer += (part - layer) * cover[..., None]
         region = frame[y0:y1, x0:x1]
         region += (layer - region) * (strength * mask)
 
@@ -785,6 +797,77 @@ def _mirror_weights(target: WarpTarget, shown: np.ndarray) -> np.ndarray:
     """(T,) how much of each face triangle's texture comes from its mirror image in `target`, for a
     driven mesh that shows the triangles `shown` (T,): only where it shows them more than the target."""
     return target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)
+
+
+def _mouth_axes(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, tuple, tuple]:
+    """An inner-lip ring's (20, 2) frame: its left corner, the unit vectors along the mouth and towards
+    the chin, its width in pixels, and its upper and lower inner lips as (u, v) curves: u the share of
+    the way from corner to corner, v pixels towards the chin (each sorted by u, for np.interp)."""
+    left = ring[0].astype(np.float64)
+    along = ring[10].astype(np.float64) - left
+    width = max(float(np.linalg.norm(along)), 1e-6)
+    x = along / width
+    n = np.array([-x[1], x[0]])
+    rel = ring.astype(np.float64) - left
+    u, v = rel @ x / width, rel @ n
+
+    def curve(lip: list[int] | slice) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(u[lip])
+        return u[lip][order], v[lip][order]
+
+    return left, x, n, width, curve(_UPPER_LIP), curve(_LOWER_LIP)
+
+
+def _jaw_split(image: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """(JAW_COLUMNS,) where an (H, W, 3) uint8 image's open mouth, inside its inner-lip ring (20, 2), splits
+    into what its upper and lower jaws carry, as a share of the gap from the upper lip (1: all with the upper),
+    at JAW_COLUMNS points evenly across the mouth (JAW_GAP; smoothed across by a running median)."""
+    left, x, n, width, upper, lower = _mouth_axes(ring)
+    us, ts = np.linspace(0.05, 0.95, JAW_COLUMNS), np.linspace(0.05, 0.95, JAW_ROWS)
+    top, bottom = np.interp(us, *upper), np.interp(us, *lower)
+    v = top[None] + ts[:, None] * (bottom - top)[None]  # (R, C)
+    points = (left + (us * width)[None, :, None] * x + v[..., None] * n).astype(np.float32)  # (R, C, 2)
+    luma = cv2.remap(image, points[..., 0], points[..., 1], cv2.INTER_LINEAR).astype(np.float32) @ LUMA
+    dark = cv2.GaussianBlur(luma, (0, 0), 0.7) < JAW_GAP[0] * np.percentile(luma, 90)  # (R, C)
+    split = np.ones(JAW_COLUMNS)
+    for c in range(JAW_COLUMNS):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], dark[:, c].astype(np.int8), [0]])))  # run starts, ends
+        if len(edges):
+            starts, ends = edges[::2], edges[1::2]
+            longest = int(np.argmax(ends - starts))
+            if ends[longest] - starts[longest] >= JAW_GAP[1] * JAW_ROWS:
+                split[c] = ts[(starts[longest] + ends[longest] - 1) // 2]
+    return np.array([np.median(split[max(c - 4, 0):c + 5]) for c in range(JAW_COLUMNS)])
+
+
+def _jaw_interior(image: np.ndarray, src_ring: np.ndarray, split: np.ndarray, ring: np.ndarray,
+                  box: tuple[int, int, int, int], blur: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """ours: a target's open mouth (`image`, its inner-lip ring `src_ring` (20, 2), `split` from `_jaw_split`)
+    carried by its jaws into the driven ring (20, 2) over the crop's `box`: [(lower part, its cover), (upper
+    part, its cover)], (h, w, 3) float32 and (h, w) each, to be laid in that order. Each part keeps its
+    distance from its own lip at the mouths' scale (teeth keep their size), stretched up to JAW_FILL to meet
+    the other where the driven opening is wider; an opening narrower than the target's draws the upper over
+    the lower, as teeth close. `blur`: the covers' soft edge, in driven pixels."""
+    x0, y0, x1, y1 = box
+    s_left, s_x, s_n, s_width, s_upper, s_lower = _mouth_axes(src_ring)
+    left, x, n, width, upper, lower = _mouth_axes(ring)
+    ys, xs = np.mgrid[y0:y1, x0:x1]
+    rel = np.stack([xs, ys], -1) - left  # (h, w, 2)
+    u, v = rel @ x / width, rel @ n  # (h, w) each: the driven mouth's own coordinates
+    s_top, s_bottom = np.interp(u, *s_upper), np.interp(u, *s_lower)  # (h, w) the target's lips at u
+    gap = np.maximum(s_bottom - s_top, 0)  # (h, w) the target's opening, its pixels
+    top, bottom = np.interp(u, *upper), np.interp(u, *lower)
+    scale = s_width / width
+    scale = scale * np.clip(gap / np.maximum((bottom - top) * scale, 1e-3), 1 / JAW_FILL, 1)  # stretched to meet
+    below, above = (v - top) * scale, (bottom - v) * scale  # (h, w) target pixels from each lip
+    cut = np.interp(u, np.linspace(0.05, 0.95, JAW_COLUMNS), split) * gap
+    edge = max(scale.mean() * blur, 0.5)
+    parts = []
+    for source_v, room, depth in ((s_bottom - above, gap - cut, above), (s_top + below, cut, below)):
+        points = (s_left + (u * s_width)[..., None] * s_x + source_v[..., None] * s_n).astype(np.float32)
+        part = cv2.remap(image, points[..., 0], points[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        parts.append((part.astype(np.float32), np.clip((room - depth) / edge + 0.5, 0, 1).astype(np.float32)))
+    return parts
 
 
 def _mouth_shape_distance(a: np.ndarray, b: np.ndarray) -> float:
