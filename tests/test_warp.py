@@ -24,7 +24,7 @@ from marionette.landmarks.layout import (
     UPPER_LID,
     mesh_to_ibug68,
 )
-from marionette.landmarks.measures import CLOSED_EYE, eye_openness
+from marionette.landmarks.measures import CLOSED_EYE, eye_openness, lip_gap
 from marionette.landmarks.mesh import FaceMesh, detect_face
 from marionette.landmarks.pose import euler_to_rotation, head_pose
 from marionette.media import iter_video, load_image
@@ -287,6 +287,26 @@ def test_an_open_targets_teeth_move_with_its_upper_lip_at_their_own_size() -> No
     assert 0.8 * teeth <= (drawn > 150).sum() <= 1.4 * teeth, (own.round(), drawn.round())  # measured 12 and 13 (31 before)
     assert np.all(drawn[:teeth // 2] > 150)  # they start under the upper lip
     assert np.median(drawn[len(drawn) // 2:-len(drawn) // 6]) < 60  # measured 15: the cavity, not teeth
+
+
+def test_a_shouting_mouth_driven_shut_draws_no_dark_shards_at_its_corners(shared_data: Path) -> None:
+    """A target photographed mid-shout (lips 0.86 apart; the face mesh's inner lips lie inside the opening at
+    its corners) driven by a closed-lipped smile: around each driven mouth corner (0.2 mouth widths), no pixel
+    darker than half the median there (the cavity at the lips' inner edge, stretched with them, drew black
+    shards: 6% of the left corner's pixels, the darkest at luma 19)."""
+    from marionette.inference.io import open_driver
+    from marionette.inference.pipeline import ReenactConfig, ReenactPipeline
+
+    pipeline = ReenactPipeline(ReenactConfig(renderer="warp", size=256, paste_back=False, neutral_seconds=0))
+    pipeline.set_targets([str(shared_data / "faces" / "08_woman_shouting.jpg")])
+    rendered = next(iter(pipeline.render_frames(open_driver(str(shared_data / "videos" / "lp_d14.mp4")))))
+    assert lip_gap(rendered.driven) < 0.01  # the driver's lips meet
+    luma = rendered.output.astype(np.float32) @ warp.LUMA
+    width = float(np.linalg.norm(rendered.driven[61, :2] - rendered.driven[291, :2]))
+    ys, xs = np.mgrid[0:256, 0:256]
+    for corner in (61, 291):
+        disc = luma[np.hypot(xs - rendered.driven[corner, 0], ys - rendered.driven[corner, 1]) < 0.2 * width]
+        assert (disc < 0.5 * np.median(disc)).mean() == 0, corner  # measured 0 at both (0.062 and 0 before)
 
 
 def test_a_mouth_opened_wider_than_the_targets_shows_the_drivers_teeth_in_the_targets_light(hopper, portrait) -> None:

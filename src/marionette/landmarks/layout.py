@@ -102,6 +102,10 @@ def inter_ocular(points68: np.ndarray) -> np.ndarray:
 MESH_INNER_LIPS = np.array(
     [78, 191, 80, 81, 82, 13, 312, 311, 310, 415, 308, 324, 318, 402, 317, 14, 87, 178, 88, 95], dtype=np.int64
 )
+# The mesh's outer-lip ring, in order around the mouth (from MediaPipe's lip contours).
+MESH_OUTER_LIPS = np.array(
+    [61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146], dtype=np.int64
+)
 
 # The mesh's outline (forehead, temples, jaw), in order around the face.
 MESH_FACE_OVAL = np.array(
