@@ -99,8 +99,8 @@ JAW_GAP = (0.45, 0.25)  # ours: a target's interior splits into its jaws' parts 
 LIP_INSIDE = (0.6, 1.25)  # ours: between an open target's inner and outer lips, a pixel darker than 0.6 of the lips'
 #   light (the median of their lighter half) or lighter than 1.25 times it and paler is its mouth's cavity or teeth, not
 #   lip: where a face mesh's inner lips lie inside the opening (a shout), a mouth driven shut drew them as shards
-SHOUT = (0.3, 0.6)  # ours: ... a target whose lips are apart by more than 0.3 of its mouth's width (fully from 0.6) is
-#   shut with those pixels filled from its lips (`_shut_mouth`); at smaller openings they make the dark seam of lips
+SHOUT = (0.3, 0.6)  # ours: only a target whose lips are apart by more than 0.3 of its mouth's width (fully from 0.6)
+#   is shut with those pixels filled from its lips (`_shut_mouth`); at smaller openings they make the dark seam of lips
 #   that meet (filled there too: the mouth's PSNR in self-reenactment −0.2 to −0.35 dB)
 JAW_COLUMNS, JAW_ROWS = 31, 19  # where a target's interior is sampled for its split: across the mouth, across the gap
 POSE_SIGMA = 4.0  # degrees: how fast a target's blend weight falls with its pose distance to the driven pose
@@ -580,8 +580,8 @@ class WarpRenderer:
                 lips = driven_mesh[MESH_OUTER_LIPS, :2]
                 x0, y0, x1, y1 = _box(lips, int(0.2 * np.ptp(lips[:, 0])) + 2, size)
                 ys, xs = map_y.reshape(size, size)[y0:y1, x0:x1], map_x.reshape(size, size)[y0:y1, x0:x1]
-                lit = cv2.remap(target.shut_image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                own[y0:y1, x0:x1] += (lit - own[y0:y1, x0:x1]) * shut
+                shut_lips = cv2.remap(target.shut_image, xs, ys, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                own[y0:y1, x0:x1] += (shut_lips - own[y0:y1, x0:x1]) * shut
         mirror_weight = _mirror_weights(target, shown)  # (T,)
         if not mirror_weight[flat[face]].any():
             return own
