@@ -21,7 +21,8 @@ treating the mesh as a 3D surface:
   with the driven upper lip, what lies over its lower lip with the lower, teeth at their own size),
   over a soft shaded cavity that opens between them; where the pipeline hands over the driver's own
   mouth, the driver's teeth in the target's light in that cavity (with no open-mouthed target, the
-  whole opening is cavity); it opens only with the driven lips;
+  whole opening is cavity); it opens only with the driven lips; a target photographed mid-shout takes
+  its lips, as the driven mouth shuts, from a copy with the cavity at their inner edge filled;
 - K targets: each frame blends the nearest-pose targets with weights smoothed over time, so the
   output moves from one target to another without a jump.
 """
