@@ -21,6 +21,7 @@ from marionette.landmarks.layout import (
     MESH_EYE_OPENINGS,
     MESH_INNER_LIPS,
     MESH_IRISES,
+    MESH_OUTER_LIPS,
     UPPER_LID,
     mesh_to_ibug68,
 )
@@ -287,6 +288,23 @@ def test_an_open_targets_teeth_move_with_its_upper_lip_at_their_own_size() -> No
     assert 0.8 * teeth <= (drawn > 150).sum() <= 1.4 * teeth, (own.round(), drawn.round())  # measured 12 and 13 (31 before)
     assert np.all(drawn[:teeth // 2] > 150)  # they start under the upper lip
     assert np.median(drawn[len(drawn) // 2:-len(drawn) // 6]) < 60  # measured 15: the cavity, not teeth
+
+
+def test_a_smiling_mouth_driven_nearly_shut_shows_a_dark_seam_not_a_line_of_teeth() -> None:
+    """Obama, photographed smiling with his teeth showing (lips 0.22 apart), his jaw raised until his lips are
+    0.03 apart (under the opening the mouth's fill starts from): what shows between them is darker than his lips,
+    as where lips meet; his teeth squeezed there were a line nearly as light as the lips."""
+    crop, mesh = real_crop(ASSETS / "faces" / "03_barack_obama_official.jpg", 256)
+    renderer = WarpRenderer(256)
+    renderer.prepare(crop[None], mesh[None])
+    shut = mesh.copy()
+    meet, gap = (mesh[13, 1] + mesh[14, 1]) / 2, mesh[14, 1] - mesh[13, 1]
+    shut[[m for m in range(468) if mesh[m, 1] > meet and abs(mesh[m, 0] - mesh[14, 0]) < 80], 1] -= 0.85 * gap
+    assert 0.02 < lip_gap(shut) < warp.MOUTH_OPEN / 2
+    out = renderer.render(shut).astype(np.float32) @ warp.LUMA
+    seam = inside_ring((256, 256), shut[MESH_INNER_LIPS, :2])
+    lips = inside_ring((256, 256), shut[MESH_OUTER_LIPS, :2]) & ~seam
+    assert out[seam].mean() < 0.7 * np.median(out[lips])  # measured 80 against 137 (125 before)
 
 
 def test_a_shouting_mouth_driven_shut_draws_no_dark_shards_at_its_corners(shared_data: Path) -> None:

@@ -21,8 +21,9 @@ treating the mesh as a 3D surface:
   with the driven upper lip, what lies over its lower lip with the lower, teeth at their own size),
   over a soft shaded cavity that opens between them; where the pipeline hands over the driver's own
   mouth, the driver's teeth in the target's light in that cavity (with no open-mouthed target, the
-  whole opening is cavity); it opens only with the driven lips; a target photographed mid-shout takes
-  its lips, as the driven mouth shuts, from a copy with the cavity at their inner edge filled;
+  whole opening is cavity); it opens only with the driven lips; as it shuts, an open target's interior
+  turns to the dark of a seam, and a target photographed mid-shout takes its lips from a copy with the
+  cavity at their inner edge filled;
 - K targets: each frame blends the nearest-pose targets with weights smoothed over time, so the
   output moves from one target to another without a jump.
 """
@@ -103,6 +104,8 @@ LIP_INSIDE = (0.6, 1.25)  # ours: between an open target's inner and outer lips,
 SHOUT = (0.3, 0.6)  # ours: only a target whose lips are apart by more than 0.3 of its mouth's width (fully from 0.6)
 #   is shut with those pixels filled from its lips (`_shut_mouth`); at smaller openings they make the dark seam of lips
 #   that meet (filled there too: the mouth's PSNR in self-reenactment −0.2 to −0.35 dB)
+SEAM = (0.1, 0.6)  # ours: an open target's interior, squeezed between lips driven shut, is drawn 0.6 times as light as
+#   the mean of its lips' darkest tenth: its teeth were a white line between shut lips
 JAW_COLUMNS, JAW_ROWS = 31, 19  # where a target's interior is sampled for its split: across the mouth, across the gap
 POSE_SIGMA = 4.0  # degrees: how fast a target's blend weight falls with its pose distance to the driven pose
 FOLLOW = 0.15  # per frame: how fast the blend weights move to the current frame's (1 = no smoothing)
@@ -298,7 +301,7 @@ class WarpTarget:
     skin: np.ndarray | None  # (3,) float32 RGB of its cheeks (skin_colour): the light a driver's teeth are matched to
     outline: np.ndarray  # (N, 2) its face outline on its silhouette (see _silhouette)
     jaw_split: np.ndarray | None  # (JAW_COLUMNS,) where its open mouth's interior splits (`_jaw_split`); None: shut
-    shut_image: np.ndarray | None  # (S, S, 3) uint8 the crop with its wide-open mouth shut (`_shut_mouth`); None: not
+    shut_image: np.ndarray | None  # (S, S, 3) uint8 the crop as its open mouth is drawn shut (`_shut_mouth`); None: shut
 
 
 def _eye_frame(opening: np.ndarray, side: int) -> np.ndarray:
@@ -485,7 +488,7 @@ class WarpRenderer:
                           head_pose(mesh_to_ibug68(mesh)), (eyes[0], eyes[1]), gap,
                           cavity=(CAVITY * lip_colour).astype(np.float32), skin=skin, outline=_silhouette(mesh),
                           jaw_split=_jaw_split(image, mesh[MESH_INNER_LIPS, :2]) if gap >= MOUTH_OPEN else None,
-                          shut_image=_shut_mouth(image, mesh) if gap > SHOUT[0] else None)
+                          shut_image=_shut_mouth(image, mesh, gap) if gap >= MOUTH_OPEN else None)
 
     def render(self, driven_mesh: np.ndarray, mouth: DriverMouth | None = None) -> np.ndarray:
         """(478, 3) driven mesh in crop pixels -> (S, S, 3) uint8 frame; `mouth`: the driver's, shown
@@ -574,9 +577,8 @@ class WarpRenderer:
         map_x[face], map_y[face] = self._affine_coords(face, _affine_maps(corners, target.mesh[triangles, :2])[flat[face]])
         own = cv2.remap(target.image, map_x.reshape(size, size), map_y.reshape(size, size), cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        if target.shut_image is not None:  # ours: an open mouth driven shut takes its lips from the shut crop
-            shut = float(np.clip((target.mouth_gap - lip_gap(driven_mesh)) / (target.mouth_gap - MOUTH_OPEN / 2), 0, 1)
-                         * np.clip((target.mouth_gap - SHOUT[0]) / (SHOUT[1] - SHOUT[0]), 0, 1))
+        if target.shut_image is not None:  # ours: an open mouth driven shut is drawn from the shut crop
+            shut = float(np.clip((target.mouth_gap - lip_gap(driven_mesh)) / (target.mouth_gap - MOUTH_OPEN / 2), 0, 1))
             if shut > 0:
                 lips = driven_mesh[MESH_OUTER_LIPS, :2]
                 x0, y0, x1, y1 = _box(lips, int(0.2 * np.ptp(lips[:, 0])) + 2, size)
@@ -818,24 +820,31 @@ def _mirror_weights(target: WarpTarget, shown: np.ndarray) -> np.ndarray:
     return target.mirror_weight * np.clip((shown - target.shown - 0.1) / 0.3, 0, 1)
 
 
-def _shut_mouth(image: np.ndarray, mesh: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8: an open-mouthed face's (H, W, 3) uint8 image, its (478, 3) mesh in its pixels, with its
-    mouth's interior, and the cavity and teeth between its inner and outer lips (LIP_INSIDE), filled from the
-    lips around (inpainted): the lips a mouth driven shut is drawn with."""
+def _shut_mouth(image: np.ndarray, mesh: np.ndarray, gap: float) -> np.ndarray:
+    """(H, W, 3) uint8: an open-mouthed face's (H, W, 3) uint8 image, its (478, 3) mesh in its pixels and its lips'
+    `gap`, as a mouth driven shut is drawn from it: its interior the dark of a seam (`SEAM`; its teeth squeezed
+    between shut lips were a white line); a face mid-shout (`SHOUT`) with that interior, and the cavity and teeth
+    between its inner and outer lips (`LIP_INSIDE`), filled from the lips around (inpainted) instead."""
     inner = _polygon_mask(image.shape[:2], mesh[MESH_INNER_LIPS, :2]) > 0.5
     band = (_polygon_mask(image.shape[:2], mesh[MESH_OUTER_LIPS, :2]) > 0.5) & ~inner
     if band.sum() < 10:
         return image
     pixels = image.astype(np.float32)
     luma, spread = pixels @ LUMA, pixels.max(2) - pixels.min(2)  # (H, W) each; spread: how far from grey
-    lips = pixels[band][luma[band] >= np.median(luma[band])]  # (n, 3) the lips' lighter half
-    light, tint = float(np.median(lips @ LUMA)), float(np.median(lips.max(1) - lips.min(1)))
-    inside = band & ((luma < LIP_INSIDE[0] * light) | ((luma > LIP_INSIDE[1] * light) & (spread < 0.6 * tint)))
-    mask = cv2.dilate((inner | inside).astype(np.uint8), np.ones((3, 3), np.uint8))
-    width = float(np.ptp(mesh[MESH_OUTER_LIPS, 0]))
-    filled = cv2.inpaint(image, mask, max(2.0, 0.05 * width), cv2.INPAINT_TELEA)
-    smooth = cv2.GaussianBlur(filled, (0, 0), max(0.08 * width, 1.0))  # no streaks from the hole's edge
-    return np.where(cv2.erode(mask, np.ones((3, 3), np.uint8))[..., None] > 0, smooth, filled)
+    seamed = pixels.copy()
+    seamed[inner] = pixels[band][luma[band] <= np.quantile(luma[band], SEAM[0])].mean(0) * SEAM[1]
+    shout = float(np.clip((gap - SHOUT[0]) / (SHOUT[1] - SHOUT[0]), 0, 1))
+    if shout > 0:
+        lips = pixels[band][luma[band] >= np.median(luma[band])]  # (n, 3) the lips' lighter half
+        light, tint = float(np.median(lips @ LUMA)), float(np.median(lips.max(1) - lips.min(1)))
+        inside = band & ((luma < LIP_INSIDE[0] * light) | ((luma > LIP_INSIDE[1] * light) & (spread < 0.6 * tint)))
+        mask = cv2.dilate((inner | inside).astype(np.uint8), np.ones((3, 3), np.uint8))
+        width = float(np.ptp(mesh[MESH_OUTER_LIPS, 0]))
+        filled = cv2.inpaint(image, mask, max(2.0, 0.05 * width), cv2.INPAINT_TELEA).astype(np.float32)
+        smooth = cv2.GaussianBlur(filled, (0, 0), max(0.08 * width, 1.0))  # no streaks from the hole's edge
+        filled = np.where(cv2.erode(mask, np.ones((3, 3), np.uint8))[..., None] > 0, smooth, filled)
+        seamed += (filled - seamed) * shout
+    return np.clip(seamed + 0.5, 0, 255).astype(np.uint8)
 
 
 def _mouth_axes(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, tuple, tuple]:
