@@ -116,6 +116,7 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # Rec. 601 weights of R, G, 
 _SHIFT = 4  # sub-pixel bits of cv2 drawing
 _UPPER_LIP = slice(0, 11)  # MESH_INNER_LIPS[0..10]: upper inner lip, corner to corner
 _LOWER_LIP = [0, *range(19, 10, -1), 10]  # MESH_INNER_LIPS positions of the lower inner lip, corner to corner
+_JAW_ACROSS = np.linspace(0.05, 0.95, JAW_COLUMNS)  # _jaw_split's columns, as shares of the way from corner to corner
 _LIP_GAP = [int(np.flatnonzero(MESH_INNER_LIPS == i)[0]) for i in LIP_GAP]  # lip_gap's four points in the ring
 
 
@@ -871,7 +872,7 @@ def _jaw_split(image: np.ndarray, ring: np.ndarray) -> np.ndarray:
     into what its upper and lower jaws carry, as a share of the gap from the upper lip (1: all with the upper),
     at JAW_COLUMNS points evenly across the mouth (JAW_GAP; smoothed across by a running median)."""
     left, x, n, width, upper, lower = _mouth_axes(ring)
-    us, ts = np.linspace(0.05, 0.95, JAW_COLUMNS), np.linspace(0.05, 0.95, JAW_ROWS)
+    us, ts = _JAW_ACROSS, np.linspace(0.05, 0.95, JAW_ROWS)
     top, bottom = np.interp(us, *upper), np.interp(us, *lower)
     v = top[None] + ts[:, None] * (bottom - top)[None]  # (R, C)
     points = (left + (us * width)[None, :, None] * x + v[..., None] * n).astype(np.float32)  # (R, C, 2)
@@ -908,7 +909,7 @@ def _jaw_interior(image: np.ndarray, src_ring: np.ndarray, split: np.ndarray, ri
     scale = s_width / width
     scale = scale * np.clip(gap / np.maximum((bottom - top) * scale, 1e-3), 1 / JAW_FILL, 1)  # stretched to meet
     below, above = (v - top) * scale, (bottom - v) * scale  # (h, w) target pixels from each lip
-    cut = np.interp(u, np.linspace(0.05, 0.95, JAW_COLUMNS), split) * gap
+    cut = np.interp(u, _JAW_ACROSS, split) * gap
     edge = max(scale.mean() * blur, 0.5)
     parts = []
     for source_v, room, depth in ((s_bottom - above, gap - cut, above), (s_top + below, cut, below)):
